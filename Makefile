@@ -1,0 +1,77 @@
+# The two commands: `make run` and `make test`.  Everything else is a helper of theirs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+ROOT   ?= ./data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Reinstall (and rebuild the extension) when the build inputs or the set of files change.
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxi ext/csrc/*) \
+                $(wildcard core/*.py ext/*.py server/*.py server/routes/*.py)
+
+.PHONY: run test lint typecheck pytest bench system-deps install clean
+
+run: .stamp-install
+	$(PY) -m slipstream serve --root $(ROOT) --host $(HOST) --port $(PORT)
+
+test: .stamp-test-install .stamp-system-deps
+	$(MAKE) --no-print-directory lint typecheck pytest
+
+lint: .stamp-test-install
+	$(VENV)/bin/ruff check core ext server tests bench
+	$(VENV)/bin/ruff format --check core ext server tests bench
+
+typecheck: .stamp-test-install
+	$(VENV)/bin/mypy -p slipstream
+
+pytest: .stamp-test-install
+	SLIPSTREAM_REQUIRE_EXT=1 $(VENV)/bin/pytest -q -p no:cacheprovider
+	SLIPSTREAM_PURE=1 $(VENV)/bin/pytest -q -p no:cacheprovider
+
+bench: .stamp-bench-install .stamp-bench-deps
+	$(PY) bench/run_all.py
+
+install: .stamp-install
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel cython
+
+# Editable install in strict mode (a link tree mypy can follow); --no-build-isolation
+# reuses the venv's Cython so a rebuild takes seconds.
+.stamp-install: $(VENV)/bin/python $(BUILD_INPUTS)
+	flock .venv/.install.lock $(PIP) install -q --no-build-isolation -e . --config-settings editable_mode=strict
+	@touch $@
+
+.stamp-test-install: $(VENV)/bin/python $(BUILD_INPUTS)
+	flock .venv/.install.lock $(PIP) install -q --no-build-isolation -e '.[test]' --config-settings editable_mode=strict
+	@touch $@ .stamp-install
+
+.stamp-bench-install: $(VENV)/bin/python $(BUILD_INPUTS)
+	flock .venv/.install.lock $(PIP) install -q --no-build-isolation -e '.[test,bench]' --config-settings editable_mode=strict
+	@touch $@ .stamp-install .stamp-test-install
+
+# Real tools the tests drive as a user would (zip readers).  Installed by the project, never by hand.
+TEST_TOOLS := unzip 7z bsdtar
+.stamp-system-deps:
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unzip p7zip-full libarchive-tools; \
+	fi
+	@touch $@
+
+BENCH_TOOLS := nginx wrk aria2c curl
+.stamp-bench-deps:
+	@missing=""; for t in $(BENCH_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light wrk aria2 curl; \
+	fi
+	@touch $@
+
+clean:
+	rm -rf build dist *.egg-info .stamp-* ext/_*_c.c ext/*.so .mypy_cache .ruff_cache

@@ -1,0 +1,136 @@
+"""Errors as values: one class per documented error, carrying its seed's code and status.
+
+Library code raises these; the server maps them to HTTP (and websocket) replies in
+one place (``slipstream.server.errors``).  ``message`` is safe to show to clients.
+"""
+
+from __future__ import annotations
+
+
+class SlipstreamError(Exception):
+    """Base of every error a client may see.  ``code`` is stable; ``status`` is HTTP."""
+
+    code: str = "internal_error"
+    status: int = 500
+    default_message: str = "internal server error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message if message is not None else self.default_message
+        super().__init__(self.message)
+
+
+# --- generic HTTP-level errors -------------------------------------------------------
+
+
+class BadRequest(SlipstreamError):
+    code, status, default_message = "bad_request", 400, "bad request"
+
+
+class Unauthorized(SlipstreamError):
+    code, status, default_message = "unauthorized", 401, "missing or invalid access token"
+
+
+class Forbidden(SlipstreamError):
+    code, status, default_message = "forbidden", 403, "forbidden"
+
+
+class NotFound(SlipstreamError):
+    code, status, default_message = "not_found", 404, "not found"
+
+
+class MethodNotAllowed(SlipstreamError):
+    code, status, default_message = "method_not_allowed", 405, "method not allowed"
+
+
+class PreconditionFailed(SlipstreamError):
+    code, status, default_message = "precondition_failed", 412, "precondition failed"
+
+
+class PayloadTooLarge(SlipstreamError):
+    code, status, default_message = "payload_too_large", 413, "request body too large"
+
+
+class RangeNotSatisfiable(SlipstreamError):
+    """416; ``size`` goes into ``Content-Range: bytes */SIZE``."""
+
+    code, status, default_message = "range_not_satisfiable", 416, "range not satisfiable"
+
+    def __init__(self, size: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class HeaderTooLarge(SlipstreamError):
+    code, status, default_message = (
+        "header_too_large",
+        431,
+        "request header fields too large",
+    )
+
+
+class ServiceUnavailable(SlipstreamError):
+    code, status, default_message = "service_unavailable", 503, "server is busy"
+
+
+class InternalError(SlipstreamError):
+    code, status, default_message = "internal_error", 500, "internal server error"
+
+
+# --- seed 002: GET /api/download -----------------------------------------------------
+
+
+class MissingFilePath(BadRequest):
+    code = "missing_filepath"
+    default_message = "provide a file path is required -> could not download file"
+
+
+class PathNotAllowed(Forbidden):
+    code, default_message = "path_not_allowed", "file path is not allowed"
+
+
+class IsADirectory(Forbidden):
+    code = "is_a_directory"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} is a directory and not a file")
+
+
+class FileNotReadable(Forbidden):
+    code, default_message = "file_not_readable", "file is not readable"
+
+
+class NotARegularFile(Forbidden):
+    code, default_message = "not_a_regular_file", "file is not a regular file"
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"file not found at {path}")
+
+
+class FileEmpty(PreconditionFailed):
+    code, default_message = "file_empty", "file is empty"
+
+
+class FileSystemUnavailable(PreconditionFailed):
+    code = "file_system_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"failed to get file system: {detail}")
+
+
+class FileTooLarge(PayloadTooLarge):
+    code = "file_too_large"
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__(f"file too large, max size is {_human_size(max_size)}")
+
+
+def _human_size(size: int) -> str:
+    """``52428800`` -> ``"50 MB"`` (the seed's wording uses binary megabytes)."""
+    for unit, factor in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"

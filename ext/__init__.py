@@ -1,0 +1,61 @@
+"""Accelerators for slipstream's hot path, each with a pure-Python twin.
+
+Every compiled module ``_<name>_c`` has a reference twin ``_<name>_py`` with the same
+API.  This package picks one per module at import time:
+
+* ``SLIPSTREAM_PURE=1`` forces the pure-Python twins;
+* ``SLIPSTREAM_REQUIRE_EXT=1`` makes a missing compiled twin an ImportError instead
+  of a silent fallback (``make test`` sets it in its first pass).
+
+``IMPLEMENTATIONS`` records which twin was loaded for each module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+PURE = os.environ.get("SLIPSTREAM_PURE", "") == "1"
+REQUIRE_EXT = os.environ.get("SLIPSTREAM_REQUIRE_EXT", "") == "1" and not PURE
+
+IMPLEMENTATIONS: dict[str, str] = {}
+
+
+def twin(name: str, kind: str) -> ModuleType:
+    """Import one twin explicitly: ``twin("segmap", "c")`` or ``twin("segmap", "py")``."""
+    return importlib.import_module(f"{__name__}._{name}_{kind}")
+
+
+def _load(name: str) -> ModuleType:
+    if not PURE:
+        try:
+            module = twin(name, "c")
+        except ImportError:
+            if REQUIRE_EXT:
+                raise
+        else:
+            IMPLEMENTATIONS[name] = "c"
+            return module
+    IMPLEMENTATIONS[name] = "python"
+    return twin(name, "py")
+
+
+if TYPE_CHECKING:
+    from slipstream.ext._segmap_py import SegmentMap
+else:
+    SegmentMap = _load("segmap").SegmentMap
+
+from slipstream.ext._segtypes import FileSlice, Literal, Segment, UpstreamSlice  # noqa: E402
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "PURE",
+    "FileSlice",
+    "Literal",
+    "Segment",
+    "SegmentMap",
+    "UpstreamSlice",
+    "twin",
+]
