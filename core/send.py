@@ -1,0 +1,117 @@
+"""``send_segments``: the one body writer every response goes through.
+
+Literals are written with ``send_all`` (memoryviews, no copies); file slices go out
+with zero-copy ``os.sendfile`` straight from the page cache, in bounded chunks with a
+checkpoint between them so one fast client cannot starve the others.  Small file
+slices are read into the pending write buffer instead, so a small reply leaves in one
+``send`` together with its head.  Every wait for the socket has ``send_timeout`` as its
+deadline: a client that stops reading is dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Awaitable, Callable, Iterable
+
+import trio
+from slipstream.segments import FileSlice, Literal, Segment, UpstreamSlice
+
+SENDFILE_CHUNK = 4 * 1024 * 1024
+"""Largest single sendfile call; a checkpoint follows each one."""
+SMALL_SLICE = 16 * 1024
+"""File slices up to this size are read (pread) and coalesced with neighbouring bytes."""
+COALESCE_LIMIT = 64 * 1024
+"""Pending bytes are flushed once they reach this size."""
+
+UpstreamWriter = Callable[[trio.SocketStream, UpstreamSlice], Awaitable[None]]
+
+
+class BodyTruncated(Exception):
+    """A file shrank while we were sending it: the promised length cannot be met."""
+
+
+async def send_segments(
+    stream: trio.SocketStream,
+    segments: Iterable[Segment],
+    *,
+    head: bytes = b"",
+    send_timeout: float = 30.0,
+    upstream: UpstreamWriter | None = None,
+) -> int:
+    """Write ``head`` then every segment to ``stream``; return the body bytes written."""
+    pending = bytearray(head)
+    sent = 0
+
+    async def flush() -> None:
+        if pending:
+            with trio.fail_after(send_timeout):
+                await stream.send_all(pending)
+            pending.clear()
+
+    for segment in segments:
+        if isinstance(segment, Literal):
+            data = segment.data
+            if len(pending) + len(data) <= COALESCE_LIMIT:
+                pending += data
+            else:
+                await flush()
+                with trio.fail_after(send_timeout):
+                    await stream.send_all(data)
+        elif isinstance(segment, FileSlice):
+            if segment.length <= SMALL_SLICE:
+                pending += _pread_exact(segment)
+                if len(pending) >= COALESCE_LIMIT:
+                    await flush()
+            else:
+                await flush()
+                await _sendfile(stream, segment, send_timeout)
+        elif isinstance(segment, UpstreamSlice):
+            if upstream is None:
+                raise TypeError("this body has upstream segments but no upstream writer")
+            await flush()
+            await upstream(stream, segment)
+        else:  # pragma: no cover - SegmentMap only holds the three kinds
+            raise TypeError(f"unknown segment {segment!r}")
+        sent += segment.length
+    await flush()
+    return sent
+
+
+def _file_fd(segment: FileSlice) -> int:
+    fileno = getattr(segment.source, "fileno", None)
+    if fileno is None:
+        raise TypeError(f"file segment source {segment.source!r} has no fileno()")
+    fd: int = fileno()
+    return fd
+
+
+def _pread_exact(segment: FileSlice) -> bytes:
+    data = os.pread(_file_fd(segment), segment.length, segment.offset)
+    if len(data) != segment.length:
+        raise BodyTruncated(f"file shrank: wanted {segment.length} bytes, read {len(data)}")
+    return data
+
+
+async def _sendfile(stream: trio.SocketStream, segment: FileSlice, send_timeout: float) -> None:
+    sock = stream.socket
+    sock_fd = sock.fileno()
+    file_fd = _file_fd(segment)
+    offset = segment.offset
+    remaining = segment.length
+    while remaining:
+        try:
+            sent = os.sendfile(sock_fd, file_fd, offset, min(remaining, SENDFILE_CHUNK))
+        except BlockingIOError:
+            with trio.fail_after(send_timeout):
+                await trio.lowlevel.wait_writable(sock)
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                raise trio.BrokenResourceError(str(exc)) from exc
+            raise
+        if sent == 0:
+            raise BodyTruncated(f"file shrank: {remaining} bytes missing at offset {offset}")
+        offset += sent
+        remaining -= sent
+        await trio.lowlevel.checkpoint()

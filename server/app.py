@@ -1,0 +1,122 @@
+"""Wiring: the application object (config, storage layers, routes) and the server.
+
+Embedding::
+
+    config = Config(root=Path("files"), port=0, tokens=["secret"])
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(slipstream.server.serve, config)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+
+import trio
+from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
+
+from .config import Config
+from .connection import HTTPConnection, IdleScopes
+from .errors import status_response
+from .http import Request, Response
+from .router import Router
+from .routes import api_download, health
+
+log = logging.getLogger("slipstream.server")
+
+
+class App:
+    """Routes plus the state they share.  Built from a prepared :class:`Config`."""
+
+    def __init__(self, config: Config, filesystems: Mapping[str, Storage] | None = None) -> None:
+        config.prepare()
+        self.config = config
+        layers: dict[str, Storage] = {
+            "OsFs": LocalStorage(config.root, hidden=[config.state_path]),
+            "MemFs": MemoryStorage(),
+        }
+        layers.update(filesystems or {})
+        self.storages = StorageRegistry(layers, default="OsFs")
+        self.router = Router()
+        for module in (health, api_download):
+            module.register(self.router, self)
+
+    async def __call__(self, request: Request) -> Response:
+        return await self.router(request)
+
+
+class Server:
+    """Listens, accepts, runs one :class:`HTTPConnection` per socket, drains on shutdown."""
+
+    def __init__(self, config: Config, app: App | None = None) -> None:
+        self.app = app if app is not None else App(config)
+        self.config = self.app.config
+        self.idle = IdleScopes()
+        self.connections = 0
+        self.port: int | None = None
+        self._shutdown = trio.Event()
+
+    def shutdown(self) -> None:
+        """Stop accepting; idle connections close now, busy ones after their reply."""
+        self._shutdown.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until :meth:`shutdown` (then drain for ``drain_timeout``) or cancellation."""
+        config = self.config
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        self.port = int(listeners[0].socket.getsockname()[1])
+        try:
+            async with trio.open_nursery() as handlers:
+                async with trio.open_nursery() as acceptors:
+                    acceptors.start_soon(self._accept_until_shutdown, listeners, handlers)
+                    task_status.started(self.port)
+                    await self._shutdown.wait()
+                    acceptors.cancel_scope.cancel()
+                self.idle.cancel_all()
+                handlers.cancel_scope.deadline = trio.current_time() + config.limits.drain_timeout
+        finally:
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+
+    async def _accept_until_shutdown(
+        self, listeners: list[trio.SocketListener], handlers: trio.Nursery
+    ) -> None:
+        await trio.serve_listeners(self._handle, listeners, handler_nursery=handlers)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        limits = self.config.limits
+        if self.connections >= limits.max_connections:
+            await _refuse(stream, limits.send_timeout)
+            return
+        self.connections += 1
+        try:
+            connection = HTTPConnection(
+                stream, self.app, limits, self.idle, access_log_enabled=self.config.access_log
+            )
+            await connection.run()
+        finally:
+            self.connections -= 1
+
+
+async def _refuse(stream: trio.SocketStream, send_timeout: float) -> None:
+    """Over the connection cap: one 503 and close, without parsing anything."""
+    response = status_response(503, "too many open connections")
+    body = response.body if isinstance(response.body, bytes) else b""
+    head = (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    with trio.move_on_after(send_timeout):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(head + body)
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        await stream.aclose()
+
+
+async def serve(
+    config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a slipstream server for ``config``; ``nursery.start`` returns the bound port."""
+    await Server(config).run(task_status=task_status)

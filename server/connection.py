@@ -1,0 +1,333 @@
+"""The h11 connection loop: one task per TCP connection.
+
+Reads requests (with head-size, header-count, head-time and idle limits the
+library does not enforce for us), hands them to the application, writes the
+response head and streams the body through ``send_segments``, then loops for
+keep-alive / pipelined requests.  Every failure becomes one JSON error reply (or a
+closed socket when a reply is no longer possible); no traceback reaches a client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs, unquote
+
+import h11
+import trio
+from slipstream.errors import SlipstreamError
+from slipstream.send import BodyTruncated, send_segments
+
+from .config import Limits
+from .errors import error_response, status_response, unexpected_error_response
+from .http import REASONS, Request, Response
+
+access_log = logging.getLogger("slipstream.access")
+log = logging.getLogger("slipstream.server")
+
+RECEIVE_SIZE = 64 * 1024
+Handler = Callable[[Request], Awaitable[Response]]
+
+# h11 merges repeated Content-Length fields and accepts Content-Length next to
+# Transfer-Encoding; both are request-smuggling vectors, so we look at the raw head.
+_CONTENT_LENGTH_LINE = re.compile(rb"(?im)^content-length[ \t]*:([^\r\n]*)")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_TOKEN_PARAM = re.compile(r"([?&])token=[^&]*")  # never write access tokens to the log
+
+
+class _Length:
+    """Stands in for body bytes we send ourselves (h11 only calls ``len()`` on it)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class ProtocolFailure(Exception):
+    """The request cannot be served; reply with ``status`` and close the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class IdleScopes:
+    """Cancel scopes of connections waiting idle for their next request (drained first)."""
+
+    def __init__(self) -> None:
+        self.scopes: set[trio.CancelScope] = set()
+        self.draining = False
+
+    def cancel_all(self) -> None:
+        """Start draining: idle connections close now, busy ones after their reply."""
+        self.draining = True
+        for scope in self.scopes:
+            scope.cancel()
+
+
+class HTTPConnection:
+    """Serve one accepted socket until it closes, times out, or the server drains."""
+
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        handler: Handler,
+        limits: Limits,
+        idle: IdleScopes,
+        *,
+        access_log_enabled: bool = True,
+    ) -> None:
+        self.stream = stream
+        self.handler = handler
+        self.limits = limits
+        self.idle = idle
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
+        self.access_log_enabled = access_log_enabled and access_log.isEnabledFor(logging.INFO)
+        try:
+            peer = stream.socket.getpeername()
+            self.client = f"{peer[0]}:{peer[1]}"
+        except OSError:
+            self.client = "-"
+
+    async def run(self) -> None:
+        """Loop over requests on this connection; always closes the socket at the end."""
+        try:
+            first = True
+            while True:
+                request = await self._next_request(first)
+                first = False
+                if request is None:
+                    break
+                keep_going = await self._respond(request)
+                if not keep_going or self.conn.our_state is not h11.DONE:
+                    break
+                if self.conn.their_state is not h11.DONE:
+                    break
+                self.conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            pass
+        except trio.TooSlowError:
+            log.debug("%s: send timed out, dropping client", self.client)
+        except BodyTruncated as exc:
+            log.warning("%s: %s", self.client, exc)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self.stream.aclose()
+
+    # -- reading ------------------------------------------------------------------
+
+    async def _receive(self, deadline: float, idle: bool) -> bytes | None:
+        """One read; None when the deadline passed (or the server started draining)."""
+        with trio.CancelScope(deadline=deadline) as scope:
+            if idle:
+                self.idle.scopes.add(scope)
+                if self.idle.draining:
+                    scope.cancel()
+            try:
+                return await self.stream.receive_some(RECEIVE_SIZE)
+            finally:
+                self.idle.scopes.discard(scope)
+        return None
+
+    async def _next_request(self, first: bool) -> Request | None:
+        """Read the next request head (and a bounded body); None when the connection ends.
+
+        A new connection must send its whole head within ``head_timeout``; a kept-alive
+        one may idle ``idle_timeout`` before the first byte of its next request, and then
+        has ``head_timeout`` for the rest of the head.
+        """
+        conn = self.conn
+        limits = self.limits
+        raw = bytearray(conn.trailing_data[0])
+        deadline = trio.current_time() + (
+            limits.head_timeout if raw or first else limits.idle_timeout
+        )
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await self._receive(deadline, idle=not raw and not first)
+                    if data is None:
+                        if raw:
+                            raise ProtocolFailure(408, "request head timed out")
+                        return None
+                    if data and not raw and not first:
+                        deadline = trio.current_time() + limits.head_timeout
+                    if len(raw) <= limits.max_head_bytes:
+                        raw += data
+                    conn.receive_data(data)
+                    if len(raw) > limits.max_head_bytes and _HEAD_END.search(raw) is None:
+                        raise ProtocolFailure(431, "request head too large")
+                elif isinstance(event, h11.Request):
+                    request = self._check_head(event, raw)
+                    break
+                else:  # ConnectionClosed before a request started
+                    return None
+            request.body = await self._read_body(request)
+            return request
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            message = "request head too large" if status == 431 else "malformed request"
+            await self._send_failure(ProtocolFailure(status, message))
+            return None
+        except ProtocolFailure as failure:
+            await self._send_failure(failure)
+            return None
+
+    def _check_head(self, event: h11.Request, raw: bytearray) -> Request:
+        limits = self.limits
+        headers = event.headers
+        if len(headers) > limits.max_header_count:
+            raise ProtocolFailure(431, "too many header fields")
+        size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in headers)
+        if size > limits.max_head_bytes:
+            raise ProtocolFailure(431, "request head too large")
+        merged: dict[str, str] = {}
+        for name, value in headers:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            merged[key] = f"{merged[key]}, {text}" if key in merged else text
+        if "content-length" in merged:
+            if "transfer-encoding" in merged:
+                raise ProtocolFailure(400, "both Content-Length and Transfer-Encoding")
+            end = _HEAD_END.search(raw)
+            head = bytes(raw[: end.end()]) if end else bytes(raw)
+            values = [v for m in _CONTENT_LENGTH_LINE.findall(head) for v in m.split(b",")]
+            if len(values) != 1:
+                raise ProtocolFailure(400, "duplicate Content-Length")
+        target = event.target.decode("ascii")
+        path_part, _, query_string = target.partition("?")
+        try:
+            path = unquote(path_part, errors="strict")
+            query = parse_qs(query_string, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise ProtocolFailure(400, "request target is not valid UTF-8") from exc
+        if not path.startswith("/"):
+            raise ProtocolFailure(400, "request target must be an absolute path")
+        return Request(
+            method=event.method.decode("ascii"),
+            target=target,
+            path=path,
+            query=query,
+            headers=merged,
+            client=self.client,
+        )
+
+    async def _read_body(self, request: Request) -> bytes:
+        conn = self.conn
+        if conn.their_state is h11.DONE:
+            return b""
+        declared = request.headers.get("content-length")
+        if declared is not None and int(declared) > self.limits.max_body_bytes:
+            raise ProtocolFailure(413, "request body too large")
+        if conn.they_are_waiting_for_100_continue:
+            continue_ = h11.InformationalResponse(status_code=100, headers=[])
+            await self._send_bytes(conn.send(continue_))
+        body = bytearray()
+        deadline = trio.current_time() + self.limits.body_timeout
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await self._receive(deadline, idle=False)
+                if data is None:
+                    raise ProtocolFailure(408, "request body timed out")
+                conn.receive_data(data)
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > self.limits.max_body_bytes:
+                    raise ProtocolFailure(413, "request body too large")
+            elif isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise trio.BrokenResourceError("client closed mid-body")
+
+    # -- writing ------------------------------------------------------------------
+
+    async def _send_bytes(self, data: bytes | None) -> None:
+        if data:
+            with trio.fail_after(self.limits.send_timeout):
+                await self.stream.send_all(data)
+
+    async def _send_failure(self, failure: ProtocolFailure) -> None:
+        """Reply to a request we could not parse or accept, then close."""
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        response = status_response(failure.status, failure.message)
+        response.force_close = True
+        with contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError
+        ):
+            await self._write(response, head_only=False)
+        self._log("-", "-", failure.status, 0, None)
+
+    async def _respond(self, request: Request) -> bool:
+        """Run the handler and send its reply; False if the connection must close."""
+        started = time.perf_counter()
+        try:
+            response = await self.handler(request)
+        except SlipstreamError as error:
+            response = error_response(error)
+        except Exception as exc:
+            response = unexpected_error_response(exc, f"{request.method} {request.path}")
+        if self.idle.draining:
+            response.force_close = True
+        try:
+            sent = await self._write(response, head_only=request.method == "HEAD")
+        finally:
+            response.release()
+        self._log(request.method, request.target, response.status, sent, started)
+        return not response.force_close
+
+    async def _write(self, response: Response, head_only: bool) -> int:
+        """Send head and body; returns the body bytes sent."""
+        conn = self.conn
+        status = response.status
+        headers = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
+        ]
+        bodyless = head_only or status in (204, 304) or status < 200
+        length = response.content_length
+        if status not in (204, 304):
+            headers.append((b"Content-Length", str(length).encode()))
+        if response.force_close:
+            headers.append((b"Connection", b"close"))
+        head = conn.send(
+            h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
+        )
+        if bodyless or length == 0:
+            tail = conn.send(h11.EndOfMessage()) or b""
+            await self._send_bytes(head + tail)
+            return 0
+        conn.send_with_data_passthrough(h11.Data(data=_Length(length)))  # type: ignore[arg-type]
+        body = response.body
+        segments = body.segments if not isinstance(body, bytes) else ()
+        if isinstance(body, bytes):
+            await self._send_bytes(head + body)
+        else:
+            await send_segments(
+                self.stream, segments, head=head, send_timeout=self.limits.send_timeout
+            )
+        conn.send(h11.EndOfMessage())
+        return length
+
+    def _log(self, method: str, target: str, status: int, sent: int, started: float | None) -> None:
+        if not self.access_log_enabled:
+            return
+        elapsed = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+        access_log.info(
+            '%s "%s %s" %d %d %.1fms',
+            self.client,
+            method,
+            _TOKEN_PARAM.sub(r"\1token=***", target),
+            status,
+            sent,
+            elapsed,
+        )

@@ -1,0 +1,88 @@
+"""Turn a :class:`~slipstream.download.Download` into a 200/206/304/412/416 reply.
+
+The decisions are the sans-IO ones of ``slipstream.conditional`` and
+``slipstream.ranges`` (RFC 9110, as nginx applies them); this module only maps
+them onto a Response whose body is a slice of the download's SegmentMap.
+"""
+
+from __future__ import annotations
+
+from slipstream.conditional import (
+    Precondition,
+    Validators,
+    evaluate_preconditions,
+    http_date,
+    if_range_matches,
+)
+from slipstream.download import Download
+from slipstream.errors import PreconditionFailed, RangeNotSatisfiable
+from slipstream.multipart import build_multipart, multipart_content_type, new_boundary
+from slipstream.ranges import RangeKind, decide_ranges
+from slipstream.segments import SegmentMap
+
+from .errors import error_response
+from .http import Request, Response
+
+
+def file_reply(request: Request, download: Download) -> Response:
+    """The reply to a GET or HEAD of ``download``; takes ownership of ``download.close``."""
+    try:
+        response = _reply(request, download)
+    except BaseException:
+        if download.close is not None:
+            download.close()
+        raise
+    if response.close is None and download.close is not None:
+        # bodiless replies (304/412/416) release the file right away
+        download.close()
+    return response
+
+
+def _reply(request: Request, download: Download) -> Response:
+    validators = Validators(etag=download.etag, last_modified=download.last_modified)
+    common = [
+        ("ETag", download.etag),
+        ("Last-Modified", http_date(download.last_modified)),
+        ("Accept-Ranges", "bytes"),
+    ]
+    outcome = evaluate_preconditions(request.method, request.headers, validators)
+    if outcome is Precondition.NOT_MODIFIED:
+        return Response(304, common)
+    if outcome is Precondition.FAILED:
+        return error_response(PreconditionFailed())
+
+    size = download.size
+    range_header = request.headers.get("range")
+    if range_header is not None and not if_range_matches(request.headers, validators):
+        range_header = None
+    decision = decide_ranges(range_header, size)
+    headers = [*common, *download.headers]
+
+    if decision.kind is RangeKind.UNSATISFIABLE:
+        return error_response(RangeNotSatisfiable(size))
+    if decision.kind is RangeKind.FULL:
+        return Response(
+            200,
+            [("Content-Type", download.content_type), *headers],
+            download.body,
+            close=download.close,
+        )
+    if len(decision.ranges) == 1:
+        only = decision.ranges[0]
+        return Response(
+            206,
+            [
+                ("Content-Type", download.content_type),
+                ("Content-Range", only.content_range(size)),
+                *headers,
+            ],
+            SegmentMap(download.body.slice(only.start, only.stop)),
+            close=download.close,
+        )
+    boundary = new_boundary()
+    return Response(
+        206,
+        [("Content-Type", multipart_content_type(boundary)), *headers],
+        build_multipart(download.body, decision.ranges, download.content_type, boundary),
+        close=download.close,
+    )
