@@ -15,6 +15,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 
 import trio
+
 from slipstream.segments import FileSlice, Literal, Segment, UpstreamSlice
 
 SENDFILE_CHUNK = 4 * 1024 * 1024

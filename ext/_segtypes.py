@@ -6,7 +6,7 @@ produce a sub-segment with ``sub(offset, length)`` without copying bytes.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 
 class Literal:
@@ -101,4 +101,4 @@ class UpstreamSlice:
         return f"UpstreamSlice({self.uri!r}, {self.offset}, {self.length})"
 
 
-Segment = Union[Literal, FileSlice, UpstreamSlice]
+Segment = Literal | FileSlice | UpstreamSlice

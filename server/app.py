@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 
 import trio
+
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
 
 from .config import Config

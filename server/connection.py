@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote
 
 import h11
 import trio
+
 from slipstream.errors import SlipstreamError
 from slipstream.send import BodyTruncated, send_segments
 
