@@ -47,6 +47,34 @@ if TYPE_CHECKING:
 else:
     SegmentMap = _load("segmap").SegmentMap
 
+if TYPE_CHECKING:
+    from slipstream.ext._zipfmt_py import (
+        central_directory_header,
+        data_descriptor,
+        dos_datetime,
+        end_of_central_directory,
+        extended_timestamp_extra,
+        local_file_header,
+        needs_zip64,
+        needs_zip64_end,
+        zip64_end_of_central_directory,
+        zip64_end_of_central_directory_locator,
+        zip64_extra,
+    )
+else:
+    _zipfmt = _load("zipfmt")
+    central_directory_header = _zipfmt.central_directory_header
+    data_descriptor = _zipfmt.data_descriptor
+    dos_datetime = _zipfmt.dos_datetime
+    end_of_central_directory = _zipfmt.end_of_central_directory
+    extended_timestamp_extra = _zipfmt.extended_timestamp_extra
+    local_file_header = _zipfmt.local_file_header
+    needs_zip64 = _zipfmt.needs_zip64
+    needs_zip64_end = _zipfmt.needs_zip64_end
+    zip64_end_of_central_directory = _zipfmt.zip64_end_of_central_directory
+    zip64_end_of_central_directory_locator = _zipfmt.zip64_end_of_central_directory_locator
+    zip64_extra = _zipfmt.zip64_extra
+
 from slipstream.ext._segtypes import FileSlice, Literal, Segment, UpstreamSlice  # noqa: E402
 
 __all__ = [
@@ -57,5 +85,16 @@ __all__ = [
     "Segment",
     "SegmentMap",
     "UpstreamSlice",
+    "central_directory_header",
+    "data_descriptor",
+    "dos_datetime",
+    "end_of_central_directory",
+    "extended_timestamp_extra",
+    "local_file_header",
+    "needs_zip64",
+    "needs_zip64_end",
     "twin",
+    "zip64_end_of_central_directory",
+    "zip64_end_of_central_directory_locator",
+    "zip64_extra",
 ]
