@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import trio
@@ -35,6 +35,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 # h11 merges repeated Content-Length fields and accepts Content-Length next to
 # Transfer-Encoding; both are request-smuggling vectors, so we look at the raw head.
 _CONTENT_LENGTH_LINE = re.compile(rb"(?im)^content-length[ \t]*:([^\r\n]*)")
+_TRANSFER_ENCODING_LINE = re.compile(rb"(?im)^transfer-encoding[ \t]*:")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _TOKEN_PARAM = re.compile(r"([?&])token=[^&]*")  # never write access tokens to the log
 
@@ -177,6 +178,9 @@ class HTTPConnection:
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
             message = "request head too large" if status == 431 else "malformed request"
+            if _TRANSFER_ENCODING_LINE.search(raw) and _CONTENT_LENGTH_LINE.search(raw):
+                # h11 refuses an unknown coding (501) before we see the smuggling pair
+                status, message = 400, "both Content-Length and Transfer-Encoding"
             await self._send_failure(ProtocolFailure(status, message))
             return None
         except ProtocolFailure as failure:
@@ -205,6 +209,10 @@ class HTTPConnection:
             if len(values) != 1:
                 raise ProtocolFailure(400, "duplicate Content-Length")
         target = event.target.decode("ascii")
+        if target.startswith(("http://", "https://")):
+            # absolute-form (RFC 9112 3.2.2): servers must accept it; keep path and query
+            parts = urlsplit(target)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         path_part, _, query_string = target.partition("?")
         try:
             path = unquote(path_part, errors="strict")
