@@ -156,7 +156,7 @@ class HTTPConnection:
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    data = await self._receive(deadline, idle=not raw and not first)
+                    data = await self._receive(deadline, idle=not raw)
                     if data is None:
                         if raw:
                             raise ProtocolFailure(408, "request head timed out")
