@@ -8,6 +8,13 @@ C_FLAGS = ["-O3"]
 extensions = [
     Extension("slipstream.ext._segmap_c", ["ext/_segmap_c.pyx"], extra_compile_args=C_FLAGS),
     Extension("slipstream.ext._zipfmt_c", ["ext/_zipfmt_c.pyx"], extra_compile_args=C_FLAGS),
+    Extension(
+        "slipstream.ext._digest_c",
+        ["ext/_digest_c.pyx", "ext/csrc/crc.c"],
+        include_dirs=["ext/csrc"],
+        depends=["ext/csrc/crc.h"],
+        extra_compile_args=C_FLAGS,
+    ),
 ]
 
 setup(
@@ -18,6 +25,9 @@ setup(
         "slipstream.server.routes": "server/routes",
     },
     packages=["slipstream", "slipstream.ext", "slipstream.server", "slipstream.server.routes"],
-    package_data={"slipstream": ["py.typed"], "slipstream.ext": ["*.pyx", "*.pxi", "*.h", "*.c"]},
+    package_data={
+        "slipstream": ["py.typed"],
+        "slipstream.ext": ["*.pyx", "*.pxi", "csrc/*.c", "csrc/*.h"],
+    },
     ext_modules=extensions,
 )

@@ -75,22 +75,37 @@ else:
     zip64_end_of_central_directory_locator = _zipfmt.zip64_end_of_central_directory_locator
     zip64_extra = _zipfmt.zip64_extra
 
+if TYPE_CHECKING:
+    from slipstream.ext._digest_py import ALGORITHMS, MultiDigest, combine, crc, multi_digest
+else:
+    _digest = _load("digest")
+    ALGORITHMS = _digest.ALGORITHMS
+    MultiDigest = _digest.MultiDigest
+    combine = _digest.combine
+    crc = _digest.crc
+    multi_digest = _digest.multi_digest
+
 from slipstream.ext._segtypes import FileSlice, Literal, Segment, UpstreamSlice  # noqa: E402
 
 __all__ = [
+    "ALGORITHMS",
     "IMPLEMENTATIONS",
     "PURE",
     "FileSlice",
     "Literal",
+    "MultiDigest",
     "Segment",
     "SegmentMap",
     "UpstreamSlice",
     "central_directory_header",
+    "combine",
+    "crc",
     "data_descriptor",
     "dos_datetime",
     "end_of_central_directory",
     "extended_timestamp_extra",
     "local_file_header",
+    "multi_digest",
     "needs_zip64",
     "needs_zip64_end",
     "twin",
