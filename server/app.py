@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import trio
 
+from slipstream.digests import DigestCache
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
 
 from .config import Config
@@ -39,6 +40,9 @@ class App:
         }
         layers.update(filesystems or {})
         self.storages = StorageRegistry(layers, default="OsFs")
+        self.digests = DigestCache(config.state_path / "digests.sqlite3")
+        self.background: trio.Nursery | None = None
+        """Where long-running work (background hashing) runs; set by :class:`Server`."""
         self.router = Router()
         for module in (health, api_download):
             module.register(self.router, self)
@@ -46,11 +50,17 @@ class App:
     async def __call__(self, request: Request) -> Response:
         return await self.router(request)
 
+    def close(self) -> None:
+        """Release what the app holds open (the digest database)."""
+        self.digests.stop()
+        self.digests.close()
+
 
 class Server:
     """Listens, accepts, runs one :class:`HTTPConnection` per socket, drains on shutdown."""
 
     def __init__(self, config: Config, app: App | None = None) -> None:
+        self._owns_app = app is None
         self.app = app if app is not None else App(config)
         self.config = self.app.config
         self.idle = IdleScopes()
@@ -68,15 +78,23 @@ class Server:
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         self.port = int(listeners[0].socket.getsockname()[1])
         try:
-            async with trio.open_nursery() as handlers:
-                async with trio.open_nursery() as acceptors:
-                    acceptors.start_soon(self._accept_until_shutdown, listeners, handlers)
-                    task_status.started(self.port)
-                    await self._shutdown.wait()
-                    acceptors.cancel_scope.cancel()
-                self.idle.cancel_all()
-                handlers.cancel_scope.deadline = trio.current_time() + config.limits.drain_timeout
+            async with trio.open_nursery() as background:
+                self.app.background = background
+                async with trio.open_nursery() as handlers:
+                    async with trio.open_nursery() as acceptors:
+                        acceptors.start_soon(self._accept_until_shutdown, listeners, handlers)
+                        task_status.started(self.port)
+                        await self._shutdown.wait()
+                        acceptors.cancel_scope.cancel()
+                    self.idle.cancel_all()
+                    drain = trio.current_time() + config.limits.drain_timeout
+                    handlers.cancel_scope.deadline = drain
+                self.app.digests.stop()
+                background.cancel_scope.cancel()
         finally:
+            self.app.background = None
+            if self._owns_app:
+                self.app.close()
             with trio.CancelScope(shield=True):
                 for listener in listeners:
                     await listener.aclose()

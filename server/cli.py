@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
     )
+    digest = commands.add_parser("digest", help="print every checksum of files")
+    digest.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    digest.add_argument("--json", action="store_true", help="one JSON object per file")
     return parser
 
 
@@ -83,13 +88,66 @@ async def run_server(config: Config) -> None:
                 break
 
 
+PROGRESS_MIN_SIZE = 64 * 1024 * 1024
+"""Files at least this large get a progress bar (on a terminal) while they are hashed."""
+
+
+def digest_files(paths: Sequence[Path], *, as_json: bool = False) -> int:
+    """``slipstream digest``: hash each file once with every algorithm and print the values."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from slipstream.digests import hash_path
+
+    errors = Console(stderr=True)
+    status = 0
+    for path in paths:
+        try:
+            size = path.stat().st_size
+            if size >= PROGRESS_MIN_SIZE and errors.is_terminal:
+                with Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    console=errors,
+                    transient=True,
+                ) as progress:
+                    task = progress.add_task(path.name, total=size)
+                    digests = hash_path(path, partial(progress.advance, task))
+            else:
+                digests = hash_path(path)
+        except OSError as exc:
+            print(f"slipstream digest: {path}: {exc.strerror or exc}", file=sys.stderr)
+            status = 1
+            continue
+        values = digests.as_dict()
+        if as_json:
+            print(json.dumps({"file": str(path), **values}))
+        else:
+            print(f"{path}:")
+            for name, value in values.items():
+                print(f"  {name:<10} {value}")
+            print(f"  {'crc64ecma':<10} {digests.crc64xz} (decimal, as object stores print it)")
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slipstream`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
+        level=getattr(logging, getattr(args, "log_level", "warning").upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "digest":
+        return digest_files(args.files, as_json=args.json)
     if args.command == "serve":
         config = config_from_args(args)
         try:

@@ -22,12 +22,13 @@ from slipstream.segments import SegmentMap
 
 from .errors import error_response
 from .http import Request, Response
+from .integrity import content_digest
 
 
-def file_reply(request: Request, download: Download) -> Response:
+async def file_reply(request: Request, download: Download) -> Response:
     """The reply to a GET or HEAD of ``download``; takes ownership of ``download.close``."""
     try:
-        response = _reply(request, download)
+        response = await _reply(request, download)
     except BaseException:
         if download.close is not None:
             download.close()
@@ -38,7 +39,7 @@ def file_reply(request: Request, download: Download) -> Response:
     return response
 
 
-def _reply(request: Request, download: Download) -> Response:
+async def _reply(request: Request, download: Download) -> Response:
     validators = Validators(etag=download.etag, last_modified=download.last_modified)
     common = [
         ("ETag", download.etag),
@@ -69,6 +70,10 @@ def _reply(request: Request, download: Download) -> Response:
         )
     if len(decision.ranges) == 1:
         only = decision.ranges[0]
+        if download.range_sha256 is not None:
+            sha256 = await download.range_sha256(only.start, only.stop)
+            if sha256 is not None:
+                headers.append(("Content-Digest", content_digest(sha256)))
         return Response(
             206,
             [

@@ -17,6 +17,7 @@ from slipstream.segments import SegmentMap
 from ..auth import require_token
 from ..file_reply import file_reply
 from ..http import Request, Response
+from ..integrity import file_digests, integrity_headers, range_sha256
 from ..router import Router
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def register(router: Router, app: App) -> None:
             limit = app.config.max_download_size
             if limit and size > limit:
                 raise FileTooLarge(limit)
+            digests = await file_digests(app.digests, opened, app.background)
         except BaseException:
             opened.close()
             raise
@@ -52,9 +54,11 @@ def register(router: Router, app: App) -> None:
                 ("Content-Disposition", content_disposition(opened.name)),
                 ("Content-Description", "File Transfer"),
                 ("Content-Transfer-Encoding", "binary"),
+                *(integrity_headers(digests) if digests is not None else ()),
             ],
             close=opened.close,
+            range_sha256=lambda start, stop: range_sha256(opened, start, stop),
         )
-        return file_reply(request, download)
+        return await file_reply(request, download)
 
     router.add("/api/download", api_download)

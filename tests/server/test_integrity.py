@@ -1,0 +1,145 @@
+"""Integrity headers from the digest cache on file replies, and ``slipstream digest``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from .conftest import Served, StartServer
+
+CRC64_XZ_POLY = 0xC96C5795D7870F42  # reflected 0x42F0E1EBA9EA3693
+CRC32C_POLY = 0x82F63B78  # reflected 0x1EDC6F41
+
+
+def reference_crc(data: bytes, poly: int, width: int) -> int:
+    """Bitwise reflected CRC with init and xorout all ones (independent of the engine)."""
+    mask = (1 << width) - 1
+    crc = mask
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (poly if crc & 1 else 0)
+    return crc ^ mask
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_reference_crcs_match_published_check_values() -> None:
+    assert reference_crc(b"123456789", CRC64_XZ_POLY, 64) == 0x995DC9BBDF1939FA
+    assert reference_crc(b"123456789", CRC32C_POLY, 32) == 0xE3069283
+
+
+async def test_small_file_reply_carries_every_integrity_header(served: Served) -> None:
+    data = served.files["medium.bin"]
+    async with served.client() as client:
+        for method in ("GET", "HEAD"):
+            reply = await client.request(
+                method, "/api/download", params={"filepath": "medium.bin"}, headers=served.auth
+            )
+            assert reply.status_code == 200
+            assert reply.headers["repr-digest"] == f"sha-256=:{b64(hashlib.sha256(data).digest())}:"
+            crc64 = reference_crc(data, CRC64_XZ_POLY, 64)
+            assert reply.headers["x-oss-hash-crc64ecma"] == str(crc64)
+            crc32c = reference_crc(data, CRC32C_POLY, 32).to_bytes(4, "big")
+            assert reply.headers["x-goog-hash"] == f"crc32c={b64(crc32c)}"
+
+
+async def test_range_reply_gets_content_digest_of_its_bytes(served: Served) -> None:
+    data = served.files["medium.bin"]
+    async with served.client() as client:
+        reply = await client.get(
+            "/api/download",
+            params={"filepath": "medium.bin"},
+            headers={**served.auth, "Range": "bytes=1000-4999"},
+        )
+    assert reply.status_code == 206
+    assert reply.content == data[1000:5000]
+    expected = b64(hashlib.sha256(data[1000:5000]).digest())
+    assert reply.headers["content-digest"] == f"sha-256=:{expected}:"
+    assert reply.headers["repr-digest"] == f"sha-256=:{b64(hashlib.sha256(data).digest())}:"
+
+
+async def test_large_cold_file_is_served_at_once_and_hashed_in_the_background(
+    served: Served,
+) -> None:
+    data = served.files["random.bin"]  # over the inline-hash limit
+    async with served.client() as client:
+        first = await client.get(
+            "/api/download", params={"filepath": "random.bin"}, headers=served.auth
+        )
+        assert first.status_code == 200 and first.content == data
+        assert "repr-digest" not in first.headers
+        expected = f"sha-256=:{b64(hashlib.sha256(data).digest())}:"
+        with trio.fail_after(20):
+            while True:
+                later = await client.head(
+                    "/api/download", params={"filepath": "random.bin"}, headers=served.auth
+                )
+                if "repr-digest" in later.headers:
+                    break
+                await trio.sleep(0.05)
+        assert later.headers["repr-digest"] == expected
+
+
+async def test_changed_file_gets_fresh_digests(served: Served) -> None:
+    path = served.root / "small.txt"
+    async with served.client() as client:
+        before = await client.head(
+            "/api/download", params={"filepath": "small.txt"}, headers=served.auth
+        )
+        new = b"rewritten contents\n" * 3
+        path.write_bytes(new)
+        after = await client.head(
+            "/api/download", params={"filepath": "small.txt"}, headers=served.auth
+        )
+    assert before.headers["repr-digest"] != after.headers["repr-digest"]
+    assert after.headers["repr-digest"] == f"sha-256=:{b64(hashlib.sha256(new).digest())}:"
+
+
+async def test_memory_layer_replies_without_integrity_headers(start_server: StartServer) -> None:
+    served = await start_server()
+    served.server.app.storages.get("MemFs").put("m.txt", b"in memory\n")  # type: ignore[attr-defined]
+    async with served.client() as client:
+        reply = await client.get(
+            "/api/download", params={"filepath": "m.txt", "fstype": "MemFs"}, headers=served.auth
+        )
+    assert reply.status_code == 200 and reply.content == b"in memory\n"
+    assert "repr-digest" not in reply.headers
+
+
+def test_digest_command_prints_every_value(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 1000
+    target = tmp_path / "f.bin"
+    target.write_bytes(data)
+    out = subprocess.run(
+        [sys.executable, "-m", "slipstream", "digest", "--json", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    values = json.loads(out.stdout)
+    assert values["size"] == len(data)
+    assert values["sha256"] == hashlib.sha256(data).hexdigest()
+    assert values["sha1"] == hashlib.sha1(data).hexdigest()
+    assert int(values["crc64xz"], 16) == reference_crc(data, CRC64_XZ_POLY, 64)
+
+
+def test_digest_command_reports_a_missing_file_in_one_line(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "slipstream", "digest", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0
+    assert "No such file" in out.stderr
