@@ -46,8 +46,7 @@ async def send_segments(
 
     async def flush() -> None:
         if pending:
-            with trio.fail_after(send_timeout):
-                await stream.send_all(pending)
+            await send_all_within(stream, pending, send_timeout)
             pending.clear()
 
     for segment in segments:
@@ -57,8 +56,7 @@ async def send_segments(
                 pending += data
             else:
                 await flush()
-                with trio.fail_after(send_timeout):
-                    await stream.send_all(data)
+                await send_all_within(stream, data, send_timeout)
         elif isinstance(segment, FileSlice):
             if segment.length <= SMALL_SLICE:
                 pending += _pread_exact(segment)
@@ -77,6 +75,20 @@ async def send_segments(
         sent += segment.length
     await flush()
     return sent
+
+
+async def send_all_within(
+    stream: trio.SocketStream, data: bytes | bytearray | memoryview, timeout: float
+) -> None:
+    """``send_all`` that raises :class:`trio.TooSlowError` if it takes over ``timeout``.
+
+    Same as ``trio.fail_after`` around the call, without the context-manager
+    machinery (this runs once per small reply).
+    """
+    with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+        await stream.send_all(data)
+    if scope.cancelled_caught:
+        raise trio.TooSlowError
 
 
 def _file_fd(segment: FileSlice) -> int:

@@ -21,7 +21,7 @@ import trio
 
 from slipstream.conditional import http_date
 from slipstream.errors import SlipstreamError
-from slipstream.send import BodyTruncated, send_segments
+from slipstream.send import BodyTruncated, send_all_within, send_segments
 
 from .config import Limits
 from .errors import error_response, status_response, unexpected_error_response
@@ -263,8 +263,7 @@ class HTTPConnection:
 
     async def _send_bytes(self, data: bytes | None) -> None:
         if data:
-            with trio.fail_after(self.limits.send_timeout):
-                await self.stream.send_all(data)
+            await send_all_within(self.stream, data, self.limits.send_timeout)
 
     async def _send_failure(self, failure: ProtocolFailure) -> None:
         """Reply to a request we could not parse or accept, then close."""
@@ -280,7 +279,7 @@ class HTTPConnection:
 
     async def _respond(self, request: Request) -> bool:
         """Run the handler and send its reply; False if the connection must close."""
-        started = time.perf_counter()
+        started = time.perf_counter() if self.access_log_enabled else None
         try:
             response = await self.handler(request)
         except SlipstreamError as error:
