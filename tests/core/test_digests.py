@@ -29,30 +29,11 @@ from slipstream.digests import (
 )
 from slipstream.ext import ALGORITHMS
 from slipstream.storage import FileStat
-
-# --- an independent bit-at-a-time reference for the CRCs (reflected, init/xorout all ones)
-
-_REFLECTED_POLYS = {
-    "crc32": (32, 0xEDB88320),
-    "crc32c": (32, 0x82F63B78),
-    "crc64xz": (64, 0xC96C5795D7870F42),
-    "crc64nvme": (64, 0x9A6C9329AC4BC9B5),
-}
-
-
-def reference_crc(name: str, data: bytes) -> int:
-    width, poly = _REFLECTED_POLYS[name]
-    mask = (1 << width) - 1
-    reg = mask
-    for byte in data:
-        reg ^= byte
-        for _ in range(8):
-            reg = (reg >> 1) ^ (poly if reg & 1 else 0)
-    return reg ^ mask
+from tests.reference import REFLECTED_POLYS, reference_crc
 
 
 def expected(data: bytes) -> dict[str, int | bytes]:
-    out: dict[str, int | bytes] = {name: reference_crc(name, data) for name in _REFLECTED_POLYS}
+    out: dict[str, int | bytes] = {name: reference_crc(name, data) for name in REFLECTED_POLYS}
     out["sha1"] = hashlib.sha1(data).digest()
     out["sha256"] = hashlib.sha256(data).digest()
     out["xxh3_128"] = xxhash.xxh3_128(data).digest()
