@@ -115,6 +115,10 @@ class Server:
                 stream, self.app, limits, self.idle, access_log_enabled=self.config.access_log
             )
             await connection.run()
+        except Exception:
+            # A bug must cost one connection, never the server (the nursery would
+            # otherwise cancel every other connection with it).
+            log.exception("connection handler failed")
         finally:
             self.connections -= 1
 
