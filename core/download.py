@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -18,9 +18,7 @@ class Download:
 
     ``body`` is the full representation as a SegmentMap; ``etag`` is strong and quoted;
     ``last_modified`` is in unix seconds.  ``close`` releases what the body refers to
-    (open files) and is called exactly once by whoever sends it.  ``range_sha256``,
-    when set, computes the SHA-256 of bytes ``[start, stop)`` (None if it cannot) for a
-    ``Content-Digest`` on single-range replies.
+    (open files) and is called exactly once by whoever sends it.
     """
 
     body: SegmentMap
@@ -29,7 +27,6 @@ class Download:
     content_type: str = DEFAULT_CONTENT_TYPE
     headers: list[tuple[str, str]] = field(default_factory=list)
     close: Callable[[], None] | None = None
-    range_sha256: Callable[[int, int], Awaitable[bytes | None]] | None = None
 
     @property
     def size(self) -> int:

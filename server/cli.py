@@ -60,8 +60,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     env_token = os.environ.get("SLIPSTREAM_TOKEN")
     if env_token:
         tokens.append(env_token)
-    if args.max_download_size < 0:
-        raise SystemExit("--max-download-size must be >= 0")
+    if args.max_download_size < 0 or args.content_digest_max < 0:
+        raise SystemExit("--max-download-size and --content-digest-max must be >= 0")
     return Config(
         root=args.root,
         host=args.host,
@@ -70,6 +70,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         tokens=tokens,
         max_download_size=args.max_download_size,
         access_log=not args.no_access_log,
+        content_digest_max=args.content_digest_max,
     )
 
 

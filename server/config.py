@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_DOWNLOAD_SIZE = 52_428_800  # seed 002: "max size is 50 MB"
+DEFAULT_CONTENT_DIGEST_MAX = 64 * 1024 * 1024
+"""Largest 206 body that gets a ``Content-Digest`` by default (it is hashed before sending)."""
 
 
 @dataclass(slots=True)
@@ -41,6 +43,8 @@ class Config:
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
     limits: Limits = field(default_factory=Limits)
     access_log: bool = True
+    content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX
+    """Largest 206 body that gets a ``Content-Digest`` (hashed before sending); 0 = any."""
 
     def prepare(self) -> None:
         """Create the root and state dir, resolve paths, and make sure a token exists."""

@@ -20,15 +20,28 @@ from slipstream.multipart import build_multipart, multipart_content_type, new_bo
 from slipstream.ranges import RangeKind, decide_ranges
 from slipstream.segments import SegmentMap
 
+from .config import DEFAULT_CONTENT_DIGEST_MAX
 from .errors import error_response
 from .http import Request, Response
-from .integrity import content_digest
+from .integrity import content_digest, content_sha256
 
 
-async def file_reply(request: Request, download: Download) -> Response:
-    """The reply to a GET or HEAD of ``download``; takes ownership of ``download.close``."""
+async def file_reply(
+    request: Request, download: Download, *, content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX
+) -> Response:
+    """The reply to a GET or HEAD of ``download``; takes ownership of ``download.close``.
+
+    A 206 whose body is at most ``content_digest_max`` bytes (0: any size) carries a
+    ``Content-Digest`` of exactly the bytes it sends.
+    """
     try:
         response = await _reply(request, download)
+        if response.status == 206 and not isinstance(response.body, bytes):
+            body = response.body
+            if not content_digest_max or body.total <= content_digest_max:
+                sha256 = await content_sha256(body.segments)
+                if sha256 is not None:
+                    response.headers.append(("Content-Digest", content_digest(sha256)))
     except BaseException:
         if download.close is not None:
             download.close()
@@ -70,10 +83,6 @@ async def _reply(request: Request, download: Download) -> Response:
         )
     if len(decision.ranges) == 1:
         only = decision.ranges[0]
-        if download.range_sha256 is not None:
-            sha256 = await download.range_sha256(only.start, only.stop)
-            if sha256 is not None:
-                headers.append(("Content-Digest", content_digest(sha256)))
         return Response(
             206,
             [

@@ -5,8 +5,9 @@ SHA-256 of the whole file), ``x-oss-hash-crc64ecma`` (CRC-64/XZ, decimal) and
 ``x-goog-hash: crc32c=`` (base64 of the big-endian CRC-32C).  Small cold files are
 hashed before the reply (one short worker-thread job); large cold files are served
 at once and hashed in the background, so a reply never waits on a long hash.
-A single-range 206 of a local file also gets ``Content-Digest`` (SHA-256 of the
-bytes it carries) when the range is at most ``CONTENT_DIGEST_MAX`` bytes.
+A 206 also gets ``Content-Digest`` (SHA-256 of the bytes it carries, single range or
+multipart) when its body is at most ``Config.content_digest_max`` bytes: the digest
+goes in the head, so the bytes are hashed before the first one is sent.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Sequence
 
 import trio
 
 from slipstream.digests import DigestCache, Digests, FileChanged, FileKey
+from slipstream.segments import FileSlice, Literal, Segment, UpstreamSlice
 from slipstream.storage import OpenFile
 
 INLINE_HASH_MAX = 1024 * 1024
 """Cold files up to this size are hashed before the reply; larger ones in the background."""
-CONTENT_DIGEST_MAX = 16 * 1024 * 1024
-"""Largest single range that gets a ``Content-Digest`` (hashing it means reading it twice)."""
 _READ_CHUNK = 1024 * 1024
 
 
@@ -68,27 +69,31 @@ def content_digest(sha256: bytes) -> str:
     return f"sha-256=:{_b64(sha256)}:"
 
 
-async def range_sha256(opened: OpenFile, start: int, stop: int) -> bytes | None:
-    """SHA-256 of bytes ``[start, stop)`` of a local file, read in a worker thread."""
-    fileno = getattr(opened, "fileno", None)
-    if fileno is None or stop - start > CONTENT_DIGEST_MAX:
+async def content_sha256(segments: Sequence[Segment]) -> bytes | None:
+    """SHA-256 of the bytes ``segments`` hold, read in a worker thread; None if unknowable.
+
+    The descriptors stay open meanwhile: the reply that owns them awaits this first.
+    """
+    if any(isinstance(segment, UpstreamSlice) for segment in segments):
         return None
-    fd = os.dup(fileno())
-    try:
-        return await trio.to_thread.run_sync(_hash_range, fd, start, stop)
-    finally:
-        os.close(fd)
+    return await trio.to_thread.run_sync(_hash_segments, segments)
 
 
-def _hash_range(fd: int, start: int, stop: int) -> bytes | None:
+def _hash_segments(segments: Sequence[Segment]) -> bytes | None:
     sha = hashlib.sha256()
-    buffer = bytearray(min(_READ_CHUNK, stop - start))
+    buffer = bytearray(_READ_CHUNK)
     with memoryview(buffer) as view:
-        offset = start
-        while offset < stop:
-            got = os.preadv(fd, [view[: min(len(view), stop - offset)]], offset)
-            if got == 0:
-                return None  # the file shrank: no digest rather than a wrong one
-            sha.update(view[:got])
-            offset += got
+        for segment in segments:
+            if isinstance(segment, Literal):
+                sha.update(segment.data)
+                continue
+            assert isinstance(segment, FileSlice)
+            fd = segment.source.fileno()
+            offset, stop = segment.offset, segment.offset + segment.length
+            while offset < stop:
+                got = os.preadv(fd, [view[: min(len(view), stop - offset)]], offset)
+                if got == 0:
+                    return None  # the file shrank: no digest rather than a wrong one
+                sha.update(view[:got])
+                offset += got
     return sha.digest()

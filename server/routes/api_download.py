@@ -17,7 +17,7 @@ from slipstream.segments import SegmentMap
 from ..auth import require_token
 from ..file_reply import file_reply
 from ..http import Request, Response
-from ..integrity import file_digests, integrity_headers, range_sha256
+from ..integrity import file_digests, integrity_headers
 from ..router import Router
 
 if TYPE_CHECKING:
@@ -57,8 +57,7 @@ def register(router: Router, app: App) -> None:
                 *(integrity_headers(digests) if digests is not None else ()),
             ],
             close=opened.close,
-            range_sha256=lambda start, stop: range_sha256(opened, start, stop),
         )
-        return await file_reply(request, download)
+        return await file_reply(request, download, content_digest_max=app.config.content_digest_max)
 
     router.add("/api/download", api_download)

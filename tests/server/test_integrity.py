@@ -131,3 +131,46 @@ def test_digest_command_reports_a_missing_file_in_one_line(tmp_path: Path) -> No
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0
     assert "No such file" in out.stderr
+
+
+async def test_multipart_reply_gets_content_digest_of_its_whole_body(served: Served) -> None:
+    async with served.client() as client:
+        reply = await client.get(
+            "/api/download",
+            params={"filepath": "medium.bin"},
+            headers={**served.auth, "Range": "bytes=0-9,100-199,-50"},
+        )
+    assert reply.status_code == 206
+    assert reply.headers["content-type"].startswith("multipart/byteranges")
+    expected = b64(hashlib.sha256(reply.content).digest())
+    assert reply.headers["content-digest"] == f"sha-256=:{expected}:"
+
+
+async def test_memory_layer_range_gets_content_digest(start_server: StartServer) -> None:
+    served = await start_server()
+    served.server.app.storages.get("MemFs").put("m.txt", b"0123456789" * 10)  # type: ignore[attr-defined]
+    async with served.client() as client:
+        reply = await client.get(
+            "/api/download",
+            params={"filepath": "m.txt", "fstype": "MemFs"},
+            headers={**served.auth, "Range": "bytes=5-14"},
+        )
+    assert reply.status_code == 206 and reply.content == b"5678901234"
+    expected = b64(hashlib.sha256(b"5678901234").digest())
+    assert reply.headers["content-digest"] == f"sha-256=:{expected}:"
+
+
+async def test_content_digest_limit_is_configurable(start_server: StartServer) -> None:
+    limited = await start_server(content_digest_max=1000)
+    unlimited = await start_server(content_digest_max=0)
+    for served, present in ((limited, False), (unlimited, True)):
+        async with served.client() as client:
+            reply = await client.get(
+                "/api/download",
+                params={"filepath": "random.bin"},
+                headers={**served.auth, "Range": "bytes=10-"},
+            )
+        assert reply.status_code == 206
+        assert ("content-digest" in reply.headers) is present
+    data = unlimited.files["random.bin"]
+    assert reply.headers["content-digest"] == f"sha-256=:{b64(hashlib.sha256(data[10:]).digest())}:"
