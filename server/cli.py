@@ -15,7 +15,7 @@ from pathlib import Path
 import trio
 
 from .app import Server
-from .config import DEFAULT_MAX_DOWNLOAD_SIZE, Config
+from .config import DEFAULT_CONTENT_DIGEST_MAX, DEFAULT_MAX_DOWNLOAD_SIZE, Config
 
 log = logging.getLogger("slipstream.server")
 
@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_DOWNLOAD_SIZE,
         help="size cap in bytes for /api/download (0 = no limit)",
+    )
+    serve.add_argument(
+        "--content-digest-max",
+        type=int,
+        default=DEFAULT_CONTENT_DIGEST_MAX,
+        help="largest 206 body that gets a Content-Digest, in bytes (0 = any size)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(

@@ -203,6 +203,24 @@ def test_max_download_size_flag(site: Path) -> None:
         assert server.stop() == 0
 
 
+def test_content_digest_max_flag(site: Path) -> None:
+    (site / "digits.txt").write_bytes(b"0123456789" * 10)
+    with (
+        CliServer(site, "--content-digest-max", "20") as server,
+        server.client(headers={"Authorization": f"Bearer {server.token}"}) as client,
+    ):
+        small = client.get(
+            "/api/download", params={"filepath": "digits.txt"}, headers={"Range": "bytes=0-9"}
+        )
+        large = client.get(
+            "/api/download", params={"filepath": "digits.txt"}, headers={"Range": "bytes=0-49"}
+        )
+        assert small.status_code == large.status_code == 206
+        assert "content-digest" in small.headers
+        assert "content-digest" not in large.headers
+        assert server.stop() == 0
+
+
 def test_negative_max_download_size_is_refused(site: Path) -> None:
     result = subprocess.run(
         [
@@ -236,6 +254,7 @@ def test_help_lists_every_flag() -> None:
         "--state-dir",
         "--token",
         "--max-download-size",
+        "--content-digest-max",
         "--log-level",
     ):
         assert flag.encode() in result.stdout
