@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import bar_chart, median, write_results
-from throughput import (
+from _servers import (
     WRK_DONE_LUA,
     BenchServer,
     Case,
