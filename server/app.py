@@ -41,6 +41,15 @@ class App:
         layers.update(filesystems or {})
         self.storages = StorageRegistry(layers, default="OsFs")
         self.digests = DigestCache(config.state_path / "digests.sqlite3")
+        hidden = [config.state_path]
+        self.spaces: dict[str, LocalStorage] = {"root": LocalStorage(config.root, hidden=hidden)}
+        """Folders presigned URLs point into: ``root``, ``app-NAME``, ``drive-ID``."""
+        for name, folder in config.applications.items():
+            self.spaces[f"app-{name}"] = LocalStorage(folder, hidden=hidden)
+        for drive, folder in config.drives.items():
+            self.spaces[f"drive-{drive}"] = LocalStorage(folder, hidden=hidden)
+        self.public_url = (config.public_url or "").rstrip("/")
+        """Base of issued URLs (set from the bound port by :class:`Server` when not configured)."""
         self.background: trio.Nursery | None = None
         """Where long-running work (background hashing) runs; set by :class:`Server`."""
         self.router = Router()
@@ -49,6 +58,14 @@ class App:
 
     async def __call__(self, request: Request) -> Response:
         return await self.router(request)
+
+    async def websocket(self, stream: trio.abc.HalfCloseableStream, request: Request) -> None:
+        """Take over a connection that asked for a websocket at ``/ws``."""
+        await stream.send_all(
+            b"HTTP/1.1 501 Not Implemented\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 48\r\nConnection: close\r\n\r\n"
+            b'{"error":"websocket protocol not available yet"}'
+        )
 
     def close(self) -> None:
         """Release what the app holds open (the digest database)."""
@@ -77,6 +94,9 @@ class Server:
         config = self.config
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         self.port = int(listeners[0].socket.getsockname()[1])
+        if not self.app.public_url:
+            host = config.host if ":" not in config.host else f"[{config.host}]"
+            self.app.public_url = f"http://{host}:{self.port}"
         try:
             async with trio.open_nursery() as background:
                 self.app.background = background
@@ -112,7 +132,12 @@ class Server:
         self.connections += 1
         try:
             connection = HTTPConnection(
-                stream, self.app, limits, self.idle, access_log_enabled=self.config.access_log
+                stream,
+                self.app,
+                limits,
+                self.idle,
+                access_log_enabled=self.config.access_log,
+                websocket=self.app.websocket,
             )
             await connection.run()
         except Exception:

@@ -50,6 +50,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONTENT_DIGEST_MAX,
         help="largest 206 body that gets a Content-Digest, in bytes (0 = any size)",
     )
+    serve.add_argument("--secret", help="HMAC key for presigned URLs (also $SLIPSTREAM_SECRET)")
+    serve.add_argument(
+        "--previous-secret",
+        action="append",
+        default=[],
+        help="an older key that still verifies presigned URLs (repeatable)",
+    )
+    serve.add_argument("--public-url", help="base of issued URLs (default http://HOST:PORT)")
+    serve.add_argument("--internal-url", help="base of internal_url in drive replies")
+    serve.add_argument("--cdn-url", help="base of cdn_url in drive replies")
+    serve.add_argument(
+        "--application",
+        action="append",
+        default=[],
+        type=_named_dir,
+        metavar="NAME=DIR",
+        help="a websocket application folder (repeatable)",
+    )
+    serve.add_argument(
+        "--drive",
+        action="append",
+        default=[],
+        type=_named_dir,
+        metavar="ID=DIR",
+        help='a drive-API drive folder (repeatable; drive "1" is --root unless given)',
+    )
+    serve.add_argument("--ws-rate-limit", type=int, default=100, help="packets per window per IP")
+    serve.add_argument("--ws-rate-window", type=float, default=10.0, help="seconds")
+    serve.add_argument("--ws-block-seconds", type=float, default=60.0, help="block after the limit")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
@@ -58,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("files", nargs="+", type=Path, metavar="FILE")
     digest.add_argument("--json", action="store_true", help="one JSON object per file")
     return parser
+
+
+def _named_dir(value: str) -> tuple[str, Path]:
+    """``NAME=DIR`` -> (NAME, DIR) for --application and --drive."""
+    name, sep, directory = value.partition("=")
+    if not sep or not name or not directory:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {value!r}")
+    return name, Path(directory)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -77,6 +114,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_download_size=args.max_download_size,
         access_log=not args.no_access_log,
         content_digest_max=args.content_digest_max,
+        secret=args.secret or os.environ.get("SLIPSTREAM_SECRET") or None,
+        previous_secrets=list(args.previous_secret),
+        public_url=args.public_url,
+        internal_url=args.internal_url,
+        cdn_url=args.cdn_url,
+        applications=dict(args.application),
+        drives=dict(args.drive),
+        ws_rate_limit=args.ws_rate_limit,
+        ws_rate_window=args.ws_rate_window,
+        ws_block_seconds=args.ws_block_seconds,
     )
 
 
@@ -159,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
         try:
             config.prepare()
+        except ValueError as exc:
+            print(f"slipstream: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             print(f"slipstream: cannot prepare {config.root}: {exc}", file=sys.stderr)
             return 1

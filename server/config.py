@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,15 +46,41 @@ class Config:
     access_log: bool = True
     content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX
     """Largest 206 body that gets a ``Content-Digest`` (hashed before sending); 0 = any."""
+    secret: str | None = None
+    """HMAC key for presigned URLs; generated once and kept in the state dir when None."""
+    previous_secrets: list[str] = field(default_factory=list)
+    """Older keys that still verify (key rotation); never used to sign."""
+    public_url: str | None = None
+    """Base of issued URLs; None means ``http://HOST:PORT`` with the bound port."""
+    internal_url: str | None = None
+    """Base of ``internal_url`` in drive replies (``url``'s base when None)."""
+    cdn_url: str | None = None
+    """Base of ``cdn_url`` in drive replies (``url``'s base when None)."""
+    applications: dict[str, Path] = field(default_factory=dict)
+    """Websocket applications: name -> folder.  Without a name, Initialize uses the root."""
+    drives: dict[str, Path] = field(default_factory=dict)
+    """Drive-API drives: id -> folder.  Drive "1" is the root unless given here."""
+    ws_rate_limit: int = 100
+    """Websocket packets one client IP may send per ``ws_rate_window`` before it is blocked."""
+    ws_rate_window: float = 10.0
+    ws_block_seconds: float = 60.0
 
     def prepare(self) -> None:
-        """Create the root and state dir, resolve paths, and make sure a token exists."""
+        """Create the root and state dir, resolve paths, make sure a token and a secret exist."""
         self.root = Path(self.root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = Path(self.state_dir or self.root / ".slipstream").expanduser().resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.tokens:
-            self.tokens = [load_or_create_token(self.state_dir)]
+            self.tokens = [load_or_create(self.state_dir, "token")]
+        if not self.secret:
+            self.secret = load_or_create(self.state_dir, "secret")
+        self.applications = {n: _existing_dir(p) for n, p in self.applications.items()}
+        self.drives = {n: _existing_dir(p) for n, p in self.drives.items()}
+        self.drives.setdefault("1", self.root)
+        for name in [*self.applications, *self.drives]:
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"invalid application or drive name {name!r}")
 
     @property
     def state_path(self) -> Path:
@@ -63,9 +90,20 @@ class Config:
         return Path(self.state_dir)
 
 
-def load_or_create_token(state_dir: Path) -> str:
-    """The access token persisted in the state dir, generated on first start."""
-    path = state_dir / "token"
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _existing_dir(path: Path) -> Path:
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_dir():
+        raise ValueError(f"{path} is not a directory")
+    return resolved
+
+
+def load_or_create(state_dir: Path, name: str) -> str:
+    """A random value persisted as ``state_dir/name`` (the token, the URL secret),
+    generated on first start."""
+    path = state_dir / name
     try:
         token = path.read_text().strip()
     except FileNotFoundError:

@@ -26,12 +26,17 @@ from slipstream.send import BodyTruncated, send_all_within, send_segments
 from .config import Limits
 from .errors import error_response, status_response, unexpected_error_response
 from .http import REASONS, Request, Response
+from .replay import ReplayStream
 
 access_log = logging.getLogger("slipstream.access")
 log = logging.getLogger("slipstream.server")
 
 RECEIVE_SIZE = 64 * 1024
+WEBSOCKET_PATH = "/ws"
+"""The one path where a websocket upgrade is handed to the websocket handler."""
 Handler = Callable[[Request], Awaitable[Response]]
+UpgradeHandler = Callable[[trio.abc.HalfCloseableStream, Request], Awaitable[None]]
+"""Takes over a connection whose request asked for a websocket (the stream replays it)."""
 
 # h11 merges repeated Content-Length fields and accepts Content-Length next to
 # Transfer-Encoding; both are request-smuggling vectors, so we look at the raw head.
@@ -87,8 +92,11 @@ class HTTPConnection:
         idle: IdleScopes,
         *,
         access_log_enabled: bool = True,
+        websocket: UpgradeHandler | None = None,
     ) -> None:
         self.stream = stream
+        self.websocket = websocket
+        self._raw_request = bytearray()
         self.handler = handler
         self.limits = limits
         self.idle = idle
@@ -108,6 +116,11 @@ class HTTPConnection:
                 request = await self._next_request(first)
                 first = False
                 if request is None:
+                    break
+                if self.websocket is not None and _wants_websocket(request):
+                    self._log(request.method, request.target, 101, 0, None)
+                    replay = ReplayStream(self.stream, bytes(self._raw_request))
+                    await self.websocket(replay, request)
                     break
                 keep_going = await self._respond(request)
                 if not keep_going or self.conn.our_state is not h11.DONE:
@@ -171,6 +184,7 @@ class HTTPConnection:
                         raise ProtocolFailure(431, "request head too large")
                 elif isinstance(event, h11.Request):
                     request = self._check_head(event, raw)
+                    self._raw_request = raw
                     break
                 else:  # ConnectionClosed before a request started
                     return None
@@ -345,6 +359,16 @@ class HTTPConnection:
             sent,
             elapsed,
         )
+
+
+def _wants_websocket(request: Request) -> bool:
+    """A GET asking to switch to the websocket protocol."""
+    return (
+        request.method == "GET"
+        and request.path == WEBSOCKET_PATH
+        and request.headers.get("upgrade", "").lower() == "websocket"
+        and "upgrade" in request.headers.get("connection", "").lower()
+    )
 
 
 _FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding", "connection"})
