@@ -134,3 +134,30 @@ def _human_size(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor} {unit}"
     return f"{size} bytes"
+
+
+# --- presigned URLs ------------------------------------------------------------------
+
+
+class PresignTampered(Forbidden):
+    """The signature is missing, malformed, or does not match the URL's parameters."""
+
+    code, default_message = "signature_mismatch", "signature does not match"
+
+
+class PresignExpired(Forbidden):
+    """A correctly signed URL whose expiry time has passed (checked when a request starts)."""
+
+    code, default_message = "url_expired", "URL expired"
+
+
+class FileChangedSinceIssue(PreconditionFailed):
+    """The file's strong ETag differs from the one signed into the URL."""
+
+    code, default_message = "file_changed", "file changed since the URL was issued"
+
+
+class InvalidResponseOverride(BadRequest):
+    """A response override to sign is not a valid header value (control or non-ASCII chars)."""
+
+    code, default_message = "invalid_response_override", "invalid response override"

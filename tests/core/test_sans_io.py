@@ -15,6 +15,7 @@ SANS_IO_MODULES = [
     "slipstream.segments",
     "slipstream.errors",
     "slipstream.download",
+    "slipstream.presign",
 ]
 
 
