@@ -1,0 +1,468 @@
+"""The websocket packet protocol at ``/ws`` (seed 000): Initialize and type 7.
+
+Each text frame carries one JSON packet; every request has an integer ``id`` that its
+reply echoes.  A connection must send ``{"type": 1, "id": .., "token": .., "application":
+..}`` (Initialize, ``application`` optional) before anything else; then ``{"type": 7,
+"id": .., "filename": .., "resume_at": ..}`` asks for a presigned download URL of a file in
+the application's folder.  Type-7 requests run concurrently (each in its own task, at
+most :attr:`WsOptions.max_in_flight` at once), so their replies may come out of order.
+
+Protocol violations close the connection with the seed's codes:
+
+====  =========================================================================
+4200  ``connection is not initialized`` - any packet but Initialize first (also
+      when no Initialize arrives within :attr:`WsOptions.init_timeout`)
+4201  ``rate limit hit`` - the client IP sent more than ``ws_rate_limit`` packets in
+      ``ws_rate_window`` seconds; ``rate limited, N seconds left`` - a packet or a
+      new connection while that IP is blocked
+4302  ``invalid request body`` - not JSON, not an object, unknown type, a missing or
+      mistyped field
+4304  ``received unsupported data`` - a binary frame
+====  =========================================================================
+
+Frames over 64 KiB are refused by trio-websocket itself (close code 1009).  The order
+of checks for each packet is: rate limit, binary frame, JSON object with an integer
+``type``, initialized (4200), then the packet's own fields (4302).  ``id`` and
+``resume_at`` must be integers (not booleans); unknown extra fields are ignored.
+
+Statuses: Initialize answers 1, or 3 for a bad token or an unknown application (the
+session then stays uninitialized).  Type 7 answers 1 with the URL, 3 if the token was
+revoked since Initialize or the path is refused (escapes, unreadable), 300 for a
+missing file / directory / special file, 303 for ``resume_at`` outside ``[0, size)``
+(so an empty file is always 303), 6 for anything else (logged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+import trio_websocket
+
+from slipstream.digests import FileChanged, FileKey
+from slipstream.errors import (
+    FileNotFound,
+    FileNotReadable,
+    IsADirectory,
+    NotARegularFile,
+    NotFound,
+    PathNotAllowed,
+)
+
+from .auth import token_is_valid
+from .http import Request
+from .ws_limits import Blocked, RateLimiter
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = [
+    "CLOSE_BAD_BODY",
+    "CLOSE_NOT_INITIALIZED",
+    "CLOSE_RATE_LIMIT_HIT",
+    "CLOSE_UNSUPPORTED_DATA",
+    "STATUS_FILE_NOT_FOUND",
+    "STATUS_INTERNAL_ERROR",
+    "STATUS_INVALID_RESUME_OFFSET",
+    "STATUS_NOT_AUTHORIZED",
+    "STATUS_OK",
+    "WsHub",
+    "WsOptions",
+    "create_download_url",
+    "hub_for",
+    "serve_websocket",
+]
+
+log = logging.getLogger("slipstream.ws")
+
+STATUS_OK = 1
+STATUS_NOT_AUTHORIZED = 3
+STATUS_INTERNAL_ERROR = 6
+STATUS_FILE_NOT_FOUND = 300
+STATUS_INVALID_RESUME_OFFSET = 303
+
+CLOSE_NOT_INITIALIZED = 4200
+CLOSE_RATE_LIMIT_HIT = 4201
+CLOSE_BAD_BODY = 4302
+CLOSE_UNSUPPORTED_DATA = 4304
+CLOSE_GOING_AWAY = 1001
+
+REASON_NOT_INITIALIZED = "connection is not initialized"
+REASON_RATE_LIMIT_HIT = "rate limit hit"
+REASON_BAD_BODY = "invalid request body"
+REASON_UNSUPPORTED_DATA = "received unsupported data"
+
+TYPE_INITIALIZE = 1
+TYPE_CREATE_DOWNLOAD_URL = 7
+
+MAX_MESSAGE_SIZE = 64 * 1024
+
+
+def rate_limited_reason(blocked: Blocked) -> str:
+    """The 4201 close reason for ``blocked``."""
+    if blocked.new:
+        return REASON_RATE_LIMIT_HIT
+    return f"rate limited, {blocked.whole_seconds} seconds left"
+
+
+@dataclass(slots=True)
+class WsOptions:
+    """Tunables of the websocket protocol (defaults suit production; tests shrink them)."""
+
+    init_timeout: float = 30.0
+    """Seconds a connection has to complete an Initialize (else closed with 4200)."""
+    idle_timeout: float = 300.0
+    """Seconds an initialized connection may stay silent with nothing in flight."""
+    handshake_timeout: float = 10.0
+    """Seconds for the upgrade handshake (the server's ``head_timeout``)."""
+    close_timeout: float = 2.0
+    """Seconds we wait for the client to answer our close frame."""
+    send_timeout: float = 30.0
+    """Seconds a client may leave a reply unread before the connection is dropped."""
+    request_timeout: float = 300.0
+    """Seconds one type-7 request may take (hashing a cold file); then status 6."""
+    url_ttl: int = 900
+    """Lifetime of issued URLs, seconds."""
+    max_in_flight: int = 32
+    """Type-7 requests one connection may have running; further packets wait unread."""
+    message_queue_size: int = 4
+    max_message_size: int = MAX_MESSAGE_SIZE
+
+
+@dataclass(slots=True)
+class WsHub:
+    """Websocket state shared by every connection of one :class:`App`."""
+
+    limiter: RateLimiter
+    options: WsOptions = field(default_factory=WsOptions)
+    connections: int = 0
+    clock: Callable[[], float] = trio.current_time
+
+
+_HUB_ATTRIBUTE = "_slipstream_ws_hub"
+
+
+def hub_for(app: App) -> WsHub:
+    """The app's :class:`WsHub`, created on first use from ``app.config``."""
+    hub: WsHub | None = getattr(app, _HUB_ATTRIBUTE, None)
+    if hub is None:
+        config = app.config
+        limiter = RateLimiter(config.ws_rate_limit, config.ws_rate_window, config.ws_block_seconds)
+        limits = config.limits
+        options = WsOptions(send_timeout=limits.send_timeout, handshake_timeout=limits.head_timeout)
+        hub = WsHub(limiter, options)
+        setattr(app, _HUB_ATTRIBUTE, hub)
+    return hub
+
+
+# --- packets (pure) ------------------------------------------------------------------
+
+
+class InvalidPacket(Exception):
+    """The packet does not match its schema (close 4302)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Initialize:
+    """Type 1."""
+
+    id: int
+    token: str
+    application: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateDownloadUrl:
+    """Type 7."""
+
+    id: int
+    filename: str
+    resume_at: int
+
+
+def decode_packet(text: str) -> dict[str, Any]:
+    """The JSON object in ``text`` with an integer ``type``, or :class:`InvalidPacket`."""
+    try:
+        packet = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidPacket("not JSON") from None
+    if not isinstance(packet, dict) or not _is_int(packet.get("type")):
+        raise InvalidPacket("not a packet")
+    return packet
+
+
+def parse_packet(packet: dict[str, Any]) -> Initialize | CreateDownloadUrl:
+    """Validate a decoded packet's fields for its type (unknown types are invalid)."""
+    kind = packet["type"]
+    ident = _field(packet, "id", int)
+    if kind == TYPE_INITIALIZE:
+        application = packet.get("application")
+        if application is not None and not isinstance(application, str):
+            raise InvalidPacket("application")
+        return Initialize(ident, _field(packet, "token", str), application)
+    if kind == TYPE_CREATE_DOWNLOAD_URL:
+        return CreateDownloadUrl(
+            ident, _field(packet, "filename", str), _field(packet, "resume_at", int)
+        )
+    raise InvalidPacket(f"unknown packet type {kind}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _field(packet: dict[str, Any], name: str, kind: type[Any]) -> Any:
+    value = packet.get(name)
+    if (kind is int and not _is_int(value)) or not isinstance(value, kind):
+        raise InvalidPacket(name)
+    return value
+
+
+def encode(reply: dict[str, Any]) -> str:
+    """One reply packet as compact JSON text."""
+    return json.dumps(reply, separators=(",", ":"))
+
+
+# --- type 7 --------------------------------------------------------------------------
+
+_NOT_FOUND_ERRORS = (NotFound, FileNotFound, IsADirectory, NotARegularFile)
+_FORBIDDEN_ERRORS = (PathNotAllowed, FileNotReadable)
+
+
+async def create_download_url(
+    app: App, space: str, filename: str, resume_at: int, *, expires_in: int
+) -> dict[str, Any]:
+    """The type-7 reply fields (without ``id``) for ``filename`` in ``app.spaces[space]``.
+
+    Status 300 for a missing file, a directory or a special file; 3 for a path the
+    space refuses (escapes, hidden, unreadable); 303 when ``resume_at`` is negative or
+    not below the size; other failures propagate (the caller answers 6).
+    """
+    from .presigned import issue_url  # the signed route's issuer (lazy: it imports app)
+
+    try:
+        opened = app.spaces[space].open(filename)
+    except _FORBIDDEN_ERRORS:
+        return {"status": STATUS_NOT_AUTHORIZED}
+    except _NOT_FOUND_ERRORS:
+        return {"status": STATUS_FILE_NOT_FOUND}
+    with opened:
+        size = opened.stat.size
+        if resume_at < 0 or resume_at >= size:
+            return {"status": STATUS_INVALID_RESUME_OFFSET}
+        fileno = getattr(opened, "fileno", None)
+        if fileno is None:
+            raise TypeError(f"space {space!r} has no file descriptors to hash")
+        digests = await app.digests.get(FileKey.from_stat(opened.stat), fileno())
+        url, _ = issue_url(app, space, opened, expires_in=expires_in)
+    return {
+        "presigned_url": url,
+        "file_size": size,
+        "file_checksum": digests.hex("sha256"),
+        "status": STATUS_OK,
+    }
+
+
+# --- connections ---------------------------------------------------------------------
+
+
+def client_ip(request: Request) -> str:
+    """The peer address without its port (``request.client`` is ``HOST:PORT``)."""
+    host, sep, _ = request.client.rpartition(":")
+    return host if sep else request.client
+
+
+async def serve_websocket(app: App, stream: trio.abc.HalfCloseableStream, request: Request) -> None:
+    """Run the websocket protocol on ``stream`` (which replays the upgrade request).
+
+    Returns when the connection has closed; the caller closes the socket.
+    """
+    hub = hub_for(app)
+    options = hub.options
+    async with trio.open_nursery() as nursery:
+        ws: trio_websocket.WebSocketConnection | None = None
+        with trio.move_on_after(options.handshake_timeout):
+            try:
+                proposal = await trio_websocket.wrap_server_stream(
+                    nursery,
+                    stream,
+                    message_queue_size=options.message_queue_size,
+                    max_message_size=options.max_message_size,
+                )
+                ws = await proposal.accept()
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+                ws = None
+        if ws is None:
+            nursery.cancel_scope.cancel()
+            return
+        hub.connections += 1
+        session = Session(app, hub, ws, stream, client_ip(request))
+        try:
+            blocked = hub.limiter.blocked(session.ip, hub.clock())
+            if blocked is not None:
+                await session.close(CLOSE_RATE_LIMIT_HIT, rate_limited_reason(blocked))
+            else:
+                await session.run()
+        finally:
+            hub.connections -= 1
+            if ws.closed is None:  # cancelled (the server is draining): say goodbye
+                with trio.CancelScope(shield=True):
+                    # our reader is cancelled too: the client's answer cannot arrive
+                    await session.close(CLOSE_GOING_AWAY, "server shutting down", wait=0.05)
+            nursery.cancel_scope.cancel()
+
+
+class Session:
+    """One websocket connection after the handshake.
+
+    Nothing is raised across the task nursery: a task that finds the connection
+    unusable cancels the whole session (:meth:`stop`).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        hub: WsHub,
+        ws: trio_websocket.WebSocketConnection,
+        stream: trio.abc.HalfCloseableStream,
+        ip: str,
+    ) -> None:
+        self.app = app
+        self.hub = hub
+        self.options = hub.options
+        self.ws = ws
+        self.stream = stream
+        self.ip = ip
+        self.token: str | None = None
+        self.space: str | None = None
+        """The initialized application's space key; None until Initialize succeeds."""
+        self.in_flight = trio.Semaphore(self.options.max_in_flight)
+        self._scope = trio.CancelScope()
+
+    def stop(self) -> None:
+        """End the session now (reader loop and in-flight requests)."""
+        self._scope.cancel()
+
+    async def run(self) -> None:
+        """Read packets until the connection closes; in-flight requests end with it."""
+        with self._scope:
+            async with trio.open_nursery() as tasks:
+                await self._read_loop(tasks)
+                tasks.cancel_scope.cancel()
+
+    async def _read_loop(self, tasks: trio.Nursery) -> None:
+        options = self.options
+        init_deadline = trio.current_time() + options.init_timeout
+        while True:
+            initialized = self.space is not None
+            idle_deadline = trio.current_time() + options.idle_timeout
+            deadline = idle_deadline if initialized else init_deadline
+            with trio.move_on_at(deadline) as idle:
+                try:
+                    message = await self.ws.get_message()
+                except trio_websocket.ConnectionClosed:
+                    return
+            if idle.cancelled_caught:
+                if not initialized:
+                    await self.close(CLOSE_NOT_INITIALIZED, REASON_NOT_INITIALIZED)
+                    return
+                if self.in_flight.value < options.max_in_flight:
+                    continue  # requests still running: not idle
+                await self.close(1000, "idle timeout")
+                return
+            if not await self._on_message(message, tasks):
+                return
+
+    async def _on_message(self, message: str | bytes, tasks: trio.Nursery) -> bool:
+        """Handle one frame; False once the connection is closed."""
+        blocked = self.hub.limiter.hit(self.ip, self.hub.clock())
+        if blocked is not None:
+            await self.close(CLOSE_RATE_LIMIT_HIT, rate_limited_reason(blocked))
+            return False
+        if not isinstance(message, str):
+            await self.close(CLOSE_UNSUPPORTED_DATA, REASON_UNSUPPORTED_DATA)
+            return False
+        try:
+            raw = decode_packet(message)
+            if self.space is None and raw["type"] != TYPE_INITIALIZE:
+                await self.close(CLOSE_NOT_INITIALIZED, REASON_NOT_INITIALIZED)
+                return False
+            packet = parse_packet(raw)
+        except InvalidPacket:
+            await self.close(CLOSE_BAD_BODY, REASON_BAD_BODY)
+            return False
+        if isinstance(packet, Initialize):
+            return await self._initialize(packet)
+        await self.in_flight.acquire()
+        tasks.start_soon(self._create_download_url, packet, self.space, self.token)
+        return True
+
+    async def _initialize(self, packet: Initialize) -> bool:
+        """Check the token and the application; a failed Initialize leaves the session
+        uninitialized (only another Initialize is accepted)."""
+        space = "root" if packet.application is None else f"app-{packet.application}"
+        valid = token_is_valid(packet.token, self.app.config.tokens)
+        if not valid or space not in self.app.spaces:
+            self.token = self.space = None
+            return await self.send({"id": packet.id, "status": STATUS_NOT_AUTHORIZED})
+        self.token, self.space = packet.token, space
+        return await self.send({"id": packet.id, "status": STATUS_OK})
+
+    async def _create_download_url(
+        self, packet: CreateDownloadUrl, space: str | None, token: str | None
+    ) -> None:
+        try:
+            reply: dict[str, Any] = {"status": STATUS_INTERNAL_ERROR}
+            if space is None or not token_is_valid(token, self.app.config.tokens):
+                reply = {"status": STATUS_NOT_AUTHORIZED}  # e.g. the token was revoked
+            else:
+                with trio.move_on_after(self.options.request_timeout):
+                    try:
+                        reply = await create_download_url(
+                            self.app,
+                            space,
+                            packet.filename,
+                            packet.resume_at,
+                            expires_in=self.options.url_ttl,
+                        )
+                    except FileChanged:
+                        log.info("%s: %r changed while hashing", self.ip, packet.filename)
+                    except Exception:
+                        log.exception("type 7 request for %r failed", packet.filename)
+        finally:
+            self.in_flight.release()
+        if not await self.send({"id": packet.id, **reply}):
+            self.stop()
+
+    async def send(self, reply: dict[str, Any]) -> bool:
+        """Send one reply; False (and the socket dropped) if that is no longer possible.
+
+        A client that leaves a reply unread for ``send_timeout`` is dropped without a
+        close handshake (it would not read that either).
+        """
+        with trio.move_on_after(self.options.send_timeout):
+            try:
+                await self.ws.send_message(encode(reply))
+                return True
+            except trio_websocket.ConnectionClosed:
+                return False
+        log.debug("%s: websocket send timed out, dropping client", self.ip)
+        await self._drop()
+        return False
+
+    async def close(self, code: int, reason: str, *, wait: float | None = None) -> None:
+        """Close with ``code`` and ``reason``, waiting up to ``wait`` (default
+        ``close_timeout``) for the client's answer; the socket is closed either way."""
+        timeout = self.options.close_timeout if wait is None else wait
+        with trio.move_on_after(timeout) as scope:
+            await self.ws.aclose(code, reason)
+        if scope.cancelled_caught:
+            await self._drop()
+
+    async def _drop(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await self.stream.aclose()

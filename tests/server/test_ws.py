@@ -1,0 +1,671 @@
+"""The websocket packet protocol at ``/ws`` (seed 000), over a real loopback server.
+
+Clients are ``trio_websocket.open_websocket_url``; presigned URLs are fetched with httpx.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import pytest
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from slipstream.errors import InternalError
+from slipstream.server.ws import (
+    CLOSE_BAD_BODY,
+    CLOSE_NOT_INITIALIZED,
+    CLOSE_RATE_LIMIT_HIT,
+    CLOSE_UNSUPPORTED_DATA,
+    STATUS_FILE_NOT_FOUND,
+    STATUS_INTERNAL_ERROR,
+    STATUS_INVALID_RESUME_OFFSET,
+    STATUS_NOT_AUTHORIZED,
+    STATUS_OK,
+    hub_for,
+    rate_limited_reason,
+)
+from slipstream.server.ws_limits import Blocked, RateLimiter
+from slipstream.storage import LocalStorage, OpenFile
+
+from .conftest import TOKEN, RawClient, Served, StartServer, get, wait_for
+
+TIMEOUT = 5.0
+
+
+def ws_url(served: Served) -> str:
+    return f"ws://127.0.0.1:{served.port}/ws"
+
+
+@asynccontextmanager
+async def connect(
+    served: Served, *, initialize: bool = True, application: str | None = None
+) -> AsyncIterator[WebSocketConnection]:
+    """A websocket to ``served``, initialized with the valid token unless told otherwise."""
+    async with trio_websocket.open_websocket_url(
+        ws_url(served), connect_timeout=TIMEOUT, disconnect_timeout=TIMEOUT
+    ) as ws:
+        if initialize:
+            packet: dict[str, Any] = {"type": 1, "id": 0, "token": TOKEN}
+            if application is not None:
+                packet["application"] = application
+            assert await ask(ws, packet) == {"id": 0, "status": STATUS_OK}
+        yield ws
+
+
+async def ask(ws: WebSocketConnection, packet: dict[str, Any]) -> Any:
+    """Send one packet, return the next reply."""
+    await ws.send_message(json.dumps(packet))
+    return await reply(ws)
+
+
+async def reply(ws: WebSocketConnection) -> Any:
+    with trio.fail_after(TIMEOUT):
+        return json.loads(await ws.get_message())
+
+
+async def url_for(ws: WebSocketConnection, filename: str, resume_at: int = 0, id: int = 7) -> Any:
+    return await ask(ws, {"type": 7, "id": id, "filename": filename, "resume_at": resume_at})
+
+
+async def close_reason(ws: WebSocketConnection) -> tuple[int, str | None]:
+    """Wait for the server to close ``ws``; its close code and reason."""
+    with trio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed) as info:
+        while True:
+            message = await ws.get_message()
+            raise AssertionError(f"expected a close, got {message!r}")
+    reason = info.value.reason
+    assert reason is not None
+    return reason.code, reason.reason
+
+
+async def expect_close(
+    served: Served, frame: str | bytes, *, initialize: bool = True
+) -> tuple[int, str | None]:
+    async with connect(served, initialize=initialize) as ws:
+        await ws.send_message(frame)
+        return await close_reason(ws)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- Initialize ----------------------------------------------------------------------
+
+
+async def test_initialize_ok(served: Served) -> None:
+    async with connect(served, initialize=False) as ws:
+        assert await ask(ws, {"type": 1, "id": 41, "token": TOKEN}) == {"id": 41, "status": 1}
+        ok = await url_for(ws, "small.txt", id=42)
+        assert ok["id"] == 42
+        assert ok["status"] == STATUS_OK
+
+
+async def test_initialize_bad_token_is_status_3_and_stays_uninitialized(served: Served) -> None:
+    async with connect(served, initialize=False) as ws:
+        assert await ask(ws, {"type": 1, "id": 5, "token": "wrong"}) == {"id": 5, "status": 3}
+        assert await ask(ws, {"type": 1, "id": 6, "token": ""}) == {"id": 6, "status": 3}
+        await ws.send_message(json.dumps({"type": 7, "id": 7, "filename": "x", "resume_at": 0}))
+        assert await close_reason(ws) == (CLOSE_NOT_INITIALIZED, "connection is not initialized")
+
+
+async def test_initialize_again_after_a_bad_token(served: Served) -> None:
+    async with connect(served, initialize=False) as ws:
+        assert (await ask(ws, {"type": 1, "id": 1, "token": "nope"}))["status"] == 3
+        assert (await ask(ws, {"type": 1, "id": 2, "token": TOKEN}))["status"] == 1
+        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+
+
+async def test_failed_reinitialize_deinitializes(served: Served) -> None:
+    async with connect(served) as ws:
+        assert (await ask(ws, {"type": 1, "id": 1, "token": "nope"}))["status"] == 3
+        await ws.send_message(json.dumps({"type": 7, "id": 7, "filename": "x", "resume_at": 0}))
+        assert await close_reason(ws) == (CLOSE_NOT_INITIALIZED, "connection is not initialized")
+
+
+# --- type 7 ------------------------------------------------------------------------
+
+
+async def test_type7_url_downloads_the_file(served: Served) -> None:
+    data = served.files["random.bin"]
+    async with connect(served) as ws:
+        got = await url_for(ws, "random.bin", id=8)
+    assert set(got) == {"id", "presigned_url", "file_size", "file_checksum", "status"}
+    assert got["id"] == 8
+    assert got["status"] == STATUS_OK
+    assert got["file_size"] == len(data)
+    assert got["file_checksum"] == sha256(data)
+    url = got["presigned_url"]
+    assert url.startswith(f"http://127.0.0.1:{served.port}/s/root/random.bin?")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        response = await http.get(url)  # no bearer token: the signature is the credential
+    assert response.status_code == 200
+    assert sha256(response.content) == got["file_checksum"]
+
+
+async def test_type7_resume_with_range(served: Served) -> None:
+    data = served.files["random.bin"]
+    resume_at = 1_000_003
+    async with connect(served) as ws:
+        got = await url_for(ws, "random.bin", resume_at=resume_at)
+    assert got["status"] == STATUS_OK
+    assert got["file_size"] == len(data)  # always the whole file
+    assert got["file_checksum"] == sha256(data)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        response = await http.get(got["presigned_url"], headers={"Range": f"bytes={resume_at}-"})
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes {resume_at}-{len(data) - 1}/{len(data)}"
+    assert response.content == data[resume_at:]
+    # the client's check after a resume: the prefix it has plus the new bytes
+    assert sha256(data[:resume_at] + response.content) == got["file_checksum"]
+
+
+async def test_type7_last_byte_is_a_valid_resume_offset(served: Served) -> None:
+    size = len(served.files["small.txt"])
+    async with connect(served) as ws:
+        got = await url_for(ws, "small.txt", resume_at=size - 1)
+    assert got["status"] == STATUS_OK
+
+
+async def test_type7_non_ascii_and_nested_names(served: Served) -> None:
+    async with connect(served) as ws:
+        for name in ["résumé 日本語 ü.txt", "subdir/deeper/deep.txt", 'quo"te.txt']:
+            got = await url_for(ws, name)
+            assert got["status"] == STATUS_OK, name
+            assert unquote(urlsplit(got["presigned_url"]).path) == f"/s/root/{name}"
+            async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+                body = (await http.get(got["presigned_url"])).content
+            assert body == served.files[name]
+            assert sha256(body) == got["file_checksum"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "status"),
+    [
+        ("missing.txt", STATUS_FILE_NOT_FOUND),
+        ("subdir/missing.txt", STATUS_FILE_NOT_FOUND),
+        ("subdir", STATUS_FILE_NOT_FOUND),  # a directory is not a file
+        ("fifo", STATUS_FILE_NOT_FOUND),
+        ("", STATUS_NOT_AUTHORIZED),
+        ("../secret.txt", STATUS_NOT_AUTHORIZED),
+        ("/etc/passwd", STATUS_NOT_AUTHORIZED),
+        ("escape.txt", STATUS_NOT_AUTHORIZED),  # symlink out of the root
+        ("escape-dir/secret.txt", STATUS_NOT_AUTHORIZED),
+        ("%2e%2e/secret.txt", STATUS_NOT_AUTHORIZED),
+        (".slipstream/token", STATUS_FILE_NOT_FOUND),  # the state dir is hidden
+    ],
+)
+async def test_type7_file_statuses(served: Served, filename: str, status: int) -> None:
+    async with connect(served) as ws:
+        assert await url_for(ws, filename, id=99) == {"id": 99, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("filename", "resume_at"),
+    [
+        ("small.txt", -1),
+        ("small.txt", 360),  # == size
+        ("small.txt", 361),
+        ("small.txt", 10**30),
+        ("empty.txt", 0),  # nothing to download: 0 >= size
+    ],
+)
+async def test_type7_invalid_resume_offset(served: Served, filename: str, resume_at: int) -> None:
+    assert len(served.files["small.txt"]) == 360
+    async with connect(served) as ws:
+        got = await url_for(ws, filename, resume_at=resume_at, id=3)
+    assert got == {"id": 3, "status": STATUS_INVALID_RESUME_OFFSET}
+
+
+async def test_type7_revoked_token_is_not_authorized(served: Served) -> None:
+    async with connect(served) as ws:
+        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+        served.server.app.config.tokens = ["a-new-token"]
+        assert await url_for(ws, "small.txt", id=2) == {"id": 2, "status": STATUS_NOT_AUTHORIZED}
+
+
+class _BrokenStorage(LocalStorage):
+    def open(self, user_path: str) -> OpenFile:
+        if user_path == "boom-internal":
+            raise InternalError("disk on fire")
+        raise OSError(5, "Input/output error")
+
+
+async def test_type7_internal_failure_is_status_6(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = served.server.app
+    app.spaces["root"] = _BrokenStorage(served.root)
+    async with connect(served) as ws:
+        assert await url_for(ws, "small.txt", id=11) == {"id": 11, "status": 6}
+        assert await url_for(ws, "boom-internal", id=12) == {"id": 12, "status": 6}
+        # the connection survives a failed request
+        assert (await ask(ws, {"type": 1, "id": 13, "token": TOKEN}))["status"] == STATUS_OK
+    assert "type 7 request" in caplog.text
+
+
+async def test_type7_hashing_failure_is_status_6(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing_get(key: Any, fd: int) -> Any:
+        raise RuntimeError("hash worker died")
+
+    monkeypatch.setattr(served.server.app.digests, "get", failing_get)
+    async with connect(served) as ws:
+        assert await url_for(ws, "medium.bin", id=4) == {"id": 4, "status": STATUS_INTERNAL_ERROR}
+
+
+# --- applications --------------------------------------------------------------------
+
+
+async def test_application_selects_its_folder(start_server: StartServer, tmp_path: Path) -> None:
+    game = tmp_path / "game"
+    (game / "bin").mkdir(parents=True)
+    payload = os.urandom(50_000)
+    (game / "bin" / "client.dll").write_bytes(payload)
+    served = await start_server(applications={"game": game})
+    async with connect(served, application="game") as ws:
+        got = await url_for(ws, "bin/client.dll")
+        assert got["status"] == STATUS_OK
+        assert got["file_checksum"] == sha256(payload)
+        assert "/s/app-game/bin/client.dll?" in got["presigned_url"]
+        # files of the root are not part of the application
+        assert (await url_for(ws, "small.txt"))["status"] == STATUS_FILE_NOT_FOUND
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        assert (await http.get(got["presigned_url"])).content == payload
+    async with connect(served) as ws:  # no application: the root
+        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+        assert (await url_for(ws, "bin/client.dll"))["status"] == STATUS_FILE_NOT_FOUND
+
+
+@pytest.mark.parametrize("application", ["nope", "1", "", "../game"])
+async def test_unknown_application_is_not_authorized(
+    start_server: StartServer, tmp_path: Path, application: str
+) -> None:
+    (tmp_path / "game").mkdir()
+    served = await start_server(applications={"game": tmp_path / "game"})
+    async with connect(served, initialize=False) as ws:
+        packet = {"type": 1, "id": 1, "token": TOKEN, "application": application}
+        assert await ask(ws, packet) == {"id": 1, "status": STATUS_NOT_AUTHORIZED}
+
+
+# --- close codes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        {"type": 7, "id": 1, "filename": "small.txt", "resume_at": 0},
+        {"type": 20, "id": 1},
+        {"type": 7},
+    ],
+)
+async def test_packet_before_initialize_closes_4200(served: Served, packet: Any) -> None:
+    code = await expect_close(served, json.dumps(packet), initialize=False)
+    assert code == (4200, "connection is not initialized")
+
+
+async def test_no_initialize_within_the_timeout_closes_4200(served: Served) -> None:
+    hub_for(served.server.app).options.init_timeout = 0.3
+    async with connect(served, initialize=False) as ws:
+        started = trio.current_time()
+        assert await close_reason(ws) == (CLOSE_NOT_INITIALIZED, "connection is not initialized")
+        assert trio.current_time() - started < 2
+
+
+async def test_failed_initializes_do_not_extend_the_timeout(served: Served) -> None:
+    hub_for(served.server.app).options.init_timeout = 0.5
+    async with connect(served, initialize=False) as ws:
+        started = trio.current_time()
+        with pytest.raises(ConnectionClosed) as info:
+            with trio.fail_after(TIMEOUT):
+                while True:
+                    await ws.send_message(json.dumps({"type": 1, "id": 1, "token": "bad"}))
+                    await ws.get_message()
+                    await trio.sleep(0.1)
+        assert info.value.reason is not None
+        assert info.value.reason.code == CLOSE_NOT_INITIALIZED
+        assert trio.current_time() - started < 2
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "",
+        "[1, 2]",
+        '"a string"',
+        "null",
+        "{}",
+        '{"type": "7", "id": 1, "filename": "a", "resume_at": 0}',
+        '{"type": 7.0, "id": 1, "filename": "a", "resume_at": 0}',
+        '{"type": true, "id": 1}',
+        '{"type": 20, "id": 1}',  # progress subscription belongs to a later issue
+        '{"type": 999, "id": 1}',
+        '{"type": 7, "filename": "a", "resume_at": 0}',
+        '{"type": 7, "id": "1", "filename": "a", "resume_at": 0}',
+        '{"type": 7, "id": 1, "resume_at": 0}',
+        '{"type": 7, "id": 1, "filename": 5, "resume_at": 0}',
+        '{"type": 7, "id": 1, "filename": null, "resume_at": 0}',
+        '{"type": 7, "id": 1, "filename": "a"}',
+        '{"type": 7, "id": 1, "filename": "a", "resume_at": "0"}',
+        '{"type": 7, "id": 1, "filename": "a", "resume_at": 1.5}',
+        '{"type": 7, "id": 1, "filename": "a", "resume_at": false}',
+        '{"type": 7, "id": 1, "filename": "a", "resume_at": NaN}',
+        '{"type": 1, "id": 1}',
+        '{"type": 1, "id": 1, "token": 5}',
+        '{"type": 1, "id": 1, "token": "t", "application": 3}',
+        "[" * 30_000,
+        '{"type": 7, "id": 1' + "1" * 5000 + "}",
+    ],
+)
+async def test_invalid_body_closes_4302(served: Served, frame: str) -> None:
+    assert await expect_close(served, frame) == (CLOSE_BAD_BODY, "invalid request body")
+
+
+async def test_invalid_initialize_closes_4302(served: Served) -> None:
+    frame = '{"type": 1, "id": 1, "token": ["x"]}'
+    assert await expect_close(served, frame, initialize=False) == (4302, "invalid request body")
+
+
+@pytest.mark.parametrize("initialize", [True, False])
+async def test_binary_frame_closes_4304(served: Served, initialize: bool) -> None:
+    frame = json.dumps({"type": 1, "id": 1, "token": TOKEN}).encode()
+    code = await expect_close(served, frame, initialize=initialize)
+    assert code == (CLOSE_UNSUPPORTED_DATA, "received unsupported data")
+
+
+async def test_frame_over_64k_is_refused(served: Served) -> None:
+    packet = {"type": 7, "id": 1, "filename": "a" * (64 * 1024), "resume_at": 0}
+    code, _ = await expect_close(served, json.dumps(packet))
+    assert code == 1009  # trio-websocket's "message too big"
+
+
+async def test_frame_just_under_64k_is_served(served: Served) -> None:
+    packet: dict[str, Any] = {"type": 7, "id": 1, "filename": "small.txt", "resume_at": 0}
+    packet["pad"] = ""
+    packet["pad"] = "x" * (64 * 1024 - len(json.dumps(packet)))
+    text = json.dumps(packet)
+    assert len(text) == 64 * 1024
+    async with connect(served) as ws:
+        await ws.send_message(text)
+        assert (await reply(ws))["status"] == STATUS_OK
+
+
+async def test_bad_handshake_is_refused_quickly(served: Served) -> None:
+    client = await RawClient.connect(served.port)
+    try:
+        await client.send(get("/ws", "Upgrade: websocket", "Connection: Upgrade"))
+        out = await client.read_until_eof(timeout=TIMEOUT)
+    finally:
+        await client.aclose()
+    assert out.startswith(b"HTTP/1.1 4")
+
+
+async def test_server_shutdown_says_going_away(start_server: StartServer) -> None:
+    served = await start_server(limits={"drain_timeout": 0.3})
+    async with connect(served) as ws:
+        served.server.shutdown()
+        code, _ = await close_reason(ws)
+    assert code == 1001
+
+
+async def test_connections_are_released(served: Served) -> None:
+    hub = hub_for(served.server.app)
+    for _ in range(3):
+        async with connect(served) as ws:
+            assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+    assert await wait_for(lambda: hub.connections == 0)
+
+
+# --- rate limit ----------------------------------------------------------------------
+
+
+async def test_rate_limit_blocks_then_expires(start_server: StartServer) -> None:
+    served = await start_server(ws_rate_limit=4, ws_rate_window=30, ws_block_seconds=1.5)
+    async with connect(served) as ws:  # packet 1
+        for i in range(3):  # packets 2..4
+            assert (await url_for(ws, "small.txt", id=i))["status"] == STATUS_OK
+        await ws.send_message(json.dumps({"type": 1, "id": 9, "token": TOKEN}))  # packet 5
+        assert await close_reason(ws) == (CLOSE_RATE_LIMIT_HIT, "rate limit hit")
+    # a new connection from the blocked IP is closed at once with the seconds left
+    async with connect(served, initialize=False) as ws:
+        assert await close_reason(ws) == (CLOSE_RATE_LIMIT_HIT, "rate limited, 2 seconds left")
+    await trio.sleep(1.55)
+    async with connect(served) as ws:
+        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+
+
+async def test_rate_limit_counts_every_connection_of_an_ip(start_server: StartServer) -> None:
+    served = await start_server(ws_rate_limit=3, ws_rate_window=30, ws_block_seconds=5)
+    async with connect(served) as first, connect(served) as second:  # packets 1, 2
+        assert (await url_for(first, "small.txt"))["status"] == STATUS_OK  # 3
+        await second.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))  # 4
+        assert await close_reason(second) == (CLOSE_RATE_LIMIT_HIT, "rate limit hit")
+        await first.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))
+        code, reason = await close_reason(first)
+    assert code == CLOSE_RATE_LIMIT_HIT
+    assert reason in ("rate limited, 5 seconds left", "rate limited, 4 seconds left")
+
+
+async def test_rate_window_slides(start_server: StartServer) -> None:
+    served = await start_server(ws_rate_limit=3, ws_rate_window=1.0, ws_block_seconds=30)
+    async with connect(served) as ws:  # 1
+        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK  # 2
+        await trio.sleep(1.05)  # both left the window
+        for i in range(3):
+            assert (await url_for(ws, "small.txt", id=i))["status"] == STATUS_OK
+        await ws.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))
+        assert await close_reason(ws) == (CLOSE_RATE_LIMIT_HIT, "rate limit hit")
+
+
+# --- concurrency ---------------------------------------------------------------------
+
+
+async def test_many_requests_in_flight_on_one_connection(served: Served) -> None:
+    names = ["small.txt", "random.bin", "medium.bin", "data.json", "missing", "subdir/inner.txt"]
+    count = 60
+    async with connect(served) as ws:
+        for i in range(count):  # all sent before any reply is read
+            name = names[i % len(names)]
+            packet = {"type": 7, "id": 1000 + i, "filename": name, "resume_at": i % 3}
+            await ws.send_message(json.dumps(packet))
+        replies = [await reply(ws) for _ in range(count)]
+    by_id = {r["id"]: r for r in replies}
+    assert sorted(by_id) == list(range(1000, 1000 + count))
+    for i in range(count):
+        name = names[i % len(names)]
+        got = by_id[1000 + i]
+        if name == "missing":
+            assert got["status"] == STATUS_FILE_NOT_FOUND
+        else:
+            assert got["status"] == STATUS_OK
+            assert got["file_checksum"] == sha256(served.files[name])
+            assert got["file_size"] == len(served.files[name])
+
+
+async def test_replies_come_out_of_order(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    digests = served.server.app.digests
+    real_get = digests.get
+    slow_size = len(served.files["random.bin"])
+    release = trio.Event()
+
+    async def slow_get(key: Any, fd: int) -> Any:
+        if key.size == slow_size:
+            await release.wait()
+        return await real_get(key, fd)
+
+    monkeypatch.setattr(digests, "get", slow_get)
+    async with connect(served) as ws:
+        await ws.send_message(
+            json.dumps({"type": 7, "id": 1, "filename": "random.bin", "resume_at": 0})
+        )
+        await ws.send_message(
+            json.dumps({"type": 7, "id": 2, "filename": "small.txt", "resume_at": 0})
+        )
+        first = await reply(ws)
+        release.set()
+        second = await reply(ws)
+    assert (first["id"], second["id"]) == (2, 1)
+    assert first["status"] == second["status"] == STATUS_OK
+
+
+async def test_in_flight_requests_are_bounded(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub_for(served.server.app).options.max_in_flight = 3
+    digests = served.server.app.digests
+    real_get = digests.get
+    running = 0
+    peak = 0
+    release = trio.Event()
+
+    async def counting_get(key: Any, fd: int) -> Any:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await release.wait()
+            return await real_get(key, fd)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(digests, "get", counting_get)
+    async with connect(served) as ws:
+        for i in range(10):
+            await ws.send_message(
+                json.dumps({"type": 7, "id": i, "filename": "small.txt", "resume_at": 0})
+            )
+        assert await wait_for(lambda: running == 3)
+        await trio.sleep(0.1)
+        assert running == 3
+        release.set()
+        replies = sorted([(await reply(ws))["id"] for _ in range(10)])
+    assert replies == list(range(10))
+    assert peak == 3
+
+
+async def test_200_clients_at_once(start_server: StartServer) -> None:
+    served = await start_server(ws_rate_limit=0, limits={"max_connections": 1024})
+    names = sorted(n for n in served.files if n != "random.bin")
+    expected = {n: sha256(served.files[n]) for n in names}
+    results: dict[int, Any] = {}
+
+    async def one_client(i: int) -> None:
+        name = names[i % len(names)]
+        async with connect(served) as ws:
+            got = await url_for(ws, name, resume_at=0, id=i)
+        assert got["status"] == STATUS_OK, (name, got)
+        assert got["id"] == i
+        assert got["file_checksum"] == expected[name]
+        assert unquote(urlsplit(got["presigned_url"]).path) == f"/s/root/{name}"
+        results[i] = (name, got["presigned_url"])
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(one_client, i)
+    assert len(results) == 200
+    # every issued URL really serves its file
+    async with httpx.AsyncClient(timeout=TIMEOUT, limits=httpx.Limits(max_connections=20)) as http:
+
+        async def fetch(name: str, url: str) -> None:
+            response = await http.get(url)
+            assert response.status_code == 200
+            assert sha256(response.content) == expected[name]
+
+        async with trio.open_nursery() as nursery:
+            for name, url in results.values():
+                nursery.start_soon(fetch, name, url)
+
+
+# --- the rate limiter alone (sans-IO, time passed in) ---------------------------------
+
+
+def test_limiter_blocks_the_packet_over_the_limit() -> None:
+    limiter = RateLimiter(3, window=10, block=5)
+    assert [limiter.hit("a", t) for t in (0.0, 1.0, 2.0)] == [None, None, None]
+    assert limiter.hit("a", 3.0) == Blocked(5.0, new=True)
+    assert limiter.hit("b", 3.0) is None  # other clients are not affected
+    assert limiter.hit("a", 4.5) == Blocked(3.5, new=False)
+    assert limiter.blocked("a", 7.9) == Blocked(pytest.approx(0.1), new=False)  # type: ignore[arg-type]
+    assert limiter.blocked("a", 8.0) is None
+    # after the block the count starts afresh
+    assert [limiter.hit("a", t) for t in (8.0, 8.1, 8.2)] == [None, None, None]
+    assert limiter.hit("a", 8.3) == Blocked(5.0, new=True)
+
+
+def test_limiter_window_slides() -> None:
+    limiter = RateLimiter(3, window=1.0, block=60)
+    for t in (0.0, 0.5, 0.9):
+        assert limiter.hit("a", t) is None
+    assert limiter.hit("a", 1.0) is None  # the hit at 0.0 has left the window
+    assert limiter.hit("a", 1.2) is not None  # 0.5, 0.9, 1.0 still inside
+
+
+def test_limiter_blocked_does_not_count() -> None:
+    limiter = RateLimiter(1, window=10, block=5)
+    for _ in range(10):
+        assert limiter.blocked("a", 0.0) is None
+    assert limiter.hit("a", 0.0) is None
+    assert limiter.hit("a", 0.0) is not None
+
+
+def test_limiter_disabled_with_zero() -> None:
+    limiter = RateLimiter(0, window=10, block=5)
+    assert all(limiter.hit("a", 0.0) is None for _ in range(1000))
+    assert len(limiter) == 0
+
+
+def test_limiter_memory_is_bounded() -> None:
+    limiter = RateLimiter(5, window=1.0, block=2.0, max_clients=100, sweep_every=50)
+    for i in range(1000):
+        limiter.hit(f"10.0.{i // 256}.{i % 256}", i * 0.01)
+    assert len(limiter) <= 101 + 1
+    limiter.hit("x", 0.0)
+    limiter.hit("x", 0.0)
+    limiter.sweep(1000.0)
+    assert len(limiter) == 0
+
+
+@pytest.mark.parametrize(("left", "shown"), [(0.01, 1), (1.0, 1), (4.01, 5), (5.0, 5)])
+def test_blocked_seconds_shown_round_up(left: float, shown: int) -> None:
+    assert Blocked(left, new=False).whole_seconds == shown
+    assert rate_limited_reason(Blocked(left, new=False)) == f"rate limited, {shown} seconds left"
+    assert rate_limited_reason(Blocked(left, new=True)) == "rate limit hit"
+
+
+def test_limits_module_is_sans_io() -> None:
+    """``ws_limits`` imports no I/O library (the package around it does, so check its source)."""
+    import slipstream.server.ws_limits as module
+
+    tree = ast.parse(Path(module.__file__ or "").read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert imported <= {"__future__", "collections", "dataclasses", "math"}, imported
+
+
+async def test_idle_initialized_connection_is_closed(served: Served) -> None:
+    hub_for(served.server.app).options.idle_timeout = 0.3
+    async with connect(served) as ws:
+        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+        assert await close_reason(ws) == (1000, "idle timeout")
