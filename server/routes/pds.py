@@ -1,0 +1,304 @@
+"""The drive-style API (seed 003): ``POST /v2/file/get_download_url``, ``/get``, ``/list``.
+
+Drives are named folders (``--drive ID=DIR``; drive ``"1"`` is the ``--root`` unless
+given).  A ``file_id`` is the file's path inside its drive, ``"a/b.txt"``, checked by
+the same traversal rules as every other path; ``"root"`` is the drive itself (a
+top-level entry really named ``root`` is listed with the id ``"./root"``).
+``share_id`` is accepted for compatibility and must be a string; there are no shares,
+so it changes nothing (the bearer token is the credential).
+
+Every endpoint takes a JSON object body (at most 1 MiB, enforced by the HTTP layer)
+and a bearer token.  Checks run in this order: token, body, parameters, drive, file.
+
+``get_download_url`` replies ``url`` (a presigned ``GET /s/drive-ID/PATH`` under the
+public URL), ``internal_url`` / ``cdn_url`` (the same signed URL under ``--internal-url``
+/ ``--cdn-url``, or equal to ``url``), ``expiration`` (RFC 3339 UTC), ``size``,
+``crc64_hash`` (CRC-64/XZ, unsigned decimal), ``content_hash`` (SHA-1, upper-case
+hex) and ``content_hash_name`` ``"sha1"``.  ``file_name`` becomes the download's
+signed ``Content-Disposition`` filename and ``response_content_type`` its signed
+``Content-Type``.  ``get`` and ``list`` items have ``drive_id``, ``file_id``,
+``parent_file_id``, ``name``, ``type`` (``"file"`` / ``"folder"``), ``size`` (0 for
+folders) and ``updated_at`` (RFC 3339 UTC, milliseconds).  ``list`` pages are in
+name order; ``next_marker`` is opaque and ``""`` on the last page.
+
+Errors are ``{"code": ..., "message": ...}``:
+
+====== ================================ ===============================================
+status code                             when
+====== ================================ ===============================================
+400    ``InvalidParameter.Body``        body not JSON, or not a JSON object
+400    ``InvalidParameter.<Field>``     field missing (``FileId``), of the wrong type,
+                                        empty, or out of range: ``ExpireSec`` outside
+                                        1..604800 (default 900), ``Limit`` outside
+                                        1..200 (default 100), ``Marker`` not issued
+                                        here, ``FileName`` with control characters or
+                                        slashes, ``ResponseContentType`` not a media type
+401    ``AccessTokenInvalid``           token missing or wrong
+403    ``Forbidden.PathNotAllowed``     ``file_id`` / ``parent_file_id`` escapes the drive
+403    ``Forbidden.IsFolder``           ``get_download_url`` of a folder
+403    ``Forbidden.NotRegularFile``     a FIFO, socket or device
+403    ``Forbidden.FileNotReadable``    no read permission
+404    ``NotFound.Drive``               unknown ``drive_id``
+404    ``NotFound.File``                no such file (``get_download_url``, ``get``)
+404    ``NotFound.ParentFile``          ``list`` of a missing folder, or of a file
+503    ``ServiceUnavailable.FileBusy``  the file kept changing while it was hashed
+500    ``InternalError``                anything else (logged, never detailed)
+====== ================================ ===============================================
+
+A listing reads the whole folder for each page (O(entries)); the marker is the last
+name returned, so entries added or removed between pages never repeat or shift a page.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from slipstream.digests import Digests, FileChanged, FileKey
+from slipstream.errors import IsADirectory, SlipstreamError, Unauthorized
+from slipstream.pathsafety import safe_relative_path
+from slipstream.storage import DirEntry, LocalOpenFile, LocalStorage
+
+from ..auth import presented_token, token_is_valid
+from ..http import Request, Response, json_response
+from ..presigned import issue_url
+from ..router import Router
+from .pds_errors import (
+    DriveError,
+    decode_marker,
+    drive_error,
+    encode_marker,
+    param_content_type,
+    param_file_name,
+    param_int,
+    param_str,
+    parse_body,
+)
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("slipstream.server")
+
+DEFAULT_EXPIRE_SEC = 900
+MAX_EXPIRE_SEC = 604_800
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 200
+ROOT_ID = "root"
+_HASH_ATTEMPTS = 3
+
+Handler = Callable[["App", Mapping[str, Any]], Awaitable[Response]]
+
+
+def register(router: Router, app: App) -> None:
+    """Add ``POST /v2/file/get_download_url``, ``/v2/file/get`` and ``/v2/file/list``."""
+    for path, handler in (
+        ("/v2/file/get_download_url", get_download_url),
+        ("/v2/file/get", get_file),
+        ("/v2/file/list", list_files),
+    ):
+        router.add(path, _endpoint(app, handler), methods=("POST",))
+
+
+def _endpoint(app: App, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap ``handler`` with auth, body parsing and drive-style error replies."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            if not token_is_valid(presented_token(request), app.config.tokens):
+                raise drive_error(Unauthorized())
+            return await handler(app, parse_body(request.body))
+        except DriveError as error:
+            return error.response()
+        except SlipstreamError as error:
+            return drive_error(error).response()
+        except Exception:
+            log.exception("unexpected error in %s", request.path)
+            return DriveError(500, "InternalError", "internal server error").response()
+
+    return endpoint
+
+
+# --- endpoints ------------------------------------------------------------------------
+
+
+async def get_download_url(app: App, params: Mapping[str, Any]) -> Response:
+    """``POST /v2/file/get_download_url``: a presigned URL plus size and checksums."""
+    drive_id, storage = _drive(app, params)
+    file_id = param_str(params, "file_id", required=True)
+    assert file_id is not None
+    param_str(params, "share_id")
+    file_name = param_file_name(params, "file_name")
+    content_type = param_content_type(params, "response_content_type")
+    expire_sec = param_int(
+        params, "expire_sec", default=DEFAULT_EXPIRE_SEC, low=1, high=MAX_EXPIRE_SEC
+    )
+    if file_id == ROOT_ID:
+        raise DriveError(403, "Forbidden.IsFolder", "root is a folder and not a file")
+    opened, digests = await _open_hashed(app, storage, file_id)
+    with opened:
+
+        def issue(base: str | None) -> tuple[str, int]:
+            return issue_url(
+                app,
+                f"drive-{drive_id}",
+                opened,
+                expires_in=expire_sec,
+                content_type=content_type,
+                filename=file_name,
+                base=base,
+            )
+
+        url, expires = issue(None)
+        urls = [url]
+        for base in (app.config.internal_url, app.config.cdn_url):
+            if base:  # the same grant under another host (its expiry may tick by 1 s)
+                other, other_expires = issue(base)
+                urls.append(other)
+                expires = min(expires, other_expires)
+            else:
+                urls.append(url)
+    return json_response(200, _download_reply(urls, expires, digests))
+
+
+async def get_file(app: App, params: Mapping[str, Any]) -> Response:
+    """``POST /v2/file/get``: one file's or folder's metadata."""
+    drive_id, storage = _drive(app, params)
+    file_id = param_str(params, "file_id", required=True)
+    assert file_id is not None
+    param_str(params, "share_id")
+    if file_id == ROOT_ID:
+        mtime = os.stat(storage.base).st_mtime_ns
+        return json_response(200, _item(drive_id, (), DirEntry(ROOT_ID, True, 0, mtime)))
+    try:
+        with storage.open(file_id) as opened:
+            segments = tuple(opened.path.split("/"))
+            entry = DirEntry(opened.name, False, opened.stat.size, opened.stat.mtime_ns)
+    except IsADirectory:
+        segments = safe_relative_path(file_id)
+        if not segments:
+            mtime = os.stat(storage.base).st_mtime_ns
+            return json_response(200, _item(drive_id, (), DirEntry(ROOT_ID, True, 0, mtime)))
+        entry = _folder_entry(storage, segments)
+    return json_response(200, _item(drive_id, segments, entry))
+
+
+async def list_files(app: App, params: Mapping[str, Any]) -> Response:
+    """``POST /v2/file/list``: one page of a folder, in name order."""
+    drive_id, storage = _drive(app, params)
+    parent = param_str(params, "parent_file_id", default=ROOT_ID)
+    assert parent is not None
+    param_str(params, "share_id")
+    limit = param_int(params, "limit", default=DEFAULT_LIST_LIMIT, low=1, high=MAX_LIST_LIMIT)
+    marker = param_str(params, "marker")
+    after = decode_marker(marker) if marker is not None else None
+    segments = () if parent == ROOT_ID else safe_relative_path(parent)
+    try:
+        entries = storage.list_dir("/".join(segments))
+    except SlipstreamError as error:
+        raise drive_error(error, not_found="NotFound.ParentFile") from None
+    start = 0 if after is None else bisect.bisect_right([e.name for e in entries], after)
+    page = entries[start : start + limit]
+    more = start + limit < len(entries)
+    return json_response(
+        200,
+        {
+            "items": [_item(drive_id, (*segments, entry.name), entry) for entry in page],
+            "next_marker": encode_marker(page[-1].name) if more and page else "",
+        },
+    )
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _drive(app: App, params: Mapping[str, Any]) -> tuple[str, LocalStorage]:
+    """The drive id and its storage (``404 NotFound.Drive`` when unknown)."""
+    drive_id = param_str(params, "drive_id", default="1")
+    assert drive_id is not None
+    storage = app.spaces.get(f"drive-{drive_id}")
+    if storage is None:
+        raise DriveError(404, "NotFound.Drive", f"drive {drive_id} does not exist")
+    return drive_id, storage
+
+
+async def _open_hashed(
+    app: App, storage: LocalStorage, file_id: str
+) -> tuple[LocalOpenFile, Digests]:
+    """Open ``file_id`` and get its digests (cached, else hashed now).
+
+    A file rewritten while it is hashed is reopened, up to ``_HASH_ATTEMPTS`` times.
+    """
+    for _ in range(_HASH_ATTEMPTS):
+        opened = storage.open(file_id)
+        try:
+            if not isinstance(opened, LocalOpenFile):  # pragma: no cover - LocalStorage invariant
+                raise DriveError(500, "InternalError", "internal server error")
+            digests = await app.digests.get(FileKey.from_stat(opened.stat), opened.fileno())
+        except FileChanged:
+            opened.close()
+            continue
+        except BaseException:
+            opened.close()
+            raise
+        return opened, digests
+    raise DriveError(503, "ServiceUnavailable.FileBusy", "file kept changing while being hashed")
+
+
+def _folder_entry(storage: LocalStorage, segments: tuple[str, ...]) -> DirEntry:
+    """The entry of a folder as its parent lists it (same visibility rules)."""
+    parent = "/".join(segments[:-1])
+    try:
+        siblings = storage.list_dir(parent)
+    except SlipstreamError as error:
+        raise drive_error(error) from None
+    names = [e.name for e in siblings]
+    index = bisect.bisect_left(names, segments[-1])
+    if index == len(names) or names[index] != segments[-1] or not siblings[index].is_dir:
+        raise DriveError(404, "NotFound.File", f"file not found at {'/'.join(segments)}")
+    return siblings[index]
+
+
+def _file_id(segments: tuple[str, ...]) -> str:
+    """The id of a path; a top-level entry named ``root`` is ``./root`` (``root`` is the drive)."""
+    if not segments:
+        return ROOT_ID
+    path = "/".join(segments)
+    return f"./{path}" if path == ROOT_ID else path
+
+
+def _item(drive_id: str, segments: tuple[str, ...], entry: DirEntry) -> dict[str, Any]:
+    return {
+        "drive_id": drive_id,
+        "file_id": _file_id(segments),
+        "parent_file_id": _file_id(segments[:-1]) if segments else "",
+        "name": entry.name,
+        "type": "folder" if entry.is_dir else "file",
+        "size": 0 if entry.is_dir else entry.size,
+        "updated_at": rfc3339(entry.mtime_ns),
+    }
+
+
+def _download_reply(urls: list[str], expires: int, digests: Digests) -> dict[str, Any]:
+    url, internal_url, cdn_url = urls
+    return {
+        "url": url,
+        "internal_url": internal_url,
+        "cdn_url": cdn_url,
+        "expiration": rfc3339(expires * 1_000_000_000),
+        "size": digests.size,
+        "crc64_hash": str(digests.crc64xz),
+        "content_hash": digests.sha1.hex().upper(),
+        "content_hash_name": "sha1",
+    }
+
+
+def rfc3339(ns: int) -> str:
+    """``2024-01-02T15:04:05.123Z`` for nanoseconds since the epoch."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest // 1_000_000:03d}Z"
