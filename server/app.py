@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import trio
 
 from slipstream.digests import DigestCache
+from slipstream.presign import Signer
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
 
 from .config import Config
@@ -23,7 +24,7 @@ from .connection import HTTPConnection, IdleScopes
 from .errors import status_response
 from .http import Request, Response
 from .router import Router
-from .routes import api_download, health
+from .routes import api_download, health, pds, signed
 
 log = logging.getLogger("slipstream.server")
 
@@ -52,8 +53,9 @@ class App:
         """Base of issued URLs (set from the bound port by :class:`Server` when not configured)."""
         self.background: trio.Nursery | None = None
         """Where long-running work (background hashing) runs; set by :class:`Server`."""
+        self.signer = Signer(config.secret or "", config.previous_secrets)
         self.router = Router()
-        for module in (health, api_download):
+        for module in (health, api_download, signed, pds):
             module.register(self.router, self)
 
     async def __call__(self, request: Request) -> Response:
@@ -61,11 +63,9 @@ class App:
 
     async def websocket(self, stream: trio.abc.HalfCloseableStream, request: Request) -> None:
         """Take over a connection that asked for a websocket at ``/ws``."""
-        await stream.send_all(
-            b"HTTP/1.1 501 Not Implemented\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 48\r\nConnection: close\r\n\r\n"
-            b'{"error":"websocket protocol not available yet"}'
-        )
+        from .ws import serve_websocket  # imports trio_websocket only when a client asks
+
+        await serve_websocket(self, stream, request)
 
     def close(self) -> None:
         """Release what the app holds open (the digest database)."""
@@ -100,17 +100,22 @@ class Server:
         try:
             async with trio.open_nursery() as background:
                 self.app.background = background
-                async with trio.open_nursery() as handlers:
-                    async with trio.open_nursery() as acceptors:
-                        acceptors.start_soon(self._accept_until_shutdown, listeners, handlers)
-                        task_status.started(self.port)
-                        await self._shutdown.wait()
-                        acceptors.cancel_scope.cancel()
-                    self.idle.cancel_all()
-                    drain = trio.current_time() + config.limits.drain_timeout
-                    handlers.cancel_scope.deadline = drain
-                self.app.digests.stop()
-                background.cancel_scope.cancel()
+                try:
+                    async with trio.open_nursery() as handlers:
+                        async with trio.open_nursery() as acceptors:
+                            acceptors.start_soon(self._accept_until_shutdown, listeners, handlers)
+                            task_status.started(self.port)
+                            await self._shutdown.wait()
+                            acceptors.cancel_scope.cancel()
+                        self.idle.cancel_all()
+                        drain = trio.current_time() + config.limits.drain_timeout
+                        handlers.cancel_scope.deadline = drain
+                finally:
+                    # Background hashing runs in worker threads that cancellation cannot
+                    # interrupt; tell them to give up so shutdown is not held by a long hash.
+                    if self._owns_app:
+                        self.app.digests.stop()
+                    background.cancel_scope.cancel()
         finally:
             self.app.background = None
             if self._owns_app:
