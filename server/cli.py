@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     digest = commands.add_parser("digest", help="print every checksum of files")
     digest.add_argument("files", nargs="+", type=Path, metavar="FILE")
     digest.add_argument("--json", action="store_true", help="one JSON object per file")
+    get = commands.add_parser("get", help="download a file over the websocket protocol")
+    get.add_argument("filename", metavar="FILENAME", help="path of the file in the application")
+    get.add_argument("--server", required=True, help="websocket URL, e.g. ws://HOST:PORT/ws")
+    get.add_argument("--token", default=None, help="access token (also $SLIPSTREAM_TOKEN)")
+    get.add_argument("--application", default=None, help="application name (default: root)")
+    get.add_argument("-o", "--output", type=Path, default=None, help="file or directory to write")
+    get.add_argument(
+        "--no-resume", action="store_true", help="discard a partial download and start over"
+    )
+    get.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server")
     return parser
 
 
@@ -193,6 +203,76 @@ def digest_files(paths: Sequence[Path], *, as_json: bool = False) -> int:
     return status
 
 
+def get_file(args: argparse.Namespace) -> int:
+    """``slipstream get``: download, resume and verify one file; one line on any error."""
+    from pathlib import PurePosixPath
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from slipstream.client import download_file
+
+    def fail(message: str, status: int = 1) -> int:
+        print(f"slipstream get: {' '.join(message.split())}", file=sys.stderr)
+        return status
+
+    token = args.token or os.environ.get("SLIPSTREAM_TOKEN")
+    if not token:
+        return fail("no token: pass --token or set SLIPSTREAM_TOKEN", 2)
+    name = PurePosixPath(args.filename).name
+    dest: Path = args.output if args.output is not None else Path(name)
+    if dest.is_dir():
+        dest = dest / name
+    console = Console(stderr=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task: list[TaskID] = []
+
+    def progress(done: int, total: int) -> None:
+        if not task:  # created on the first report, so a resumed prefix is not "speed"
+            task.append(bar.add_task(name, total=total, completed=done))
+        bar.update(task[0], completed=done, total=total)
+
+    try:
+        with bar:
+            saved = trio.run(
+                partial(
+                    download_file,
+                    args.server,
+                    token,
+                    args.filename,
+                    dest,
+                    application=args.application,
+                    progress=progress,
+                    resume=not args.no_resume,
+                    timeout=args.timeout,
+                )
+            )
+    except KeyboardInterrupt:
+        return fail("interrupted; run the same command again to resume", 130)
+    except OSError as exc:
+        return fail(f"{exc.filename or dest}: {exc.strerror or exc}")
+    except Exception as exc:  # every other failure is one line too
+        return fail(str(exc) or type(exc).__name__)
+    print(f"saved {saved} ({saved.stat().st_size} bytes, SHA-256 verified)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slipstream`` console script."""
     args = build_parser().parse_args(argv)
@@ -202,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "digest":
         return digest_files(args.files, as_json=args.json)
+    if args.command == "get":
+        return get_file(args)
     if args.command == "serve":
         config = config_from_args(args)
         try:
