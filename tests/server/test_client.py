@@ -254,6 +254,29 @@ async def test_corrupted_part_prefix_raises_checksum_mismatch(
     assert not part.exists()
 
 
+async def test_corrupted_server_byte_raises_checksum_mismatch(
+    served: Served, tmp_path: Path
+) -> None:
+    """Bit rot on the server: one byte flips in place, size and mtime unchanged, so the
+    ETag and the cached checksum still describe the old bytes; the client must notice."""
+    expected = served.files["medium.bin"]
+    await fetch(served, "medium.bin", tmp_path / "first.bin")  # warms the digest cache
+    stored = served.root / "medium.bin"
+    before = stored.stat()
+    with stored.open("r+b") as handle:
+        handle.seek(1234)
+        handle.write(bytes([expected[1234] ^ 0x01]))
+    os.utime(stored, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert stored.stat().st_mtime_ns == before.st_mtime_ns
+
+    dest = tmp_path / "second.bin"
+    with pytest.raises(FileChecksumMismatch) as caught:
+        await fetch(served, "medium.bin", dest)
+    assert caught.value.expected == hashlib.sha256(expected).hexdigest()
+    assert not dest.exists()
+    assert part_path_for(dest).read_bytes()[1234] == expected[1234] ^ 0x01
+
+
 async def test_empty_file(served: Served, tmp_path: Path) -> None:
     dest = tmp_path / "empty.txt"
     dest.write_bytes(b"old content")
