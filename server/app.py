@@ -61,6 +61,12 @@ class App:
     async def __call__(self, request: Request) -> Response:
         return await self.router(request)
 
+    def drain(self) -> None:
+        """Server shutdown: close what would otherwise hold the drain (open websockets)."""
+        from .ws import close_all
+
+        close_all(self)
+
     async def websocket(self, stream: trio.abc.HalfCloseableStream, request: Request) -> None:
         """Take over a connection that asked for a websocket at ``/ws``."""
         from .ws import serve_websocket  # imports trio_websocket only when a client asks
@@ -108,6 +114,7 @@ class Server:
                             await self._shutdown.wait()
                             acceptors.cancel_scope.cancel()
                         self.idle.cancel_all()
+                        self.app.drain()
                         drain = trio.current_time() + config.limits.drain_timeout
                         handlers.cancel_scope.deadline = drain
                 finally:

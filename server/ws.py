@@ -141,6 +141,15 @@ class WsHub:
     options: WsOptions = field(default_factory=WsOptions)
     connections: int = 0
     clock: Callable[[], float] = trio.current_time
+    sessions: set[Session] = field(default_factory=set)
+    """Open sessions, so a draining server can close them at once (1001)."""
+
+
+def close_all(app: App) -> None:
+    """Server shutdown: end every open session now; each says 1001 "server shutting down"."""
+    hub: WsHub | None = getattr(app, _HUB_ATTRIBUTE, None)
+    for session in list(hub.sessions if hub is not None else ()):
+        session.stop()
 
 
 _HUB_ATTRIBUTE = "_slipstream_ws_hub"
@@ -301,6 +310,7 @@ async def serve_websocket(app: App, stream: trio.abc.HalfCloseableStream, reques
             return
         hub.connections += 1
         session = Session(app, hub, ws, stream, client_ip(request))
+        hub.sessions.add(session)
         try:
             blocked = hub.limiter.blocked(session.ip, hub.clock())
             if blocked is not None:
@@ -309,7 +319,8 @@ async def serve_websocket(app: App, stream: trio.abc.HalfCloseableStream, reques
                 await session.run()
         finally:
             hub.connections -= 1
-            if ws.closed is None:  # cancelled (the server is draining): say goodbye
+            hub.sessions.discard(session)
+            if ws.closed is None:  # stopped or cancelled (the server is draining): say goodbye
                 with trio.CancelScope(shield=True):
                     # our reader is cancelled too: the client's answer cannot arrive
                     await session.close(CLOSE_GOING_AWAY, "server shutting down", wait=0.05)

@@ -669,3 +669,13 @@ async def test_idle_initialized_connection_is_closed(served: Served) -> None:
     async with connect(served) as ws:
         assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
         assert await close_reason(ws) == (1000, "idle timeout")
+
+
+async def test_server_shutdown_closes_open_websockets_at_once(start_server: StartServer) -> None:
+    served = await start_server(limits={"drain_timeout": 30})
+    async with connect(served) as ws:
+        started = trio.current_time()
+        served.server.shutdown()
+        code, reason = await close_reason(ws)
+        assert (code, reason) == (1001, "server shutting down")
+        assert trio.current_time() - started < 5  # not held until the 30 s drain deadline
