@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import functools
 import math
 import re
 import time
@@ -127,6 +128,7 @@ _ASCTIME = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # the same few mtimes are formatted for every reply
 def http_date(timestamp: float) -> str:
     """Format unix seconds as an IMF-fixdate: ``Sun, 06 Nov 1994 08:49:37 GMT``.
 

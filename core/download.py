@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Download:
         return self.body.total
 
 
+@functools.lru_cache(maxsize=4096)
 def guess_content_type(name: str) -> str:
     """MIME type from the file extension, ``application/octet-stream`` when unknown."""
     kind, encoding = mimetypes.guess_type(name, strict=False)

@@ -24,6 +24,7 @@ forms are only inspected, never used to name a file.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from urllib.parse import unquote_to_bytes
@@ -54,6 +55,7 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 _DOT_RUN = re.compile(r"(?:^|[/\\])(?=[. ]*\.[. ]*\.)[. ]+(?:$|[/\\])")
 
 
+@functools.lru_cache(maxsize=1024)  # accepted paths only (a refusal raises); <= 4 MiB held
 def safe_relative_path(user_path: str) -> tuple[str, ...]:
     r"""Split ``user_path`` into its segments, refusing anything that could escape.
 

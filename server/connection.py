@@ -230,8 +230,12 @@ class HTTPConnection:
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         path_part, _, query_string = target.partition("?")
         try:
-            path = unquote(path_part, errors="strict")
-            query = parse_qs(query_string, keep_blank_values=True, errors="strict")
+            path = unquote(path_part, errors="strict") if "%" in path_part else path_part
+            query = (
+                parse_qs(query_string, keep_blank_values=True, errors="strict")
+                if query_string
+                else {}
+            )
         except UnicodeDecodeError as exc:
             raise ProtocolFailure(400, "request target is not valid UTF-8") from exc
         if not path.startswith("/"):

@@ -13,6 +13,7 @@ goes in the head, so the bytes are hashed before the first one is sent.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -32,13 +33,14 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def integrity_headers(digests: Digests) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=4096)  # per file version; built for every reply
+def integrity_headers(digests: Digests) -> tuple[tuple[str, str], ...]:
     """The representation-level checksum headers for ``digests``."""
-    return [
+    return (
         ("Repr-Digest", f"sha-256=:{_b64(digests.sha256)}:"),
         ("x-oss-hash-crc64ecma", str(digests.crc64xz)),
         ("x-goog-hash", f"crc32c={_b64(digests.raw('crc32c'))}"),
-    ]
+    )
 
 
 async def file_digests(
