@@ -7,6 +7,9 @@ them onto a Response whose body is a slice of the download's SegmentMap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from slipstream.conditional import (
     Precondition,
     Validators,
@@ -14,16 +17,52 @@ from slipstream.conditional import (
     http_date,
     if_range_matches,
 )
-from slipstream.download import Download
+from slipstream.download import Download, content_disposition, guess_content_type
 from slipstream.errors import PreconditionFailed, RangeNotSatisfiable
 from slipstream.multipart import build_multipart, multipart_content_type, new_boundary
 from slipstream.ranges import RangeKind, decide_ranges
 from slipstream.segments import SegmentMap
+from slipstream.storage import OpenFile
 
 from .config import DEFAULT_CONTENT_DIGEST_MAX
 from .errors import error_response
 from .http import Request, Response
-from .integrity import content_digest, content_sha256
+
+if TYPE_CHECKING:
+    from .app import App
+from .integrity import content_digest, content_sha256, file_digests, integrity_headers
+
+
+async def stored_file_reply(
+    request: Request,
+    app: App,
+    opened: OpenFile,
+    *,
+    content_type: str | None = None,
+    disposition: str | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+) -> Response:
+    """The reply for a file a route has opened and checked: integrity headers from the
+    digest cache, Content-Type / Content-Disposition from the name unless given, Range and
+    conditional requests.  Takes ownership of ``opened`` (closed on every path)."""
+    try:
+        digests = await file_digests(app.digests, opened, app.background)
+    except BaseException:
+        opened.close()
+        raise
+    download = Download(
+        body=SegmentMap([opened.segment()]),
+        etag=opened.stat.etag,
+        last_modified=opened.stat.last_modified,
+        content_type=content_type or guess_content_type(opened.name),
+        headers=[
+            ("Content-Disposition", disposition or content_disposition(opened.name)),
+            *headers,
+            *(integrity_headers(digests) if digests is not None else ()),
+        ],
+        close=opened.close,
+    )
+    return await file_reply(request, download, content_digest_max=app.config.content_digest_max)
 
 
 async def file_reply(

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from slipstream.download import Download, content_disposition, guess_content_type
 from slipstream.errors import FileEmpty, FileTooLarge, MissingFilePath
-from slipstream.segments import SegmentMap
 
 from ..auth import require_token
-from ..file_reply import file_reply
+from ..file_reply import stored_file_reply
 from ..http import Request, Response
-from ..integrity import file_digests, integrity_headers
 from ..router import Router
 
 if TYPE_CHECKING:
@@ -34,30 +31,19 @@ def register(router: Router, app: App) -> None:
             raise MissingFilePath()
         storage = app.storages.get(request.arg("fstype"))
         opened = storage.open(filepath)
-        try:
-            size = opened.stat.size
-            if size == 0:
-                raise FileEmpty()
-            limit = app.config.max_download_size
-            if limit and size > limit:
-                raise FileTooLarge(limit)
-            digests = await file_digests(app.digests, opened, app.background)
-        except BaseException:
+        size = opened.stat.size
+        limit = app.config.max_download_size
+        if size == 0 or (limit and size > limit):
             opened.close()
-            raise
-        download = Download(
-            body=SegmentMap([opened.segment()]),
-            etag=opened.stat.etag,
-            last_modified=opened.stat.last_modified,
-            content_type=guess_content_type(opened.name),
+            raise FileEmpty() if size == 0 else FileTooLarge(limit)
+        return await stored_file_reply(
+            request,
+            app,
+            opened,
             headers=[
-                ("Content-Disposition", content_disposition(opened.name)),
                 ("Content-Description", "File Transfer"),
                 ("Content-Transfer-Encoding", "binary"),
-                *(integrity_headers(digests) if digests is not None else ()),
             ],
-            close=opened.close,
         )
-        return await file_reply(request, download, content_digest_max=app.config.content_digest_max)
 
     router.add("/api/download", api_download)

@@ -13,14 +13,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from slipstream.download import Download, content_disposition, guess_content_type
 from slipstream.errors import FileChangedSinceIssue, NotFound, PresignTampered
 from slipstream.presign import CONTENT_DISPOSITION_PARAM, CONTENT_TYPE_PARAM
-from slipstream.segments import SegmentMap
 
-from ..file_reply import file_reply
+from ..file_reply import stored_file_reply
 from ..http import Request, Response
-from ..integrity import file_digests, integrity_headers
 from ..presigned import SIGNED_PREFIX
 from ..router import Router
 
@@ -48,25 +45,15 @@ def register(router: Router, app: App) -> None:
         if storage is None:
             raise NotFound(f"no such file space {grant.space}")
         opened = storage.open(grant.path)
-        try:
-            if opened.stat.etag != grant.etag:
-                raise FileChangedSinceIssue()
-            digests = await file_digests(app.digests, opened, app.background)
-        except BaseException:
+        if opened.stat.etag != grant.etag:
             opened.close()
-            raise
-        disposition = grant.content_disposition or content_disposition(opened.name)
-        download = Download(
-            body=SegmentMap([opened.segment()]),
-            etag=opened.stat.etag,
-            last_modified=opened.stat.last_modified,
-            content_type=grant.content_type or guess_content_type(opened.name),
-            headers=[
-                ("Content-Disposition", disposition),
-                *(integrity_headers(digests) if digests is not None else ()),
-            ],
-            close=opened.close,
+            raise FileChangedSinceIssue()
+        return await stored_file_reply(
+            request,
+            app,
+            opened,
+            content_type=grant.content_type,
+            disposition=grant.content_disposition,
         )
-        return await file_reply(request, download, content_digest_max=app.config.content_digest_max)
 
     router.add_prefix(SIGNED_PREFIX, signed_file)
