@@ -16,6 +16,7 @@ SANS_IO_MODULES = [
     "slipstream.errors",
     "slipstream.download",
     "slipstream.presign",
+    "slipstream.netpolicy",
 ]
 
 
