@@ -36,6 +36,7 @@ from _servers import (
     Nginx,
     Slipstream,
     _die_with_parent,
+    free_port,
     machine_info,
     run_wrk,
     wait_for_port,
@@ -53,17 +54,7 @@ class Floor(BenchServer):
         self.name = f"trio+{mode}" if mode == "h11" else "trio"
 
     def start(self, root: Path, tmp: Path) -> None:
-        port_file = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        self.port = int(port_file.stdout)
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, str(FLOOR), self.mode, str(self.port)],
             stdin=subprocess.DEVNULL,

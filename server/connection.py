@@ -392,13 +392,6 @@ def _header_block(headers: list[tuple[str, str]]) -> bytes:
     return "".join(lines).encode("latin-1")
 
 
-_date_cache: tuple[int, str] = (0, "")
-
-
 def _http_date_now() -> str:
-    """The ``Date`` header value, formatted at most once a second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, http_date(now))
-    return _date_cache[1]
+    """The ``Date`` header value (``http_date`` memoises, so one format a second)."""
+    return http_date(int(time.time()))
