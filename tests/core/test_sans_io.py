@@ -17,6 +17,10 @@ SANS_IO_MODULES = [
     "slipstream.download",
     "slipstream.presign",
     "slipstream.netpolicy",
+    "slipstream.filenames",
+    "slipstream.zipplan",
+    "slipstream.ziperrors",
+    "slipstream.zipform",
 ]
 
 

@@ -1,0 +1,220 @@
+r"""File names taken from the outside world, made safe (pure, no I/O).
+
+Remote downloads and zip members are named after what an upstream says
+(``Content-Disposition``) or, failing that, after the URL.  Those names are hostile
+input: this module extracts them (:func:`disposition_filename`, :func:`url_filename`),
+turns one into a single safe path component (:func:`safe_filename`) and makes a list of
+them unique the way desktop file managers do (:func:`numbered`, :func:`deduplicate`).
+
+A safe name is safe on Linux, macOS and Windows alike: no separators (``/`` ``\``),
+no control characters, none of Windows' forbidden characters (``< > : " | ? *``, which
+also neutralises drive letters such as ``C:x`` and NTFS streams such as ``a::$DATA``),
+no trailing dots or spaces, not a Windows device name (``CON``, ``nul.txt``, ``COM1``,
+...), NFC-normalised and at most :data:`MAX_NAME_BYTES` bytes of UTF-8.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Final
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "deduplicate",
+    "disposition_filename",
+    "numbered",
+    "safe_filename",
+    "split_extension",
+    "url_filename",
+]
+
+#: Longest safe name in UTF-8 bytes (``NAME_MAX`` of common filesystems).
+MAX_NAME_BYTES: Final = 255
+
+# RFC 9110 token characters (header names, parameter names, unquoted values).
+_TOKEN: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED: Final = r'"(?:[^"\\]|\\.)*"?'  # a missing closing quote is tolerated
+_PARAM: Final = re.compile(rf"\s*({_TOKEN})\s*=\s*({_QUOTED}|[^;]*)\s*(?:;|$)", re.DOTALL)
+_QUOTED_PAIR: Final = re.compile(r"\\(.)", re.DOTALL)
+_EXT_VALUE: Final = re.compile(r"([A-Za-z0-9!#$%&+^_`{}~-]*)'[^']*'(.*)", re.DOTALL)
+
+# C0/C1 controls, DEL, lone surrogates, separators and Windows' forbidden characters.
+_UNSAFE: Final = re.compile('[\x00-\x1f\x7f-\x9f\ud800-\udfff/\\\\<>:"|?*]')
+_RESERVED: Final = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"]
+)
+# An extension: a final dot-suffix of 1-16 characters without dots or whitespace; a
+# ".tar" just before it joins it (".tar.gz").  Leading dots never start one (".bashrc").
+_EXTENSION: Final = re.compile(r"(?<=[^.])((?:\.[Tt][Aa][Rr])?\.[^.\s]{1,16})$")
+
+
+def _unquote_param(raw: str) -> str:
+    if raw.startswith('"'):
+        inner = raw[1:-1] if len(raw) > 1 and raw.endswith('"') else raw[1:]
+        return _QUOTED_PAIR.sub(r"\1", inner)
+    return raw.strip()
+
+
+def _decode_ext_value(raw: str) -> str | None:
+    """RFC 8187 ``charset'lang'pct-encoded``; UTF-8 and ISO-8859-1 only."""
+    match = _EXT_VALUE.fullmatch(_unquote_param(raw))
+    if match is None:
+        return None
+    charset = match.group(1).lower()
+    if charset not in ("utf-8", "iso-8859-1", "latin1"):
+        return None
+    try:
+        return unquote_to_bytes(match.group(2)).decode(charset)
+    except UnicodeDecodeError:
+        return None
+
+
+def disposition_filename(value: str) -> str | None:
+    """The file name a ``Content-Disposition`` header value carries, or ``None``.
+
+    ``filename*`` (RFC 6266 / RFC 8187, UTF-8 or ISO-8859-1, percent-encoded) wins over
+    ``filename``, which may be a quoted string (``\\`` escapes undone) or a token.
+    Parameter names are case-insensitive; the disposition type is not checked (an
+    ``inline`` answer names its file too).  Returns ``None`` when no usable name is
+    present.  The name is returned as sent: pass it through :func:`safe_filename`.
+    """
+    _, _, params = value.partition(";")
+    if "=" in value.partition(";")[0]:  # no disposition type: the parameters start at once
+        params = value
+    plain: str | None = None
+    extended: str | None = None
+    pos = 0
+    while pos < len(params):
+        match = _PARAM.match(params, pos)
+        if match is None:  # skip a malformed piece up to the next ';'
+            nxt = params.find(";", pos)
+            if nxt < 0:
+                break
+            pos = nxt + 1
+            continue
+        pos = match.end()
+        name, raw = match.group(1).lower(), match.group(2).strip()
+        if name == "filename*" and extended is None:
+            extended = _decode_ext_value(raw)
+        elif name == "filename" and plain is None:
+            plain = _unquote_param(raw)
+    for candidate in (extended, plain):
+        if candidate:
+            return candidate
+    return None
+
+
+def url_filename(url: str) -> str | None:
+    """The last non-empty path segment of ``url``, percent-decoded (UTF-8), or ``None``.
+
+    The query and fragment are ignored; ``https://h/a/b.pdf?x=1`` gives ``b.pdf`` and
+    ``https://h/`` gives ``None``.  Invalid UTF-8 becomes U+FFFD.
+    """
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    for segment in reversed(path.split("/")):
+        if segment:
+            return unquote(segment, errors="replace") or None
+    return None
+
+
+def split_extension(name: str) -> tuple[str, str]:
+    """``("archive", ".tar.gz")``, ``("report", ".pdf")``, ``(".bashrc", "")``.
+
+    The extension is the last dot-suffix of 1-16 characters without dots or whitespace
+    (``.tar.X`` counts as one); a name made of a leading-dot part only has none.
+    """
+    match = _EXTENSION.search(name)
+    if match is None:
+        return name, ""
+    return name[: match.start()], match.group(1)
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding fits ``limit`` bytes."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: max(limit, 0)].decode("utf-8", errors="ignore")
+
+
+def _fit(stem: str, suffix: str) -> str:
+    """``stem + suffix`` cut to :data:`MAX_NAME_BYTES`, shortening the stem first."""
+    budget = MAX_NAME_BYTES - len(suffix.encode("utf-8"))  # suffixes are < 100 bytes
+    cut = _truncate_utf8(stem, budget)
+    return (cut.rstrip(" ") if cut != stem else cut) + suffix
+
+
+def safe_filename(name: str, default: str = "download") -> str:
+    """``name`` made into one path component that is safe on every common OS.
+
+    NFC-normalised; ``/``, ``\\``, control characters and ``< > : " | ? *`` become
+    ``_``; surrounding whitespace and trailing dots are stripped (so ``.``, ``..`` and
+    dots-only names are empty); a Windows device name (``CON``, ``com1.txt``, ...) gets
+    a ``_`` prefix; longer than 255 UTF-8 bytes it is cut, keeping the extension.
+    An empty result gives ``default`` (which should itself be safe).
+    """
+    name = _UNSAFE.sub("_", unicodedata.normalize("NFC", name))
+    name = name.strip().rstrip(". ")
+    if not name:
+        return default
+    if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+        name = "_" + name
+    stem, ext = split_extension(name)
+    name = _fit(stem, ext).rstrip(". ")
+    return name or default
+
+
+def numbered(name: str, n: int) -> str:
+    """The ``n``-th alternative to ``name``: ``report (1).pdf``, ``archive (2).tar.gz``.
+
+    A name without an extension (or a dotfile) gets the suffix at the end: ``name (1)``,
+    ``.bashrc (1)``.  The result stays within :data:`MAX_NAME_BYTES` (the stem is cut).
+    ``n`` must be positive.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, not {n}")
+    stem, ext = split_extension(name)
+    return _fit(stem, f" ({n}){ext}")
+
+
+def _key(name: str) -> str:
+    """Case- and normalisation-insensitive comparison key of a name."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
+def deduplicate(names: Sequence[str]) -> list[str]:
+    """``names`` made unique, ignoring case, by numbering repeats with :func:`numbered`.
+
+    Stable: the first occurrence of a name keeps it, later ones become ``name (1).ext``,
+    ``name (2).ext``...  A generated name never equals (ignoring case) any name of the
+    input, wherever it appears, so ``["a.txt", "a.txt", "a (1).txt"]`` gives
+    ``["a.txt", "a (2).txt", "a (1).txt"]``.
+    """
+    originals = {_key(name) for name in names}
+    taken: set[str] = set()
+    next_n: dict[str, int] = {}
+    result: list[str] = []
+    for name in names:
+        key = _key(name)
+        if key not in taken:
+            taken.add(key)
+            result.append(name)
+            continue
+        n = next_n.get(key, 1)
+        while True:
+            candidate = numbered(name, n)
+            ckey = _key(candidate)
+            n += 1
+            if ckey not in taken and ckey not in originals:
+                break
+        next_n[key] = n
+        taken.add(ckey)
+        result.append(candidate)
+    return result

@@ -1,0 +1,297 @@
+"""Deterministic layout of a streamed STORED zip, zip64 aware (pure, no I/O).
+
+A zip of remote objects must answer ``Range`` requests before the CRC-32 of every member
+is known, so the layout depends only on each member's name, size and mtime:
+
+* ``[local header][data][data descriptor]`` per member, then the central part
+  (central directory, the zip64 end record and locator when needed, the end record);
+* local headers carry CRC 0 and sizes 0 (flag bit 3) and UTF-8 names (bit 11), so they
+  and every offset are known from the manifest alone;
+* the bytes that hold CRCs (data descriptors, the central directory) are rendered on
+  demand by :meth:`ZipLayout.descriptor_bytes` and :meth:`ZipLayout.central_bytes`.
+
+Records come from :mod:`slipstream.ext` (see its ``_zipfmt_py`` for the zip64 rules).
+The same manifest always gives the same bytes.  :meth:`ZipLayout.pieces` maps a byte
+range to the pieces that cover it (O(log n) to find the first), and
+:meth:`ZipLayout.crcs_needed` says which CRCs those pieces need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+from typing import Literal as TypingLiteral
+
+from slipstream.ext import (
+    central_directory_header,
+    data_descriptor,
+    end_of_central_directory,
+    local_file_header,
+    needs_zip64,
+    needs_zip64_end,
+    zip64_end_of_central_directory,
+    zip64_end_of_central_directory_locator,
+    zip64_extra,
+)
+from slipstream.filenames import safe_filename
+
+__all__ = [
+    "DOS_EPOCH",
+    "Piece",
+    "PieceKind",
+    "ZipLayout",
+    "ZipMember",
+    "manifest_etag",
+    "plan_zip",
+]
+
+#: Unix time of 1980-01-01T00:00:00Z, the timestamp of a member without an mtime.
+DOS_EPOCH: Final = 315532800
+
+PieceKind = TypingLiteral["header", "data", "descriptor", "central"]
+_KINDS: Final[tuple[PieceKind, PieceKind, PieceKind]] = ("header", "data", "descriptor")
+
+# Record lengths, measured once from the builders (only names vary in length).
+_LOCAL_BASE: Final = len(local_file_header(b"", 0, zip64=False))
+_LOCAL_ZIP64_EXTRA: Final = len(local_file_header(b"", 0, zip64=True)) - _LOCAL_BASE
+_CENTRAL_BASE: Final = len(central_directory_header(b"", 0, 0, 0, 0))
+_ZIP64_EXTRA_BASE: Final = len(zip64_extra(0)) - 8  # plus 8 bytes per field
+_DESCRIPTOR: Final = len(data_descriptor(0, 0, zip64=False))
+_DESCRIPTOR_ZIP64: Final = len(data_descriptor(0, 0, zip64=True))
+_EOCD: Final = len(end_of_central_directory(0, 0, 0))
+_ZIP64_EOCD: Final = len(zip64_end_of_central_directory(0, 0, 0))
+_ZIP64_LOCATOR: Final = len(zip64_end_of_central_directory_locator(0))
+_U32_MAX: Final = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class ZipMember:
+    """One member: its entry name, size in bytes and mtime (unix seconds, or ``None``)."""
+
+    name: str
+    size: int
+    mtime: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Part of one piece of the zip: emit ``length`` bytes from ``skip`` into it.
+
+    ``index`` is the member's index, or -1 for the central part.
+    """
+
+    kind: PieceKind
+    index: int
+    skip: int
+    length: int
+
+
+def _central_length(name_len: int, size: int, offset: int) -> int:
+    fields = (2 if size >= _U32_MAX else 0) + (1 if offset >= _U32_MAX else 0)
+    extra = _ZIP64_EXTRA_BASE + 8 * fields if fields else 0
+    return _CENTRAL_BASE + name_len + extra
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name.encode("utf-8")) > 0xFFFF:
+        raise ValueError(f"invalid member name {name!r}")
+    for segment in name.split("/"):
+        if not segment or safe_filename(segment, default="") != segment:
+            raise ValueError(f"unsafe member name {name!r}")
+
+
+class ZipLayout:
+    """Where every byte of a zip comes from.  Build it with :func:`plan_zip`.
+
+    Offsets are absolute positions in the zip.  Members are indexed as given.
+    """
+
+    __slots__ = (
+        "_encoded",
+        "_mtimes",
+        "_starts",
+        "_zip64",
+        "central_offset",
+        "central_size",
+        "members",
+        "total",
+        "zip64_end",
+    )
+
+    members: tuple[ZipMember, ...]
+    #: Length of the whole zip in bytes.
+    total: int
+    #: Offset of the central directory (the central part runs from here to ``total``).
+    central_offset: int
+    #: Length of the central directory proper (without the end records).
+    central_size: int
+    #: True iff the archive has the zip64 end record and locator.
+    zip64_end: bool
+
+    def __init__(self, members: Sequence[ZipMember]) -> None:
+        self.members = tuple(members)
+        self._encoded = [m.name.encode("utf-8") for m in self.members]
+        self._mtimes = [DOS_EPOCH if m.mtime is None else m.mtime for m in self.members]
+        # _starts[3 * i + k]: start of piece k (header, data, descriptor) of member i;
+        # _starts[3 * n]: start of the central part.
+        starts: list[int] = []
+        zip64: list[bool] = []
+        offset = 0
+        central_size = 0
+        for member, name in zip(self.members, self._encoded, strict=True):
+            is64 = needs_zip64(member.size, offset)
+            data = offset + _LOCAL_BASE + len(name) + (_LOCAL_ZIP64_EXTRA if is64 else 0)
+            descriptor = data + member.size
+            starts += (offset, data, descriptor)
+            zip64.append(is64)
+            central_size += _central_length(len(name), member.size, offset)
+            offset = descriptor + (_DESCRIPTOR_ZIP64 if is64 else _DESCRIPTOR)
+        starts.append(offset)
+        self._starts = starts
+        self._zip64 = zip64
+        self.central_offset = offset
+        self.central_size = central_size
+        self.zip64_end = needs_zip64_end(len(self.members), central_size, offset)
+        tail = _ZIP64_EOCD + _ZIP64_LOCATOR if self.zip64_end else 0
+        self.total = offset + central_size + tail + _EOCD
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        return f"<ZipLayout members={len(self.members)} total={self.total}>"
+
+    def header_offset(self, i: int) -> int:
+        """Offset of member ``i``'s local header."""
+        return self._starts[3 * self._index(i)]
+
+    def data_offset(self, i: int) -> int:
+        """Offset of member ``i``'s data."""
+        return self._starts[3 * self._index(i) + 1]
+
+    def descriptor_offset(self, i: int) -> int:
+        """Offset of member ``i``'s data descriptor."""
+        return self._starts[3 * self._index(i) + 2]
+
+    def is_zip64(self, i: int) -> bool:
+        """Whether member ``i`` uses zip64 records (size or header offset >= 0xFFFFFFFF)."""
+        return self._zip64[self._index(i)]
+
+    def header_bytes(self, i: int) -> bytes:
+        """Member ``i``'s local file header (CRC and sizes 0: they are in the descriptor)."""
+        i = self._index(i)
+        return local_file_header(self._encoded[i], self._mtimes[i], zip64=self._zip64[i])
+
+    def descriptor_bytes(self, i: int, crc32: int) -> bytes:
+        """Member ``i``'s data descriptor given the CRC-32 of its data."""
+        i = self._index(i)
+        return data_descriptor(crc32, self.members[i].size, zip64=self._zip64[i])
+
+    def central_bytes(self, crcs: Sequence[int]) -> bytes:
+        """The central part (from :attr:`central_offset` to the end) given every CRC-32."""
+        if len(crcs) != len(self.members):
+            raise ValueError(f"{len(crcs)} CRCs for {len(self.members)} members")
+        records = [
+            central_directory_header(name, mtime, crc, member.size, self._starts[3 * i], zip64=is64)
+            for i, (member, name, mtime, crc, is64) in enumerate(
+                zip(self.members, self._encoded, self._mtimes, crcs, self._zip64, strict=True)
+            )
+        ]
+        entries, size, offset = len(self.members), self.central_size, self.central_offset
+        if self.zip64_end:
+            records.append(zip64_end_of_central_directory(entries, size, offset))
+            records.append(zip64_end_of_central_directory_locator(offset + size))
+        records.append(end_of_central_directory(entries, size, offset))
+        return b"".join(records)
+
+    def _index(self, i: int) -> int:
+        if not 0 <= i < len(self.members):
+            raise IndexError(f"member index {i} out of range")
+        return i
+
+    def _check_range(self, start: int, stop: int) -> None:
+        if not 0 <= start <= stop <= self.total:
+            raise ValueError(f"range [{start}, {stop}) outside [0, {self.total})")
+
+    def pieces(self, start: int, stop: int) -> Iterator[Piece]:
+        """The pieces covering exactly ``[start, stop)``, in order, none empty.
+
+        Concatenating, for each piece, ``length`` bytes from ``skip`` into its bytes
+        (header/descriptor/central bytes, or member data) gives those bytes of the zip.
+        """
+        self._check_range(start, stop)
+        starts = self._starts
+        last = len(starts) - 1  # the central part
+        k = bisect_right(starts, start) - 1
+        pos = start
+        while pos < stop:
+            end = starts[k + 1] if k < last else self.total
+            if end > pos:
+                length = min(end, stop) - pos
+                if k == last:
+                    yield Piece("central", -1, pos - starts[k], length)
+                else:
+                    yield Piece(_KINDS[k % 3], k // 3, pos - starts[k], length)
+                pos += length
+            k += 1
+
+    def crcs_needed(self, start: int, stop: int) -> list[int]:
+        """Indices of the members whose CRC-32 is needed to render ``[start, stop)``.
+
+        Those whose descriptor overlaps the range, or every member when the range
+        overlaps the central part.
+        """
+        self._check_range(start, stop)
+        if start == stop:
+            return []
+        if stop > self.central_offset:
+            return list(range(len(self.members)))
+        return [p.index for p in self.pieces(start, stop) if p.kind == "descriptor"]
+
+
+def plan_zip(members: Sequence[ZipMember]) -> ZipLayout:
+    """The layout of a zip of ``members``, in the order given.
+
+    Names must already be safe and unique: each ``/``-separated segment must be
+    unchanged by :func:`slipstream.filenames.safe_filename` (so ``a/b.txt`` is allowed,
+    ``../x``, ``/abs``, ``a\\b``, ``C:x`` and ``CON`` are not), no two names may be
+    equal ignoring case, and no name may also be the directory of another
+    (``a`` with ``a/b``).  Sizes must be >= 0.  Raises ``ValueError`` otherwise.
+    """
+    seen: set[str] = set()
+    directories: set[str] = set()
+    for member in members:
+        _check_name(member.name)
+        if member.size < 0:
+            raise ValueError(f"negative size for {member.name!r}")
+        key = member.name.casefold()
+        if key in seen:
+            raise ValueError(f"duplicate member name {member.name!r}")
+        seen.add(key)
+        parts = key.split("/")
+        directories.update("/".join(parts[:j]) for j in range(1, len(parts)))
+    clash = seen & directories
+    if clash:
+        raise ValueError(f"member names used as directories too: {sorted(clash)}")
+    return ZipLayout(members)
+
+
+def manifest_etag(members: Sequence[ZipMember], validators: Sequence[str]) -> str:
+    """A strong, quoted ETag for the zip of ``members`` whose upstreams gave ``validators``.
+
+    SHA-256 over a canonical encoding of every name, size and mtime plus the upstream
+    validators (ETags or Last-Modified values), so it changes whenever a byte of the
+    zip could: ``"z-<32 hex digits>"``.
+    """
+    manifest = {
+        "v": 1,
+        "members": [[m.name, m.size, m.mtime] for m in members],
+        "validators": list(validators),
+    }
+    canonical = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return f'"z-{digest[:32]}"'
