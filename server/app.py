@@ -12,10 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
+from functools import partial
 
 import trio
 
 from slipstream.digests import DigestCache
+from slipstream.fetch import Dialer, Fetcher, Resolver, system_resolver
+from slipstream.jobs import Jobs, JobSettings
+from slipstream.jobstore import JobStore
+from slipstream.netpolicy import NetworkPolicy
 from slipstream.presign import Signer
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
 
@@ -24,15 +29,26 @@ from .connection import HTTPConnection, IdleScopes
 from .errors import status_response
 from .http import Request, Response
 from .router import Router
-from .routes import api_download, health, pds, signed
+from .routes import api_download, health, pds, remote_downloads, signed
 
 log = logging.getLogger("slipstream.server")
 
 
 class App:
-    """Routes plus the state they share.  Built from a prepared :class:`Config`."""
+    """Routes plus the state they share.  Built from a prepared :class:`Config`.
 
-    def __init__(self, config: Config, filesystems: Mapping[str, Storage] | None = None) -> None:
+    ``resolver`` and ``dialer`` replace how outbound fetches resolve names and connect
+    to checked addresses (see :mod:`slipstream.fetch`; tests use them).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        filesystems: Mapping[str, Storage] | None = None,
+        *,
+        resolver: Resolver = system_resolver,
+        dialer: Dialer | None = None,
+    ) -> None:
         config.prepare()
         self.config = config
         layers: dict[str, Storage] = {
@@ -54,9 +70,44 @@ class App:
         self.background: trio.Nursery | None = None
         """Where long-running work (background hashing) runs; set by :class:`Server`."""
         self.signer = Signer(config.secret or "", config.previous_secrets)
+        self.policy = NetworkPolicy(
+            allow_domains=tuple(config.allow_domains),
+            block_domains=tuple(config.block_domains),
+            allow_private_networks=config.allow_private_networks,
+        )
+        self._resolver = resolver
+        self._dialer = dialer
+        self.job_store = JobStore(
+            config.state_path / "downloads.sqlite3", history_limit=config.history_limit
+        )
+        self.jobs: Jobs | None = None
+        """Remote-download jobs (seed 001); set while :meth:`run_services` runs."""
         self.router = Router()
-        for module in (health, api_download, signed, pds):
+        for module in (health, api_download, signed, pds, remote_downloads):
             module.register(self.router, self)
+
+    async def run_services(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run what outlives requests (the remote-download jobs) until cancelled."""
+        config = self.config
+        settings = JobSettings(
+            root=config.root,
+            hidden=(config.state_path,),
+            max_concurrent=config.max_concurrent_downloads,
+            max_fetch_size=config.max_fetch_size or None,
+            default_timeout=config.download_timeout,
+        )
+        fetcher = Fetcher(self.policy, resolver=self._resolver, dialer=self._dialer)
+        async with fetcher, trio.open_nursery() as nursery:
+            jobs = Jobs(settings, self.job_store, fetcher, self.digests)
+            await nursery.start(partial(jobs.run, resume=config.allow_download))
+            self.jobs = jobs
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self.jobs = None
 
     async def __call__(self, request: Request) -> Response:
         return await self.router(request)
@@ -74,9 +125,10 @@ class App:
         await serve_websocket(self, stream, request)
 
     def close(self) -> None:
-        """Release what the app holds open (the digest database)."""
+        """Release what the app holds open (the databases)."""
         self.digests.stop()
         self.digests.close()
+        self.job_store.close()
 
 
 class Server:
@@ -106,6 +158,7 @@ class Server:
         try:
             async with trio.open_nursery() as background:
                 self.app.background = background
+                await background.start(self.app.run_services)
                 try:
                     async with trio.open_nursery() as handlers:
                         async with trio.open_nursery() as acceptors:

@@ -79,6 +79,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ws-rate-limit", type=int, default=100, help="packets per window per IP")
     serve.add_argument("--ws-rate-window", type=float, default=10.0, help="seconds")
     serve.add_argument("--ws-block-seconds", type=float, default=60.0, help="block after the limit")
+    downloads = serve.add_argument_group("remote downloads (seed 001)")
+    downloads.add_argument(
+        "--allow-download", action="store_true", help="allow GET /{dir}?download=URL jobs"
+    )
+    downloads.add_argument(
+        "--allow-domain",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="only these domains (and subdomains) may be fetched (repeatable)",
+    )
+    downloads.add_argument(
+        "--block-domain", action="append", default=[], metavar="DOMAIN", help="repeatable"
+    )
+    downloads.add_argument(
+        "--allow-private-networks",
+        action="store_true",
+        help="let fetches reach loopback, private, link-local ... addresses",
+    )
+    downloads.add_argument("--history-limit", type=int, default=10_000, help="finished jobs kept")
+    downloads.add_argument(
+        "--max-fetch-size", type=int, default=0, help="bytes per job (0 = no limit)"
+    )
+    downloads.add_argument("--max-concurrent-downloads", type=int, default=8)
+    downloads.add_argument(
+        "--download-timeout", type=float, default=300.0, help="default seconds per job"
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
@@ -115,6 +142,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         tokens.append(env_token)
     if args.max_download_size < 0 or args.content_digest_max < 0:
         raise SystemExit("--max-download-size and --content-digest-max must be >= 0")
+    if args.max_fetch_size < 0 or args.history_limit < 0 or args.max_concurrent_downloads < 1:
+        raise SystemExit(
+            "--max-fetch-size and --history-limit must be >= 0, --max-concurrent-downloads >= 1"
+        )
+    if args.download_timeout <= 0:
+        raise SystemExit("--download-timeout must be > 0")
     return Config(
         root=args.root,
         host=args.host,
@@ -134,6 +167,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ws_rate_limit=args.ws_rate_limit,
         ws_rate_window=args.ws_rate_window,
         ws_block_seconds=args.ws_block_seconds,
+        allow_download=args.allow_download,
+        allow_domains=list(args.allow_domain),
+        block_domains=list(args.block_domain),
+        allow_private_networks=args.allow_private_networks,
+        history_limit=args.history_limit,
+        max_fetch_size=args.max_fetch_size,
+        max_concurrent_downloads=args.max_concurrent_downloads,
+        download_timeout=args.download_timeout,
     )
 
 

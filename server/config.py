@@ -64,6 +64,19 @@ class Config:
     """Websocket packets one client IP may send per ``ws_rate_window`` before it is blocked."""
     ws_rate_window: float = 10.0
     ws_block_seconds: float = 60.0
+    allow_download: bool = False
+    """Allow ``GET /{dir}?download=URL`` jobs (seed 001's ``--allow-download``)."""
+    allow_domains: list[str] = field(default_factory=list)
+    """When not empty, remote downloads may reach only these domains (and subdomains)."""
+    block_domains: list[str] = field(default_factory=list)
+    allow_private_networks: bool = False
+    """Lift the address rule of the network policy (loopback, RFC 1918, link-local ...)."""
+    history_limit: int = 10_000
+    max_fetch_size: int = 0
+    """Largest remote download in bytes (0 = no limit)."""
+    max_concurrent_downloads: int = 8
+    download_timeout: float = 300.0
+    """Default whole-job timeout of a remote download, in seconds."""
 
     def prepare(self) -> None:
         """Create the root and state dir, resolve paths, make sure a token and a secret exist."""

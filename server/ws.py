@@ -1,4 +1,4 @@
-"""The websocket packet protocol at ``/ws`` (seed 000): Initialize and type 7.
+"""The websocket packet protocol at ``/ws`` (seed 000): Initialize, type 7, and type 20.
 
 Each text frame carries one JSON packet; every request has an integer ``id`` that its
 reply echoes.  A connection must send ``{"type": 1, "id": .., "token": .., "application":
@@ -6,6 +6,8 @@ reply echoes.  A connection must send ``{"type": 1, "id": .., "token": .., "appl
 "id": .., "filename": .., "resume_at": ..}`` asks for a presigned download URL of a file in
 the application's folder.  Type-7 requests run concurrently (each in its own task, at
 most :attr:`WsOptions.max_in_flight` at once), so their replies may come out of order.
+``{"type": 20, "id": ..}`` (issue 5) answers status 1 and from then on pushes remote-download
+progress events ``{"event": "download", ...}`` (see :meth:`slipstream.jobs.Jobs.subscribe`).
 
 Protocol violations close the connection with the seed's codes:
 
@@ -58,6 +60,8 @@ from .http import Request
 from .ws_limits import Blocked, RateLimiter
 
 if TYPE_CHECKING:
+    from slipstream.jobs import Jobs
+
     from .app import App
 
 __all__ = [
@@ -98,6 +102,7 @@ REASON_UNSUPPORTED_DATA = "received unsupported data"
 
 TYPE_INITIALIZE = 1
 TYPE_CREATE_DOWNLOAD_URL = 7
+TYPE_SUBSCRIBE_DOWNLOADS = 20
 
 MAX_MESSAGE_SIZE = 64 * 1024
 
@@ -204,7 +209,14 @@ def decode_packet(text: str) -> dict[str, Any]:
     return packet
 
 
-def parse_packet(packet: dict[str, Any]) -> Initialize | CreateDownloadUrl:
+@dataclass(frozen=True, slots=True)
+class SubscribeDownloads:
+    """Type 20: push remote-download progress events to this connection."""
+
+    id: int
+
+
+def parse_packet(packet: dict[str, Any]) -> Initialize | CreateDownloadUrl | SubscribeDownloads:
     """Validate a decoded packet's fields for its type (unknown types are invalid)."""
     kind = packet["type"]
     ident = _field(packet, "id", int)
@@ -217,6 +229,8 @@ def parse_packet(packet: dict[str, Any]) -> Initialize | CreateDownloadUrl:
         return CreateDownloadUrl(
             ident, _field(packet, "filename", str), _field(packet, "resume_at", int)
         )
+    if kind == TYPE_SUBSCRIBE_DOWNLOADS:
+        return SubscribeDownloads(ident)
     raise InvalidPacket(f"unknown packet type {kind}")
 
 
@@ -352,6 +366,8 @@ class Session:
         self.space: str | None = None
         """The initialized application's space key; None until Initialize succeeds."""
         self.in_flight = trio.Semaphore(self.options.max_in_flight)
+        self.subscribed = False
+        """Whether download events are pushed here (such a session is never idle)."""
         self._scope = trio.CancelScope()
 
     def stop(self) -> None:
@@ -381,8 +397,8 @@ class Session:
                 if not initialized:
                     await self.close(CLOSE_NOT_INITIALIZED, REASON_NOT_INITIALIZED)
                     return
-                if self.in_flight.value < options.max_in_flight:
-                    continue  # requests still running: not idle
+                if self.in_flight.value < options.max_in_flight or self.subscribed:
+                    continue  # requests still running or events subscribed: not idle
                 await self.close(1000, "idle timeout")
                 return
             if not await self._on_message(message, tasks):
@@ -408,6 +424,8 @@ class Session:
             return False
         if isinstance(packet, Initialize):
             return await self._initialize(packet)
+        if isinstance(packet, SubscribeDownloads):
+            return await self._subscribe_downloads(packet, tasks)
         await self.in_flight.acquire()
         tasks.start_soon(self._create_download_url, packet, self.space, self.token)
         return True
@@ -422,6 +440,23 @@ class Session:
             return await self.send({"id": packet.id, "status": STATUS_NOT_AUTHORIZED})
         self.token, self.space = packet.token, space
         return await self.send({"id": packet.id, "status": STATUS_OK})
+
+    async def _subscribe_downloads(self, packet: SubscribeDownloads, tasks: trio.Nursery) -> bool:
+        """Answer type 20 and forward download events until the connection ends."""
+        jobs = self.app.jobs
+        if jobs is None:
+            return await self.send({"id": packet.id, "status": STATUS_INTERNAL_ERROR})
+        if not self.subscribed:
+            self.subscribed = True
+            tasks.start_soon(self._forward_download_events, jobs)
+        return await self.send({"id": packet.id, "status": STATUS_OK})
+
+    async def _forward_download_events(self, jobs: Jobs) -> None:
+        with jobs.subscribe() as events:
+            async for event in events:
+                if not await self.send(event):
+                    self.stop()
+                    return
 
     async def _create_download_url(
         self, packet: CreateDownloadUrl, space: str | None, token: str | None

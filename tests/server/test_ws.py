@@ -351,7 +351,8 @@ async def test_failed_initializes_do_not_extend_the_timeout(served: Served) -> N
         '{"type": "7", "id": 1, "filename": "a", "resume_at": 0}',
         '{"type": 7.0, "id": 1, "filename": "a", "resume_at": 0}',
         '{"type": true, "id": 1}',
-        '{"type": 20, "id": 1}',  # progress subscription belongs to a later issue
+        '{"type": 20}',
+        '{"type": 20, "id": "1"}',
         '{"type": 999, "id": 1}',
         '{"type": 7, "filename": "a", "resume_at": 0}',
         '{"type": 7, "id": "1", "filename": "a", "resume_at": 0}',

@@ -1,0 +1,343 @@
+"""Guarded outbound HTTP: httpx on Trio with the network policy inside its connection layer.
+
+:class:`Fetcher` is what remote-download jobs and the zip service use to reach
+client-supplied URLs.  Every hop of a request goes through the same checks:
+
+1. the URL is parsed and normalised with :func:`~slipstream.netpolicy.parse_target`
+   (``INVALID_URL``) and its host checked against the domain lists (``DOMAIN_BLOCKED``),
+   plus an optional caller check (the zip service's prefix allow list);
+2. httpx opens connections through :class:`GuardedBackend`, an httpcore network backend
+   that resolves the host **once**, checks every address with the policy, and connects
+   only to a checked address (so a second lookup cannot rebind the name: no DNS
+   rebinding).  TLS still verifies the certificate against the host name, because
+   httpcore passes the name (not the address) as ``server_hostname``.
+
+Redirects are followed by :meth:`Fetcher.stream` itself (at most ``max_redirects``),
+each hop checked as above; credentials the caller added are dropped when a redirect
+leaves the original origin.  Environment proxies are ignored (``trust_env=False``): a
+proxy would connect somewhere the policy never saw.
+
+Failures surface as :class:`FetchError` with a seed-001 key: ``INVALID_URL``,
+``DOMAIN_BLOCKED``, ``NETWORK_ERROR`` (DNS, connect, reset, protocol errors, too many
+redirects) or ``DOWNLOAD_TIMEOUT`` (no byte within the read timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import urljoin
+
+import httpcore
+import httpx
+import trio
+
+from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
+
+__all__ = [
+    "Dialer",
+    "FetchError",
+    "FetchKey",
+    "Fetched",
+    "Fetcher",
+    "GuardedBackend",
+    "Resolver",
+    "system_resolver",
+]
+
+FetchKey = Literal["INVALID_URL", "DOMAIN_BLOCKED", "NETWORK_ERROR", "DOWNLOAD_TIMEOUT"]
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""``await resolver(host, port)`` -> numeric addresses (raise ``OSError`` when it fails)."""
+
+Dialer = Callable[[str, int, "float | None"], Awaitable[httpcore.AsyncNetworkStream]]
+"""``await dialer(address, port, timeout)`` -> a connected stream to a *checked* address.
+
+The default connects with httpcore's Trio backend.  Tests substitute one that maps a
+public-looking address to a loopback upstream, to exercise redirects and rebinding.
+"""
+
+REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+_CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+class FetchError(Exception):
+    """An outbound request that failed; ``key`` is the seed's error key."""
+
+    def __init__(self, key: FetchKey, message: str) -> None:
+        super().__init__(message)
+        self.key: FetchKey = key
+        self.message = message
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve ``host`` with the system resolver (``getaddrinfo`` in a worker thread)."""
+    infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+READ_SIZE: Final = 256 * 1024
+"""Bytes asked of the socket per read (httpcore asks for 64 KiB; larger reads double the
+throughput of one connection, measured on loopback)."""
+
+
+class _LargeReads(httpcore.AsyncNetworkStream):
+    """Wraps a connected stream so each read may return up to :data:`READ_SIZE` bytes."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max(max_bytes, READ_SIZE), timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _LargeReads(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that connects only to addresses the policy allows.
+
+    ``connect_tcp`` resolves the host once with ``resolver``, refuses the whole host if
+    any address is refused (``UrlRejected("DOMAIN_BLOCKED")``), and then tries the
+    checked addresses in order, connecting by address so no second lookup happens.
+    ``dialer`` makes the connection to one checked address (see :data:`Dialer`).
+    """
+
+    def __init__(
+        self,
+        policy: NetworkPolicy,
+        resolver: Resolver = system_resolver,
+        dialer: Dialer | None = None,
+    ) -> None:
+        self.policy = policy
+        self.resolver = resolver
+        self._inner = httpcore.TrioBackend()
+        self.dialer: Dialer = dialer or self._dial
+
+    async def _dial(
+        self, address: str, port: int, timeout: float | None
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_tcp(address, port, timeout, None, [])
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        target = Target(scheme="", host=host, port=port, url="")
+        with trio.fail_after(timeout if timeout is not None else float("inf")):
+            try:
+                found = await self.resolver(host, port)
+            except OSError as exc:
+                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        addresses = self.policy.check_addresses(target, found)
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return _LargeReads(await self.dialer(address, port, timeout))
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None  # check_addresses never returns an empty list
+        raise error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are never fetched from")
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+
+@dataclass(slots=True)
+class Fetched:
+    """A response whose head has arrived; the body is read with :meth:`chunks`."""
+
+    response: httpx.Response
+    url: str
+    """The final URL (after redirects)."""
+
+    @property
+    def status(self) -> int:
+        """The HTTP status code."""
+        return self.response.status_code
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The response headers (case-insensitive)."""
+        return self.response.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body bytes as they arrive, exactly as sent (no content decoding)."""
+        with fetch_errors():
+            async for chunk in self.response.aiter_raw():
+                yield chunk
+
+
+@contextlib.contextmanager
+def fetch_errors() -> Iterator[None]:
+    """Turn httpx / policy / resolver exceptions into :class:`FetchError`."""
+    try:
+        yield
+    except UrlRejected as exc:
+        raise FetchError(exc.key, exc.message) from exc
+    except httpx.ReadTimeout as exc:
+        raise FetchError("DOWNLOAD_TIMEOUT", "no data received within the read timeout") from exc
+    except httpx.TimeoutException as exc:
+        raise FetchError("NETWORK_ERROR", f"timed out: {type(exc).__name__}") from exc
+    except httpx.HTTPError as exc:
+        raise FetchError("NETWORK_ERROR", str(exc) or type(exc).__name__) from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise FetchError("NETWORK_ERROR", str(exc) or type(exc).__name__) from exc
+
+
+class Fetcher:
+    """Outbound HTTP client for untrusted URLs; use as ``async with Fetcher(...) as f``.
+
+    ``check_url(target)`` runs for every hop after the policy's domain lists (raise
+    ``UrlRejected`` to refuse).  ``read_timeout`` is the longest wait for the next byte.
+    """
+
+    def __init__(
+        self,
+        policy: NetworkPolicy,
+        *,
+        resolver: Resolver = system_resolver,
+        max_redirects: int = 5,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        max_connections: int = 100,
+        user_agent: str = "slipstream",
+        dialer: Dialer | None = None,
+    ) -> None:
+        self.policy = policy
+        self.max_redirects = max_redirects
+        self.backend = GuardedBackend(policy, resolver, dialer)
+        self._user_agent = user_agent
+        transport = httpx.AsyncHTTPTransport(trust_env=False)
+        # httpx has no public way to give its transport a network backend; the pool it
+        # builds is replaced by one with the same settings plus our guarded backend, so
+        # the policy runs inside the connection layer and no other path can connect.
+        if not hasattr(transport, "_pool"):  # pragma: no cover - guards an httpx upgrade
+            raise RuntimeError("unsupported httpx version: AsyncHTTPTransport has no _pool")
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=max_connections,
+            max_keepalive_connections=max(1, max_connections // 5),
+            keepalive_expiry=5.0,
+            network_backend=self.backend,
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+            timeout=httpx.Timeout(
+                connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout
+            ),
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self._client.aclose()
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self.__aexit__(None, None, None)
+
+    def check(self, url: str, check_url: Callable[[Target], None] | None = None) -> Target:
+        """Parse ``url`` and apply the domain lists and ``check_url``; raise FetchError."""
+        with fetch_errors():
+            target = parse_target(url)
+            self.policy.check_host(target)
+            if check_url is not None:
+                check_url(target)
+        return target
+
+    async def preflight(
+        self,
+        url: str,
+        check_url: Callable[[Target], None] | None = None,
+        *,
+        timeout: float = 5.0,
+    ) -> Target:
+        """:meth:`check` plus one resolution of the host, to refuse early.
+
+        Lets a caller answer ``DOMAIN_BLOCKED`` before starting work.  A lookup that fails
+        or is slow is not an error here (the fetch itself will report it); the check the
+        connection makes at connect time stays the one that counts.
+        """
+        target = self.check(url, check_url)
+        found: Sequence[str] = ()
+        with trio.move_on_after(timeout), contextlib.suppress(OSError):
+            found = await self.backend.resolver(target.host, target.port)
+        if found:
+            with fetch_errors():
+                self.policy.check_addresses(target, found)
+        return target
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        method: str = "GET",
+        check_url: Callable[[Target], None] | None = None,
+    ) -> AsyncIterator[Fetched]:
+        """Send ``method url`` and yield the final response (after redirects), unread.
+
+        The response is closed when the block exits.  ``Accept-Encoding: identity`` is
+        sent unless ``headers`` say otherwise, so bytes arrive as stored.
+        """
+        base = [("User-Agent", self._user_agent), ("Accept-Encoding", "identity")]
+        names = {name.lower() for name, _ in headers}
+        sent = [h for h in base if h[0].lower() not in names] + list(headers)
+        target = self.check(url, check_url)
+        origin = (target.scheme, target.host, target.port)
+        for _hop in range(self.max_redirects + 1):
+            with fetch_errors():
+                request = self._client.build_request(method, target.url, headers=sent)
+                response = await self._client.send(request, stream=True)
+            location = response.headers.get("location")
+            if response.status_code in REDIRECT_STATUSES and location:
+                await response.aclose()
+                target = self.check(urljoin(target.url, location), check_url)
+                if (target.scheme, target.host, target.port) != origin:
+                    sent = [h for h in sent if h[0].lower() not in _CREDENTIAL_HEADERS]
+                if response.status_code == 303:
+                    method = "GET" if method != "HEAD" else method
+                continue
+            try:
+                yield Fetched(response, target.url)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await response.aclose()
+            return
+        raise FetchError("NETWORK_ERROR", f"more than {self.max_redirects} redirects")

@@ -1,0 +1,157 @@
+"""Files of remote-download jobs: target directories, ``.part`` files, publishing.
+
+Blocking, descriptor-relative file operations (no Trio; the job runner calls the slow
+ones through ``trio.to_thread``).  Every operation inside the download root goes through
+a directory descriptor opened component by component with ``O_NOFOLLOW``, so a symlink
+planted on the path cannot redirect a download outside the root, and the name checks of
+:func:`~slipstream.pathsafety.safe_relative_path` apply as for ``/api/download``.
+
+Publishing never overwrites: the finished ``.part`` file is hard-linked under its final
+name (``link`` fails if the name exists, then ``name (1).ext`` is tried, and so on) and
+the ``.part`` name is removed.  A reader sees either no file or the whole file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Sequence
+
+from slipstream.errors import PathNotAllowed
+from slipstream.ext import MultiDigest
+from slipstream.filenames import numbered
+from slipstream.pathsafety import safe_relative_path
+
+__all__ = [
+    "PART_SUFFIX",
+    "PartFile",
+    "open_directory",
+    "part_name",
+    "publish",
+]
+
+PART_SUFFIX = ".part"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_PUBLISH_TRIES = 10_000
+_READ_CHUNK = 4 * 1024 * 1024
+
+
+def part_name(job_id: str) -> str:
+    """The hidden ``.part`` file name of job ``job_id`` (beside its target)."""
+    return f".{job_id}{PART_SUFFIX}"
+
+
+def open_directory(
+    root: str | os.PathLike[str],
+    directory: str,
+    *,
+    hidden: Sequence[str | os.PathLike[str]] = (),
+    create: bool = True,
+) -> int:
+    """Open ``directory`` (relative to ``root``) and return a directory descriptor.
+
+    Missing components are created when ``create``.  Raises ``PathNotAllowed`` for an
+    unsafe path, a symlink on the way, a non-directory component, or a directory inside
+    one of ``hidden`` (the state dir); ``OSError`` for other failures.
+    """
+    segments = safe_relative_path(directory) if directory not in ("", "/", ".") else ()
+    fd = os.open(os.fspath(root), _DIR_FLAGS)
+    try:
+        for segment in segments:
+            try:
+                child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(segment, 0o755, dir_fd=fd)
+                child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise PathNotAllowed() from None
+                raise
+            os.close(fd)
+            fd = child
+        real = os.readlink(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else ""
+        for entry in hidden:
+            base = os.path.realpath(os.fspath(entry))
+            if real == base or real.startswith(base + os.sep):
+                raise PathNotAllowed()
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class PartFile:
+    """The ``.part`` file a job streams into, opened in its directory (kept open)."""
+
+    def __init__(self, dir_fd: int, name: str, *, resume: bool) -> None:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        self.dir_fd = dir_fd
+        self.name = name
+        self.fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+        if not resume:
+            os.ftruncate(self.fd, 0)
+        self.size = os.fstat(self.fd).st_size
+        os.lseek(self.fd, self.size, os.SEEK_SET)
+
+    def restart(self) -> None:
+        """Drop what was written (the upstream could not resume)."""
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.size = 0
+
+    def hash_existing(self, digest: MultiDigest) -> None:
+        """Feed the bytes already in the file to ``digest`` (resuming after a restart)."""
+        buffer = bytearray(min(_READ_CHUNK, max(self.size, 1)))
+        with memoryview(buffer) as view:
+            done = 0
+            while done < self.size:
+                got = os.preadv(self.fd, [view[: min(len(view), self.size - done)]], done)
+                if got == 0:
+                    raise OSError(errno.EIO, "part file shrank while resuming")
+                digest.update(view[:got])
+                done += got
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``."""
+        with memoryview(data) as view:
+            written = 0
+            while written < len(view):
+                written += os.write(self.fd, view[written:])
+        self.size += len(data)
+
+    def sync(self) -> None:
+        """``fsync`` the file (before it is published or checkpointed)."""
+        os.fsync(self.fd)
+
+    def remove(self) -> None:
+        """Close and delete the part file (cancelled or failed jobs)."""
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.name, dir_fd=self.dir_fd)
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def publish(dir_fd: int, part: str, name: str) -> tuple[str, os.stat_result]:
+    """Give ``part`` its final name without overwriting; return the name used and its stat.
+
+    Tries ``name``, then ``name (1)``, ``name (2)``, ...; the directory is fsynced after.
+    """
+    for n in range(_MAX_PUBLISH_TRIES):
+        candidate = numbered(name, n) if n else name
+        try:
+            os.link(part, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        os.unlink(part, dir_fd=dir_fd)
+        os.fsync(dir_fd)
+        return candidate, os.stat(candidate, dir_fd=dir_fd, follow_symlinks=False)
+    raise FileExistsError(errno.EEXIST, "no free name for the download", name)

@@ -1,0 +1,518 @@
+"""Remote-download jobs: fetch a URL into a directory, with live progress and history.
+
+:class:`Jobs` is the library API (the server's seed-001 routes are a thin layer on it)::
+
+    async with Fetcher(NetworkPolicy()) as fetcher, trio.open_nursery() as nursery:
+        jobs = Jobs(JobSettings(root=Path("files")), JobStore("jobs.sqlite3"), fetcher)
+        await nursery.start(jobs.run)
+        record = await jobs.start("https://example.com/a.iso", "isos")
+        done = await jobs.wait(record.id)
+
+A job streams the body into a hidden ``.part`` file beside its target while one
+``MultiDigest`` pass computes every checksum; receiving and writing+hashing run as a
+two-stage pipeline (hashing in a worker thread, in blocks of :data:`BLOCK_SIZE`).  The
+finished file is fsynced, checked against an optional SHA-256, published without
+overwriting anything (see :mod:`slipstream.jobfiles`) and its digests stored in the
+digest cache, so it is servable with checksums at once.
+
+Jobs are rows in a :class:`~slipstream.jobstore.JobStore`.  When the process dies, the
+rows of running jobs stay active; :meth:`Jobs.run` resumes them from the ``.part`` size
+with ``Range`` + ``If-Range`` (the validator seen when the body started), and the
+upstream's answer decides: ``206`` appends, ``200`` restarts from zero.  Cancelling
+:meth:`Jobs.run` (server shutdown) checkpoints running jobs the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from slipstream.ext import ALGORITHMS, MultiDigest
+
+from .digests import DigestCache, Digests, FileKey
+from .fetch import Fetched, Fetcher, FetchError
+from .filenames import disposition_filename, safe_filename, url_filename
+from .jobfiles import PartFile, open_directory, part_name, publish
+from .jobstore import JobRecord, JobStore
+from .pathsafety import safe_relative_path
+
+__all__ = ["BLOCK_SIZE", "JobRefused", "JobSettings", "Jobs"]
+
+log = logging.getLogger("slipstream.jobs")
+
+BLOCK_SIZE: Final = 1024 * 1024
+"""Bytes gathered before one write+hash step in the worker thread."""
+_PIPELINE_DEPTH: Final = 2
+_SPEED_WINDOW: Final = 3.0
+_CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class JobRefused(Exception):
+    """A start request refused before any work: ``key`` and HTTP ``status`` to answer."""
+
+    def __init__(self, key: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.status = status
+        self.message = message
+
+
+class _JobFailed(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(slots=True)
+class JobSettings:
+    """Where jobs write and the limits they run under."""
+
+    root: Path
+    hidden: tuple[Path, ...] = ()
+    """Directories inside ``root`` never written to (the state dir)."""
+    max_concurrent: int = 8
+    max_fetch_size: int | None = None
+    default_timeout: float = 300.0
+    progress_interval: float = 0.25
+    """Least seconds between two progress events of one job (4 a second)."""
+
+
+@dataclass(eq=False)
+class _Job:
+    record: JobRecord
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+    cancel_requested: bool = False
+    digest: MultiDigest | None = None
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    last_event: float = float("-inf")
+
+    def speed(self) -> float | None:
+        if len(self.samples) < 2:
+            return None
+        (t0, s0), (t1, s1) = self.samples[0], self.samples[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else None
+
+    def sample(self, now: float, size: int) -> None:
+        self.samples.append((now, size))
+        while len(self.samples) > 2 and now - self.samples[0][0] > _SPEED_WINDOW:
+            self.samples.popleft()
+
+
+def active_fields(record: JobRecord, speed: float | None = None) -> dict[str, Any]:
+    """The seed's active-download fields plus ``speed_bytes_per_s`` and ``eta_s``."""
+    expected = record.expected_size
+    progress = None
+    if expected:
+        progress = round(100.0 * record.current_size / expected, 2)
+    elif expected == 0:
+        progress = 100.0
+    eta = None
+    if speed and expected is not None:
+        eta = round(max(expected - record.current_size, 0) / speed, 1)
+    return {
+        "id": record.id,
+        "filename": record.filename,
+        "file_path": record.file_path,
+        "directory": record.directory,
+        "url": record.url,
+        "status": record.status,
+        "current_size": record.current_size,
+        "expected_size": expected,
+        "progress_percentage": progress,
+        "start_time": record.start_time,
+        "speed_bytes_per_s": round(speed) if speed is not None else None,
+        "eta_s": eta,
+    }
+
+
+def history_fields(record: JobRecord) -> dict[str, Any]:
+    """The seed's history fields plus ``sha256``."""
+    return {
+        "id": record.id,
+        "filename": record.filename,
+        "file_path": record.file_path,
+        "directory": record.directory,
+        "url": record.url,
+        "status": record.status,
+        "total_bytes": record.total_bytes,
+        "start_time": record.start_time,
+        "end_time": record.end_time,
+        "error": record.error,
+        "sha256": record.sha256,
+    }
+
+
+def _validator(fetched: Fetched) -> str | None:
+    etag: str | None = fetched.headers.get("etag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    modified: str | None = fetched.headers.get("last-modified")
+    return modified
+
+
+def _int_header(fetched: Fetched, name: str) -> int | None:
+    value = fetched.headers.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+class Jobs:
+    """Starts, runs, lists, cancels and resumes remote-download jobs."""
+
+    def __init__(
+        self,
+        settings: JobSettings,
+        store: JobStore,
+        fetcher: Fetcher,
+        digests: DigestCache | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.fetcher = fetcher
+        self.digests = digests
+        self._limiter = trio.CapacityLimiter(max(1, settings.max_concurrent))
+        self._jobs: dict[str, _Job] = {}
+        self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(
+        self, *, resume: bool = True, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run jobs until cancelled; resumes the jobs a previous process left active.
+
+        With ``resume=False`` those jobs stay in the store untouched.  On cancellation
+        every running job is checkpointed (its ``.part`` file fsynced, its row left
+        active) so that the next :meth:`run` resumes it.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for record in self.store.active() if resume else ():
+                    record.status = "queued"
+                    self._launch(record)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    # -- API ------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        url: str,
+        directory: str,
+        *,
+        filename: str | None = None,
+        timeout: float | None = None,
+        sha256: str | None = None,
+    ) -> JobRecord:
+        """Check and queue a job; raises :class:`JobRefused` or ``PathNotAllowed``."""
+        if self._nursery is None:
+            raise RuntimeError("Jobs.run() is not running")
+        folder = "/".join(safe_relative_path(directory)) if directory.strip("/.") else ""
+        if sha256 is not None and not _SHA256.fullmatch(sha256):
+            raise JobRefused("INVALID_SHA256", 400, "sha256 must be 64 hexadecimal digits")
+        if timeout is not None and not 0 < timeout <= 86_400 * 7:
+            raise JobRefused("INVALID_TIMEOUT", 400, "timeout must be 1 to 604800 seconds")
+        try:
+            target = await self.fetcher.preflight(url)
+        except FetchError as exc:
+            status = 400 if exc.key == "INVALID_URL" else 403
+            raise JobRefused(exc.key, status, exc.message) from None
+        fd = await trio.to_thread.run_sync(
+            lambda: open_directory(self.settings.root, folder, hidden=self.settings.hidden)
+        )
+        os.close(fd)
+        name = safe_filename(filename or url_filename(target.url) or "download")
+        record = JobRecord(
+            id=str(uuid.uuid4()),
+            url=target.url,
+            directory=folder,
+            filename=name,
+            name_given=bool(filename),
+            status="queued",
+            start_time=int(time.time()),
+            timeout=float(timeout or self.settings.default_timeout),
+            expected_sha256=sha256.lower() if sha256 else None,
+        )
+        self.store.save(record)
+        self._launch(record)
+        return record
+
+    def active(self, directory: str | None = None) -> list[dict[str, Any]]:
+        """Active jobs (``queued``, ``starting``, ``downloading``), oldest first."""
+        return [
+            active_fields(job.record, job.speed())
+            for job in self._jobs.values()
+            if directory is None or job.record.directory == directory
+        ]
+
+    def history(self, directory: str | None = None) -> list[dict[str, Any]]:
+        """Finished jobs, newest first (from the store: survives restarts)."""
+        return [history_fields(r) for r in self.store.history(directory)]
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel an active job (its partial file is removed); False if not active."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return False
+        job.cancel_requested = True
+        job.scope.cancel()
+        return True
+
+    async def wait(self, job_id: str) -> JobRecord | None:
+        """Wait until job ``job_id`` finishes; its final record (None if unknown)."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            await job.done.wait()
+        return self.store.get(job_id)
+
+    @contextlib.contextmanager
+    def subscribe(self, buffer: int = 256) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
+        """Progress events for every job while the block runs.
+
+        Each event is ``{"event": "download", ...}`` with the active fields (at most one
+        per job every ``progress_interval``), and a final one with the history fields.
+        A subscriber that falls ``buffer`` events behind loses events, never blocks jobs.
+        """
+        send, receive = trio.open_memory_channel[dict[str, Any]](buffer)
+        self._subscribers.add(send)
+        try:
+            yield receive
+        finally:
+            self._subscribers.discard(send)
+            send.close()
+
+    # -- running --------------------------------------------------------------------------
+
+    def _launch(self, record: JobRecord) -> None:
+        assert self._nursery is not None
+        job = _Job(record)
+        self._jobs[record.id] = job
+        self._nursery.start_soon(self._run_job, job, name=f"download {record.id}")
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.discard(channel)
+
+    def _progress(self, job: _Job, *, force: bool = False) -> None:
+        now = trio.current_time()
+        job.sample(now, job.record.current_size)
+        if force or now - job.last_event >= self.settings.progress_interval:
+            job.last_event = now
+            self._publish({"event": "download", **active_fields(job.record, job.speed())})
+
+    def _set_status(self, job: _Job, status: str) -> None:
+        job.record.status = status
+        self.store.save(job.record)
+        self._progress(job, force=True)
+
+    async def _run_job(self, job: _Job) -> None:
+        record = job.record
+        outcome: tuple[str, str | None] | None = None
+        part: PartFile | None = None
+        dir_fd = -1
+        try:
+            with job.scope:
+                try:
+                    async with self._limiter:
+                        self._set_status(job, "starting")
+                        with trio.fail_after(record.timeout):
+                            dir_fd = await trio.to_thread.run_sync(self._open_dir, record)
+                            part = PartFile(
+                                dir_fd, part_name(record.id), resume=record.validator is not None
+                            )
+                            await self._transfer(job, part)
+                            await self._complete(job, part, dir_fd)
+                    outcome = ("completed", None)
+                except trio.TooSlowError:
+                    outcome = ("failed", "DOWNLOAD_TIMEOUT")
+                except FetchError as exc:
+                    outcome = ("failed", exc.key)
+                except _JobFailed as exc:
+                    log.info("download %s failed: %s", record.id, exc)
+                    outcome = ("failed", exc.key)
+                except OSError as exc:
+                    log.warning("download %s: storage error: %s", record.id, exc)
+                    outcome = ("failed", "STORAGE_ERROR")
+                except Exception:
+                    log.exception("download %s failed unexpectedly", record.id)
+                    outcome = ("failed", "INTERNAL_ERROR")
+            if job.cancel_requested and outcome is None:
+                outcome = ("cancelled", None)
+        finally:
+            self._end(job, part, outcome)
+            if dir_fd >= 0:
+                os.close(dir_fd)
+
+    def _end(
+        self, job: _Job, part: PartFile | None, outcome: tuple[str, str | None] | None
+    ) -> None:
+        """Record how a job ended; ``outcome`` None means shutdown: checkpoint it."""
+        record = job.record
+        self._jobs.pop(record.id, None)
+        job.done.set()
+        if outcome is None:
+            if part is not None and part.fd >= 0:
+                with contextlib.suppress(OSError):
+                    part.sync()
+                record.current_size = part.size
+                part.close()
+            record.status = "queued"
+            self.store.save(record)
+            return
+        if part is not None:
+            with contextlib.suppress(OSError):
+                if outcome[0] == "completed":
+                    part.close()
+                else:
+                    part.remove()
+        elif outcome[0] != "completed":
+            self._remove_part(record)
+        record.status, record.error = outcome
+        record.end_time = int(time.time())
+        if outcome[0] != "completed":
+            record.total_bytes = None
+        self.store.finish(record)
+        self._publish({"event": "download", **history_fields(record)})
+
+    def _remove_part(self, record: JobRecord) -> None:
+        """Delete a part file left by an earlier process (a job cancelled while queued)."""
+        with contextlib.suppress(OSError):
+            fd = self._open_dir(record, create=False)
+            try:
+                os.unlink(part_name(record.id), dir_fd=fd)
+            finally:
+                os.close(fd)
+
+    def _open_dir(self, record: JobRecord, create: bool = True) -> int:
+        settings = self.settings
+        return open_directory(
+            settings.root, record.directory, hidden=settings.hidden, create=create
+        )
+
+    async def _transfer(self, job: _Job, part: PartFile) -> None:
+        record = job.record
+        offset = part.size
+        headers: list[tuple[str, str]] = []
+        if offset and record.validator:
+            headers = [("Range", f"bytes={offset}-"), ("If-Range", record.validator)]
+        elif offset:
+            part.restart()
+            offset = 0
+        digest = job.digest = MultiDigest(ALGORITHMS)
+        async with self.fetcher.stream(record.url, headers) as fetched:
+            expected = await self._accept(job, part, fetched, offset, digest)
+            record.current_size = part.size
+            record.expected_size = expected
+            limit = self.settings.max_fetch_size
+            if limit and expected is not None and expected > limit:
+                raise _JobFailed("FILE_TOO_LARGE", f"{expected} bytes is over the limit")
+            self._set_status(job, "downloading")
+            if fetched.status != 416:
+                await self._stream_body(job, part, fetched, digest)
+        if expected is not None and part.size != expected:
+            raise _JobFailed("NETWORK_ERROR", f"body ended at {part.size} of {expected} bytes")
+
+    async def _accept(
+        self, job: _Job, part: PartFile, fetched: Fetched, offset: int, digest: MultiDigest
+    ) -> int | None:
+        """Decide from the response head whether to append, restart or fail; the size."""
+        record = job.record
+        status = fetched.status
+        if status in (404, 410):
+            raise _JobFailed("REMOTE_FILE_NOT_FOUND", f"upstream answered {status}")
+        if offset and status == 206:
+            match = _CONTENT_RANGE.fullmatch(fetched.headers.get("content-range", ""))
+            if match is None or int(match[1]) != offset:
+                raise _JobFailed("NETWORK_ERROR", "upstream resumed at the wrong offset")
+            await trio.to_thread.run_sync(part.hash_existing, digest)
+            return int(match[3]) if match[3] != "*" else None
+        if offset and status == 416 and record.expected_size == offset:
+            # Everything had arrived before the restart; only publishing was left.
+            await trio.to_thread.run_sync(part.hash_existing, digest)
+            return offset
+        if not 200 <= status < 300 or status == 206:
+            raise _JobFailed("NETWORK_ERROR", f"upstream answered {status}")
+        if offset:
+            part.restart()
+        record.validator = _validator(fetched)
+        if not record.name_given:
+            given = disposition_filename(fetched.headers.get("content-disposition", ""))
+            if given:
+                record.filename = safe_filename(given)
+        return _int_header(fetched, "content-length")
+
+    async def _stream_body(
+        self, job: _Job, part: PartFile, fetched: Fetched, digest: MultiDigest
+    ) -> None:
+        """Receive into blocks while a worker thread writes and hashes the previous ones."""
+        record = job.record
+        limit = self.settings.max_fetch_size
+        send, receive = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
+
+        async def write_blocks() -> None:
+            # Writing and hashing a block run at the same time, in two worker threads
+            # (both release the GIL): a block costs the slower of the two, not their sum.
+            async with receive:
+                async for block in receive:
+                    async with trio.open_nursery() as both:
+                        both.start_soon(trio.to_thread.run_sync, part.write, block)
+                        await trio.to_thread.run_sync(digest.update, block)
+                    record.current_size = part.size
+                    self._progress(job)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write_blocks)
+            async with send:
+                received = part.size
+                pending: list[bytes] = []
+                pending_size = 0
+                async for chunk in fetched.chunks():
+                    received += len(chunk)
+                    if limit and received > limit:
+                        raise _JobFailed("FILE_TOO_LARGE", f"more than {limit} bytes")
+                    pending.append(chunk)
+                    pending_size += len(chunk)
+                    if pending_size >= BLOCK_SIZE:
+                        await send.send(b"".join(pending))
+                        pending, pending_size = [], 0
+                if pending:
+                    await send.send(b"".join(pending))
+
+    async def _complete(self, job: _Job, part: PartFile, dir_fd: int) -> None:
+        """fsync, verify, publish under a free name, record the digests."""
+        record = job.record
+        assert job.digest is not None
+        await trio.to_thread.run_sync(part.sync)
+        digests = Digests.from_values(part.size, job.digest.digest())
+        sha256 = digests.hex("sha256")
+        if record.expected_sha256 and sha256 != record.expected_sha256:
+            raise _JobFailed("CHECKSUM_MISMATCH", f"sha256 {sha256} does not match")
+        name, st = await trio.to_thread.run_sync(publish, dir_fd, part.name, record.filename)
+        part.close()
+        record.filename = name
+        record.sha256 = sha256
+        record.total_bytes = part.size
+        record.current_size = part.size
+        if self.digests is not None and not self.digests.closed:
+            self.digests.store(FileKey.from_stat(st), digests)

@@ -1,0 +1,145 @@
+"""Durable records of remote-download jobs (SQLite in the state dir).
+
+One row per job, active or finished.  Active rows (``queued``, ``starting``,
+``downloading``) are what a restart resumes; finished rows (``completed``, ``failed``,
+``cancelled``) are the history, newest first, trimmed to ``history_limit``.  Writes are
+small and happen on state changes and checkpoints, not per chunk; the database runs in
+WAL mode with ``synchronous=NORMAL``, so a process crash loses nothing committed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Final
+
+__all__ = ["ACTIVE", "FINISHED", "JobRecord", "JobStore"]
+
+ACTIVE: Final = ("queued", "starting", "downloading")
+FINISHED: Final = ("completed", "failed", "cancelled")
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    url TEXT NOT NULL,
+    directory TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    name_given INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    current_size INTEGER NOT NULL,
+    expected_size INTEGER,
+    total_bytes INTEGER,
+    start_time INTEGER NOT NULL,
+    end_time INTEGER,
+    error TEXT,
+    sha256 TEXT,
+    expected_sha256 TEXT,
+    timeout REAL NOT NULL,
+    validator TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, end_time);
+"""
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """The persistent fields of one job (see the seed for the public ones)."""
+
+    id: str
+    url: str
+    directory: str
+    filename: str
+    name_given: bool
+    status: str
+    current_size: int = 0
+    expected_size: int | None = None
+    total_bytes: int | None = None
+    start_time: int = 0
+    end_time: int | None = None
+    error: str | None = None
+    sha256: str | None = None
+    expected_sha256: str | None = None
+    timeout: float = 300.0
+    validator: str | None = None
+    """The ``ETag`` (strong) or ``Last-Modified`` seen when the body started: ``If-Range``."""
+
+    @property
+    def file_path(self) -> str:
+        """``directory/filename`` (just the name in the root)."""
+        return f"{self.directory}/{self.filename}" if self.directory else self.filename
+
+
+_COLUMNS: Final = tuple(f.name for f in fields(JobRecord))
+
+
+class JobStore:
+    """The jobs table.  Not thread-safe: use it from the event loop only."""
+
+    def __init__(self, path: str | os.PathLike[str], *, history_limit: int = 10_000) -> None:
+        self.path = os.fspath(path)
+        self.history_limit = history_limit
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def save(self, record: JobRecord) -> None:
+        """Insert or update ``record`` (by id)."""
+        values = asdict(record)
+        values["name_given"] = int(record.name_given)
+        names = ", ".join(_COLUMNS)
+        marks = ", ".join(f":{c}" for c in _COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "id")
+        self._db.execute(
+            f"INSERT INTO jobs ({names}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {updates}",
+            values,
+        )
+
+    def finish(self, record: JobRecord) -> None:
+        """Save a finished record and trim the history to ``history_limit``."""
+        self.save(record)
+        if self.history_limit >= 0:
+            self._db.execute(
+                "DELETE FROM jobs WHERE status IN (?, ?, ?) AND seq NOT IN ("
+                " SELECT seq FROM jobs WHERE status IN (?, ?, ?)"
+                " ORDER BY end_time DESC, seq DESC LIMIT ?)",
+                (*FINISHED, *FINISHED, self.history_limit),
+            )
+
+    def active(self) -> list[JobRecord]:
+        """Rows of jobs that had not finished, oldest first (what a restart resumes)."""
+        return self._select("status IN (?, ?, ?) ORDER BY seq", ACTIVE)
+
+    def history(self, directory: str | None = None, limit: int | None = None) -> list[JobRecord]:
+        """Finished jobs, newest first; only those in ``directory`` when given."""
+        where = "status IN (?, ?, ?)"
+        args: tuple[Any, ...] = FINISHED
+        if directory is not None:
+            where += " AND directory = ?"
+            args = (*args, directory)
+        where += " ORDER BY end_time DESC, seq DESC"
+        if limit is not None:
+            where += " LIMIT ?"
+            args = (*args, limit)
+        return self._select(where, args)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The record with ``job_id``, if any."""
+        rows = self._select("id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    def _select(self, where: str, args: tuple[Any, ...]) -> list[JobRecord]:
+        cursor = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE {where}", args)
+        out = []
+        for row in cursor:
+            values = dict(zip(_COLUMNS, row, strict=True))
+            values["name_given"] = bool(values["name_given"])
+            out.append(JobRecord(**values))
+        return out
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()

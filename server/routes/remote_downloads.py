@@ -1,0 +1,123 @@
+"""Seed 001: remote downloads into the server's storage, with progress and history.
+
+``GET /{directory}?download=URL[&filename=][&timeout=][&sha256=]`` starts a job (202);
+``GET /{directory}?downloads=`` and ``GET /api/v1/downloads`` list active jobs;
+``GET /?download_history=`` (or ``/{directory}?download_history=`` for one directory)
+lists finished ones; ``DELETE /api/v1/downloads/{id}`` cancels.  Bearer auth on all.
+The work is done by :class:`slipstream.jobs.Jobs`; this module maps HTTP to it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from slipstream.errors import NotFound, ServiceUnavailable, SlipstreamError
+from slipstream.filenames import safe_filename, url_filename
+from slipstream.jobs import JobRefused, Jobs
+from slipstream.pathsafety import safe_relative_path
+
+from ..auth import require_token
+from ..http import Request, Response, json_response
+from ..router import Router
+
+if TYPE_CHECKING:
+    from ..app import App
+
+DOWNLOADS_PATH = "/api/v1/downloads"
+
+
+def register(router: Router, app: App) -> None:
+    """Add the seed-001 routes (a fallback for ``/{directory}?...``, and /api/v1/downloads)."""
+
+    async def directory_query(request: Request) -> Response:
+        query = request.query
+        if "download" in query or "downloads" in query or "download_history" in query:
+            require_token(request, app.config.tokens)
+        if "download" in query:
+            return await start_download(app, request)
+        if "downloads" in query:
+            return json_response(200, {"downloads": app_jobs(app).active(_folder(request))})
+        if "download_history" in query:
+            folder = _folder(request)
+            return json_response(200, {"history": app_jobs(app).history(folder or None)})
+        raise NotFound(f"no route for {request.path}")
+
+    async def list_all(request: Request) -> Response:
+        require_token(request, app.config.tokens)
+        return json_response(200, {"downloads": app_jobs(app).active()})
+
+    async def cancel(request: Request) -> Response:
+        require_token(request, app.config.tokens)
+        job_id = request.path.removeprefix(DOWNLOADS_PATH + "/")
+        if request.method != "DELETE" or "/" in job_id or not app_jobs(app).cancel(job_id):
+            status = 404 if request.method == "DELETE" else 405
+            return json_response(status, {"success": False, "error": "DOWNLOAD_NOT_FOUND"})
+        return json_response(200, {"success": True, "id": job_id, "status": "cancelled"})
+
+    router.fallback(directory_query, methods=("GET",))
+    router.add(DOWNLOADS_PATH, list_all)
+    router.add_prefix(DOWNLOADS_PATH + "/", cancel, methods=("DELETE",))
+
+
+def app_jobs(app: App) -> Jobs:
+    """The app's job manager (present while the server runs)."""
+    if app.jobs is None:
+        raise ServiceUnavailable("remote downloads are not running")
+    return app.jobs
+
+
+def _folder(request: Request) -> str:
+    """The directory named by the request path, normalised (``""`` is the root)."""
+    path = unquote(request.path).strip("/")
+    return "/".join(safe_relative_path(path)) if path else ""
+
+
+def _failure(status: int, key: str, message: str, filename: str, folder: str) -> Response:
+    path = f"{folder}/{filename}" if folder else filename
+    body = {
+        "download_id": None,
+        "filename": filename,
+        "path": path,
+        "success": False,
+        "message": message,
+        "error": key,
+    }
+    return json_response(status, body)
+
+
+async def start_download(app: App, request: Request) -> Response:
+    """``GET /{directory}?download=URL``: 202 with the job id, or the seed's error."""
+    url = request.arg("download") or ""
+    given = request.arg("filename") or None
+    filename = safe_filename(given or url_filename(url) or "download")
+    raw_folder = unquote(request.path).strip("/")
+    if not app.config.allow_download:
+        return json_response(403, {"success": False, "error": "DOWNLOAD_FORBIDDEN"})
+    timeout: float | None = None
+    timeout_text = request.arg("timeout")
+    if timeout_text:
+        if not timeout_text.isdigit():
+            return _failure(400, "INVALID_TIMEOUT", "timeout must be whole seconds", filename, "")
+        timeout = float(timeout_text)
+    try:
+        record = await app_jobs(app).start(
+            url,
+            raw_folder,
+            filename=given,
+            timeout=timeout,
+            sha256=request.arg("sha256") or None,
+        )
+    except JobRefused as exc:
+        return _failure(exc.status, exc.key, exc.message, filename, raw_folder)
+    except SlipstreamError as exc:
+        return _failure(exc.status, "PATH_NOT_ALLOWED", exc.message, filename, raw_folder)
+    body = {
+        "download_id": record.id,
+        "filename": record.filename,
+        "path": record.file_path,
+        "success": True,
+        "message": "Download started",
+        "error": None,
+    }
+    return json_response(202, body)
