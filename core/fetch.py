@@ -204,6 +204,8 @@ def fetch_errors() -> Iterator[None]:
         yield
     except UrlRejected as exc:
         raise FetchError(exc.key, exc.message) from exc
+    except httpx.InvalidURL as exc:  # not an HTTPError: a URL our parser took, httpx did not
+        raise FetchError("INVALID_URL", f"invalid URL: {exc}") from exc
     except httpx.ReadTimeout as exc:
         raise FetchError("DOWNLOAD_TIMEOUT", "no data received within the read timeout") from exc
     except httpx.TimeoutException as exc:
@@ -297,9 +299,10 @@ class Fetcher:
         found: Sequence[str] = ()
         with trio.move_on_after(timeout), contextlib.suppress(OSError):
             found = await self.backend.resolver(target.host, target.port)
-        if found:
-            with fetch_errors():
+        with fetch_errors():
+            if found:
                 self.policy.check_addresses(target, found)
+            httpx.URL(target.url)  # refused by httpx (e.g. "999.1.1.1"): answer 400 now
         return target
 
     @contextlib.asynccontextmanager
