@@ -21,6 +21,8 @@ SANS_IO_MODULES = [
     "slipstream.zipplan",
     "slipstream.ziperrors",
     "slipstream.zipform",
+    "slipstream.ziprange",
+    "slipstream.zipstate",
 ]
 
 

@@ -1,0 +1,80 @@
+"""The ``Range`` rules of ``GET /stream/<id>`` (seed 004), sans-IO.
+
+On this route the seed's contract wins over RFC 9110 (elsewhere the server follows
+:mod:`slipstream.ranges`):
+
+* no header -> the whole zip (``200``);
+* a unit other than ``bytes=`` -> ``INVALID_RANGE_HEADER`` (400), where the RFC would
+  ignore the header;
+* several ranges (any comma in the range set) -> ``MULTIPART_UNSUPPORTED`` (416), where
+  the RFC would allow a ``multipart/byteranges`` reply;
+* a range set that does not parse (``bytes=abc``, ``bytes=5-2``, ``bytes=-``, ``bytes=``,
+  a blank header, numbers over 19 digits) -> ``MALFORMED_RANGE`` (416);
+* a start at or past the end, or the suffix ``-0`` -> ``RANGE_NOT_SATISFIABLE`` (416);
+  every 416 error carries ``size``, so it is sent with ``Content-Range: bytes */SIZE``;
+* otherwise one range: ``a-`` to the end, ``a-b`` with ``b`` clamped to the last byte,
+  ``-n`` the last ``n`` bytes (all of them when ``n`` exceeds the size).
+
+The unit is matched case-insensitively and blanks around the value are ignored, as in
+:func:`slipstream.ranges.parse_range_header`, which does the parsing of the single spec.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .ranges import MalformedRange, UnsupportedRangeUnit, parse_range_header
+from .ziperrors import ZipError
+
+__all__ = ["content_range", "parse_zip_range"]
+
+_OWS: Final = " \t"
+
+
+def parse_zip_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The bytes ``[start, stop)`` a reply for ``Range: header`` must send from a zip.
+
+    ``size`` is the zip's length.  Returns ``None`` when there is no header (send the whole
+    zip with a ``200``), else a non-empty ``(start, stop)`` with ``0 <= start < stop <= size``
+    (send a ``206``).  Raises :class:`~slipstream.ziperrors.ZipError` with the seed's key
+    for a header it refuses (see the module docstring); the three 416 errors carry ``size``
+    (so the reply has ``Content-Range: bytes */SIZE``, as RFC 9110 asks of every 416).
+    ``If-Range`` is the caller's business: when it does not match, pass ``None``.
+    """
+    if size < 0:
+        raise ValueError(f"negative zip size {size}")
+    if header is None:
+        return None
+    value = header.strip(_OWS)
+    if not value:
+        raise ZipError("MALFORMED_RANGE", size=size)
+    if value[:6].lower() != "bytes=":
+        raise ZipError("INVALID_RANGE_HEADER")
+    if "," in value:
+        raise ZipError("MULTIPART_UNSUPPORTED", size=size)
+    try:
+        specs = parse_range_header(value)
+    except (MalformedRange, UnsupportedRangeUnit):
+        raise ZipError("MALFORMED_RANGE", size=size) from None
+    ((first, last),) = specs
+    if first is None:
+        # Suffix "-n" (parse_range_header never gives (None, None)).
+        assert last is not None
+        if last == 0 or size == 0:
+            raise ZipError("RANGE_NOT_SATISFIABLE", size=size)
+        return max(size - last, 0), size
+    if first >= size:
+        raise ZipError("RANGE_NOT_SATISFIABLE", size=size)
+    stop = size if last is None else min(last + 1, size)
+    return first, stop
+
+
+def content_range(start: int, stop: int, size: int) -> str:
+    """The ``Content-Range`` of a ``206`` sending bytes ``[start, stop)`` of ``size``.
+
+    ``content_range(0, 10, 100) == "bytes 0-9/100"``.  ``ValueError`` unless
+    ``0 <= start < stop <= size``.
+    """
+    if not 0 <= start < stop <= size:
+        raise ValueError(f"bad range [{start}, {stop}) of {size} bytes")
+    return f"bytes {start}-{stop - 1}/{size}"
