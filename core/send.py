@@ -10,6 +10,7 @@ deadline: a client that stops reading is dropped.
 
 from __future__ import annotations
 
+import abc
 import errno
 import os
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,7 +30,25 @@ UpstreamWriter = Callable[[trio.SocketStream, UpstreamSlice], Awaitable[None]]
 
 
 class BodyTruncated(Exception):
-    """A file shrank while we were sending it: the promised length cannot be met."""
+    """A file shrank (or an upstream failed) while we were sending: the promised length
+    cannot be met, so the connection must be closed."""
+
+
+class StreamedBody(abc.ABC):
+    """A body produced while it is sent (a zip of remote objects), not a segment map.
+
+    ``total`` is its exact length, known before the head goes out; :meth:`write` sends
+    exactly that many bytes or raises (:class:`BodyTruncated` when a source failed).
+    """
+
+    @property
+    @abc.abstractmethod
+    def total(self) -> int:
+        """Body length in bytes."""
+
+    @abc.abstractmethod
+    async def write(self, stream: trio.SocketStream, head: bytes, send_timeout: float) -> None:
+        """Send ``head`` and then the body to ``stream``."""
 
 
 async def send_segments(

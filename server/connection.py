@@ -21,7 +21,7 @@ import trio
 
 from slipstream.conditional import http_date
 from slipstream.errors import SlipstreamError
-from slipstream.send import BodyTruncated, send_all_within, send_segments
+from slipstream.send import BodyTruncated, StreamedBody, send_all_within, send_segments
 
 from .config import Limits
 from .errors import error_response, status_response, unexpected_error_response
@@ -340,12 +340,13 @@ class HTTPConnection:
             return 0
         conn.send_with_data_passthrough(h11.Data(data=_Length(length)))  # type: ignore[arg-type]
         body = response.body
-        segments = body.segments if not isinstance(body, bytes) else ()
         if isinstance(body, bytes):
             await self._send_bytes(head + body)
+        elif isinstance(body, StreamedBody):
+            await body.write(self.stream, head, self.limits.send_timeout)
         else:
             await send_segments(
-                self.stream, segments, head=head, send_timeout=self.limits.send_timeout
+                self.stream, body.segments, head=head, send_timeout=self.limits.send_timeout
             )
         conn.send(h11.EndOfMessage())
         return length

@@ -75,12 +75,15 @@ async def file_reply(
     """
     try:
         response = await _reply(request, download)
-        if response.status == 206 and not isinstance(response.body, bytes):
-            body = response.body
-            if not content_digest_max or body.total <= content_digest_max:
-                sha256 = await content_sha256(body.segments)
-                if sha256 is not None:
-                    response.headers.append(("Content-Digest", content_digest(sha256)))
+        body = response.body
+        if (
+            response.status == 206
+            and isinstance(body, SegmentMap)
+            and (not content_digest_max or body.total <= content_digest_max)
+        ):
+            sha256 = await content_sha256(body.segments)
+            if sha256 is not None:
+                response.headers.append(("Content-Digest", content_digest(sha256)))
     except BaseException:
         if download.close is not None:
             download.close()

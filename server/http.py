@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slipstream.segments import SegmentMap
+from slipstream.send import StreamedBody
 
 REASONS: Mapping[int, bytes] = {
     100: b"Continue",
@@ -61,7 +62,8 @@ class Request:
 
 @dataclass(slots=True)
 class Response:
-    """A reply: status, headers and a body (bytes, or a SegmentMap streamed from files).
+    """A reply: status, headers and a body (bytes, a SegmentMap streamed from files, or a
+    :class:`~slipstream.send.StreamedBody` produced while it is sent).
 
     ``close`` is called exactly once after the body was sent (or the send failed),
     to release open files.
@@ -69,7 +71,7 @@ class Response:
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
-    body: SegmentMap | bytes = b""
+    body: SegmentMap | StreamedBody | bytes = b""
     close: Callable[[], None] | None = None
     force_close: bool = False
 
