@@ -23,13 +23,15 @@ from slipstream.jobstore import JobStore
 from slipstream.netpolicy import NetworkPolicy
 from slipstream.presign import Signer
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
+from slipstream.zipservice import ZipService
+from slipstream.zipstate import ZipState
 
 from .config import Config
 from .connection import HTTPConnection, IdleScopes
 from .errors import status_response
 from .http import Request, Response
 from .router import Router
-from .routes import api_download, health, pds, remote_downloads, signed
+from .routes import api_download, health, pds, remote_downloads, signed, zip_service
 
 log = logging.getLogger("slipstream.server")
 
@@ -82,8 +84,11 @@ class App:
         )
         self.jobs: Jobs | None = None
         """Remote-download jobs (seed 001); set while :meth:`run_services` runs."""
+        self.zip_state = ZipState(config.state_path / "zip.sqlite3", ttl=config.zip_ttl)
+        self.zip_service: ZipService | None = None
+        """Zip-as-a-service (seed 004); set while :meth:`run_services` runs."""
         self.router = Router()
-        for module in (health, api_download, signed, pds, remote_downloads):
+        for module in (health, api_download, signed, pds, remote_downloads, zip_service):
             module.register(self.router, self)
 
     async def run_services(
@@ -99,15 +104,22 @@ class App:
             default_timeout=config.download_timeout,
         )
         fetcher = Fetcher(self.policy, resolver=self._resolver, dialer=self._dialer)
-        async with fetcher, trio.open_nursery() as nursery:
+        # The zip service's security is its prefix allow list, set by the administrator
+        # (who may well list intranet hosts), so its fetcher has no address rule.
+        zip_fetcher = Fetcher(
+            NetworkPolicy(allow_private_networks=True), resolver=self._resolver, dialer=self._dialer
+        )
+        async with fetcher, zip_fetcher, trio.open_nursery() as nursery:
             jobs = Jobs(settings, self.job_store, fetcher, self.digests)
             await nursery.start(partial(jobs.run, resume=config.allow_download))
             self.jobs = jobs
+            self.zip_service = ZipService(zip_fetcher, self.zip_state, config.zip_allow_prefixes)
             try:
                 task_status.started()
                 await trio.sleep_forever()
             finally:
                 self.jobs = None
+                self.zip_service = None
 
     async def __call__(self, request: Request) -> Response:
         return await self.router(request)
@@ -129,6 +141,7 @@ class App:
         self.digests.stop()
         self.digests.close()
         self.job_store.close()
+        self.zip_state.close()
 
 
 class Server:

@@ -106,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     downloads.add_argument(
         "--download-timeout", type=float, default=300.0, help="default seconds per job"
     )
+    zips = serve.add_argument_group("zip-as-a-service (seed 004)")
+    zips.add_argument(
+        "--zip-allow-prefix",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="URI prefix POST /download may fetch (repeatable; none = every URI refused)",
+    )
+    zips.add_argument(
+        "--zip-ttl", type=float, default=7 * 86_400.0, help="longest life of a stream URL, s"
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log one line per request"
@@ -175,6 +186,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_fetch_size=args.max_fetch_size,
         max_concurrent_downloads=args.max_concurrent_downloads,
         download_timeout=args.download_timeout,
+        zip_allow_prefixes=list(args.zip_allow_prefix),
+        zip_ttl=args.zip_ttl,
     )
 
 

@@ -77,6 +77,10 @@ class Config:
     max_concurrent_downloads: int = 8
     download_timeout: float = 300.0
     """Default whole-job timeout of a remote download, in seconds."""
+    zip_allow_prefixes: list[str] = field(default_factory=list)
+    """URI prefixes the zip service may fetch (seed 004's allow list); none = nothing."""
+    zip_ttl: float = 7 * 86_400.0
+    """Seconds a zip stream URL lives at most (it expires sooner once fully delivered)."""
 
     def prepare(self) -> None:
         """Create the root and state dir, resolve paths, make sure a token and a secret exist."""

@@ -1,0 +1,192 @@
+"""Remote members of a streamed zip: availability probes and ranged member reads.
+
+:func:`probe_all` runs the seed's availability check: one ``GET`` with
+``Range: bytes=0-0`` per URI (in parallel, bounded), which also yields the object's
+size (from ``Content-Range``), its validators and a ``Content-Disposition`` name.
+
+:func:`read_member` streams exactly the bytes ``[offset, offset + length)`` of one
+object with a ``Range`` request.  The answer must be the ``206`` with the matching
+``Content-Range`` and the validator seen by the probe (or a ``200`` of the whole object
+when the whole object was asked for); anything else is a failed fetch, never spliced.
+A connection that breaks mid-body is retried from the byte it stopped at.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from .fetch import Fetched, Fetcher, FetchError
+from .netpolicy import Target
+from .ziperrors import ZipError
+
+__all__ = ["MemberChanged", "RemoteObject", "probe_all", "probe_one", "read_member"]
+
+READ_TRIES: Final = 3
+"""Attempts per member read (the first plus two retries from the same offset)."""
+_CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+_EMPTY_RANGE: Final = re.compile(r"bytes \*/0")
+
+CheckUrl = Callable[[Target], None]
+
+
+class MemberChanged(Exception):
+    """An upstream object no longer matches the manifest (validator, size or bytes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteObject:
+    """What a probe learnt about one URI."""
+
+    uri: str
+    size: int
+    etag: str | None
+    last_modified: str | None
+    disposition: str | None
+
+    @property
+    def validator(self) -> str:
+        """The strong ETag, else Last-Modified, else ``""`` (nothing to compare)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified or ""
+
+    @property
+    def mtime(self) -> int | None:
+        """``Last-Modified`` as unix seconds (None when absent or unparsable)."""
+        if not self.last_modified:
+            return None
+        try:
+            return int(email.utils.parsedate_to_datetime(self.last_modified).timestamp())
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+
+def _validators(fetched: Fetched) -> tuple[str | None, str | None]:
+    etag: str | None = fetched.headers.get("etag")
+    modified: str | None = fetched.headers.get("last-modified")
+    return etag, modified
+
+
+async def probe_one(
+    fetcher: Fetcher, uri: str, headers: Sequence[tuple[str, str]], check_url: CheckUrl
+) -> RemoteObject:
+    """``GET uri`` with ``Range: bytes=0-0``; raise ``FetchError`` / ``ValueError`` on failure."""
+    async with fetcher.stream(uri, [*headers, ("Range", "bytes=0-0")], check_url=check_url) as got:
+        etag, modified = _validators(got)
+        disposition: str | None = got.headers.get("content-disposition")
+        if got.status == 206:
+            match = _CONTENT_RANGE.fullmatch(got.headers.get("content-range", ""))
+            if match is None or match[1] != "0" or match[2] != "0":
+                raise ValueError("bad Content-Range in the probe's 206")
+            size = int(match[3])
+        elif got.status == 416 and _EMPTY_RANGE.fullmatch(got.headers.get("content-range", "")):
+            size = 0
+        elif got.status == 200 and got.headers.get("content-length", "").isdigit():
+            size = int(got.headers["content-length"])  # the upstream ignores Range
+        else:
+            raise ValueError(f"upstream answered {got.status}")
+        if got.status == 206:
+            async for _ in got.chunks():  # one byte: drain it so the connection is reused
+                pass
+    return RemoteObject(uri, size, etag, modified, disposition)
+
+
+async def probe_all(
+    fetcher: Fetcher,
+    uris: Sequence[str],
+    headers: Sequence[tuple[str, str]],
+    check_url: CheckUrl,
+    *,
+    concurrency: int = 16,
+    timeout: float = 30.0,
+) -> list[RemoteObject]:
+    """Probe every URI (at most ``concurrency`` at once, each within ``timeout``).
+
+    Raises ``ZipError("FAILED_FETCHING_URIS")`` listing every URI that failed.
+    """
+    results: dict[int, RemoteObject] = {}
+    failed: dict[int, str] = {}
+    limiter = trio.CapacityLimiter(max(1, concurrency))
+
+    async def probe(index: int, uri: str) -> None:
+        async with limiter:
+            with trio.move_on_after(timeout):
+                try:
+                    results[index] = await probe_one(fetcher, uri, headers, check_url)
+                    return
+                except (FetchError, ValueError):
+                    pass
+            failed[index] = uri
+
+    async with trio.open_nursery() as nursery:
+        for index, uri in enumerate(uris):
+            nursery.start_soon(probe, index, uri)
+    if failed:
+        raise ZipError("FAILED_FETCHING_URIS", [failed[i] for i in sorted(failed)])
+    return [results[i] for i in range(len(uris))]
+
+
+def _check_answer(got: Fetched, obj: RemoteObject, offset: int, length: int) -> None:
+    """The answer must be exactly the bytes asked for, of the object the probe saw."""
+    etag, modified = _validators(got)
+    if obj.validator and obj.validator not in (etag, modified):
+        raise MemberChanged(f"{obj.uri} changed (validator {etag or modified!r})")
+    if got.status == 206:
+        match = _CONTENT_RANGE.fullmatch(got.headers.get("content-range", ""))
+        if match is None:
+            raise FetchError("NETWORK_ERROR", "206 without a usable Content-Range")
+        if int(match[3]) != obj.size:
+            raise MemberChanged(f"{obj.uri} changed size to {match[3]}")
+        if int(match[1]) != offset or int(match[2]) != offset + length - 1:
+            raise FetchError("NETWORK_ERROR", f"upstream sent range {match[0]!r}")
+        return
+    whole = offset == 0 and length == obj.size
+    if got.status == 200 and whole and got.headers.get("content-length") == str(obj.size):
+        return
+    raise FetchError("NETWORK_ERROR", f"upstream answered {got.status} to a range request")
+
+
+async def read_member(
+    fetcher: Fetcher,
+    obj: RemoteObject,
+    offset: int,
+    length: int,
+    headers: Sequence[tuple[str, str]],
+    check_url: CheckUrl,
+    *,
+    tries: int = READ_TRIES,
+) -> AsyncGenerator[bytes, None]:
+    """Yield exactly bytes ``[offset, offset + length)`` of ``obj``.
+
+    Raises :class:`MemberChanged` when the upstream object changed, ``FetchError`` when
+    the bytes could not be fetched within ``tries`` attempts.
+    """
+    done = 0
+    attempt = 0
+    while done < length:
+        attempt += 1
+        start = offset + done
+        want = length - done
+        ranged = [*headers, ("Range", f"bytes={start}-{start + want - 1}")]
+        try:
+            async with fetcher.stream(obj.uri, ranged, check_url=check_url) as got:
+                _check_answer(got, obj, start, want)
+                async for chunk in got.chunks():
+                    if len(chunk) > length - done:
+                        chunk = chunk[: length - done]
+                    done += len(chunk)
+                    yield chunk
+                    if done >= length:
+                        break
+            if done < length:
+                raise FetchError("NETWORK_ERROR", "upstream body ended early")
+        except FetchError:
+            if attempt >= tries:
+                raise
+            await trio.sleep(0.05 * attempt)

@@ -1,0 +1,215 @@
+"""Zip-as-a-service (seed 004) as a library: manifests in, resumable zip bodies out.
+
+:meth:`ZipService.create` checks a parsed request against the prefix allow list
+(``UNAUTHORIZED_URIS``), probes every URI (``FAILED_FETCHING_URIS``), names the members
+(``Content-Disposition``, else the URL path; made safe and de-duplicated), plans the zip
+and stores the manifest.  :meth:`ZipService.open` turns a stored manifest back into a
+live :class:`~slipstream.zipstream.ZipSource` (after a restart too), and
+:meth:`ZipService.delivered` / :meth:`ZipService.release` implement the seed's expiry:
+the stream expires once every byte has been delivered at least once (one 200, or 206s
+that together cover the zip) and the requests in flight have ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .fetch import Fetcher
+from .filenames import deduplicate, disposition_filename, safe_filename, url_filename
+from .netpolicy import Target, UrlRejected
+from .ziperrors import ZipError
+from .zipform import ZipRequest, forwarded_headers
+from .zipplan import ZipMember, manifest_etag, plan_zip
+from .zipremote import RemoteObject, probe_all
+from .zipstate import ZipState
+from .zipstream import ZipSource
+
+__all__ = ["Manifest", "ZipService"]
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A stored zip request: what to fetch, how to name it, how to answer errors."""
+
+    id: str
+    file_name: str
+    response_format: str
+    error_redirect_uri: str | None
+    headers: tuple[tuple[str, str], ...]
+    objects: tuple[RemoteObject, ...]
+    names: tuple[str, ...]
+    created: float
+
+    @property
+    def members(self) -> list[ZipMember]:
+        """The zip members, in request order."""
+        return [
+            ZipMember(name, obj.size, obj.mtime)
+            for name, obj in zip(self.names, self.objects, strict=True)
+        ]
+
+    @property
+    def etag(self) -> str:
+        """Strong ETag from names, sizes, mtimes and upstream validators."""
+        return manifest_etag(self.members, [obj.validator for obj in self.objects])
+
+    @property
+    def last_modified(self) -> int:
+        """The newest member mtime, else the creation time (unix seconds)."""
+        mtimes = [obj.mtime for obj in self.objects if obj.mtime is not None]
+        return max(mtimes) if mtimes else int(self.created)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable form (for :class:`ZipState`)."""
+        return {
+            "id": self.id,
+            "file_name": self.file_name,
+            "response_format": self.response_format,
+            "error_redirect_uri": self.error_redirect_uri,
+            "headers": [list(h) for h in self.headers],
+            "objects": [
+                [o.uri, o.size, o.etag, o.last_modified, o.disposition] for o in self.objects
+            ],
+            "names": list(self.names),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            id=data["id"],
+            file_name=data["file_name"],
+            response_format=data["response_format"],
+            error_redirect_uri=data["error_redirect_uri"],
+            headers=tuple((str(n), str(v)) for n, v in data["headers"]),
+            objects=tuple(RemoteObject(*fields) for fields in data["objects"]),
+            names=tuple(data["names"]),
+            created=float(data["created"]),
+        )
+
+
+def member_names(objects: Sequence[RemoteObject]) -> list[str]:
+    """Entry names: Content-Disposition, else the URL path; safe and unique."""
+    names = []
+    for obj in objects:
+        raw = disposition_filename(obj.disposition or "") or url_filename(obj.uri) or "file"
+        names.append(safe_filename(raw, default="file"))
+    return deduplicate(names)
+
+
+class ZipService:
+    """Creates manifests and serves their zips (see the module docstring)."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        state: ZipState,
+        allow_prefixes: Sequence[str],
+        *,
+        probe_concurrency: int = 16,
+    ) -> None:
+        self.fetcher = fetcher
+        self.state = state
+        self.allow_prefixes = tuple(allow_prefixes)
+        self.probe_concurrency = probe_concurrency
+        self._sources: dict[str, ZipSource] = {}
+        self._manifests: dict[str, Manifest] = {}
+        self._in_flight: dict[str, int] = {}
+        self._covered: set[str] = set()
+
+    def allowed(self, uri: str) -> bool:
+        """Whether ``uri`` starts with a configured prefix (none configured: never)."""
+        return any(uri.startswith(prefix) for prefix in self.allow_prefixes)
+
+    def check_url(self, target: Target) -> None:
+        """Every fetch hop (redirects too) must stay inside the allow list."""
+        if not self.allowed(target.url):
+            raise UrlRejected("DOMAIN_BLOCKED", f"{target.url} is not in the allow list")
+
+    async def create(
+        self, request: ZipRequest, client_headers: Sequence[tuple[str, str]]
+    ) -> Manifest:
+        """Check, probe, name, plan and store; raises :class:`ZipError`."""
+        fmt, redirect = request.response_format, request.error_redirect_uri
+        refused = [uri for uri in request.uris if not self.allowed(uri)]
+        if refused:
+            raise ZipError("UNAUTHORIZED_URIS", refused, fmt=fmt, redirect_uri=redirect)
+        headers = tuple(forwarded_headers(request, client_headers))
+        try:
+            objects = await probe_all(
+                self.fetcher,
+                request.uris,
+                headers,
+                self.check_url,
+                concurrency=self.probe_concurrency,
+            )
+        except ZipError as exc:
+            raise exc.with_format(fmt, redirect) from None
+        manifest = Manifest(
+            id=request.request_id,
+            file_name=request.file_name,
+            response_format=fmt,
+            error_redirect_uri=redirect,
+            headers=headers,
+            objects=tuple(objects),
+            names=tuple(member_names(objects)),
+            created=time.time(),
+        )
+        self.state.save_manifest(manifest.id, manifest.to_json())
+        self._forget(manifest.id)
+        return manifest
+
+    def manifest(self, manifest_id: str) -> Manifest | None:
+        """The live manifest (None when unknown or expired)."""
+        data = self.state.load_manifest(manifest_id)
+        if data is None:
+            self._forget(manifest_id)
+            return None
+        manifest = self._manifests.get(manifest_id)
+        if manifest is None:
+            manifest = self._manifests[manifest_id] = Manifest.from_json(data)
+        return manifest
+
+    def source(self, manifest: Manifest) -> ZipSource:
+        """The manifest's :class:`ZipSource` (one per manifest, so CRC work is shared)."""
+        source = self._sources.get(manifest.id)
+        if source is None:
+            source = ZipSource(
+                plan_zip(manifest.members),
+                manifest.objects,
+                self.fetcher,
+                manifest.headers,
+                self.check_url,
+                self.state,
+            )
+            self._sources[manifest.id] = source
+        return source
+
+    def begin(self, manifest_id: str) -> None:
+        """A reply of this manifest starts (counts as in flight until :meth:`release`)."""
+        self._in_flight[manifest_id] = self._in_flight.get(manifest_id, 0) + 1
+
+    def delivered(self, manifest_id: str, start: int, stop: int, total: int) -> None:
+        """Bytes ``[start, stop)`` reached the client; may complete the coverage."""
+        if self.state.record_delivered(manifest_id, start, stop, total):
+            self._covered.add(manifest_id)
+
+    def release(self, manifest_id: str) -> None:
+        """A reply ended; expire the stream if it is fully delivered and none is left."""
+        left = self._in_flight.get(manifest_id, 1) - 1
+        if left > 0:
+            self._in_flight[manifest_id] = left
+            return
+        self._in_flight.pop(manifest_id, None)
+        if manifest_id in self._covered:
+            self.state.expire(manifest_id)
+            self._forget(manifest_id)
+
+    def _forget(self, manifest_id: str) -> None:
+        self._sources.pop(manifest_id, None)
+        self._manifests.pop(manifest_id, None)
+        self._covered.discard(manifest_id)

@@ -1,0 +1,119 @@
+"""Seed 004: ``POST /download`` -> ``303 /stream/<uuid>``; ``GET``/``HEAD /stream/<uuid>``.
+
+No bearer token here (as in the seed): the security is the ``--zip-allow-prefix`` allow
+list.  Errors are rendered in the request's format (html, json or redirect) by
+:mod:`slipstream.ziperrors`; MISSING_REQUEST_ID, MALFORMED_UUID and DOWNLOAD_EXPIRED are
+always HTML.  On ``/stream`` the seed's Range rules win over RFC 9110 (see
+:mod:`slipstream.ziprange`).  The work is done by :class:`slipstream.zipservice.ZipService`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from slipstream.conditional import Validators, http_date, if_range_matches
+from slipstream.download import content_disposition
+from slipstream.errors import ServiceUnavailable
+from slipstream.ziperrors import ZipError
+from slipstream.zipform import parse_zip_request
+from slipstream.ziprange import content_range, parse_zip_range
+from slipstream.zipremote import MemberChanged
+from slipstream.zipservice import ZipService
+
+from ..http import Request, Response
+from ..router import Router
+
+if TYPE_CHECKING:
+    from ..app import App
+
+STREAM_PREFIX = "/stream/"
+
+
+def render(error: ZipError) -> Response:
+    """The reply for a zip-service error, in the error's format."""
+    status, headers, body = error.render()
+    return Response(status, headers, body)
+
+
+def zip_service(app: App) -> ZipService:
+    """The app's zip service (present while the server runs)."""
+    if app.zip_service is None:
+        raise ServiceUnavailable("the zip service is not running")
+    return app.zip_service
+
+
+def register(router: Router, app: App) -> None:
+    """Add ``/download`` and ``/stream/...``."""
+
+    async def post_download(request: Request) -> Response:
+        service = zip_service(app)
+        try:
+            parsed = parse_zip_request(request.headers.get("content-type"), request.body)
+            manifest = await service.create(parsed, list(request.headers.items()))
+        except ZipError as error:
+            return render(error)
+        headers = [("Location", f"{STREAM_PREFIX}{manifest.id}"), ("Cache-Control", "no-store")]
+        return Response(303, headers)
+
+    async def missing_id(request: Request) -> Response:
+        return render(ZipError("MISSING_REQUEST_ID"))
+
+    async def stream(request: Request) -> Response:
+        return await stream_reply(app, request)
+
+    router.add("/download", post_download, methods=("POST",))
+    router.add("/stream", missing_id)
+    router.add(STREAM_PREFIX, missing_id)
+    router.add_prefix(STREAM_PREFIX, stream)
+
+
+async def stream_reply(app: App, request: Request) -> Response:
+    """``GET``/``HEAD /stream/<uuid>``: 200 or 206 of the zip, or the seed's error."""
+    service = zip_service(app)
+    text = request.path[len(STREAM_PREFIX) :]
+    try:
+        ident = str(uuid.UUID(text))
+    except ValueError:
+        return render(ZipError("MALFORMED_UUID"))
+    if ident != text.lower():  # braces, "urn:uuid:" and other spellings are not the URL
+        return render(ZipError("MALFORMED_UUID"))
+    manifest = service.manifest(ident)
+    if manifest is None:
+        return render(ZipError("DOWNLOAD_EXPIRED"))
+    fmt, redirect = manifest.response_format, manifest.error_redirect_uri
+    source = service.source(manifest)
+    if source.failure is not None:
+        key = "CHECKSUM_ERROR" if isinstance(source.failure, MemberChanged) else "UPSTREAM_ERROR"
+        return render(ZipError(key, fmt=fmt, redirect_uri=redirect))
+    total = source.layout.total
+    validators = Validators(manifest.etag, manifest.last_modified)
+    header = request.headers.get("range")
+    if header is not None and not if_range_matches(request.headers, validators):
+        header = None
+    try:
+        chosen = parse_zip_range(header, total)
+    except ZipError as error:
+        return render(error.with_format(fmt, redirect))
+    start, stop = chosen if chosen is not None else (0, total)
+    headers = [
+        ("Content-Type", "application/zip"),
+        ("Content-Disposition", content_disposition(manifest.file_name)),
+        ("Accept-Ranges", "bytes"),
+        ("ETag", manifest.etag),
+        ("Last-Modified", http_date(manifest.last_modified)),
+        ("Cache-Control", "private, no-transform"),
+    ]
+    if chosen is not None:
+        headers.append(("Content-Range", content_range(start, stop, total)))
+    background = app.background
+    if background is None:
+        raise ServiceUnavailable("the server is not running")
+    service.begin(ident)
+    body = source.body(start, stop, background, lambda a, b: service.delivered(ident, a, b, total))
+    return Response(
+        206 if chosen is not None else 200,
+        headers,
+        body,
+        close=lambda: service.release(ident),
+    )
