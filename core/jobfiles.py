@@ -56,9 +56,12 @@ def open_directory(
     one of ``hidden`` (the state dir); ``OSError`` for other failures.
     """
     segments = safe_relative_path(directory) if directory not in ("", "/", ".") else ()
+    hidden_real = [os.path.realpath(os.fspath(entry)) for entry in hidden]
     fd = os.open(os.fspath(root), _DIR_FLAGS)
     try:
+        _check_not_hidden(fd, hidden_real)
         for segment in segments:
+            _check_not_hidden(fd, hidden_real, segment)  # before anything is created there
             try:
                 child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
@@ -73,15 +76,21 @@ def open_directory(
                 raise
             os.close(fd)
             fd = child
-        real = os.readlink(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else ""
-        for entry in hidden:
-            base = os.path.realpath(os.fspath(entry))
-            if real == base or real.startswith(base + os.sep):
-                raise PathNotAllowed()
+        _check_not_hidden(fd, hidden_real)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _check_not_hidden(dir_fd: int, hidden: Sequence[str], child: str = "") -> None:
+    """Refuse the directory ``dir_fd`` (or its ``child``) if it is inside a hidden one."""
+    real = os.readlink(f"/proc/self/fd/{dir_fd}")
+    if child:
+        real = os.path.join(real, child)
+    for base in hidden:
+        if real == base or real.startswith(base + os.sep):
+            raise PathNotAllowed()
 
 
 class PartFile:

@@ -155,6 +155,14 @@ def history_fields(record: JobRecord) -> dict[str, Any]:
     }
 
 
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The failure a pipeline nursery reports (its group holds one real error)."""
+    for exc in group.exceptions:
+        if not isinstance(exc, trio.Cancelled):
+            return _single(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    return group
+
+
 def _validator(fetched: Fetched) -> str | None:
     etag: str | None = fetched.headers.get("etag")
     if etag and not etag.startswith("W/"):
@@ -478,26 +486,29 @@ class Jobs:
                     async with trio.open_nursery() as both:
                         both.start_soon(trio.to_thread.run_sync, part.write, block)
                         await trio.to_thread.run_sync(digest.update, block)
-                    record.current_size = part.size
-                    self._progress(job)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(write_blocks)
-            async with send:
-                received = part.size
-                pending: list[bytes] = []
-                pending_size = 0
-                async for chunk in fetched.chunks():
-                    received += len(chunk)
-                    if limit and received > limit:
-                        raise _JobFailed("FILE_TOO_LARGE", f"more than {limit} bytes")
-                    pending.append(chunk)
-                    pending_size += len(chunk)
-                    if pending_size >= BLOCK_SIZE:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write_blocks)
+                async with send:
+                    received = part.size
+                    pending: list[bytes] = []
+                    pending_size = 0
+                    async for chunk in fetched.chunks():
+                        received += len(chunk)
+                        if limit and received > limit:
+                            raise _JobFailed("FILE_TOO_LARGE", f"more than {limit} bytes")
+                        record.current_size = received  # progress counts bytes as they arrive
+                        self._progress(job)
+                        pending.append(chunk)
+                        pending_size += len(chunk)
+                        if pending_size >= BLOCK_SIZE:
+                            await send.send(b"".join(pending))
+                            pending, pending_size = [], 0
+                    if pending:
                         await send.send(b"".join(pending))
-                        pending, pending_size = [], 0
-                if pending:
-                    await send.send(b"".join(pending))
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
 
     async def _complete(self, job: _Job, part: PartFile, dir_fd: int) -> None:
         """fsync, verify, publish under a free name, record the digests."""

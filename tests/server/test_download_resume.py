@@ -95,16 +95,19 @@ async def start_job(server: Running, url: str) -> str:
     return job_id
 
 
-async def wait_for_bytes(server: Running, job_id: str) -> int:
-    """Poll ``/api/v1/downloads`` until the job reports ``current_size > 0``."""
+async def wait_for_bytes(server: Running, job_id: str, part: Path) -> int:
+    """Poll until the job is active and its ``.part`` file holds bytes; their count.
+
+    (``current_size`` counts bytes as they arrive; the file grows a block at a time.)
+    """
     async with server.client() as client:
         with trio.fail_after(15):
             while True:
                 active = (await client.get("/api/v1/downloads")).json()["downloads"]
                 mine = [row for row in active if row["id"] == job_id]
                 assert mine, f"job left the active list early: {active}"
-                if mine[0]["current_size"] > 0:
-                    size: int = mine[0]["current_size"]
+                size = part.stat().st_size if part.exists() else 0
+                if size > 0:
                     return size
                 await trio.sleep(0.02)
 
@@ -150,7 +153,7 @@ async def interrupt(
     """Start a job for ``url``, stop the server with ``signum`` once bytes are on disk."""
     async with serve(root, log) as server:
         job_id = await start_job(server, url)
-        await wait_for_bytes(server, job_id)
+        await wait_for_bytes(server, job_id, root / FOLDER / f".{job_id}.part")
         status = await server.stop(signum)
     expected_status = -signal.SIGKILL if signum == signal.SIGKILL else 0
     assert status == expected_status, log.read_text(errors="replace")
