@@ -4,7 +4,8 @@ A benchmark is any ``bench/*.py`` whose name does not start with ``_`` (helpers)
 other than this file.  Each runs in its own process with this interpreter; the exit
 status is 1 if any of them exited non-zero (a missed target or an error), else 0.
 
-Usage: ``python bench/run_all.py [NAME ...]`` (e.g. ``throughput``) to run a subset.
+Usage: ``python bench/run_all.py [NAME ...]`` (e.g. ``throughput fetch``) to run a subset.
+The scripts: throughput, small_requests, segmap, hashing, fetch (remote downloads).
 """
 
 from __future__ import annotations
