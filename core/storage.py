@@ -262,6 +262,14 @@ class LocalStorage(Storage):
         entries.sort(key=lambda e: e.name)
         return entries
 
+    def resolve_directory(self, user_path: str) -> str:
+        """The real path of directory ``user_path`` (``""`` is the base), checked like
+        :meth:`open`; raises ``FileNotFound`` / ``PathNotAllowed`` / ``NotARegularFile``."""
+        real = self._base if user_path.strip("/.") == "" else self._resolve(user_path)[1]
+        if not os.path.isdir(real):
+            raise FileNotFound(user_path) if not os.path.exists(real) else NotARegularFile()
+        return real
+
     # -- helpers --------------------------------------------------------------------------
 
     def _open_fast(self, segments: tuple[str, ...]) -> int | None:

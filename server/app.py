@@ -31,7 +31,15 @@ from .connection import HTTPConnection, IdleScopes
 from .errors import status_response
 from .http import Request, Response
 from .router import Router
-from .routes import api_download, health, pds, remote_downloads, signed, zip_service
+from .routes import (
+    api_download,
+    health,
+    local_zip,
+    pds,
+    remote_downloads,
+    signed,
+    zip_service,
+)
 
 log = logging.getLogger("slipstream.server")
 
@@ -88,7 +96,15 @@ class App:
         self.zip_service: ZipService | None = None
         """Zip-as-a-service (seed 004); set while :meth:`run_services` runs."""
         self.router = Router()
-        for module in (health, api_download, signed, pds, remote_downloads, zip_service):
+        for module in (
+            health,
+            api_download,
+            signed,
+            pds,
+            remote_downloads,
+            zip_service,
+            local_zip,
+        ):
             module.register(self.router, self)
 
     async def run_services(
