@@ -231,7 +231,7 @@ class Jobs:
         """Check and queue a job; raises :class:`JobRefused` or ``PathNotAllowed``."""
         if self._nursery is None:
             raise RuntimeError("Jobs.run() is not running")
-        folder = "/".join(safe_relative_path(directory)) if directory.strip("/.") else ""
+        folder = "/".join(safe_relative_path(directory)) if directory not in ("", "/") else ""
         if sha256 is not None and not _SHA256.fullmatch(sha256):
             raise JobRefused("INVALID_SHA256", 400, "sha256 must be 64 hexadecimal digits")
         if timeout is not None and not 0 < timeout <= 86_400 * 7:

@@ -265,7 +265,7 @@ class LocalStorage(Storage):
     def resolve_directory(self, user_path: str) -> str:
         """The real path of directory ``user_path`` (``""`` is the base), checked like
         :meth:`open`; raises ``FileNotFound`` / ``PathNotAllowed`` / ``NotARegularFile``."""
-        real = self._base if user_path.strip("/.") == "" else self._resolve(user_path)[1]
+        real = self._base if user_path in ("", "/") else self._resolve(user_path)[1]
         if not os.path.isdir(real):
             raise FileNotFound(user_path) if not os.path.exists(real) else NotARegularFile()
         return real

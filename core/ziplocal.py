@@ -6,8 +6,9 @@ is an ordinary segment map of literals (headers, descriptors, central directory)
 file slices sent with ``sendfile`` - Range, If-Range, HEAD and multipart come from the
 same reply logic as a single file.
 
-Members are the regular files under the directory (symlinks and special files are
-skipped, as are the state dir and the hidden ``.part`` files of running downloads), in
+Members are the readable regular files under the directory (symlinks, special files,
+files without read permission bits, the state dir and the hidden ``.part`` files of
+running downloads are skipped), in
 sorted path order, named by their relative path with every segment made safe.  Files are
 opened only when their bytes are sent (a few at a time), and a file whose size or mtime
 changed since the listing fails the reply instead of corrupting the zip.
@@ -63,7 +64,7 @@ def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]
                 continue
             path = os.path.join(top, name)
             st = os.lstat(path)
-            if stat_mod.S_ISREG(st.st_mode):
+            if stat_mod.S_ISREG(st.st_mode) and st.st_mode & 0o444:  # as LocalStorage.open
                 relative = os.path.relpath(path, directory).split(os.sep)
                 found.append(("/".join(safe_filename(s) for s in relative), path, st))
     found.sort(key=lambda item: item[0])

@@ -30,7 +30,8 @@ def register(router: Router, app: App) -> None:
         require_token(request, app.config.tokens)
         path = request.arg("path") or ""
         directory = app.spaces["root"].resolve_directory(path)
-        name = os.path.basename(directory) if path.strip("/.") else "download"
+        root = directory == app.spaces["root"].base
+        name = "download" if root else os.path.basename(directory)
         try:
             download = await local_zip(
                 directory, f"{name}.zip", app.digests, hidden=[str(app.config.state_path)]
