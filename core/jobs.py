@@ -10,7 +10,7 @@
 
 A job streams the body into a hidden ``.part`` file beside its target while one
 ``MultiDigest`` pass computes every checksum; receiving and writing+hashing run as a
-two-stage pipeline (hashing in a worker thread, in blocks of :data:`BLOCK_SIZE`).  The
+pipeline (writing and hashing each in a worker thread, in blocks of :data:`BLOCK_SIZE`).  The
 finished file is fsynced, checked against an optional SHA-256, published without
 overwriting anything (see :mod:`slipstream.jobfiles`) and its digests stored in the
 digest cache, so it is servable with checksums at once.
@@ -31,7 +31,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -473,24 +473,28 @@ class Jobs:
     async def _stream_body(
         self, job: _Job, part: PartFile, fetched: Fetched, digest: MultiDigest
     ) -> None:
-        """Receive into blocks while a worker thread writes and hashes the previous ones."""
+        """Receive into blocks; two stages, each in a worker thread, write and hash them.
+
+        The stages run independently (each has its own queue of blocks), so the slower
+        of writing and hashing sets the pace, not their sum; both release the GIL.
+        """
         record = job.record
         limit = self.settings.max_fetch_size
-        send, receive = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
+        to_disk, for_disk = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
+        to_hash, for_hash = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
 
-        async def write_blocks() -> None:
-            # Writing and hashing a block run at the same time, in two worker threads
-            # (both release the GIL): a block costs the slower of the two, not their sum.
-            async with receive:
-                async for block in receive:
-                    async with trio.open_nursery() as both:
-                        both.start_soon(trio.to_thread.run_sync, part.write, block)
-                        await trio.to_thread.run_sync(digest.update, block)
+        async def stage(
+            blocks: trio.MemoryReceiveChannel[bytes], work: Callable[[bytes], object]
+        ) -> None:
+            async with blocks:
+                async for block in blocks:
+                    await trio.to_thread.run_sync(work, block)
 
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(write_blocks)
-                async with send:
+                nursery.start_soon(stage, for_disk, part.write)
+                nursery.start_soon(stage, for_hash, digest.update)
+                async with to_disk, to_hash:
                     received = part.size
                     pending: list[bytes] = []
                     pending_size = 0
@@ -503,10 +507,14 @@ class Jobs:
                         pending.append(chunk)
                         pending_size += len(chunk)
                         if pending_size >= BLOCK_SIZE:
-                            await send.send(b"".join(pending))
+                            block = b"".join(pending)
+                            await to_disk.send(block)
+                            await to_hash.send(block)
                             pending, pending_size = [], 0
                     if pending:
-                        await send.send(b"".join(pending))
+                        block = b"".join(pending)
+                        await to_disk.send(block)
+                        await to_hash.send(block)
         except BaseExceptionGroup as group:
             raise _single(group) from None
 
