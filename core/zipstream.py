@@ -108,8 +108,11 @@ class CrcBook:
             value = self._known.get(index)
             if value is not None:
                 return value
-            if index in self._failed:
-                raise self._failed[index]
+            failure = self._failed.get(index)
+            if failure is not None:
+                if not isinstance(failure, MemberChanged):
+                    del self._failed[index]  # a network failure: the next request retries
+                raise failure
             self.ensure(nursery, [index])
             event = self._waiting.get(index)
             if event is not None:
