@@ -16,7 +16,7 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import trio
@@ -48,6 +48,11 @@ class RemoteObject:
     etag: str | None
     last_modified: str | None
     disposition: str | None
+    mtime: int | None = field(init=False, compare=False)
+    """``Last-Modified`` as unix seconds (None when absent or unparsable); parsed once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mtime", _unix_time(self.last_modified))
 
     @property
     def validator(self) -> str:
@@ -56,15 +61,14 @@ class RemoteObject:
             return self.etag
         return self.last_modified or ""
 
-    @property
-    def mtime(self) -> int | None:
-        """``Last-Modified`` as unix seconds (None when absent or unparsable)."""
-        if not self.last_modified:
-            return None
-        try:
-            return int(email.utils.parsedate_to_datetime(self.last_modified).timestamp())
-        except (TypeError, ValueError, OverflowError):
-            return None
+
+def _unix_time(http_date: str | None) -> int | None:
+    if not http_date:
+        return None
+    try:
+        return int(email.utils.parsedate_to_datetime(http_date).timestamp())
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _validators(fetched: Fetched) -> tuple[str | None, str | None]:

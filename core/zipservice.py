@@ -12,6 +12,7 @@ that together cover the zip) and the requests in flight have ended.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from .zipstream import ZipSource
 __all__ = ["Manifest", "ZipService"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Manifest:
     """A stored zip request: what to fetch, how to name it, how to answer errors."""
 
@@ -43,7 +44,7 @@ class Manifest:
     names: tuple[str, ...]
     created: float
 
-    @property
+    @functools.cached_property
     def members(self) -> list[ZipMember]:
         """The zip members, in request order."""
         return [
@@ -51,12 +52,12 @@ class Manifest:
             for name, obj in zip(self.names, self.objects, strict=True)
         ]
 
-    @property
+    @functools.cached_property
     def etag(self) -> str:
         """Strong ETag from names, sizes, mtimes and upstream validators."""
         return manifest_etag(self.members, [obj.validator for obj in self.objects])
 
-    @property
+    @functools.cached_property
     def last_modified(self) -> int:
         """The newest member mtime, else the creation time (unix seconds)."""
         mtimes = [obj.mtime for obj in self.objects if obj.mtime is not None]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final
 from urllib.parse import urlsplit
@@ -46,6 +47,8 @@ CRC_CHUNK: Final = 16 * 1024 * 1024
 """Bytes per ranged fetch when a CRC is computed in the background."""
 PER_HOST: Final = 4
 """Background CRC fetches running at once per upstream host."""
+WORKERS: Final = 8
+"""Members whose CRCs are computed at once (per zip source)."""
 _COALESCE: Final = 64 * 1024
 
 
@@ -69,6 +72,8 @@ class CrcBook:
         self._waiting: dict[int, trio.Event] = {}
         self._failed: dict[int, BaseException] = {}
         self._hosts: dict[str, trio.Semaphore] = {}
+        self._queue: deque[int] = deque()
+        self._workers = 0
         for index, obj in enumerate(objects):
             if obj.size == 0:
                 self._known[index] = 0
@@ -95,12 +100,32 @@ class CrcBook:
             event.set()
 
     def ensure(self, nursery: trio.Nursery, indices: Sequence[int]) -> None:
-        """Start background computations for those of ``indices`` not known or running."""
+        """Queue background computations for those of ``indices`` not known or queued.
+
+        A few workers (at most :data:`WORKERS`) take members from the queue in order, so
+        a request that needs a thousand CRCs starts a handful of tasks, not a thousand.
+        """
         for index in indices:
             if index in self._known or index in self._waiting or index in self._failed:
                 continue
             self._waiting[index] = trio.Event()
-            nursery.start_soon(self._compute, index)
+            self._queue.append(index)
+        while self._workers < WORKERS and self._queue:
+            self._workers += 1
+            nursery.start_soon(self._work)
+
+    async def _work(self) -> None:
+        try:
+            while self._queue:
+                await self._compute(self._queue.popleft())
+        finally:
+            self._workers -= 1
+
+    def _hurry(self, index: int) -> None:
+        """Move a queued member to the front (a reply is waiting for it now)."""
+        if self._queue and self._queue[0] != index and index in self._queue:
+            self._queue.remove(index)
+            self._queue.appendleft(index)
 
     async def get(self, index: int, nursery: trio.Nursery) -> int:
         """The CRC of member ``index``, computing it if needed."""
@@ -114,6 +139,7 @@ class CrcBook:
                     del self._failed[index]  # a network failure: the next request retries
                 raise failure
             self.ensure(nursery, [index])
+            self._hurry(index)
             event = self._waiting.get(index)
             if event is not None:
                 await event.wait()
