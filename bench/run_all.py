@@ -5,7 +5,8 @@ other than this file.  Each runs in its own process with this interpreter; the e
 status is 1 if any of them exited non-zero (a missed target or an error), else 0.
 
 Usage: ``python bench/run_all.py [NAME ...]`` (e.g. ``throughput fetch``) to run a subset.
-The scripts: throughput, small_requests, segmap, hashing, fetch (remote downloads).
+The scripts: throughput, small_requests, segmap, hashing, fetch (remote downloads),
+zip (zip-as-a-service).
 """
 
 from __future__ import annotations
