@@ -81,8 +81,10 @@ ZIP_ERRORS: Final[dict[str, tuple[int, str]]] = {
     "UNKNOWN": (500, "Unknown server error"),
 }
 
-#: Keys rendered as HTML whatever format was asked for.
-ALWAYS_HTML: Final = frozenset({"MISSING_REQUEST_ID", "MALFORMED_UUID", "DOWNLOAD_EXPIRED"})
+#: Keys rendered as HTML whatever format was asked for.  (The seed's third one,
+#: MALFORMED_UUID, is HTML on the stream URL because no format is known there; a bad
+#: ``fs_request_id`` in a POST is answered in the format that POST asked for.)
+ALWAYS_HTML: Final = frozenset({"MISSING_REQUEST_ID", "DOWNLOAD_EXPIRED"})
 
 _NO_STORE: Final = ("Cache-Control", "no-store")
 _URI_SAFE: Final = "!#$%&'()*+,-./:;=?@[]_~"

@@ -174,9 +174,12 @@ class CrcBook:
             for (_, length), value in zip(chunks[1:], values[1:], strict=True):
                 total = combine("crc32", total, value, length)
             self.record(index, total)
-        except (FetchError, MemberChanged) as exc:
-            log.warning("CRC of %s failed: %s", obj.uri, exc)
-            self._failed[index] = exc
+        except* (FetchError, MemberChanged) as group:
+            failure: BaseException = group
+            while isinstance(failure, BaseExceptionGroup):
+                failure = failure.exceptions[0]
+            log.warning("CRC of %s failed: %s", obj.uri, failure)
+            self._failed[index] = failure
             event = self._waiting.pop(index, None)
             if event is not None:
                 event.set()

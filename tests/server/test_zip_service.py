@@ -1,0 +1,506 @@
+"""Zip-as-a-service (seed 004) over HTTP: ``POST /download`` and the errors of both routes.
+
+The server fetches from a loopback :class:`~tests.upstream.Upstream`.  The helpers at the
+top are shared with ``test_zip_upstream.py`` and ``test_zip_stream.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import uuid
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+import trio
+
+from tests.server.conftest import Served, StartServer
+from tests.upstream import Blob, Upstream
+
+POST_TIMEOUT = 10.0
+"""Seconds to wait for the reply to a POST (it probes the upstream first)."""
+MESSAGES = {
+    "MALFORMED_JSON_BODY": (
+        400,
+        "The request body must be valid JSON when using the application/json content type header",
+    ),
+    "MALFORMED_URI_LIST": (
+        400,
+        "The fs_uri_list parameter value must either be a form-url encoded or json encoded array",
+    ),
+    "EMPTY_URI_LIST": (400, "The fs_uri_list parameter value must contain at least one URI"),
+    "DUPLICATE_URIS": (400, "The fs_uri_list parameter value contains duplicate URIs"),
+    "INVALID_URIS": (400, "The fs_uri_list parameter value contains one or more invalid URIs"),
+    "MISSING_REQUEST_ID": (400, "This URL is missing a Request ID"),
+    "EMPTY_ERROR_REDIRECT_URI": (
+        400,
+        "The fs_error_redirect_uri parameter value is empty and is required for redirect "
+        "response format",
+    ),
+    "INVALID_ERROR_REDIRECT_URI": (
+        400,
+        "The fs_error_redirect_uri parameter value is invalid and is required for redirect "
+        "response format",
+    ),
+    "DOWNLOAD_EXPIRED": (404, "This download is unavailable or has expired"),
+    "INVALID_RANGE_HEADER": (400, "Range header must start with bytes="),
+    "MULTIPART_UNSUPPORTED": (416, "Multipart ranges are not supported"),
+    "MALFORMED_RANGE": (416, "Range could not be parsed"),
+    "RANGE_NOT_SATISFIABLE": (416, "Start of range outside zip size"),
+    "UNAUTHORIZED_URIS": (
+        403,
+        "One or more of the files requested for zipping have not been permitted",
+    ),
+    "CHECKSUM_ERROR": (500, "Error occurred during checksum computation"),
+    "FAILED_FETCHING_URIS": (
+        502,
+        "One or more of the files requested for zipping could not be fetched",
+    ),
+    # Not in the seed's tables: a bad fs_request_id / stream id and a bad fs_add_header-*.
+    "MALFORMED_UUID": (400, "The Request ID in this URL is not a valid UUID"),
+    "MALFORMED_HEADER": (400, "An fs_add_header- parameter has an invalid header name or value"),
+}
+"""The seed's table (status, message) for the keys these tests provoke."""
+ERROR_PAGE = "https://errors.example/landing?from=zip"
+FORMATS = ("html", "json", "redirect")
+
+# --- helpers shared with test_zip_stream.py ---------------------------------------------
+
+
+def member_bytes(n: int, size: int) -> bytes:
+    """Deterministic, distinct content for member ``n``."""
+    pattern = f"<{n}> member ".encode() + bytes(range(256))
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+async def zip_server(
+    start_server: StartServer, upstream: Upstream, *prefixes: str, **overrides: Any
+) -> Served:
+    """A server whose zip allow list is ``prefixes`` (default: the whole upstream)."""
+    allow = list(prefixes) if prefixes else [upstream.url("/")]
+    return await start_server(zip_allow_prefixes=allow, **overrides)
+
+
+def form_fields(uris: Sequence[str], **params: str) -> list[tuple[str, str]]:
+    """Encoding 1: repeated ``fs_uri_list[]`` plus ``params`` (``fs_`` added to the names)."""
+    fields = [("fs_uri_list[]", uri) for uri in uris]
+    return fields + [(key if key.startswith("fs") else f"fs_{key}", v) for key, v in params.items()]
+
+
+async def post(
+    served: Served,
+    *,
+    fields: Sequence[tuple[str, str]] | None = None,
+    document: Any = None,
+    content: bytes | None = None,
+    content_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """``POST /download`` as a form (``fields``), JSON (``document``) or raw ``content``."""
+    extra = dict(headers or {})
+    body: bytes
+    if fields is not None:
+        body = urlencode(list(fields)).encode()
+        extra.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    elif content is not None:
+        body = content
+    else:
+        body = json.dumps(document).encode()
+        extra.setdefault("Content-Type", "application/json")
+    if content_type is not None:
+        extra["Content-Type"] = content_type
+    async with served.client() as client:
+        return await client.post("/download", content=body, headers=extra)
+
+
+async def create(served: Served, uris: Sequence[str], **params: str) -> str:
+    """POST a form for ``uris``; assert the 303 and return its ``/stream/<uuid>`` path."""
+    response = await post(served, fields=form_fields(uris, **params))
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.startswith("/stream/")
+    return location
+
+
+async def fetch(served: Served, path: str, method: str = "GET", **headers: str) -> httpx.Response:
+    """One request to ``path`` (header names with ``_`` become ``-``)."""
+    sent = {name.replace("_", "-"): value for name, value in headers.items()}
+    async with served.client() as client:
+        return await client.request(method, path, headers=sent)
+
+
+async def wait_expired(served: Served, path: str) -> None:
+    """Poll until ``path`` answers 404 (a reply that completed the delivery may still be
+    closing when the client has its last byte)."""
+    with trio.fail_after(5):
+        while (await fetch(served, path, "HEAD")).status_code != 404:
+            await trio.sleep(0.02)
+
+
+@dataclass
+class Partial:
+    """A reply read as far as the server sent it."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    complete: bool
+
+    @property
+    def length(self) -> int:
+        """The announced ``Content-Length``."""
+        return int(self.headers["content-length"])
+
+
+async def fetch_partial(served: Served, path: str, **headers: str) -> Partial:
+    """GET ``path`` and keep whatever body arrived, noting whether it was complete.
+
+    A connection closed before any response head gives status 0 and no headers.
+    """
+    sent = {name.replace("_", "-"): value for name, value in headers.items()}
+    received = bytearray()
+    async with served.client() as client:
+        try:
+            async with client.stream("GET", path, headers=sent) as reply:
+                try:
+                    async for chunk in reply.aiter_raw():
+                        received += chunk
+                except httpx.RemoteProtocolError:
+                    return Partial(reply.status_code, reply.headers, bytes(received), False)
+                return Partial(reply.status_code, reply.headers, bytes(received), True)
+        except httpx.RemoteProtocolError:
+            return Partial(0, httpx.Headers(), b"", False)
+
+
+def read_zip(data: bytes) -> dict[str, bytes]:
+    """Members of ``data`` by name, after ``zipfile``'s CRC check of every member."""
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.testzip() is None
+    assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+    return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def check_error(response: httpx.Response, key: str, fmt: str, records: Sequence[str] = ()) -> None:
+    """``response`` is error ``key`` rendered in ``fmt`` with exactly ``records``."""
+    status, message = MESSAGES[key]
+    if fmt == "redirect":
+        assert response.status_code == 303, response.text
+        location = urlsplit(response.headers["location"])
+        assert location.scheme == "https" and location.netloc == "errors.example"
+        assert location.path == "/landing"
+        query = parse_qs(location.query, keep_blank_values=True)
+        assert query["from"] == ["zip"]
+        assert query["fs_error_key"] == [key]
+        if records:
+            assert query["fs_error_records"][0].split(";") == list(records)
+        else:
+            assert "fs_error_records" not in query
+        return
+    assert response.status_code == status, response.text
+    if fmt == "json":
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json() == {
+            "fs_error_key": key,
+            "fs_error_message": message,
+            "fs_error_records": list(records),
+        }
+        return
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert key in page
+    assert message in page
+    for record in records:
+        escaped = record.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        escaped = escaped.replace('"', "&quot;").replace("'", "&#x27;")
+        assert escaped in page, record
+        if escaped != record:
+            assert record not in page, f"unescaped record {record!r} in the page"
+
+
+def format_params(fmt: str) -> dict[str, str]:
+    """Form parameters asking for ``fmt`` (with the error page for ``redirect``)."""
+    params = {"response_format": fmt}
+    if fmt == "redirect":
+        params["error_redirect_uri"] = ERROR_PAGE
+    return params
+
+
+def refused_port() -> int:
+    """A loopback port with nothing listening (bound then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- the three encodings and the defaults ------------------------------------------------
+
+
+def add_three(upstream: Upstream) -> list[str]:
+    """Three small members on the upstream; their URIs."""
+    return [upstream.add(f"/files/m{n}.bin", Blob(member_bytes(n, 1000 + n))) for n in range(3)]
+
+
+@pytest.fixture
+async def three(upstream: Upstream) -> list[str]:
+    """:func:`add_three`."""
+    return add_three(upstream)
+
+
+def expected_members(count: int = 3) -> dict[str, bytes]:
+    return {f"m{n}.bin": member_bytes(n, 1000 + n) for n in range(count)}
+
+
+@pytest.mark.parametrize("encoding", ["form-list", "form-json", "json"])
+async def test_the_three_encodings_give_the_same_zip(
+    start_server: StartServer, upstream: Upstream, three: list[str], encoding: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    if encoding == "form-list":
+        response = await post(served, fields=form_fields(three))
+    elif encoding == "form-json":
+        response = await post(served, fields=[("fs_uri_list", json.dumps(three))])
+    else:
+        response = await post(served, document={"fs_uri_list": three})
+    assert response.status_code == 303, response.text
+    zipped = await fetch(served, response.headers["location"])
+    assert zipped.status_code == 200
+    assert zipped.headers["content-type"] == "application/zip"
+    assert zipped.headers["accept-ranges"] == "bytes"
+    assert zipped.headers["etag"].startswith('"')
+    assert int(zipped.headers["content-length"]) == len(zipped.content)
+    assert read_zip(zipped.content) == expected_members()
+    assert list(read_zip(zipped.content)) == ["m0.bin", "m1.bin", "m2.bin"]
+
+
+async def test_defaults_file_name_and_random_request_id(
+    start_server: StartServer, upstream: Upstream, three: list[str]
+) -> None:
+    served = await zip_server(start_server, upstream)
+    first = await create(served, three)
+    second = await create(served, three)
+    ids = [path.removeprefix("/stream/") for path in (first, second)]
+    assert ids[0] != ids[1]
+    for ident in ids:
+        assert str(uuid.UUID(ident)) == ident
+    head = await fetch(served, first, "HEAD")
+    assert head.status_code == 200
+    assert head.headers["content-disposition"].startswith("attachment")
+    assert 'filename="download.zip"' in head.headers["content-disposition"]
+    # The same URIs make the same zip, whatever the id.
+    assert (await fetch(served, second, "HEAD")).headers["etag"] == head.headers["etag"]
+
+
+async def test_request_id_and_file_name_are_honoured(
+    start_server: StartServer, upstream: Upstream, three: list[str]
+) -> None:
+    served = await zip_server(start_server, upstream)
+    ident = "A1B2C3D4-0000-4000-8000-00000000ABCD"
+    path = await create(served, three, request_id=ident, file_name="My files.zip")
+    assert path == f"/stream/{ident.lower()}"
+    head = await fetch(served, path, "HEAD")
+    assert 'filename="My files.zip"' in head.headers["content-disposition"]
+    by_json = await post(
+        served,
+        document={"fs_uri_list": three, "fs_request_id": str(uuid.UUID(int=7)), "x": 1},
+    )
+    assert by_json.headers["location"] == f"/stream/{uuid.UUID(int=7)}"
+
+
+async def test_default_format_is_html_for_forms_and_json_for_json(
+    start_server: StartServer, upstream: Upstream
+) -> None:
+    served = await zip_server(start_server, upstream)
+    check_error(await post(served, fields=[("fs_file_name", "x.zip")]), "EMPTY_URI_LIST", "html")
+    check_error(await post(served, document={"fs_uri_list": []}), "EMPTY_URI_LIST", "json")
+    # A form without a Content-Type is still a form.
+    no_type = await post(served, content=b"fs_uri_list%5B%5D=", content_type="")
+    check_error(no_type, "INVALID_URIS", "html", [""])
+
+
+# --- every error key of POST /download in each format -----------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_form_errors_in_each_format(
+    start_server: StartServer, upstream: Upstream, fmt: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    ok = upstream.add("/ok.bin", Blob(b"ok"))
+    params = format_params(fmt)
+    cases: list[tuple[list[tuple[str, str]], str, list[str]]] = [
+        ([("fs_uri_list", "not json")], "MALFORMED_URI_LIST", []),
+        ([("fs_uri_list", '{"a": 1}')], "MALFORMED_URI_LIST", []),
+        ([("fs_uri_list", "[1, 2]")], "MALFORMED_URI_LIST", []),
+        ([("fs_uri_list", "[]")], "EMPTY_URI_LIST", []),
+        ([], "EMPTY_URI_LIST", []),
+        (form_fields([ok, ok, "http://a.example/x", "http://a.example/x"]), "DUPLICATE_URIS",
+         [ok, "http://a.example/x"]),
+        (form_fields([ok, "ftp://h/x", "no scheme <b>&\"'"]), "INVALID_URIS",
+         ["ftp://h/x", "no scheme <b>&\"'"]),
+    ]  # fmt: skip
+    for fields, key, records in cases:
+        response = await post(served, fields=[*fields, *form_fields([], **params)])
+        check_error(response, key, fmt, records)
+    assert upstream.requests == [], "nothing is fetched for a request that is refused"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_json_errors_in_each_format(
+    start_server: StartServer, upstream: Upstream, fmt: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    ok = upstream.add("/ok.bin", Blob(b"ok"))
+    asked: dict[str, Any] = {"fs_response_format": fmt}
+    if fmt == "redirect":
+        asked["fs_error_redirect_uri"] = ERROR_PAGE
+    cases: list[tuple[dict[str, Any], str, list[str]]] = [
+        ({"fs_uri_list": "http://a.example/x"}, "MALFORMED_URI_LIST", []),
+        ({"fs_uri_list": [ok, 5]}, "MALFORMED_URI_LIST", []),
+        ({"fs_uri_list": []}, "EMPTY_URI_LIST", []),
+        ({}, "EMPTY_URI_LIST", []),
+        ({"fs_uri_list": [ok, ok]}, "DUPLICATE_URIS", [ok]),
+        ({"fs_uri_list": [ok, "javascript:alert(1)"]}, "INVALID_URIS", ["javascript:alert(1)"]),
+    ]
+    for document, key, records in cases:
+        check_error(await post(served, document={**document, **asked}), key, fmt, records)
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe", b""],
+    ids=["broken", "array", "string", "binary", "empty"],
+)
+async def test_malformed_json_body_is_json(
+    start_server: StartServer, upstream: Upstream, body: bytes
+) -> None:
+    served = await zip_server(start_server, upstream)
+    response = await post(served, content=body, content_type="application/json")
+    check_error(response, "MALFORMED_JSON_BODY", "json")
+
+
+@pytest.mark.parametrize("encoding", ["form", "json"])
+async def test_redirect_uri_errors_use_the_encodings_default(
+    start_server: StartServer, upstream: Upstream, encoding: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    ok = upstream.add("/ok.bin", Blob(b"ok"))
+    fmt = "html" if encoding == "form" else "json"
+    cases = [
+        (None, "EMPTY_ERROR_REDIRECT_URI", []),
+        ("", "EMPTY_ERROR_REDIRECT_URI", []),
+        ("   ", "EMPTY_ERROR_REDIRECT_URI", []),
+        ("/relative/page", "INVALID_ERROR_REDIRECT_URI", ["/relative/page"]),
+        ("javascript:alert(1)", "INVALID_ERROR_REDIRECT_URI", ["javascript:alert(1)"]),
+    ]
+    for uri, key, records in cases:
+        params = {"response_format": "redirect"}
+        if uri is not None:
+            params["error_redirect_uri"] = uri
+        if encoding == "form":
+            response = await post(served, fields=form_fields([ok], **params))
+        else:
+            document = {"fs_uri_list": [ok], **{f"fs_{k}": v for k, v in params.items()}}
+            response = await post(served, document=document)
+        check_error(response, key, fmt, records)
+
+
+async def test_redirect_location_percent_encodes_the_records(
+    start_server: StartServer, upstream: Upstream
+) -> None:
+    served = await zip_server(start_server, upstream, upstream.url("/allowed/"))
+    refused = [upstream.url("/private/a%20b.pdf?key=1&x=;"), upstream.url("/private/%C3%BC")]
+    response = await post(served, fields=form_fields(refused, **format_params("redirect")))
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.isascii() and " " not in location
+    query = parse_qs(urlsplit(location).query)
+    assert query["fs_error_key"] == ["UNAUTHORIZED_URIS"]
+    # The records are joined with ';' (one record holds a ';' itself, as the seed allows).
+    assert query["fs_error_records"] == [";".join(refused)]
+
+
+# --- errors of GET /stream ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_request_id_errors_are_always_html(
+    start_server: StartServer, upstream: Upstream, three: list[str], fmt: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    path = await create(served, three, **format_params(fmt))
+    for bad in ["/stream", "/stream/"]:
+        check_error(await fetch(served, bad), "MISSING_REQUEST_ID", "html")
+    for bad in ["/stream/nope", "/stream/" + path[8:].upper().replace("-", ""), path + "x"]:
+        check_error(await fetch(served, bad), "MALFORMED_UUID", "html")
+    check_error(await fetch(served, f"/stream/{uuid.uuid4()}"), "DOWNLOAD_EXPIRED", "html")
+    full = await fetch(served, path)
+    assert full.status_code == 200
+    # Expired by the full 200 (once that reply has closed): HTML whatever the format.
+    await wait_expired(served, path)
+    check_error(await fetch(served, path), "DOWNLOAD_EXPIRED", "html")
+    head = await fetch(served, path, "HEAD")
+    assert head.status_code == 404 and head.headers["content-type"].startswith("text/html")
+    assert head.content == b""
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_range_errors_in_the_manifests_format(
+    start_server: StartServer, upstream: Upstream, three: list[str], fmt: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    path = await create(served, three, **format_params(fmt))
+    size = int((await fetch(served, path, "HEAD")).headers["content-length"])
+    cases = [
+        ("items=0-5", "INVALID_RANGE_HEADER"),
+        ("0-5", "INVALID_RANGE_HEADER"),
+        ("bytes=0-1,5-6", "MULTIPART_UNSUPPORTED"),
+        ("bytes=0-1, -5", "MULTIPART_UNSUPPORTED"),
+        ("bytes=abc", "MALFORMED_RANGE"),
+        ("bytes=9-2", "MALFORMED_RANGE"),
+        ("bytes=-", "MALFORMED_RANGE"),
+        (f"bytes={size}-", "RANGE_NOT_SATISFIABLE"),
+        (f"bytes={size + 10}-{size + 20}", "RANGE_NOT_SATISFIABLE"),
+        ("bytes=-0", "RANGE_NOT_SATISFIABLE"),
+    ]
+    for header, key in cases:
+        response = await fetch(served, path, Range=header)
+        check_error(response, key, fmt)
+        if MESSAGES[key][0] == 416 and fmt != "redirect":
+            assert response.headers["content-range"] == f"bytes */{size}", header
+    # None of those delivered anything: the stream is still whole.
+    again = await fetch(served, path)
+    assert again.status_code == 200 and len(again.content) == size
+
+
+@pytest.mark.parametrize("fmt", ["json", "redirect"])
+async def test_malformed_request_id_in_a_post_uses_the_asked_format(
+    start_server: StartServer, upstream: Upstream, three: list[str], fmt: str
+) -> None:
+    """The stream URL's MALFORMED_UUID is always HTML (it has no format of its own), but a
+    bad ``fs_request_id`` in a POST comes with a format, as every other POST error does."""
+    served = await zip_server(start_server, upstream)
+    response = await post(
+        served, fields=form_fields(three, request_id="nope", **format_params(fmt))
+    )
+    check_error(response, "MALFORMED_UUID", fmt, ["nope"])
+    html = await post(served, fields=form_fields(three, request_id="nope"))
+    check_error(html, "MALFORMED_UUID", "html", ["nope"])
+    assert upstream.requests == []
+
+
+async def test_post_only_and_no_auth_needed(
+    start_server: StartServer, upstream: Upstream, three: list[str]
+) -> None:
+    served = await zip_server(start_server, upstream)
+    assert (await fetch(served, "/download")).status_code == 405
+    # No bearer token is needed (the security is the allow list).
+    async with served.client() as client:
+        response = await client.post("/download", data={"fs_uri_list[]": three})
+    assert response.status_code == 303
