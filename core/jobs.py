@@ -44,7 +44,7 @@ from .digests import DigestCache, Digests, FileKey
 from .fetch import Fetched, Fetcher, FetchError
 from .filenames import disposition_filename, safe_filename, url_filename
 from .jobfiles import PartFile, open_directory, part_name, publish
-from .jobstore import JobRecord, JobStore
+from .jobstore import JobRecord, JobStore, active_fields, history_fields
 from .pathsafety import safe_relative_path
 
 __all__ = ["BLOCK_SIZE", "JobRefused", "JobSettings", "Jobs"]
@@ -109,50 +109,6 @@ class _Job:
         self.samples.append((now, size))
         while len(self.samples) > 2 and now - self.samples[0][0] > _SPEED_WINDOW:
             self.samples.popleft()
-
-
-def active_fields(record: JobRecord, speed: float | None = None) -> dict[str, Any]:
-    """The seed's active-download fields plus ``speed_bytes_per_s`` and ``eta_s``."""
-    expected = record.expected_size
-    progress = None
-    if expected:
-        progress = round(100.0 * record.current_size / expected, 2)
-    elif expected == 0:
-        progress = 100.0
-    eta = None
-    if speed and expected is not None:
-        eta = round(max(expected - record.current_size, 0) / speed, 1)
-    return {
-        "id": record.id,
-        "filename": record.filename,
-        "file_path": record.file_path,
-        "directory": record.directory,
-        "url": record.url,
-        "status": record.status,
-        "current_size": record.current_size,
-        "expected_size": expected,
-        "progress_percentage": progress,
-        "start_time": record.start_time,
-        "speed_bytes_per_s": round(speed) if speed is not None else None,
-        "eta_s": eta,
-    }
-
-
-def history_fields(record: JobRecord) -> dict[str, Any]:
-    """The seed's history fields plus ``sha256``."""
-    return {
-        "id": record.id,
-        "filename": record.filename,
-        "file_path": record.file_path,
-        "directory": record.directory,
-        "url": record.url,
-        "status": record.status,
-        "total_bytes": record.total_bytes,
-        "start_time": record.start_time,
-        "end_time": record.end_time,
-        "error": record.error,
-        "sha256": record.sha256,
-    }
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:

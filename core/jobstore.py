@@ -1,4 +1,4 @@
-"""Durable records of remote-download jobs (SQLite in the state dir).
+"""Durable records of remote-download jobs (SQLite in the state dir), and their views.
 
 One row per job, active or finished.  Active rows (``queued``, ``starting``,
 ``downloading``) are what a restart resumes; finished rows (``completed``, ``failed``,
@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
-__all__ = ["ACTIVE", "FINISHED", "JobRecord", "JobStore"]
+__all__ = ["ACTIVE", "FINISHED", "JobRecord", "JobStore", "active_fields", "history_fields"]
 
 ACTIVE: Final = ("queued", "starting", "downloading")
 FINISHED: Final = ("completed", "failed", "cancelled")
@@ -69,6 +69,50 @@ class JobRecord:
     def file_path(self) -> str:
         """``directory/filename`` (just the name in the root)."""
         return f"{self.directory}/{self.filename}" if self.directory else self.filename
+
+
+def active_fields(record: JobRecord, speed: float | None = None) -> dict[str, Any]:
+    """The seed's active-download fields plus ``speed_bytes_per_s`` and ``eta_s``."""
+    expected = record.expected_size
+    progress = None
+    if expected:
+        progress = round(100.0 * record.current_size / expected, 2)
+    elif expected == 0:
+        progress = 100.0
+    eta = None
+    if speed and expected is not None:
+        eta = round(max(expected - record.current_size, 0) / speed, 1)
+    return {
+        "id": record.id,
+        "filename": record.filename,
+        "file_path": record.file_path,
+        "directory": record.directory,
+        "url": record.url,
+        "status": record.status,
+        "current_size": record.current_size,
+        "expected_size": expected,
+        "progress_percentage": progress,
+        "start_time": record.start_time,
+        "speed_bytes_per_s": round(speed) if speed is not None else None,
+        "eta_s": eta,
+    }
+
+
+def history_fields(record: JobRecord) -> dict[str, Any]:
+    """The seed's history fields plus ``sha256``."""
+    return {
+        "id": record.id,
+        "filename": record.filename,
+        "file_path": record.file_path,
+        "directory": record.directory,
+        "url": record.url,
+        "status": record.status,
+        "total_bytes": record.total_bytes,
+        "start_time": record.start_time,
+        "end_time": record.end_time,
+        "error": record.error,
+        "sha256": record.sha256,
+    }
 
 
 _COLUMNS: Final = tuple(f.name for f in fields(JobRecord))
