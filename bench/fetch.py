@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, median, write_results
+from _floors import httpx_receive
 from _servers import (
     RSS_LIMIT_MIB,
     TOKEN,
@@ -369,7 +370,15 @@ def measure(bench: Bench, rounds: int) -> dict[str, Any]:
     subprocess.run(["curl", "-s", "-f", "-o", os.devnull, bench.url(BIG)], check=True)
     trial = slip_batch(bench, -1)  # also proves the set-up before the long runs
     log(f"warm-up batch: {trial['seconds']:.2f} s")
+    floors: dict[str, list[dict[str, float]]] = {"httpx": [], "httpx+digests": []}
     for rnd in range(rounds):
+        for floor, digest in (("httpx", False), ("httpx+digests", True)):
+            sample = httpx_receive(bench.url(BIG), digest=digest)
+            floors[floor].append(sample)
+            log(
+                f"round {rnd + 1}/{rounds} floor  {floor:<15}{sample['seconds']:>7.2f} s "
+                f"{sample['bytes_per_s'] / 1e6:>8.1f} MB/s (in-process, no disk)"
+            )
         order = TOOLS[rnd % len(TOOLS) :] + TOOLS[: rnd % len(TOOLS)]
         for tool in order:
             name = f"{tool}-r{rnd}.bin"
@@ -400,7 +409,7 @@ def measure(bench: Bench, rounds: int) -> dict[str, Any]:
                 f"round {rnd + 1}/{rounds} {bench.jobs} x {bench.job_size // MIB} MiB {tool:<10}"
                 f"{sample['seconds']:>7.2f} s {sample['bytes_per_s'] / 1e6:>8.1f} MB/s"
             )
-    return {"single": single, "batch": batch}
+    return {"single": single, "batch": batch, "floors": floors}
 
 
 def summarize(raw: dict[str, Any], hwm_mib: float) -> dict[str, Any]:
@@ -415,6 +424,11 @@ def summarize(raw: dict[str, Any], hwm_mib: float) -> dict[str, Any]:
         if tool != "slipstream"
     }
     ratios["slipstream/curl+fsync"] = (seconds["curl"] + fsync_s) / seconds["slipstream"]
+    floor_rate = {
+        name: median([s["bytes_per_s"] for s in runs]) for name, runs in raw["floors"].items()
+    }
+    for name, value in floor_rate.items():
+        ratios[f"floor {name}/curl"] = value / rate["curl"]
     batch_s = {tool: median([s["seconds"] for s in runs]) for tool, runs in batch.items()}
     ratios["batch slipstream/curl"] = batch_s["curl"] / batch_s["slipstream"]
     peak = {
@@ -429,6 +443,7 @@ def summarize(raw: dict[str, Any], hwm_mib: float) -> dict[str, Any]:
     return {
         "median_bytes_per_s": rate,
         "median_seconds": seconds,
+        "floor_bytes_per_s": floor_rate,
         "curl_fsync_after_s": fsync_s,
         "batch_median_seconds": batch_s,
         "ratios": ratios,
@@ -451,6 +466,13 @@ def print_table(bench: Bench, summary: dict[str, Any]) -> None:
         f"target slipstream/curl >= {SINGLE_TARGET}: {ratios['slipstream/curl']:.2f} {verdict}"
         f"  (curl + fsync of its file {summary['curl_fsync_after_s']:.2f} s: "
         f"ratio {ratios['slipstream/curl+fsync']:.2f}, for information)"
+    )
+    floors = summary["floor_bytes_per_s"]
+    print(
+        "floors (in-process, no disk, same URL): httpx on Trio receive "
+        f"{floors['httpx'] / 1e6:.1f} MB/s = {ratios['floor httpx/curl']:.2f} x curl; "
+        f"+ all digests {floors['httpx+digests'] / 1e6:.1f} MB/s = "
+        f"{ratios['floor httpx+digests/curl']:.2f} x curl"
     )
     batch = summary["batch_median_seconds"]
     print(

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, median
+from _floors import httpx_receive
 from _servers import (
     TOKEN,
     Nginx,
@@ -380,12 +381,16 @@ def resume(bench: Bench, tag: str, fraction: float) -> dict[str, Any]:
 def measure(bench: Bench) -> dict[str, Any]:
     """Every case for ``rounds`` rounds, alternating the order; the raw samples."""
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {
-        "big": {"nginx": [], "slipstream": []},
+        "big": {"nginx": [], "slipstream": [], "floor_httpx": []},
         "many": {"zipstream_ng": [], "slipstream": []},
         "resume": {"offset0": [], "offset90": []},
     }
     cases: dict[str, dict[str, Callable[[], dict[str, Any]]]] = {
-        "big": {"nginx": lambda: big_nginx(bench), "slipstream": lambda: big_slipstream(bench)},
+        "big": {
+            "nginx": lambda: big_nginx(bench),
+            "slipstream": lambda: big_slipstream(bench),
+            "floor_httpx": lambda: httpx_receive(bench.upstream("big.bin")),
+        },
         "many": {
             "zipstream_ng": lambda: many_zipstream(bench),
             "slipstream": lambda: many_slipstream(bench),
@@ -431,6 +436,9 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "nginx_bytes_per_s": med("big", "nginx", "bytes_per_s"),
             "slipstream_bytes_per_s": med("big", "slipstream", "bytes_per_s"),
             "ratio": big_ratio,
+            "floor_httpx_bytes_per_s": med("big", "floor_httpx", "bytes_per_s"),
+            "floor_ratio": med("big", "floor_httpx", "bytes_per_s")
+            / med("big", "nginx", "bytes_per_s"),
             "slipstream_cpu_s_per_gb": med("big", "slipstream", "slipstream_cpu_s")
             / (med("big", "slipstream", "bytes") / 1e9),
             "target": BIG_TARGET,
@@ -477,6 +485,11 @@ def print_table(sizes: Sizes, summary: dict[str, Any]) -> None:
         f" MB/s{big['ratio']:>8.2f}  {f'>= {BIG_TARGET}':<16}{verdict[big['passed']]}"
     )
     print(f"    slipstream CPU {big['slipstream_cpu_s_per_gb']:.2f} s per GB of zip")
+    print(
+        f"    floor: the same file received through slipstream's fetcher (httpx on Trio),"
+        f" dropped: {big['floor_httpx_bytes_per_s'] / 1e6:.1f} MB/s = "
+        f"{big['floor_ratio']:.2f} x nginx"
+    )
     label = f"(b) {sizes.many} x {sizes.many_size / MIB:.0f} MiB vs zipstream-ng"
     print(
         f"{label:<40}{many['zipstream_ng_bytes_per_s'] / 1e6:>11.1f} MB/s"
