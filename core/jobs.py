@@ -197,9 +197,12 @@ class Jobs:
         except FetchError as exc:
             status = 400 if exc.key == "INVALID_URL" else 403
             raise JobRefused(exc.key, status, exc.message) from None
-        fd = await trio.to_thread.run_sync(
-            lambda: open_directory(self.settings.root, folder, hidden=self.settings.hidden)
-        )
+        try:
+            fd = await trio.to_thread.run_sync(
+                lambda: open_directory(self.settings.root, folder, hidden=self.settings.hidden)
+            )
+        except OSError as exc:
+            raise JobRefused("STORAGE_ERROR", 500, f"cannot use that directory: {exc}") from None
         os.close(fd)
         name = safe_filename(filename or url_filename(target.url) or "download")
         record = JobRecord(

@@ -28,7 +28,11 @@ from .zipremote import RemoteObject, probe_all
 from .zipstate import ZipState
 from .zipstream import ZipSource
 
-__all__ = ["Manifest", "ZipService"]
+__all__ = ["MAX_SOURCES", "Manifest", "ZipService"]
+
+MAX_SOURCES = 256
+"""Live zip sources kept in memory (their layouts and known CRCs); older idle ones are
+dropped and rebuilt from the stored manifest and the CRC cache when asked for again."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,11 @@ class ZipService:
                 self.state,
             )
             self._sources[manifest.id] = source
+            if len(self._sources) > MAX_SOURCES:  # forget the oldest idle one (rebuilt on use)
+                idle = next((m for m in self._sources if m not in self._in_flight), None)
+                if idle is not None:
+                    self._sources.pop(idle)
+                    self._manifests.pop(idle, None)
         return source
 
     def begin(self, manifest_id: str) -> None:

@@ -380,9 +380,9 @@ async def test_every_endpoint_needs_the_token(env: Env) -> None:
                 response = await anonymous.request(method, path, params=params, headers=headers)
                 assert response.status_code == 401, (method, path, params, headers)
                 assert "downloads" not in response.text and "history" not in response.text
-    assert len(env.upstream.requests_for("/slow.bin")) == 1  # only the authorised start
     assert [row["id"] for row in await env.active()] == [job_id]  # the DELETE did nothing
     assert (await env.wait(job_id))["status"] == "completed"
+    assert len(env.upstream.requests_for("/slow.bin")) == 1  # only the authorised start
 
 
 @pytest.mark.parametrize(
