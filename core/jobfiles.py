@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from collections.abc import Sequence
 
 from slipstream.errors import PathNotAllowed
@@ -26,6 +27,7 @@ from slipstream.pathsafety import safe_relative_path
 __all__ = [
     "PART_SUFFIX",
     "PartFile",
+    "is_part_file",
     "open_directory",
     "part_name",
     "publish",
@@ -40,6 +42,14 @@ _READ_CHUNK = 4 * 1024 * 1024
 def part_name(job_id: str) -> str:
     """The hidden ``.part`` file name of job ``job_id`` (beside its target)."""
     return f".{job_id}{PART_SUFFIX}"
+
+
+_PART_NAME = re.compile(r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.part")
+
+
+def is_part_file(name: str) -> bool:
+    """Whether ``name`` is a running (or interrupted) job's ``.part`` file."""
+    return _PART_NAME.fullmatch(name) is not None
 
 
 def open_directory(

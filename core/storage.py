@@ -31,6 +31,7 @@ from slipstream.errors import (
     NotARegularFile,
     PathNotAllowed,
 )
+from slipstream.jobfiles import is_part_file
 from slipstream.pathsafety import safe_relative_path
 from slipstream.segments import FileSlice, Literal, Segment
 
@@ -314,8 +315,8 @@ class LocalStorage(Storage):
     def _dir_entry(self, entry: os.DirEntry[str]) -> DirEntry | None:
         """A listing entry, or None for what a client could not download by that name."""
         try:
-            if safe_relative_path(entry.name) != (entry.name,):
-                return None
+            if safe_relative_path(entry.name) != (entry.name,) or is_part_file(entry.name):
+                return None  # (a running download's .part file is not a file yet)
             real = os.path.realpath(entry.path)
             if not _is_within(real, self._base):
                 return None

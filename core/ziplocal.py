@@ -17,7 +17,6 @@ changed since the listing fails the reply instead of corrupting the zip.
 from __future__ import annotations
 
 import os
-import re
 import stat as stat_mod
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,13 +28,13 @@ import trio
 from .digests import DigestCache, FileChanged, FileKey
 from .download import Download, content_disposition
 from .filenames import deduplicate, safe_filename
+from .jobfiles import is_part_file
 from .segments import FileSlice, Literal, Segment, SegmentMap
 from .send import BodyTruncated
 from .zipplan import ZipMember, manifest_etag, plan_zip
 
 __all__ = ["LocalEntry", "list_entries", "local_zip"]
 
-_PART_FILE: Final = re.compile(r"\.[0-9a-f-]{36}\.part")
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_OPEN: Final = 4
 _HASHERS: Final = 2
@@ -60,7 +59,7 @@ def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]
             continue
         dirs.sort()
         for name in sorted(files):
-            if _PART_FILE.fullmatch(name):
+            if is_part_file(name):
                 continue
             path = os.path.join(top, name)
             st = os.lstat(path)

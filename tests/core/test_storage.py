@@ -258,6 +258,16 @@ def test_listing_hides_escapes_and_state(tree: Path) -> None:
         local_storage(tree).list_dir("..")
 
 
+def test_listing_hides_running_downloads(tree: Path) -> None:
+    part = ".0d7c4a52-2f8e-4c4f-9d2e-3b1f5e6a7b8c.part"  # a download job's file in progress
+    base = tree / "root" / "base"
+    (base / part).write_bytes(b"half a file")
+    (base / ".not-a-job.part").write_bytes(b"an ordinary dotfile")
+    names = [e.name for e in local_storage(tree).list_dir("")]
+    assert part not in names
+    assert ".not-a-job.part" in names
+
+
 def test_swapped_directory_is_caught_after_open(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
