@@ -109,8 +109,10 @@ async def probe_all(
     *,
     concurrency: int = 16,
     timeout: float = 30.0,
+    total_timeout: float = 120.0,
 ) -> list[RemoteObject]:
-    """Probe every URI (at most ``concurrency`` at once, each within ``timeout``).
+    """Probe every URI (at most ``concurrency`` at once, each within ``timeout``, all
+    within ``total_timeout``: a URI not probed by then counts as failed).
 
     Raises ``ZipError("FAILED_FETCHING_URIS")`` listing every URI that failed.
     """
@@ -128,9 +130,13 @@ async def probe_all(
                     pass
             failed[index] = uri
 
-    async with trio.open_nursery() as nursery:
-        for index, uri in enumerate(uris):
-            nursery.start_soon(probe, index, uri)
+    with trio.move_on_after(total_timeout):
+        async with trio.open_nursery() as nursery:
+            for index, uri in enumerate(uris):
+                nursery.start_soon(probe, index, uri)
+    for index, uri in enumerate(uris):
+        if index not in results:
+            failed[index] = uri
     if failed:
         raise ZipError("FAILED_FETCHING_URIS", [failed[i] for i in sorted(failed)])
     return [results[i] for i in range(len(uris))]

@@ -1,0 +1,52 @@
+"""Probes and member reads of :mod:`slipstream.zipremote` against the loopback upstream."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from slipstream.fetch import Fetcher
+from slipstream.netpolicy import NetworkPolicy, Target
+from slipstream.ziperrors import ZipError
+from slipstream.zipremote import probe_all, read_member
+from tests.upstream import Blob, Upstream
+
+OPEN = NetworkPolicy(allow_private_networks=True)
+
+
+def anything(target: Target) -> None:
+    """An allow list that allows every URI."""
+
+
+async def test_probes_report_size_validators_and_name(upstream: Upstream) -> None:
+    url = upstream.add("/a.bin", Blob(b"x" * 1234, content_disposition='attachment; filename="n"'))
+    async with Fetcher(OPEN) as fetcher:
+        (found,) = await probe_all(fetcher, [url], [], anything)
+    assert found.size == 1234
+    assert found.etag is not None and found.validator == found.etag
+    assert found.disposition == 'attachment; filename="n"'
+    assert upstream.requests[0].header("range") == "bytes=0-0"
+
+
+async def test_probes_that_outlast_the_total_timeout_fail(upstream: Upstream) -> None:
+    fast = upstream.add("/fast", Blob(b"quick"))
+    slow = upstream.add("/slow", Blob(b"late", delay_head=5.0))
+    async with Fetcher(OPEN) as fetcher:
+        started = trio.current_time()
+        with pytest.raises(ZipError) as info:
+            await probe_all(fetcher, [fast, slow], [], anything, total_timeout=0.5)
+        assert trio.current_time() - started < 3
+    assert info.value.key == "FAILED_FETCHING_URIS"
+    assert info.value.records == (slow,)
+
+
+async def test_read_member_returns_exactly_the_range(upstream: Upstream) -> None:
+    data = bytes(range(256)) * 100
+    url = upstream.add("/m", Blob(data))
+    async with Fetcher(OPEN) as fetcher:
+        (obj,) = await probe_all(fetcher, [url], [], anything)
+        got = b"".join(
+            [chunk async for chunk in read_member(fetcher, obj, 1000, 5000, [], anything)]
+        )
+    assert got == data[1000:6000]
+    assert upstream.requests[-1].header("range") == "bytes=1000-5999"
