@@ -50,9 +50,8 @@ def register(router: Router, app: App) -> None:
     async def cancel(request: Request) -> Response:
         require_token(request, app.config.tokens)
         job_id = request.path.removeprefix(DOWNLOADS_PATH + "/")
-        if request.method != "DELETE" or "/" in job_id or not app_jobs(app).cancel(job_id):
-            status = 404 if request.method == "DELETE" else 405
-            return json_response(status, {"success": False, "error": "DOWNLOAD_NOT_FOUND"})
+        if "/" in job_id or not app_jobs(app).cancel(job_id):
+            return json_response(404, {"success": False, "error": "DOWNLOAD_NOT_FOUND"})
         return json_response(200, {"success": True, "id": job_id, "status": "cancelled"})
 
     router.fallback(directory_query, methods=("GET",))
