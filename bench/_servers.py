@@ -245,10 +245,18 @@ class Slipstream(BenchServer):
 
     name = "slipstream"
 
+    def extra_args(self, tmp: Path) -> list[str]:
+        """More ``serve`` flags (subclasses add theirs: downloads, the zip allow list)."""
+        return []
+
+    def state_dir(self, tmp: Path) -> Path:
+        """Where the server keeps its state (``--state-dir``)."""
+        return tmp / "slipstream-state"
+
     def start(self, root: Path, tmp: Path) -> None:
         flags = {
             "--root": str(root),
-            "--state-dir": str(tmp / "slipstream-state"),
+            "--state-dir": str(self.state_dir(tmp)),
             "--host": "127.0.0.1",
             "--port": "0",
             "--token": TOKEN,
@@ -258,6 +266,7 @@ class Slipstream(BenchServer):
         argv = [sys.executable, "-m", "slipstream", "serve", "--no-access-log"]
         for flag, value in flags.items():
             argv += [flag, value]
+        argv += self.extra_args(tmp)
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

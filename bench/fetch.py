@@ -37,7 +37,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -57,13 +56,11 @@ from _servers import (
     Nginx,
     RssSampler,
     Slipstream,
-    _die_with_parent,
     machine_info,
     nginx_binary,
     proc_cpu_seconds,
     proc_status_kib,
     tool_version,
-    wait_for_port,
 )
 
 MIB = 1024**2
@@ -82,26 +79,13 @@ QUICK = {"size_mib": 128, "jobs": 50, "job_mib": 2, "rounds": 1}
 class JobServer(Slipstream):
     """slipstream with remote downloads enabled (loopback allowed), quiet logs."""
 
-    def start(self, root: Path, tmp: Path) -> None:
-        argv = [sys.executable, "-m", "slipstream", "serve", "--no-access-log"]
-        argv += ["--allow-download", "--allow-private-networks"]
-        argv += ["--root", str(root), "--state-dir", str(tmp / "slipstream-state")]
-        argv += ["--host", "127.0.0.1", "--port", "0", "--token", TOKEN]
-        argv += ["--download-timeout", str(JOB_TIMEOUT_S), "--log-level", "warning"]
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
-        match = re.search(r":(\d+)/", line)
-        if not match:
-            raise RuntimeError(f"slipstream did not report its port: {line!r}")
-        self.port = int(match.group(1))
-        wait_for_port(self.port, self.proc)
+    def extra_args(self, tmp: Path) -> list[str]:
+        return [
+            "--allow-download",
+            "--allow-private-networks",
+            "--download-timeout",
+            str(JOB_TIMEOUT_S),
+        ]
 
 
 @dataclass

@@ -44,12 +44,10 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,16 +61,13 @@ from typing import Any
 from _common import RESULTS, median
 from _floors import httpx_receive
 from _servers import (
-    TOKEN,
     Nginx,
     RssSampler,
     Slipstream,
-    _die_with_parent,
     machine_info,
     nginx_binary,
     proc_cpu_seconds,
     proc_status_kib,
-    wait_for_port,
 )
 
 MIB = 1024**2
@@ -184,28 +179,12 @@ class ZipServer(Slipstream):
     def __init__(self, prefix: str) -> None:
         super().__init__()
         self.prefix = prefix
-        self.state_dir = Path()
+        self.state = Path()
+        """The server's state dir (its SQLite files), set when it starts."""
 
-    def start(self, root: Path, tmp: Path) -> None:
-        self.state_dir = tmp / "slipstream-state"
-        argv = [sys.executable, "-m", "slipstream", "serve", "--no-access-log"]
-        argv += ["--zip-allow-prefix", self.prefix, "--log-level", "warning"]
-        argv += ["--root", str(root), "--state-dir", str(self.state_dir)]
-        argv += ["--host", "127.0.0.1", "--port", "0", "--token", TOKEN]
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
-        match = re.search(r":(\d+)/", line)
-        if not match:
-            raise RuntimeError(f"slipstream did not report its port: {line!r}")
-        self.port = int(match.group(1))
-        wait_for_port(self.port, self.proc)
+    def extra_args(self, tmp: Path) -> list[str]:
+        self.state = self.state_dir(tmp)
+        return ["--zip-allow-prefix", self.prefix]
 
     def create(self, uris: Sequence[str]) -> tuple[str, float]:
         """``POST /download`` (JSON); the ``/stream/<id>`` path and the seconds it took."""
@@ -226,7 +205,7 @@ class ZipServer(Slipstream):
 
     def cached_crcs(self, suffix: str) -> int:
         """How many CRC-32s the server's cache holds for URIs ending in ``suffix``."""
-        db = sqlite3.connect(f"file:{self.state_dir / 'zip.sqlite3'}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{self.state / 'zip.sqlite3'}?mode=ro", uri=True)
         try:
             row = db.execute(
                 "SELECT count(*) FROM crcs WHERE substr(uri, -length(?)) = ?", (suffix, suffix)
