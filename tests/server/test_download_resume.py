@@ -12,21 +12,18 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 import signal
 import sqlite3
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
+from tests.server.subprocess_server import Running
+from tests.server.subprocess_server import serve as serve_subprocess
 from tests.upstream import Blob, Upstream
 
 TOKEN = "T"
@@ -35,55 +32,11 @@ SIZE = 8 * 1024 * 1024
 CHUNK = 64 * 1024
 SLOW = 0.02
 """Seconds before each 64 KiB chunk: the whole body takes about 2.6 s."""
-BANNER = re.compile(rb"at http://127\.0\.0\.1:(\d+)/")
 
 
-@dataclass
-class Running:
-    """A ``slipstream serve`` subprocess and the port it listens on."""
-
-    proc: trio.Process
-    port: int
-    log: Path
-
-    def client(self) -> httpx.AsyncClient:
-        """An httpx client for this server, with the bearer token."""
-        return httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self.port}",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10,
-            verify=False,
-        )
-
-    async def stop(self, signum: int) -> int:
-        """Send ``signum`` and wait (bounded) for the exit status."""
-        self.proc.send_signal(signum)
-        with trio.fail_after(20):
-            return await self.proc.wait()
-
-
-@asynccontextmanager
-async def serve(root: Path, log: Path) -> AsyncIterator[Running]:
-    """Run the server over ``root`` until the block exits; it is always killed after."""
-    env = {k: v for k, v in os.environ.items() if k != "SLIPSTREAM_TOKEN"}
-    command = [sys.executable, "-m", "slipstream", "serve", "--root", str(root), "--port", "0"]
-    flags = ["--allow-download", "--allow-private-networks", "--token", TOKEN, "--no-access-log"]
-    with log.open("wb") as out:
-        proc = await trio.lowlevel.open_process(
-            [*command, *flags], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    try:
-        with trio.fail_after(30):
-            while (match := BANNER.search(log.read_bytes())) is None:
-                if proc.poll() is not None:
-                    raise AssertionError(f"server exited: {log.read_text(errors='replace')}")
-                await trio.sleep(0.02)
-        yield Running(proc, int(match[1]), log)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await proc.wait()
+def serve(root: Path, log: Path) -> AbstractAsyncContextManager[Running]:
+    """The server over ``root`` with downloads (loopback allowed) and the test token."""
+    return serve_subprocess(root, log, "--allow-download", "--allow-private-networks", token=TOKEN)
 
 
 async def start_job(server: Running, url: str) -> str:

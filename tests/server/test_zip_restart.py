@@ -9,66 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
 import signal
 import sqlite3
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
 import trio
 
+from tests.server.subprocess_server import Running
+from tests.server.subprocess_server import serve as serve_subprocess
 from tests.server.test_zip_service import member_bytes, read_zip
 from tests.upstream import Blob, Upstream
 
-BANNER = re.compile(rb"at http://127\.0\.0\.1:(\d+)/")
 
-
-@dataclass
-class Running:
-    """A ``slipstream serve`` subprocess and its port."""
-
-    proc: trio.Process
-    port: int
-
-    def client(self) -> httpx.AsyncClient:
-        """An httpx client for this server (redirects not followed)."""
-        return httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-
-    async def kill(self) -> int:
-        """SIGKILL the process; its exit status."""
-        self.proc.send_signal(signal.SIGKILL)
-        with trio.fail_after(10):
-            return await self.proc.wait()
-
-
-@asynccontextmanager
-async def serve(root: Path, log: Path, prefix: str) -> AsyncIterator[Running]:
-    """Run the server over ``root`` with the zip allow list ``[prefix]``; killed after."""
-    command = [sys.executable, "-m", "slipstream", "serve", "--root", str(root), "--port", "0"]
-    flags = ["--zip-allow-prefix", prefix, "--no-access-log"]
-    env = {k: v for k, v in os.environ.items() if k != "SLIPSTREAM_TOKEN"}
-    with log.open("wb") as out:
-        proc = await trio.lowlevel.open_process(
-            [*command, *flags], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    try:
-        with trio.fail_after(30):
-            while (match := BANNER.search(log.read_bytes())) is None:
-                if proc.poll() is not None:
-                    raise AssertionError(f"server exited: {log.read_text(errors='replace')}")
-                await trio.sleep(0.02)
-        yield Running(proc, int(match[1]))
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await proc.wait()
+def serve(root: Path, log: Path, prefix: str) -> AbstractAsyncContextManager[Running]:
+    """The server over ``root`` with the zip allow list ``[prefix]``."""
+    return serve_subprocess(root, log, "--zip-allow-prefix", prefix)
 
 
 async def create(server: Running, uris: list[str]) -> str:
@@ -118,7 +75,7 @@ async def test_a_sigkilled_server_still_serves_the_stream_after_a_restart(
         with trio.fail_after(5):
             while delivered(root, path) != [[0, size - 100]]:
                 await trio.sleep(0.02)
-        assert await first.kill() == -signal.SIGKILL
+        assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
 
     async with serve(root, tmp_path / "second.log", upstream.url("/")) as second:
         head = await get(second, path, "HEAD")
@@ -146,7 +103,7 @@ async def test_a_restart_serves_a_whole_untouched_stream(
     async with serve(root, tmp_path / "first.log", upstream.url("/")) as first:
         path = await create(first, uris)
         etag = (await get(first, path, "HEAD")).headers["etag"]
-        assert await first.kill() == -signal.SIGKILL
+        assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
     async with serve(root, tmp_path / "second.log", upstream.url("/")) as second:
         full = await get(second, path)
         assert full.status_code == 200 and full.headers["etag"] == etag
