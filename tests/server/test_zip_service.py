@@ -20,53 +20,19 @@ import httpx
 import pytest
 import trio
 
+from tests.core.test_ziperrors import SEED_TABLE
 from tests.server.conftest import Served, StartServer
 from tests.upstream import Blob, Upstream
 
 POST_TIMEOUT = 10.0
 """Seconds to wait for the reply to a POST (it probes the upstream first)."""
 MESSAGES = {
-    "MALFORMED_JSON_BODY": (
-        400,
-        "The request body must be valid JSON when using the application/json content type header",
-    ),
-    "MALFORMED_URI_LIST": (
-        400,
-        "The fs_uri_list parameter value must either be a form-url encoded or json encoded array",
-    ),
-    "EMPTY_URI_LIST": (400, "The fs_uri_list parameter value must contain at least one URI"),
-    "DUPLICATE_URIS": (400, "The fs_uri_list parameter value contains duplicate URIs"),
-    "INVALID_URIS": (400, "The fs_uri_list parameter value contains one or more invalid URIs"),
-    "MISSING_REQUEST_ID": (400, "This URL is missing a Request ID"),
-    "EMPTY_ERROR_REDIRECT_URI": (
-        400,
-        "The fs_error_redirect_uri parameter value is empty and is required for redirect "
-        "response format",
-    ),
-    "INVALID_ERROR_REDIRECT_URI": (
-        400,
-        "The fs_error_redirect_uri parameter value is invalid and is required for redirect "
-        "response format",
-    ),
-    "DOWNLOAD_EXPIRED": (404, "This download is unavailable or has expired"),
-    "INVALID_RANGE_HEADER": (400, "Range header must start with bytes="),
-    "MULTIPART_UNSUPPORTED": (416, "Multipart ranges are not supported"),
-    "MALFORMED_RANGE": (416, "Range could not be parsed"),
-    "RANGE_NOT_SATISFIABLE": (416, "Start of range outside zip size"),
-    "UNAUTHORIZED_URIS": (
-        403,
-        "One or more of the files requested for zipping have not been permitted",
-    ),
-    "CHECKSUM_ERROR": (500, "Error occurred during checksum computation"),
-    "FAILED_FETCHING_URIS": (
-        502,
-        "One or more of the files requested for zipping could not be fetched",
-    ),
+    **SEED_TABLE,
     # Not in the seed's tables: a bad fs_request_id / stream id and a bad fs_add_header-*.
     "MALFORMED_UUID": (400, "The Request ID in this URL is not a valid UUID"),
     "MALFORMED_HEADER": (400, "An fs_add_header- parameter has an invalid header name or value"),
 }
-"""The seed's table (status, message) for the keys these tests provoke."""
+"""The seed's table (status, message), plus the two keys we added."""
 ERROR_PAGE = "https://errors.example/landing?from=zip"
 FORMATS = ("html", "json", "redirect")
 
