@@ -71,6 +71,18 @@ class JobRecord:
         return f"{self.directory}/{self.filename}" if self.directory else self.filename
 
 
+def _identity(record: JobRecord) -> dict[str, Any]:
+    """The fields the active list and the history share (which job, where, its status)."""
+    return {
+        "id": record.id,
+        "filename": record.filename,
+        "file_path": record.file_path,
+        "directory": record.directory,
+        "url": record.url,
+        "status": record.status,
+    }
+
+
 def active_fields(record: JobRecord, speed: float | None = None) -> dict[str, Any]:
     """The seed's active-download fields plus ``speed_bytes_per_s`` and ``eta_s``."""
     expected = record.expected_size
@@ -83,12 +95,7 @@ def active_fields(record: JobRecord, speed: float | None = None) -> dict[str, An
     if speed and expected is not None:
         eta = round(max(expected - record.current_size, 0) / speed, 1)
     return {
-        "id": record.id,
-        "filename": record.filename,
-        "file_path": record.file_path,
-        "directory": record.directory,
-        "url": record.url,
-        "status": record.status,
+        **_identity(record),
         "current_size": record.current_size,
         "expected_size": expected,
         "progress_percentage": progress,
@@ -101,12 +108,7 @@ def active_fields(record: JobRecord, speed: float | None = None) -> dict[str, An
 def history_fields(record: JobRecord) -> dict[str, Any]:
     """The seed's history fields plus ``sha256``."""
     return {
-        "id": record.id,
-        "filename": record.filename,
-        "file_path": record.file_path,
-        "directory": record.directory,
-        "url": record.url,
-        "status": record.status,
+        **_identity(record),
         "total_bytes": record.total_bytes,
         "start_time": record.start_time,
         "end_time": record.end_time,
