@@ -169,14 +169,21 @@ class ZipService:
         return manifest
 
     def manifest(self, manifest_id: str) -> Manifest | None:
-        """The live manifest (None when unknown or expired)."""
-        data = self.state.load_manifest(manifest_id)
-        if data is None:
+        """The live manifest (None when unknown or expired).
+
+        Parsed from the store once; later requests only ask the store whether it is
+        still live (a large manifest's JSON is not read again per request).
+        """
+        cached = self._manifests.get(manifest_id)
+        if cached is not None:
+            if self.state.is_live(manifest_id):
+                return cached
             self._forget(manifest_id)
             return None
-        manifest = self._manifests.get(manifest_id)
-        if manifest is None:
-            manifest = self._manifests[manifest_id] = Manifest.from_json(data)
+        data = self.state.load_manifest(manifest_id)
+        if data is None:
+            return None
+        manifest = self._manifests[manifest_id] = Manifest.from_json(data)
         return manifest
 
     def source(self, manifest: Manifest) -> ZipSource:

@@ -152,6 +152,14 @@ class ZipState:
         data = json.loads(row[0])
         return data if isinstance(data, dict) else None
 
+    def is_live(self, manifest_id: str) -> bool:
+        """Whether the manifest exists and has not expired (no JSON is read)."""
+        row = self._db.execute(
+            "SELECT 1 FROM manifests WHERE id = ? AND expired = 0 AND created > ?",
+            (manifest_id, self.clock() - self.ttl),
+        ).fetchone()
+        return row is not None
+
     def expire(self, manifest_id: str) -> None:
         """Mark a manifest expired (its stream URL answers ``DOWNLOAD_EXPIRED`` from now)."""
         self._db.execute("UPDATE manifests SET expired = 1 WHERE id = ?", (manifest_id,))

@@ -92,9 +92,11 @@ def test_ttl_with_injected_clock(tmp_path: Path) -> None:
         state.save_manifest("m", MANIFEST)
         clock.now += 99
         assert state.load_manifest("m") == MANIFEST
+        assert state.is_live("m")
         assert state.purge() == 0
         clock.now += 1  # exactly ttl seconds after saving: gone
         assert state.load_manifest("m") is None
+        assert not state.is_live("m")
         assert count_rows(path, "manifests") == 1  # still there until purged
         assert state.purge() == 1
         assert count_rows(path, "manifests") == 0
@@ -149,7 +151,10 @@ def test_expire_and_purge(tmp_path: Path) -> None:
         state.expire("a")
         state.expire("unknown")  # no error
         assert state.load_manifest("a") is None
+        assert not state.is_live("a")
         assert state.load_manifest("b") == {"n": "b"}
+        assert state.is_live("b")
+        assert not state.is_live("unknown")
         assert state.purge() == 1
         assert count_rows(path, "manifests") == 1
 
