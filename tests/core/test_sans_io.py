@@ -23,6 +23,7 @@ SANS_IO_MODULES = [
     "slipstream.zipform",
     "slipstream.ziprange",
     "slipstream.zipstate",
+    "slipstream.numeric",
 ]
 
 
