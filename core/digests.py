@@ -34,6 +34,7 @@ from typing import Any, Self
 import trio
 
 from slipstream.ext import ALGORITHMS, MultiDigest
+from slipstream.privatefiles import private_sqlite
 
 __all__ = [
     "CHUNK_SIZE",
@@ -305,9 +306,7 @@ class DigestCache:
     # --- SQLite ------------------------------------------------------------------------
 
     def _open(self, busy_timeout: float) -> sqlite3.Connection:
-        if self._path != ":memory:":
-            parent = os.path.dirname(os.path.abspath(self._path))
-            os.makedirs(parent, exist_ok=True)
+        private_sqlite(self._path)  # 0600, and so are SQLite's -wal/-shm
         db = sqlite3.connect(self._path, timeout=busy_timeout, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")

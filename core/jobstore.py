@@ -14,6 +14,8 @@ import sqlite3
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
+from slipstream.privatefiles import private_sqlite
+
 __all__ = ["ACTIVE", "FINISHED", "JobRecord", "JobStore", "active_fields", "history_fields"]
 
 ACTIVE: Final = ("queued", "starting", "downloading")
@@ -126,6 +128,7 @@ class JobStore:
     def __init__(self, path: str | os.PathLike[str], *, history_limit: int = 10_000) -> None:
         self.path = os.fspath(path)
         self.history_limit = history_limit
+        private_sqlite(self.path)  # 0600, and so are SQLite's -wal/-shm
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Self
 
+from slipstream.privatefiles import private_sqlite
+
 __all__ = ["CRC_LIMIT", "DEFAULT_TTL", "ZipState", "covers", "merge_interval"]
 
 DEFAULT_TTL: Final = 7 * 86400.0
@@ -111,8 +113,7 @@ class ZipState:
         self.ttl = ttl
         self.clock = clock
         self.crc_limit = crc_limit
-        if self.path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        private_sqlite(self.path)  # 0600, and so are SQLite's -wal/-shm
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slipstream.privatefiles import private_dir
+
 DEFAULT_MAX_DOWNLOAD_SIZE = 52_428_800  # seed 002: "max size is 50 MB"
 DEFAULT_CONTENT_DIGEST_MAX = 64 * 1024 * 1024
 """Largest 206 body that gets a ``Content-Digest`` by default (it is hashed before sending)."""
@@ -87,7 +89,7 @@ class Config:
         self.root = Path(self.root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = Path(self.state_dir or self.root / ".slipstream").expanduser().resolve()
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.state_dir)  # 0700 and its files 0600, also when it already existed
         if not self.tokens:
             self.tokens = [load_or_create(self.state_dir, "token")]
         if not self.secret:
