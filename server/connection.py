@@ -26,6 +26,7 @@ from slipstream.send import BodyTruncated, StreamedBody, send_all_within, send_s
 from .config import Limits
 from .errors import error_response, status_response, unexpected_error_response
 from .http import REASONS, Request, Response
+from .redact import redact_target
 from .replay import ReplayStream
 
 access_log = logging.getLogger("slipstream.access")
@@ -43,7 +44,6 @@ UpgradeHandler = Callable[[trio.abc.HalfCloseableStream, Request], Awaitable[Non
 _CONTENT_LENGTH_LINE = re.compile(rb"(?im)^content-length[ \t]*:([^\r\n]*)")
 _TRANSFER_ENCODING_LINE = re.compile(rb"(?im)^transfer-encoding[ \t]*:")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-_TOKEN_PARAM = re.compile(r"([?&])token=[^&]*")  # never write access tokens to the log
 
 
 class _Length:
@@ -359,7 +359,7 @@ class HTTPConnection:
             '%s "%s %s" %d %d %.1fms',
             self.client,
             method,
-            _TOKEN_PARAM.sub(r"\1token=***", target),
+            redact_target(target),  # never write credentials to the log
             status,
             sent,
             elapsed,
