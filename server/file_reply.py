@@ -70,14 +70,17 @@ async def file_reply(
 ) -> Response:
     """The reply to a GET or HEAD of ``download``; takes ownership of ``download.close``.
 
-    A 206 whose body is at most ``content_digest_max`` bytes (0: any size) carries a
-    ``Content-Digest`` of exactly the bytes it sends.
+    A 206 to a GET whose body is at most ``content_digest_max`` bytes (0: any size)
+    carries a ``Content-Digest`` of exactly the bytes it sends.  A HEAD reply never does:
+    it has no content to digest, and hashing the bytes a GET would send is work a HEAD
+    must not cause.
     """
     try:
         response = await _reply(request, download)
         body = response.body
         if (
             response.status == 206
+            and request.method != "HEAD"
             and isinstance(body, SegmentMap)
             and (not content_digest_max or body.total <= content_digest_max)
         ):

@@ -5,9 +5,10 @@ SHA-256 of the whole file), ``x-oss-hash-crc64ecma`` (CRC-64/XZ, decimal) and
 ``x-goog-hash: crc32c=`` (base64 of the big-endian CRC-32C).  Small cold files are
 hashed before the reply (one short worker-thread job); large cold files are served
 at once and hashed in the background, so a reply never waits on a long hash.
-A 206 also gets ``Content-Digest`` (SHA-256 of the bytes it carries, single range or
-multipart) when its body is at most ``Config.content_digest_max`` bytes: the digest
-goes in the head, so the bytes are hashed before the first one is sent.
+A 206 to a GET also gets ``Content-Digest`` (SHA-256 of the bytes it carries, single
+range or multipart) when its body is at most ``Config.content_digest_max`` bytes: the
+digest goes in the head, so the bytes are hashed before the first one is sent.  A HEAD
+reply carries no content, so it gets no ``Content-Digest`` and nothing is hashed for it.
 """
 
 from __future__ import annotations

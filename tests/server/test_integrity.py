@@ -7,10 +7,14 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import trio
 
+from slipstream.segments import Segment
+from slipstream.server import integrity
 from tests.reference import reference_crc
 
 from .conftest import Served, StartServer
@@ -174,3 +178,38 @@ async def test_content_digest_limit_is_configurable(start_server: StartServer) -
         assert ("content-digest" in reply.headers) is present
     data = unlimited.files["random.bin"]
     assert reply.headers["content-digest"] == f"sha-256=:{b64(hashlib.sha256(data[10:]).digest())}:"
+
+
+async def test_head_of_a_range_hashes_nothing_and_sends_no_content_digest(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = served.files["random.bin"]  # over 1 MiB
+    assert len(data) > 1024 * 1024
+    calls: list[int] = []
+    original = integrity._hash_segments
+
+    def counting(segments: Sequence[Segment]) -> bytes | None:
+        calls.append(sum(segment.length for segment in segments))
+        return original(segments)
+
+    monkeypatch.setattr(integrity, "_hash_segments", counting)
+    query = {"filepath": "random.bin"}
+    async with served.client(headers=served.auth) as client:
+        for ranges in ("bytes=100-2200000", "bytes=0-9,100-199,-50"):
+            head = await client.head("/api/download", params=query, headers={"Range": ranges})
+            assert head.status_code == 206
+            assert "content-digest" not in head.headers
+        assert head.headers["content-type"].startswith("multipart/byteranges")
+        assert calls == []
+        single = await client.head(
+            "/api/download", params=query, headers={"Range": "bytes=100-2200000"}
+        )
+        assert single.headers["content-range"] == f"bytes 100-2200000/{len(data)}"
+        assert single.headers["content-length"] == str(2200000 - 100 + 1)
+        got = await client.get(
+            "/api/download", params=query, headers={"Range": "bytes=100-2200000"}
+        )
+    assert got.status_code == 206 and got.content == data[100:2200001]
+    assert calls == [len(got.content)]  # the counter sees what a GET hashes
+    expected = b64(hashlib.sha256(data[100:2200001]).digest())
+    assert got.headers["content-digest"] == f"sha-256=:{expected}:"
