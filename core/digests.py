@@ -8,7 +8,8 @@ the file once, into one reused buffer, and feeds every algorithm of
 state directory, with an in-memory LRU in front.  Hashing runs in ``trio.to_thread``
 under a :class:`trio.CapacityLimiter`; concurrent requests for the same version share one
 computation.  :meth:`DigestCache.schedule` warms the cache in the background, so a
-reply never has to wait for a cold large file.
+reply never has to wait for a cold large file; such a task logs and contains its own
+failure (:func:`slipstream.background.spawn`), since its nursery lives as long as the server.
 
 Threads: the SQLite connection and the LRU are touched only by the thread that created
 the cache (the Trio event-loop thread); worker threads only read and hash a duplicated
@@ -35,6 +36,8 @@ import trio
 
 from slipstream.ext import ALGORITHMS, MultiDigest
 from slipstream.privatefiles import private_sqlite
+
+from .background import spawn
 
 __all__ = [
     "CHUNK_SIZE",
@@ -474,7 +477,7 @@ class DigestCache:
             log.warning("digest cache: cannot schedule %s", key, exc_info=True)
             return
         try:
-            nursery.start_soon(self._background, key, own)
+            spawn(nursery, f"hashing {key}", self._background, key, own, logger=log)
         except Exception:
             os.close(own)
             log.warning("digest cache: cannot schedule %s", key, exc_info=True)

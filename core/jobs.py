@@ -15,7 +15,11 @@ finished file is fsynced, checked against an optional SHA-256, published without
 overwriting anything (see :mod:`slipstream.jobfiles`) and its digests stored in the
 digest cache, so it is servable with checksums at once.
 
-Jobs are rows in a :class:`~slipstream.jobstore.JobStore`.  When the process dies, the
+Jobs are rows in a :class:`~slipstream.jobstore.JobStore`, written from worker threads
+(``trio.to_thread``) so a slow commit never stalls the event loop.  Every job runs in
+the jobs nursery under :func:`slipstream.background.spawn`: a failure nobody expected
+(the store refusing the final write, say) is logged and costs that job only, never the
+nursery and the server around it.  When the process dies, the
 rows of running jobs stay active; :meth:`Jobs.run` resumes them from the ``.part`` size
 with ``Range`` + ``If-Range`` (the validator seen when the body started), and the
 upstream's answer decides: ``206`` appends, ``200`` restarts from zero.  Cancelling
@@ -40,6 +44,7 @@ import trio
 
 from slipstream.ext import ALGORITHMS, MultiDigest
 
+from .background import spawn
 from .digests import DigestCache, Digests, FileKey
 from .fetch import Fetched, Fetcher, FetchError
 from .filenames import disposition_filename, safe_filename, url_filename
@@ -216,7 +221,7 @@ class Jobs:
             timeout=float(timeout or self.settings.default_timeout),
             expected_sha256=sha256.lower() if sha256 else None,
         )
-        self.store.save(record)
+        await trio.to_thread.run_sync(self.store.save, record)
         self._launch(record)
         return record
 
@@ -228,9 +233,10 @@ class Jobs:
             if directory is None or job.record.directory == directory
         ]
 
-    def history(self, directory: str | None = None) -> list[dict[str, Any]]:
+    async def history(self, directory: str | None = None) -> list[dict[str, Any]]:
         """Finished jobs, newest first (from the store: survives restarts)."""
-        return [history_fields(r) for r in self.store.history(directory)]
+        records = await trio.to_thread.run_sync(self.store.history, directory)
+        return [history_fields(r) for r in records]
 
     def cancel(self, job_id: str) -> bool:
         """Cancel an active job (its partial file is removed); False if not active."""
@@ -270,7 +276,7 @@ class Jobs:
         assert self._nursery is not None
         job = _Job(record)
         self._jobs[record.id] = job
-        self._nursery.start_soon(self._run_job, job, name=f"download {record.id}")
+        spawn(self._nursery, f"download {record.id}", self._run_job, job, logger=log)
 
     def _publish(self, event: dict[str, Any]) -> None:
         for channel in list(self._subscribers):
@@ -288,9 +294,9 @@ class Jobs:
             job.last_event = now
             self._publish({"event": "download", **active_fields(job.record, job.speed())})
 
-    def _set_status(self, job: _Job, status: str) -> None:
+    async def _set_status(self, job: _Job, status: str) -> None:
         job.record.status = status
-        self.store.save(job.record)
+        await trio.to_thread.run_sync(self.store.save, job.record)
         self._progress(job, force=True)
 
     async def _run_job(self, job: _Job) -> None:
@@ -302,7 +308,7 @@ class Jobs:
             with job.scope:
                 try:
                     async with self._limiter:
-                        self._set_status(job, "starting")
+                        await self._set_status(job, "starting")
                         with trio.fail_after(record.timeout):
                             dir_fd = await trio.to_thread.run_sync(self._open_dir, record)
                             part = PartFile(
@@ -327,17 +333,22 @@ class Jobs:
             if job.cancel_requested and outcome is None:
                 outcome = ("cancelled", None)
         finally:
-            self._end(job, part, outcome)
-            if dir_fd >= 0:
-                os.close(dir_fd)
+            try:
+                with trio.CancelScope(shield=True):  # the record must be written, even at shutdown
+                    await self._end(job, part, outcome)
+            except Exception:
+                log.exception("download %s: recording how it ended (%s) failed", record.id, outcome)
+            finally:
+                self._jobs.pop(record.id, None)
+                job.done.set()
+                if dir_fd >= 0:
+                    os.close(dir_fd)
 
-    def _end(
+    async def _end(
         self, job: _Job, part: PartFile | None, outcome: tuple[str, str | None] | None
     ) -> None:
         """Record how a job ended; ``outcome`` None means shutdown: checkpoint it."""
         record = job.record
-        self._jobs.pop(record.id, None)
-        job.done.set()
         if outcome is None:
             if part is not None and part.fd >= 0:
                 with contextlib.suppress(OSError):
@@ -345,7 +356,7 @@ class Jobs:
                 record.current_size = part.size
                 part.close()
             record.status = "queued"
-            self.store.save(record)
+            await trio.to_thread.run_sync(self.store.save, record)
             return
         if part is not None:
             with contextlib.suppress(OSError):
@@ -359,7 +370,8 @@ class Jobs:
         record.end_time = int(time.time())
         if outcome[0] != "completed":
             record.total_bytes = None
-        self.store.finish(record)
+        self._jobs.pop(record.id, None)  # no longer active, whether or not the write succeeds
+        await trio.to_thread.run_sync(self.store.finish, record)
         self._publish({"event": "download", **history_fields(record)})
 
     def _remove_part(self, record: JobRecord) -> None:
@@ -394,7 +406,7 @@ class Jobs:
             limit = self.settings.max_fetch_size
             if limit and expected is not None and expected > limit:
                 raise _JobFailed("FILE_TOO_LARGE", f"{expected} bytes is over the limit")
-            self._set_status(job, "downloading")
+            await self._set_status(job, "downloading")
             if fetched.status != 416:
                 await self._stream_body(job, part, fetched, digest)
         if expected is not None and part.size != expected:

@@ -40,7 +40,7 @@ def register(router: Router, app: App) -> None:
             return json_response(200, {"downloads": app_jobs(app).active(_folder(request))})
         if "download_history" in query:
             folder = _folder(request)
-            return json_response(200, {"history": app_jobs(app).history(folder or None)})
+            return json_response(200, {"history": await app_jobs(app).history(folder or None)})
         raise NotFound(f"no route for {request.path}")
 
     async def list_all(request: Request) -> Response:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +22,7 @@ import trio
 from slipstream.errors import PathNotAllowed
 from slipstream.fetch import Fetcher
 from slipstream.jobs import JobRefused, Jobs, JobSettings
-from slipstream.jobstore import JobStore
+from slipstream.jobstore import JobRecord, JobStore
 from slipstream.netpolicy import NetworkPolicy
 from tests.upstream import Blob, Upstream
 
@@ -212,3 +214,38 @@ async def test_cancel_while_queued_and_running(
     assert [end.status if end else None for end in ends] == ["cancelled", "cancelled"]
     assert os.listdir(root) == []
     assert upstream.requests_for("/other.bin") == []
+
+
+class RefusingStore(JobStore):
+    """A job store whose final writes fail (a full disk); records where saves ran."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.save_threads: list[int] = []
+
+    def save(self, record: JobRecord) -> None:
+        self.save_threads.append(threading.get_ident())
+        super().save(record)
+
+    def finish(self, record: JobRecord) -> None:
+        raise sqlite3.OperationalError("database or disk is full (injected)")
+
+
+async def test_a_store_refusing_the_final_write_costs_that_job_only(
+    root: Path, tmp_path: Path, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RefusingStore(tmp_path / "refusing.sqlite3")
+    url = upstream.add("/a/b.bin", Blob(payload(50_000)))
+    try:
+        async with running(root, store) as jobs:
+            for directory in ("one", "two"):  # the second starts after the first failed
+                record = await jobs.start(url, directory)
+                with trio.fail_after(TIMEOUT):
+                    await jobs.wait(record.id)
+                assert jobs.active() == []
+    finally:
+        store.close()
+    assert (root / "two" / "b.bin").read_bytes() == payload(50_000)
+    assert caplog.text.count("recording how it ended") == 2
+    assert "database or disk is full (injected)" in caplog.text
+    assert store.save_threads and threading.get_ident() not in store.save_threads

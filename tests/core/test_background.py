@@ -1,0 +1,49 @@
+"""Background tasks log and contain their own failures (:mod:`slipstream.background`)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from slipstream.background import spawn
+
+
+async def test_a_failing_task_is_logged_and_its_nursery_lives_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    finished = trio.Event()
+
+    async def fails() -> None:
+        await trio.sleep(0)
+        raise RuntimeError("boom")
+
+    async def fails_in_a_nursery() -> None:
+        async with trio.open_nursery() as inner:
+            inner.start_soon(fails)
+
+    async def survives() -> None:
+        await trio.sleep(0.05)
+        finished.set()
+
+    async with trio.open_nursery() as nursery:
+        spawn(nursery, "the failing one", fails)
+        spawn(nursery, "the nested one", fails_in_a_nursery)
+        spawn(nursery, "the good one", survives)
+    assert finished.is_set()
+    assert "background task the failing one failed" in caplog.text
+    assert "background task the nested one failed" in caplog.text
+    assert caplog.text.count("RuntimeError: boom") >= 2  # the tracebacks are logged
+
+
+async def test_cancellation_still_stops_a_contained_task() -> None:
+    started = trio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await trio.sleep_forever()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            spawn(nursery, "forever", forever)
+            await started.wait()
+            nursery.cancel_scope.cancel()
