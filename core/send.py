@@ -38,7 +38,8 @@ class StreamedBody(abc.ABC):
     """A body produced while it is sent (a zip of remote objects), not a segment map.
 
     ``total`` is its exact length, known before the head goes out; :meth:`write` sends
-    exactly that many bytes or raises (:class:`BodyTruncated` when a source failed).
+    exactly that many bytes or raises (:class:`BodyTruncated` when a source failed);
+    :meth:`aclose` always follows.
     """
 
     @property
@@ -49,6 +50,11 @@ class StreamedBody(abc.ABC):
     @abc.abstractmethod
     async def write(self, stream: trio.SocketStream, head: bytes, send_timeout: float) -> None:
         """Send ``head`` and then the body to ``stream``."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the body holds; called once when its reply has ended, whether
+        :meth:`write` ran, failed, or never started (a ``HEAD``, a failed head).  Must
+        not raise ``Exception``."""
 
 
 async def send_segments(

@@ -6,9 +6,13 @@ size (from ``Content-Range``), its validators and a ``Content-Disposition`` name
 
 :func:`read_member` streams exactly the bytes ``[offset, offset + length)`` of one
 object with a ``Range`` request.  The answer must be the ``206`` with the matching
-``Content-Range`` and the validator seen by the probe (or a ``200`` of the whole object
-when the whole object was asked for); anything else is a failed fetch, never spliced.
-A connection that breaks mid-body is retried from the byte it stopped at.
+``Content-Range`` and the validator seen by the probe, or a ``200`` of the whole object
+(``Content-Length`` equal to the probed size): an upstream that ignores ``Range`` (the
+probe saw a ``200`` to its ``bytes=0-0``; Python's ``http.server`` is one) is read from
+its first byte, and the bytes before ``offset`` are discarded, as long as there are at
+most ``skip_limit`` of them (:data:`SKIP_LIMIT` by default); more is a failed fetch.
+Anything else is a failed fetch too, never spliced.  A connection that breaks mid-body is
+retried from the byte it stopped at; an error status (``404``, ``403``...) is not retried.
 """
 
 from __future__ import annotations
@@ -23,13 +27,24 @@ import trio
 
 from .fetch import Fetched, Fetcher, FetchError
 from .netpolicy import Target
+from .numeric import InvalidNumber, parse_uint
 from .ziperrors import ZipError
 
-__all__ = ["MemberChanged", "RemoteObject", "probe_all", "probe_one", "read_member"]
+__all__ = [
+    "SKIP_LIMIT",
+    "MemberChanged",
+    "RemoteObject",
+    "UpstreamRefused",
+    "probe_all",
+    "probe_one",
+    "read_member",
+]
 
 READ_TRIES: Final = 3
 """Attempts per member read (the first plus two retries from the same offset)."""
-_CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+SKIP_LIMIT: Final = 256 * 1024 * 1024
+"""Most bytes read and discarded to reach an offset of an upstream that ignores Range."""
+_CONTENT_RANGE: Final = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
 _EMPTY_RANGE: Final = re.compile(r"bytes \*/0")
 
 CheckUrl = Callable[[Target], None]
@@ -37,6 +52,19 @@ CheckUrl = Callable[[Target], None]
 
 class MemberChanged(Exception):
     """An upstream object no longer matches the manifest (validator, size or bytes)."""
+
+
+class UpstreamRefused(FetchError):
+    """The upstream answered a member read with an error status (``status``)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__("NETWORK_ERROR", f"upstream answered {status}")
+        self.status = status
+
+    @property
+    def final(self) -> bool:
+        """Whether trying again at once is pointless (a 4xx other than 408 and 429)."""
+        return 400 <= self.status < 500 and self.status not in (408, 429)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +76,8 @@ class RemoteObject:
     etag: str | None
     last_modified: str | None
     disposition: str | None
+    ranges: bool = True
+    """Whether the upstream honoured the probe's ``Range`` (False: it sent the whole object)."""
     mtime: int | None = field(init=False, compare=False)
     """``Last-Modified`` as unix seconds (None when absent or unparsable); parsed once."""
 
@@ -84,6 +114,7 @@ async def probe_one(
     async with fetcher.stream(uri, [*headers, ("Range", "bytes=0-0")], check_url=check_url) as got:
         etag, modified = _validators(got)
         disposition: str | None = got.headers.get("content-disposition")
+        ranges = got.status != 200
         if got.status == 206:
             match = _CONTENT_RANGE.fullmatch(got.headers.get("content-range", ""))
             if match is None or match[1] != "0" or match[2] != "0":
@@ -98,7 +129,7 @@ async def probe_one(
         if got.status == 206:
             async for _ in got.chunks():  # one byte: drain it so the connection is reused
                 pass
-    return RemoteObject(uri, size, etag, modified, disposition)
+    return RemoteObject(uri, size, etag, modified, disposition, ranges)
 
 
 async def probe_all(
@@ -142,24 +173,66 @@ async def probe_all(
     return [results[i] for i in range(len(uris))]
 
 
-def _check_answer(got: Fetched, obj: RemoteObject, offset: int, length: int) -> None:
-    """The answer must be exactly the bytes asked for, of the object the probe saw."""
+def _content_range(got: Fetched) -> tuple[int, int, int] | None:
+    """``(first, last, size)`` of a ``bytes first-last/size`` Content-Range, else None."""
+    match = _CONTENT_RANGE.fullmatch(got.headers.get("content-range", ""))
+    if match is None:
+        return None
+    try:
+        return parse_uint(match[1]), parse_uint(match[2]), parse_uint(match[3])
+    except InvalidNumber:
+        return None
+
+
+def _check_answer(
+    got: Fetched, obj: RemoteObject, offset: int, length: int, skip_limit: int
+) -> int:
+    """The answer must be exactly the bytes asked for, of the object the probe saw, or
+    the whole object; returns how many leading body bytes to discard (``offset`` for a
+    ``200``, 0 for a ``206``)."""
+    status = got.status
+    if status == 416:
+        found = _content_range_size(got.headers.get("content-range", ""))
+        if found is not None and found != obj.size:
+            raise MemberChanged(f"{obj.uri} changed size to {found}")
+    if status not in (200, 206):
+        raise UpstreamRefused(status)
     etag, modified = _validators(got)
     if obj.validator and obj.validator not in (etag, modified):
         raise MemberChanged(f"{obj.uri} changed (validator {etag or modified!r})")
-    if got.status == 206:
-        match = _CONTENT_RANGE.fullmatch(got.headers.get("content-range", ""))
-        if match is None:
+    if status == 206:
+        answered = _content_range(got)
+        if answered is None:
             raise FetchError("NETWORK_ERROR", "206 without a usable Content-Range")
-        if int(match[3]) != obj.size:
-            raise MemberChanged(f"{obj.uri} changed size to {match[3]}")
-        if int(match[1]) != offset or int(match[2]) != offset + length - 1:
-            raise FetchError("NETWORK_ERROR", f"upstream sent range {match[0]!r}")
-        return
-    whole = offset == 0 and length == obj.size
-    if got.status == 200 and whole and got.headers.get("content-length") == str(obj.size):
-        return
-    raise FetchError("NETWORK_ERROR", f"upstream answered {got.status} to a range request")
+        first, last, size = answered
+        if size != obj.size:
+            raise MemberChanged(f"{obj.uri} changed size to {size}")
+        if first != offset or last != offset + length - 1:
+            raise FetchError("NETWORK_ERROR", f"upstream sent range {first}-{last}")
+        return 0
+    try:
+        size = parse_uint(got.headers.get("content-length", ""))
+    except InvalidNumber:
+        raise FetchError("NETWORK_ERROR", "a 200 without a usable Content-Length") from None
+    if size != obj.size:
+        raise MemberChanged(f"{obj.uri} changed size to {size}")
+    if offset > skip_limit:
+        raise FetchError(
+            "NETWORK_ERROR", f"upstream ignores Range: {offset} bytes to skip is over the limit"
+        )
+    return offset
+
+
+def _content_range_size(value: str) -> int | None:
+    """The size of a ``bytes */size`` Content-Range (a 416's), else None."""
+    unit, _, rest = value.partition(" ")
+    star, slash, size = rest.partition("/")
+    if unit != "bytes" or star != "*" or not slash:
+        return None
+    try:
+        return parse_uint(size)
+    except InvalidNumber:
+        return None
 
 
 async def read_member(
@@ -171,11 +244,14 @@ async def read_member(
     check_url: CheckUrl,
     *,
     tries: int = READ_TRIES,
+    skip_limit: int = SKIP_LIMIT,
 ) -> AsyncGenerator[bytes, None]:
     """Yield exactly bytes ``[offset, offset + length)`` of ``obj``.
 
     Raises :class:`MemberChanged` when the upstream object changed, ``FetchError`` when
-    the bytes could not be fetched within ``tries`` attempts.
+    the bytes could not be fetched within ``tries`` attempts (:class:`UpstreamRefused`
+    for an error status).  An upstream that answers with the whole object is read from
+    its start, discarding at most ``skip_limit`` bytes before ``offset``.
     """
     done = 0
     attempt = 0
@@ -186,8 +262,14 @@ async def read_member(
         ranged = [*headers, ("Range", f"bytes={start}-{start + want - 1}")]
         try:
             async with fetcher.stream(obj.uri, ranged, check_url=check_url) as got:
-                _check_answer(got, obj, start, want)
+                skip = _check_answer(got, obj, start, want, skip_limit)
                 async for chunk in got.chunks():
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        skip -= dropped
+                        chunk = chunk[dropped:]
+                        if not chunk:
+                            continue
                     if len(chunk) > length - done:
                         chunk = chunk[: length - done]
                     done += len(chunk)
@@ -196,6 +278,10 @@ async def read_member(
                         break
             if done < length:
                 raise FetchError("NETWORK_ERROR", "upstream body ended early")
+        except UpstreamRefused as exc:
+            if exc.final or attempt >= tries:
+                raise
+            await trio.sleep(0.05 * attempt)
         except FetchError:
             if attempt >= tries:
                 raise

@@ -8,6 +8,9 @@ live :class:`~slipstream.zipstream.ZipSource` (after a restart too), and
 :meth:`ZipService.delivered` / :meth:`ZipService.release` implement the seed's expiry:
 the stream expires once every byte has been delivered at least once (one 200, or 206s
 that together cover the zip) and the requests in flight have ended.
+
+Store writes (the manifest, the delivered bytes, expiry) and the first load of a
+manifest's JSON run in worker threads (``trio.to_thread``), never on the event loop.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 from .fetch import Fetcher
 from .filenames import deduplicate, disposition_filename, safe_filename, url_filename
 from .netpolicy import Target, UrlRejected
 from .ziperrors import ZipError
 from .zipform import ZipRequest, forwarded_headers
 from .zipplan import ZipMember, manifest_etag, plan_zip
-from .zipremote import RemoteObject, probe_all
+from .zipremote import SKIP_LIMIT, RemoteObject, probe_all
 from .zipstate import ZipState
 from .zipstream import ZipSource
 
@@ -76,7 +81,8 @@ class Manifest:
             "error_redirect_uri": self.error_redirect_uri,
             "headers": [list(h) for h in self.headers],
             "objects": [
-                [o.uri, o.size, o.etag, o.last_modified, o.disposition] for o in self.objects
+                [o.uri, o.size, o.etag, o.last_modified, o.disposition, o.ranges]
+                for o in self.objects
             ],
             "names": list(self.names),
             "created": self.created,
@@ -84,7 +90,12 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json`.
+
+        Manifests stored before the probe recorded Range support have five fields per
+        object; their upstreams count as honouring Range (a member read still copes
+        with one that does not, see :func:`~slipstream.zipremote.read_member`).
+        """
         return cls(
             id=data["id"],
             file_name=data["file_name"],
@@ -116,15 +127,18 @@ class ZipService:
         allow_prefixes: Sequence[str],
         *,
         probe_concurrency: int = 16,
+        skip_limit: int = SKIP_LIMIT,
     ) -> None:
         self.fetcher = fetcher
         self.state = state
         self.allow_prefixes = tuple(allow_prefixes)
         self.probe_concurrency = probe_concurrency
+        self.skip_limit = skip_limit
         self._sources: dict[str, ZipSource] = {}
         self._manifests: dict[str, Manifest] = {}
         self._in_flight: dict[str, int] = {}
         self._covered: set[str] = set()
+        self._expiring: set[str] = set()
 
     def allowed(self, uri: str) -> bool:
         """Whether ``uri`` starts with a configured prefix (none configured: never)."""
@@ -164,26 +178,33 @@ class ZipService:
             names=tuple(member_names(objects)),
             created=time.time(),
         )
-        self.state.save_manifest(manifest.id, manifest.to_json())
+        await trio.to_thread.run_sync(self.state.save_manifest, manifest.id, manifest.to_json())
         self._forget(manifest.id)
         return manifest
 
-    def manifest(self, manifest_id: str) -> Manifest | None:
+    async def manifest(self, manifest_id: str) -> Manifest | None:
         """The live manifest (None when unknown or expired).
 
-        Parsed from the store once; later requests only ask the store whether it is
-        still live (a large manifest's JSON is not read again per request).
+        Loaded and parsed once, in a worker thread (a manifest of many URIs is a large
+        JSON text); later requests only ask the store whether it is still live, a point
+        lookup cheap enough for the event loop.
         """
+        if manifest_id in self._expiring:
+            return None
         cached = self._manifests.get(manifest_id)
         if cached is not None:
             if self.state.is_live(manifest_id):
                 return cached
             self._forget(manifest_id)
             return None
-        data = self.state.load_manifest(manifest_id)
-        if data is None:
-            return None
-        manifest = self._manifests[manifest_id] = Manifest.from_json(data)
+
+        def load() -> Manifest | None:
+            data = self.state.load_manifest(manifest_id)
+            return None if data is None else Manifest.from_json(data)
+
+        manifest = await trio.to_thread.run_sync(load)
+        if manifest is not None:
+            self._manifests[manifest_id] = manifest
         return manifest
 
     def source(self, manifest: Manifest) -> ZipSource:
@@ -197,6 +218,7 @@ class ZipService:
                 manifest.headers,
                 self.check_url,
                 self.state,
+                skip_limit=self.skip_limit,
             )
             self._sources[manifest.id] = source
             if len(self._sources) > MAX_SOURCES:  # forget the oldest idle one (rebuilt on use)
@@ -210,12 +232,13 @@ class ZipService:
         """A reply of this manifest starts (counts as in flight until :meth:`release`)."""
         self._in_flight[manifest_id] = self._in_flight.get(manifest_id, 0) + 1
 
-    def delivered(self, manifest_id: str, start: int, stop: int, total: int) -> None:
+    async def delivered(self, manifest_id: str, start: int, stop: int, total: int) -> None:
         """Bytes ``[start, stop)`` reached the client; may complete the coverage."""
-        if self.state.record_delivered(manifest_id, start, stop, total):
+        record = self.state.record_delivered
+        if await trio.to_thread.run_sync(record, manifest_id, start, stop, total):
             self._covered.add(manifest_id)
 
-    def release(self, manifest_id: str) -> None:
+    async def release(self, manifest_id: str) -> None:
         """A reply ended; expire the stream if it is fully delivered and none is left."""
         left = self._in_flight.get(manifest_id, 1) - 1
         if left > 0:
@@ -223,8 +246,12 @@ class ZipService:
             return
         self._in_flight.pop(manifest_id, None)
         if manifest_id in self._covered:
-            self.state.expire(manifest_id)
             self._forget(manifest_id)
+            self._expiring.add(manifest_id)  # expired from now, while the store catches up
+            try:
+                await trio.to_thread.run_sync(self.state.expire, manifest_id)
+            finally:
+                self._expiring.discard(manifest_id)
 
     def _forget(self, manifest_id: str) -> None:
         self._sources.pop(manifest_id, None)

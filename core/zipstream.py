@@ -2,187 +2,81 @@
 
 A :class:`ZipSource` is one manifest made live: the deterministic layout
 (:mod:`slipstream.zipplan`), the probed objects, the headers to send upstream, and a
-:class:`CrcBook` that knows or finds every member's CRC-32.  :meth:`ZipSource.body`
-returns a :class:`ZipBody` for any byte range; the connection sends it.
+:class:`~slipstream.zipcrc.CrcBook` that knows or finds every member's CRC-32.
+:meth:`ZipSource.body` returns a :class:`ZipBody` for any byte range; the connection
+sends it.
 
 CRCs are needed only in the data descriptors and the central directory, so a reply
 never waits for them up front.  A member whose data a reply streams whole gets its CRC
 computed on the way (just in time for its descriptor, which follows it); the CRCs of
 the other members the reply needs (a resume that starts in the middle needs all the
-earlier ones for the central directory) are computed in the background at once by
-ranged fetches of :data:`CRC_CHUNK` bytes, several at a time per host, joined with CRC
-combine.  Every CRC lands in the SQLite cache keyed by (URI, size, validator).
+earlier ones for the central directory) are computed in the background at once (see
+:mod:`slipstream.zipcrc`).
 
 Nothing corrupt is ever sent: an upstream answer that does not match the manifest
 (validator, size, range) fails the read, and a recomputed CRC that differs from the
 cached one stops the reply before that member's descriptor.  The reply is then cut
 (the connection closes short of its ``Content-Length``) and the source remembers the
 failure, so later requests get a clear error.
+
+A cut happens only mid-body.  Before its head is sent, a reply is *opened*
+(:meth:`ZipBody.open`): the CRCs its leading descriptors or central directory need are
+awaited, its first member read is started (the upstream's answer checked and its first
+bytes received), and the members it needs whose last fetch failed are tried again with a
+one-byte read.  What fails there is raised before anything is committed
+(:class:`MembersUnavailable` listing the URIs, or :class:`MemberChanged`), so the caller
+answers with an error instead of a reply it cannot finish.
+
+An upstream that ignores ``Range`` (the probe saw a ``200``) is read from its first byte
+and the bytes before the wanted offset are discarded, up to ``skip_limit``
+(:data:`~slipstream.zipremote.SKIP_LIMIT`); :meth:`ZipSource.range_possible` tells the
+caller when a range would need more, so that it answers with the whole zip instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from typing import Final
-from urllib.parse import urlsplit
 
 import trio
 
-from slipstream.ext import combine, crc
+from slipstream.ext import crc
 
 from .fetch import Fetcher, FetchError
 from .send import BodyTruncated, StreamedBody, send_all_within
+from .zipcrc import CRC_CHUNK, CrcBook, first_failure
 from .zipplan import Piece, ZipLayout
-from .zipremote import CheckUrl, MemberChanged, RemoteObject, read_member
+from .zipremote import (
+    READ_TRIES,
+    SKIP_LIMIT,
+    CheckUrl,
+    MemberChanged,
+    RemoteObject,
+    read_member,
+)
 from .zipstate import ZipState
 
-__all__ = ["CRC_CHUNK", "CrcBook", "ZipBody", "ZipSource"]
+__all__ = ["CRC_CHUNK", "CrcBook", "MembersUnavailable", "ZipBody", "ZipSource"]
 
 log = logging.getLogger("slipstream.zip")
 
-CRC_CHUNK: Final = 16 * 1024 * 1024
-"""Bytes per ranged fetch when a CRC is computed in the background."""
-PER_HOST: Final = 4
-"""Background CRC fetches running at once per upstream host."""
-WORKERS: Final = 8
-"""Members whose CRCs are computed at once (per zip source)."""
+RECHECKS: Final = 16
+"""Members that failed earlier tried again at once before a reply's head."""
+RECHECK_TIMEOUT: Final = 10.0
+"""Seconds one such try may take (then the member counts as failing)."""
+CLOSE_TIMEOUT: Final = 5.0
+"""Seconds closing an upstream read or ending a reply may take."""
 _COALESCE: Final = 64 * 1024
 
 
-class CrcBook:
-    """Every member's CRC-32: known, being computed, or computed on request."""
+class MembersUnavailable(Exception):
+    """Members a reply needs could not be fetched before its first byte was sent."""
 
-    def __init__(
-        self,
-        objects: Sequence[RemoteObject],
-        state: ZipState | None,
-        fetcher: Fetcher,
-        headers: Sequence[tuple[str, str]],
-        check_url: CheckUrl,
-    ) -> None:
-        self.objects = objects
-        self.state = state
-        self.fetcher = fetcher
-        self.headers = headers
-        self.check_url = check_url
-        self._known: dict[int, int] = {}
-        self._waiting: dict[int, trio.Event] = {}
-        self._failed: dict[int, BaseException] = {}
-        self._hosts: dict[str, trio.Semaphore] = {}
-        self._queue: deque[int] = deque()
-        self._workers = 0
-        for index, obj in enumerate(objects):
-            if obj.size == 0:
-                self._known[index] = 0
-            elif state is not None:
-                cached = state.get_crc(obj.uri, obj.size, obj.validator)
-                if cached is not None:
-                    self._known[index] = cached
-
-    def known(self, index: int) -> int | None:
-        """The CRC of member ``index`` if it is known now."""
-        return self._known.get(index)
-
-    def record(self, index: int, value: int) -> None:
-        """Remember a CRC computed while streaming; ``MemberChanged`` if it contradicts one."""
-        old = self._known.get(index)
-        if old is not None and old != value:
-            raise MemberChanged(f"{self.objects[index].uri}: CRC-32 differs from the cached one")
-        self._known[index] = value
-        obj = self.objects[index]
-        if self.state is not None:
-            self.state.put_crc(obj.uri, obj.size, obj.validator, value)
-        event = self._waiting.pop(index, None)
-        if event is not None:
-            event.set()
-
-    def ensure(self, nursery: trio.Nursery, indices: Sequence[int]) -> None:
-        """Queue background computations for those of ``indices`` not known or queued.
-
-        A few workers (at most :data:`WORKERS`) take members from the queue in order, so
-        a request that needs a thousand CRCs starts a handful of tasks, not a thousand.
-        """
-        for index in indices:
-            if index in self._known or index in self._waiting or index in self._failed:
-                continue
-            self._waiting[index] = trio.Event()
-            self._queue.append(index)
-        while self._workers < WORKERS and self._queue:
-            self._workers += 1
-            nursery.start_soon(self._work)
-
-    async def _work(self) -> None:
-        try:
-            while self._queue:
-                await self._compute(self._queue.popleft())
-        finally:
-            self._workers -= 1
-
-    def _hurry(self, index: int) -> None:
-        """Move a queued member to the front (a reply is waiting for it now)."""
-        if self._queue and self._queue[0] != index and index in self._queue:
-            self._queue.remove(index)
-            self._queue.appendleft(index)
-
-    async def get(self, index: int, nursery: trio.Nursery) -> int:
-        """The CRC of member ``index``, computing it if needed."""
-        while True:
-            value = self._known.get(index)
-            if value is not None:
-                return value
-            failure = self._failed.get(index)
-            if failure is not None:
-                if not isinstance(failure, MemberChanged):
-                    del self._failed[index]  # a network failure: the next request retries
-                raise failure
-            self.ensure(nursery, [index])
-            self._hurry(index)
-            event = self._waiting.get(index)
-            if event is not None:
-                await event.wait()
-
-    def _host(self, uri: str) -> trio.Semaphore:
-        host = urlsplit(uri).netloc
-        if host not in self._hosts:
-            self._hosts[host] = trio.Semaphore(PER_HOST)
-        return self._hosts[host]
-
-    async def _compute(self, index: int) -> None:
-        obj = self.objects[index]
-        chunks = [(o, min(CRC_CHUNK, obj.size - o)) for o in range(0, obj.size, CRC_CHUNK)]
-        values: list[int] = [0] * len(chunks)
-
-        async def one(n: int, offset: int, length: int) -> None:
-            async with self._host(obj.uri):
-                value = 0
-                reader = read_member(
-                    self.fetcher, obj, offset, length, self.headers, self.check_url
-                )
-                async with contextlib.aclosing(reader) as data:
-                    async for chunk in data:
-                        value = crc("crc32", chunk, value)
-                values[n] = value
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for n, (offset, length) in enumerate(chunks):
-                    nursery.start_soon(one, n, offset, length)
-            total = values[0]
-            for (_, length), value in zip(chunks[1:], values[1:], strict=True):
-                total = combine("crc32", total, value, length)
-            self.record(index, total)
-        except* (FetchError, MemberChanged) as group:
-            failure: BaseException = group
-            while isinstance(failure, BaseExceptionGroup):
-                failure = failure.exceptions[0]
-            log.warning("CRC of %s failed: %s", obj.uri, failure)
-            self._failed[index] = failure
-            event = self._waiting.pop(index, None)
-            if event is not None:
-                event.set()
+    def __init__(self, uris: Sequence[str]) -> None:
+        super().__init__("could not fetch " + ", ".join(uris))
+        self.uris = tuple(uris)
 
 
 class ZipSource:
@@ -196,6 +90,8 @@ class ZipSource:
         headers: Sequence[tuple[str, str]],
         check_url: CheckUrl,
         state: ZipState | None = None,
+        *,
+        skip_limit: int = SKIP_LIMIT,
     ) -> None:
         if len(layout.members) != len(objects):
             raise ValueError("layout and objects differ in length")
@@ -204,23 +100,67 @@ class ZipSource:
         self.fetcher = fetcher
         self.headers = headers
         self.check_url = check_url
-        self.crcs = CrcBook(objects, state, fetcher, headers, check_url)
+        self.skip_limit = skip_limit
+        self.unavailable: set[int] = set()
+        """Members whose last fetch failed: a reply that needs one tries it before its head."""
+        self.crcs = CrcBook(
+            objects,
+            state,
+            fetcher,
+            headers,
+            check_url,
+            skip_limit=skip_limit,
+            unavailable=self.unavailable,
+        )
         self.failure: BaseException | None = None
         """Set when an upstream stopped matching the manifest (later replies must fail)."""
         self._central: bytes | None = None
+        self._all_ranged = all(obj.ranges for obj in objects)
+
+    def range_possible(self, start: int, stop: int) -> bool:
+        """Whether ``[start, stop)`` can be served as a range.
+
+        Only the first member data of a range can start inside a member; when its
+        upstream ignores Range, reaching that offset means reading and discarding the
+        bytes before it, which is done for at most ``skip_limit`` bytes.  Otherwise the
+        caller answers with the whole zip (the seed's fallback).
+        """
+        if self._all_ranged:
+            return True
+        for piece in self.layout.pieces(start, stop):
+            if piece.kind == "data":
+                return self.objects[piece.index].ranges or piece.skip <= self.skip_limit
+        return True
+
+    def read(
+        self, index: int, offset: int, length: int, *, tries: int = READ_TRIES
+    ) -> AsyncGenerator[bytes, None]:
+        """Bytes ``[offset, offset + length)`` of member ``index`` (see ``read_member``)."""
+        return read_member(
+            self.fetcher,
+            self.objects[index],
+            offset,
+            length,
+            self.headers,
+            self.check_url,
+            tries=tries,
+            skip_limit=self.skip_limit,
+        )
 
     def body(
         self,
         start: int,
         stop: int,
         background: trio.Nursery,
-        on_complete: Callable[[int, int], None] | None = None,
+        on_complete: Callable[[int, int], Awaitable[None]] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> ZipBody:
         """The bytes ``[start, stop)`` of the zip; ``background`` runs CRC computations.
 
-        ``on_complete(start, stop)`` is called once every byte was handed to the socket.
+        ``await on_complete(start, stop)`` runs once every byte was handed to the socket,
+        ``await on_close()`` once the reply has ended, sent or not (see :meth:`ZipBody.aclose`).
         """
-        return ZipBody(self, start, stop, background, on_complete)
+        return ZipBody(self, start, stop, background, on_complete, on_close)
 
     async def central(self, nursery: trio.Nursery) -> bytes:
         """The central directory and end records (every CRC needed)."""
@@ -232,7 +172,12 @@ class ZipSource:
 
 
 class ZipBody(StreamedBody):
-    """``[start, stop)`` of a :class:`ZipSource`'s zip, produced while it is sent."""
+    """``[start, stop)`` of a :class:`ZipSource`'s zip, produced while it is sent.
+
+    Call :meth:`open` before the head is committed (it gets everything up to the first
+    body byte ready and raises what prevents it), then :meth:`write`; :meth:`aclose`
+    when the reply has ended, whatever happened.
+    """
 
     def __init__(
         self,
@@ -240,81 +185,260 @@ class ZipBody(StreamedBody):
         start: int,
         stop: int,
         background: trio.Nursery,
-        on_complete: Callable[[int, int], None] | None,
+        on_complete: Callable[[int, int], Awaitable[None]] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.source = source
         self.start = start
         self.stop = stop
         self.background = background
         self.on_complete = on_complete
+        self.on_close = on_close
+        self._opened = False
+        self._whole: set[int] = set()
+        self._pieces: Iterator[Piece] = iter(())
+        self._ready = bytearray()
+        """Body bytes rendered by :meth:`open` (before the first member data)."""
+        self._reading: Piece | None = None
+        self._reader: AsyncGenerator[bytes, None] | None = None
+        self._first = b""
 
     @property
     def total(self) -> int:
         return self.stop - self.start
 
-    def _streamed_whole(self) -> set[int]:
-        """Members whose data this reply streams from their first to their last byte."""
+    def _scan(self) -> tuple[set[int], set[int]]:
+        """Members with data in this reply, and those it streams whole (first to last byte)."""
         layout = self.source.layout
-        return {
-            p.index
-            for p in layout.pieces(self.start, self.stop)
-            if p.kind == "data" and p.skip == 0 and p.length == layout.members[p.index].size
-        }
+        touched: set[int] = set()
+        whole: set[int] = set()
+        for p in layout.pieces(self.start, self.stop):
+            if p.kind == "data":
+                touched.add(p.index)
+                if p.skip == 0 and p.length == layout.members[p.index].size:
+                    whole.add(p.index)
+        return touched, whole
+
+    def _crcs_before_data(self) -> list[int]:
+        """Members whose CRC the bytes before this reply's first member data need."""
+        layout = self.source.layout
+        out: list[int] = []
+        for piece in layout.pieces(self.start, self.stop):
+            if piece.kind == "data":
+                break
+            if piece.kind == "descriptor":
+                out.append(piece.index)
+            elif piece.kind == "central":
+                seen = set(out)
+                out.extend(i for i in range(len(layout.members)) if i not in seen)
+                break
+        return out
+
+    async def open(self) -> None:
+        """Get the reply ready up to its first body byte, before its head is sent.
+
+        Waits for the CRCs the leading descriptors or central directory need, opens the
+        first member read (its upstream's answer checked, its first bytes received), and
+        tries again (one byte each) the members this reply needs whose last fetch failed.
+        Raises :class:`MemberChanged` (the object changed: remembered by the source) or
+        :class:`MembersUnavailable` listing every member found failing; nothing stays
+        open after a failure.  Idempotent.
+        """
+        if self._opened:
+            return
+        self._opened = True
+        source = self.source
+        if source.failure is not None:
+            raise source.failure
+        layout = source.layout
+        touched, self._whole = self._scan()
+        needed = [i for i in layout.crcs_needed(self.start, self.stop) if i not in self._whole]
+        source.crcs.ensure(self.background, needed)
+        failed: dict[int, str] = {}
+        try:
+            for index in self._crcs_before_data():
+                try:
+                    await source.crcs.get(index, self.background)
+                except FetchError as exc:
+                    failed[index] = str(exc)
+                    break
+            if not failed:
+                pieces = layout.pieces(self.start, self.stop)
+                for piece in pieces:
+                    if piece.kind == "data":
+                        try:
+                            await self._open_read(piece)
+                        except FetchError as exc:
+                            source.unavailable.add(piece.index)
+                            failed[piece.index] = str(exc)
+                        break
+                    self._ready += await self._render(piece)
+                    if len(self._ready) >= _COALESCE:
+                        break
+                self._pieces = pieces
+            opened = {self._reading.index} if self._reading is not None else set()
+            again = (source.unavailable & (touched | set(needed))) - opened - set(failed)
+            failed.update(await self._try_again(sorted(again)))
+        except MemberChanged as exc:
+            source.failure = exc
+            await self._close_reader()
+            raise
+        except BaseException:
+            await self._close_reader()
+            raise
+        if failed:
+            await self._close_reader()
+            for index, reason in sorted(failed.items()):
+                log.warning("zip reply refused: %s: %s", source.objects[index].uri, reason)
+            raise MembersUnavailable([source.objects[i].uri for i in sorted(failed)])
+
+    async def _open_read(self, piece: Piece) -> None:
+        reader = self.source.read(piece.index, piece.skip, piece.length)
+        try:
+            first = await anext(reader)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await reader.aclose()
+            raise
+        self._reading, self._reader, self._first = piece, reader, first
+
+    async def _try_again(self, indices: Sequence[int]) -> dict[int, str]:
+        """One-byte reads of ``indices`` (at most :data:`RECHECKS` at once, each within
+        :data:`RECHECK_TIMEOUT`); the ones that still fail, with the reason."""
+        source = self.source
+        failed: dict[int, str] = {}
+        limiter = trio.CapacityLimiter(RECHECKS)
+
+        async def check(index: int) -> None:
+            async with limiter:
+                with trio.move_on_after(RECHECK_TIMEOUT):
+                    try:
+                        async with contextlib.aclosing(source.read(index, 0, 1, tries=1)) as data:
+                            async for _ in data:
+                                pass
+                    except FetchError as exc:
+                        failed[index] = str(exc)
+                        return
+                    except MemberChanged as exc:
+                        source.failure = exc
+                        raise
+                    source.unavailable.discard(index)
+                    return
+                failed[index] = "no answer in time"
+
+        if indices:
+            try:
+                async with trio.open_nursery() as nursery:
+                    for index in indices:
+                        nursery.start_soon(check, index)
+            except* MemberChanged as group:
+                raise first_failure(group) from None
+        return failed
+
+    async def _render(self, piece: Piece) -> bytes:
+        """The bytes of a header, descriptor or central piece (waiting for CRCs)."""
+        source = self.source
+        layout = source.layout
+        if piece.kind == "header":
+            data = layout.header_bytes(piece.index)
+        elif piece.kind == "descriptor":
+            value = await source.crcs.get(piece.index, self.background)
+            data = layout.descriptor_bytes(piece.index, value)
+        else:
+            data = await source.central(self.background)
+        return data[piece.skip : piece.skip + piece.length]
 
     async def write(self, stream: trio.SocketStream, head: bytes, send_timeout: float) -> None:
         source = self.source
-        layout = source.layout
-        if source.failure is not None:
-            raise BodyTruncated(f"zip source failed earlier: {source.failure}")
-        whole = self._streamed_whole()
-        needed = [i for i in layout.crcs_needed(self.start, self.stop) if i not in whole]
-        source.crcs.ensure(self.background, needed)
-        pending = bytearray(head)
         try:
-            for piece in layout.pieces(self.start, self.stop):
-                end = piece.skip + piece.length
-                if piece.kind == "data":
-                    if pending:
-                        await send_all_within(stream, pending, send_timeout)
-                        pending.clear()
-                    await self._send_data(stream, piece, whole, send_timeout)
-                    continue
-                if piece.kind == "header":
-                    data = layout.header_bytes(piece.index)
-                elif piece.kind == "descriptor":
-                    value = await source.crcs.get(piece.index, self.background)
-                    data = layout.descriptor_bytes(piece.index, value)
-                else:
-                    data = await source.central(self.background)
-                pending += data[piece.skip : end]
-                if len(pending) >= _COALESCE:
+            if not self._opened:
+                try:
+                    await self.open()
+                except (MemberChanged, MembersUnavailable) as exc:
+                    raise BodyTruncated(f"zip reply could not start: {exc}") from exc
+            pending = bytearray(head)
+            pending += self._ready
+            self._ready.clear()
+            try:
+                piece, reader, first = self._reading, self._reader, self._first
+                if piece is not None and reader is not None:
+                    self._reading, self._reader, self._first = None, None, b""
                     await send_all_within(stream, pending, send_timeout)
                     pending.clear()
-            if pending:
-                await send_all_within(stream, pending, send_timeout)
-        except (FetchError, MemberChanged) as exc:
-            if isinstance(exc, MemberChanged):
-                source.failure = exc
-            log.warning("zip reply cut: %s", exc)
-            raise BodyTruncated(f"zip member failed: {exc}") from exc
+                    await self._send_data(stream, piece, send_timeout, reader, first)
+                for piece in self._pieces:
+                    if piece.kind == "data":
+                        if pending:
+                            await send_all_within(stream, pending, send_timeout)
+                            pending.clear()
+                        await self._send_data(stream, piece, send_timeout)
+                        continue
+                    pending += await self._render(piece)
+                    if len(pending) >= _COALESCE:
+                        await send_all_within(stream, pending, send_timeout)
+                        pending.clear()
+                if pending:
+                    await send_all_within(stream, pending, send_timeout)
+            except (FetchError, MemberChanged) as exc:
+                if isinstance(exc, MemberChanged):
+                    source.failure = exc
+                log.warning("zip reply cut: %s", exc)
+                raise BodyTruncated(f"zip member failed: {exc}") from exc
+        finally:
+            await self._close_reader()
         if self.on_complete is not None:
-            self.on_complete(self.start, self.stop)
+            try:
+                await self.on_complete(self.start, self.stop)
+            except Exception:
+                log.exception("zip reply: recording the delivered bytes failed")
 
     async def _send_data(
-        self, stream: trio.SocketStream, piece: Piece, whole: set[int], send_timeout: float
+        self,
+        stream: trio.SocketStream,
+        piece: Piece,
+        send_timeout: float,
+        reader: AsyncGenerator[bytes, None] | None = None,
+        first: bytes = b"",
     ) -> None:
         """Relay one member's bytes; a member streamed whole gets its CRC on the way."""
         source = self.source
         index = piece.index
-        obj = source.objects[index]
+        whole = index in self._whole
         value = 0
-        reader = read_member(
-            source.fetcher, obj, piece.skip, piece.length, source.headers, source.check_url
-        )
+        if reader is None:
+            reader = source.read(index, piece.skip, piece.length)
         async with contextlib.aclosing(reader) as data:
-            async for chunk in data:
-                if index in whole:
-                    value = crc("crc32", chunk, value)
-                await send_all_within(stream, chunk, send_timeout)
-        if index in whole:
-            source.crcs.record(index, value)
+            try:
+                if first:
+                    if whole:
+                        value = crc("crc32", first, value)
+                    await send_all_within(stream, first, send_timeout)
+                async for chunk in data:
+                    if whole:
+                        value = crc("crc32", chunk, value)
+                    await send_all_within(stream, chunk, send_timeout)
+            except FetchError:
+                source.unavailable.add(index)
+                raise
+        source.unavailable.discard(index)
+        if whole:
+            await source.crcs.record(index, value)
+
+    async def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        self._reading, self._first = None, b""
+        if reader is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                await reader.aclose()
+
+    async def aclose(self) -> None:
+        """Release the open member read (if :meth:`write` never took it) and run
+        ``on_close`` once; never raises an ``Exception`` (failures are logged)."""
+        await self._close_reader()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                try:
+                    await on_close()
+                except Exception:
+                    log.exception("zip reply: closing failed")

@@ -36,6 +36,8 @@ RECEIVE_SIZE = 64 * 1024
 WEBSOCKET_PATH = "/ws"
 """The one path where a websocket upgrade is handed to the websocket handler."""
 Handler = Callable[[Request], Awaitable[Response]]
+STREAMED_CLOSE_TIMEOUT = 10.0
+"""Seconds a streamed body may take to release what it holds once its reply ended."""
 UpgradeHandler = Callable[[trio.abc.HalfCloseableStream, Request], Awaitable[None]]
 """Takes over a connection whose request asked for a websocket (the stream replays it)."""
 
@@ -309,6 +311,9 @@ class HTTPConnection:
         try:
             sent = await self._write(response, head_only=request.method == "HEAD")
         finally:
+            if isinstance(response.body, StreamedBody):
+                with trio.CancelScope(shield=True), trio.move_on_after(STREAMED_CLOSE_TIMEOUT):
+                    await response.body.aclose()
             response.release()
         self._log(request.method, request.target, response.status, sent, started)
         return not response.force_close

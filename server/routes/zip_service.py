@@ -5,27 +5,40 @@ list.  Errors are rendered in the request's format (html, json or redirect) by
 :mod:`slipstream.ziperrors`; MISSING_REQUEST_ID, MALFORMED_UUID and DOWNLOAD_EXPIRED are
 always HTML.  On ``/stream`` the seed's Range rules win over RFC 9110 (see
 :mod:`slipstream.ziprange`).  The work is done by :class:`slipstream.zipservice.ZipService`.
+
+A ``GET /stream`` reply is opened before its head is sent (see
+:meth:`slipstream.zipstream.ZipBody.open`): members it cannot fetch then are ``502
+FAILED_FETCHING_URIS`` listing them, an upstream object found changed is ``500
+CHECKSUM_ERROR``, both in the manifest's format; only a failure after the first body
+byte cuts the reply.  A range that starts deeper than ``skip_limit`` into a member whose
+upstream ignores Range is answered with the whole zip (``200``), as the seed says
+FileSlide does.  Anything unexpected on either route is the seed's ``UNKNOWN`` (500) in
+the format of the POST (or of the manifest), logged with its traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import TYPE_CHECKING
 
 from slipstream.conditional import Validators, http_date, if_range_matches
 from slipstream.download import content_disposition
-from slipstream.errors import ServiceUnavailable
+from slipstream.errors import ServiceUnavailable, SlipstreamError
 from slipstream.ziperrors import ZipError
 from slipstream.zipform import parse_zip_request
 from slipstream.ziprange import content_range, parse_zip_range
 from slipstream.zipremote import MemberChanged
-from slipstream.zipservice import ZipService
+from slipstream.zipservice import Manifest, ZipService
+from slipstream.zipstream import MembersUnavailable
 
 from ..http import Request, Response
-from ..router import Router
+from ..router import Route, Router
 
 if TYPE_CHECKING:
     from ..app import App
+
+log = logging.getLogger("slipstream.zip")
 
 STREAM_PREFIX = "/stream/"
 
@@ -62,25 +75,73 @@ def register(router: Router, app: App) -> None:
     async def stream(request: Request) -> Response:
         return await stream_reply(app, request)
 
-    router.add("/download", post_download, methods=("POST",))
+    router.add("/download", unknown_in_post_format(post_download), methods=("POST",))
     router.add("/stream", missing_id)
     router.add(STREAM_PREFIX, missing_id)
     router.add_prefix(STREAM_PREFIX, stream)
 
 
+def unknown_in_post_format(handler: Route) -> Route:
+    """``handler`` with anything unexpected answered as ``UNKNOWN`` in the POST's format."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except SlipstreamError:
+            raise
+        except Exception:
+            log.exception("POST %s failed unexpectedly", request.path)
+            fmt, redirect = post_format(request)
+            return render(ZipError("UNKNOWN", fmt=fmt, redirect_uri=redirect))
+
+    return guarded
+
+
+def post_format(request: Request) -> tuple[str, str | None]:
+    """The response format (and error redirect URI) a ``POST /download`` asked for.
+
+    When even parsing the request failed unexpectedly, the seed's default for its
+    encoding: ``json`` for a JSON body, ``html`` for a form.
+    """
+    content_type = request.headers.get("content-type")
+    try:
+        parsed = parse_zip_request(content_type, request.body)
+    except ZipError as error:
+        return error.fmt, error.redirect_uri
+    except Exception:
+        return ("json" if "json" in (content_type or "").lower() else "html"), None
+    return parsed.response_format, parsed.error_redirect_uri
+
+
 async def stream_reply(app: App, request: Request) -> Response:
     """``GET``/``HEAD /stream/<uuid>``: 200 or 206 of the zip, or the seed's error."""
     service = zip_service(app)
-    text = request.path[len(STREAM_PREFIX) :]
+    fmt, redirect = "html", None  # no format is known until the manifest is
     try:
-        ident = str(uuid.UUID(text))
-    except ValueError:
-        return render(ZipError("MALFORMED_UUID"))
-    if ident != text.lower():  # braces, "urn:uuid:" and other spellings are not the URL
-        return render(ZipError("MALFORMED_UUID"))
-    manifest = service.manifest(ident)
-    if manifest is None:
-        return render(ZipError("DOWNLOAD_EXPIRED"))
+        text = request.path[len(STREAM_PREFIX) :]
+        try:
+            ident = str(uuid.UUID(text))
+        except ValueError:
+            return render(ZipError("MALFORMED_UUID"))
+        if ident != text.lower():  # braces, "urn:uuid:" and other spellings are not the URL
+            return render(ZipError("MALFORMED_UUID"))
+        manifest = await service.manifest(ident)
+        if manifest is None:
+            return render(ZipError("DOWNLOAD_EXPIRED"))
+        fmt, redirect = manifest.response_format, manifest.error_redirect_uri
+        return await _zip_reply(app, service, manifest, request)
+    except SlipstreamError:
+        raise
+    except Exception:
+        log.exception("%s %s failed unexpectedly", request.method, request.path)
+        return render(ZipError("UNKNOWN", fmt=fmt, redirect_uri=redirect))
+
+
+async def _zip_reply(
+    app: App, service: ZipService, manifest: Manifest, request: Request
+) -> Response:
+    """The 200/206 of a live manifest, opened up to its first byte (or the seed's error)."""
+    ident = manifest.id
     fmt, redirect = manifest.response_format, manifest.error_redirect_uri
     source = service.source(manifest)
     if source.failure is not None:
@@ -95,6 +156,8 @@ async def stream_reply(app: App, request: Request) -> Response:
         chosen = parse_zip_range(header, total)
     except ZipError as error:
         return render(error.with_format(fmt, redirect))
+    if chosen is not None and not source.range_possible(*chosen):
+        chosen = None  # too deep into a member whose upstream ignores Range: the whole zip
     start, stop = chosen if chosen is not None else (0, total)
     headers = [
         ("Content-Type", "application/zip"),
@@ -110,10 +173,27 @@ async def stream_reply(app: App, request: Request) -> Response:
     if background is None:
         raise ServiceUnavailable("the server is not running")
     service.begin(ident)
-    body = source.body(start, stop, background, lambda a, b: service.delivered(ident, a, b, total))
-    return Response(
-        206 if chosen is not None else 200,
-        headers,
-        body,
-        close=lambda: service.release(ident),
-    )
+
+    async def delivered(first: int, end: int) -> None:
+        await service.delivered(ident, first, end, total)
+
+    async def release() -> None:
+        await service.release(ident)
+
+    body = source.body(start, stop, background, delivered, release)
+    if request.method != "HEAD":
+        try:
+            await body.open()
+        except MembersUnavailable as exc:
+            await body.aclose()
+            return render(
+                ZipError("FAILED_FETCHING_URIS", exc.uris, fmt=fmt, redirect_uri=redirect)
+            )
+        except MemberChanged:
+            await body.aclose()
+            return render(ZipError("CHECKSUM_ERROR", fmt=fmt, redirect_uri=redirect))
+        except BaseException:
+            await body.aclose()
+            raise
+    # The connection sends the body and then calls ``body.aclose()`` (which releases it).
+    return Response(206 if chosen is not None else 200, headers, body)

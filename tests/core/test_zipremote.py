@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import trio
 
-from slipstream.fetch import Fetcher
+from slipstream.fetch import Fetcher, FetchError
 from slipstream.netpolicy import NetworkPolicy, Target
 from slipstream.ziperrors import ZipError
-from slipstream.zipremote import probe_all, read_member
-from tests.upstream import Blob, Upstream
+from slipstream.zipremote import MemberChanged, UpstreamRefused, probe_all, read_member
+from tests.upstream import Blob, Status, Upstream
 
 OPEN = NetworkPolicy(allow_private_networks=True)
 
@@ -50,3 +50,48 @@ async def test_read_member_returns_exactly_the_range(upstream: Upstream) -> None
         )
     assert got == data[1000:6000]
     assert upstream.requests[-1].header("range") == "bytes=1000-5999"
+
+
+async def test_an_upstream_ignoring_range_is_read_from_its_start(upstream: Upstream) -> None:
+    data = bytes(range(256)) * 1000
+    url = upstream.add("/plain", Blob(data, ranges=False))
+    async with Fetcher(OPEN) as fetcher:
+        (obj,) = await probe_all(fetcher, [url], [], anything)
+        assert obj.ranges is False and obj.size == len(data)
+        got = b"".join(
+            [chunk async for chunk in read_member(fetcher, obj, 70_000, 5000, [], anything)]
+        )
+        assert got == data[70_000:75_000]
+        with pytest.raises(FetchError, match="over the limit"):
+            async for _ in read_member(fetcher, obj, 70_000, 10, [], anything, skip_limit=69_999):
+                pass
+    ranged = upstream.add("/ranged", Blob(data))
+    async with Fetcher(OPEN) as fetcher:
+        (obj,) = await probe_all(fetcher, [ranged], [], anything)
+    assert obj.ranges is True
+
+
+@pytest.mark.parametrize(("status", "tries"), [(404, 1), (403, 1), (503, 3)])
+async def test_error_statuses_fail_the_read_and_only_transient_ones_are_retried(
+    upstream: Upstream, status: int, tries: int
+) -> None:
+    url = upstream.add("/m", Blob(b"x" * 100))
+    async with Fetcher(OPEN) as fetcher:
+        (obj,) = await probe_all(fetcher, [url], [], anything)
+        upstream.add("/m", Status(status, b"no"))
+        upstream.reset()
+        with pytest.raises(UpstreamRefused) as info:
+            async for _ in read_member(fetcher, obj, 10, 20, [], anything):
+                pass
+    assert info.value.status == status
+    assert len(upstream.requests_for("/m")) == tries
+
+
+async def test_a_shorter_object_is_a_changed_member(upstream: Upstream) -> None:
+    url = upstream.add("/m", Blob(b"x" * 100, etag=None, last_modified=None))
+    async with Fetcher(OPEN) as fetcher:
+        (obj,) = await probe_all(fetcher, [url], [], anything)
+        upstream.add("/m", Blob(b"x" * 50, etag=None, last_modified=None))
+        with pytest.raises(MemberChanged):
+            async for _ in read_member(fetcher, obj, 60, 20, [], anything):
+                pass
