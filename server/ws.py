@@ -27,11 +27,13 @@ of checks for each packet is: rate limit, binary frame, JSON object with an inte
 ``type``, initialized (4200), then the packet's own fields (4302).  ``id`` and
 ``resume_at`` must be integers (not booleans); unknown extra fields are ignored.
 
-Statuses: Initialize answers 1, or 3 for a bad token or an unknown application (the
-session then stays uninitialized).  Type 7 answers 1 with the URL, 3 if the token was
-revoked since Initialize or the path is refused (escapes, unreadable), 300 for a
-missing file / directory / special file, 303 for ``resume_at`` outside ``[0, size)``
-(so an empty file is always 303), 6 for anything else (logged).
+Statuses: Initialize answers 1, or 3 for a bad token or an unknown application (a
+session that was not initialized stays so; one that was keeps its earlier Initialize,
+token and application, so a failed re-Initialize never logs a working session out).
+Type 7 answers 1 with the URL, 3 if the token was revoked since Initialize or the path
+is refused (escapes, unreadable), 300 for a missing file / directory / special file,
+303 for ``resume_at`` outside ``[0, size)`` (so an empty file is always 303), 6 for
+anything else (logged).
 """
 
 from __future__ import annotations
@@ -431,12 +433,12 @@ class Session:
         return True
 
     async def _initialize(self, packet: Initialize) -> bool:
-        """Check the token and the application; a failed Initialize leaves the session
-        uninitialized (only another Initialize is accepted)."""
+        """Check the token and the application.  A failed Initialize changes nothing: an
+        uninitialized session stays so (only another Initialize is accepted), an
+        initialized one keeps the token and application of its last good Initialize."""
         space = "root" if packet.application is None else f"app-{packet.application}"
         valid = token_is_valid(packet.token, self.app.config.tokens)
         if not valid or space not in self.app.spaces:
-            self.token = self.space = None
             return await self.send({"id": packet.id, "status": STATUS_NOT_AUTHORIZED})
         self.token, self.space = packet.token, space
         return await self.send({"id": packet.id, "status": STATUS_OK})

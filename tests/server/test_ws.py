@@ -127,11 +127,28 @@ async def test_initialize_again_after_a_bad_token(served: Served) -> None:
         assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
 
 
-async def test_failed_reinitialize_deinitializes(served: Served) -> None:
-    async with connect(served) as ws:
-        assert (await ask(ws, {"type": 1, "id": 1, "token": "nope"}))["status"] == 3
-        await ws.send_message(json.dumps({"type": 7, "id": 7, "filename": "x", "resume_at": 0}))
-        assert await close_reason(ws) == (CLOSE_NOT_INITIALIZED, "connection is not initialized")
+async def test_failed_reinitialize_keeps_the_earlier_one(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """A bad token or an unknown application in a second Initialize is answered 3 and
+    changes nothing: the session keeps its first Initialize's token and application."""
+    game = tmp_path / "game"
+    game.mkdir()
+    (game / "level.dat").write_bytes(b"level one\n")
+    served = await start_server(applications={"game": game})
+    async with connect(served, application="game") as ws:
+        for bad in (
+            {"type": 1, "id": 1, "token": "nope"},
+            {"type": 1, "id": 2, "token": "nope", "application": "game"},
+            {"type": 1, "id": 3, "token": TOKEN, "application": "no-such-app"},
+        ):
+            assert await ask(ws, bad) == {"id": bad["id"], "status": STATUS_NOT_AUTHORIZED}
+        got = await url_for(ws, "level.dat", id=7)
+        assert got["status"] == STATUS_OK, got
+        assert "/s/app-game/level.dat?" in got["presigned_url"]
+        # a good re-Initialize does switch (here back to the root)
+        assert (await ask(ws, {"type": 1, "id": 8, "token": TOKEN}))["status"] == STATUS_OK
+        assert (await url_for(ws, "small.txt", id=9))["status"] == STATUS_OK
 
 
 # --- type 7 ------------------------------------------------------------------------
