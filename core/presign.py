@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from slipstream.errors import InvalidResponseOverride, PresignExpired, PresignTampered
+from slipstream.numeric import InvalidNumber, parse_uint
 
 __all__ = [
     "CONTENT_DISPOSITION_PARAM",
@@ -48,10 +49,14 @@ CONTENT_DISPOSITION_PARAM = "response-content-disposition"
 
 _MAC_BYTES = hashlib.sha256().digest_size
 _SIG = re.compile(r"[A-Za-z0-9_-]{43}")  # ceil(32 * 8 / 6) characters, no padding
-_EXPIRES = re.compile(r"[0-9]{1,12}")
+MAX_EXPIRES = 10**12 - 1
+"""The largest ``expires`` a URL may carry (unix seconds, about the year 33658)."""
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _HEADER_VALUE = re.compile("[\x20-\x7e]{1,1024}")
-"""What a signed override may be: visible ASCII and spaces (a header value as sent)."""
+"""What a signed content-type override may be: visible ASCII and spaces."""
+_DISPOSITION_VALUE = re.compile("[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,1024}")
+"""What a signed disposition override may be: a header value that may also carry
+non-ASCII text (sent as UTF-8, for the real file name in ``filename="..."``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +93,18 @@ class Signer:
         """The query parameters of a URL granting ``GET space/path`` until ``expires``.
 
         Raises :class:`~slipstream.errors.InvalidResponseOverride` for an override that
-        is not a header value (control or non-ASCII characters, empty, over 1 KiB), and
-        ValueError for a space, path or etag with control characters.
+        is not a header value (control characters, empty, over 1 KiB; non-ASCII text is
+        allowed in the disposition only), and ValueError for a space, path or etag with
+        control characters or an ``expires`` outside ``0..MAX_EXPIRES``.
         """
-        for name, override in (
-            ("content type", content_type),
-            ("disposition", content_disposition),
+        for name, override, pattern in (
+            ("content type", content_type, _HEADER_VALUE),
+            ("disposition", content_disposition, _DISPOSITION_VALUE),
         ):
-            if override is not None and not _HEADER_VALUE.fullmatch(override):
+            if override is not None and not pattern.fullmatch(override):
                 raise InvalidResponseOverride(f"invalid response {name} override")
-        if expires < 0:
-            raise ValueError("expires must not be negative")
+        if not 0 <= expires <= MAX_EXPIRES:
+            raise ValueError(f"expires must be 0 to {MAX_EXPIRES}")
         for value in (space, path, etag):
             if not value or _CONTROL.search(value):
                 raise ValueError("space, path and etag must be non-empty, without control chars")
@@ -130,8 +136,10 @@ class Signer:
         if expires_text is None or etag is None:
             raise PresignTampered("missing signature parameters (expires, etag)")
         presented = _decode_sig(sig)
-        if not _EXPIRES.fullmatch(expires_text):
-            raise PresignTampered()
+        try:
+            expires = parse_uint(expires_text, maximum=MAX_EXPIRES)
+        except InvalidNumber:
+            raise PresignTampered() from None
         if method == "HEAD":
             method = SIGNED_METHOD
         if any(_CONTROL.search(v) for v in (method, space, path, etag)):
@@ -146,7 +154,6 @@ class Signer:
                 break
         else:
             raise PresignTampered()
-        expires = int(expires_text)
         if now >= expires:
             raise PresignExpired()
         return SignedGrant(space, path, expires, etag, content_type, disposition)
@@ -190,7 +197,7 @@ def _override_choices(
         [content_type, None] if content_type and _HEADER_VALUE.fullmatch(content_type) else [None]
     )
     dispositions = (
-        [disposition, None] if disposition and _HEADER_VALUE.fullmatch(disposition) else [None]
+        [disposition, None] if disposition and _DISPOSITION_VALUE.fullmatch(disposition) else [None]
     )
     choices = [(t, d) for t in types for d in dispositions]
     choices.sort(key=lambda choice: (choice[0] is None) + (choice[1] is None))

@@ -387,7 +387,11 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _header_block(headers: list[tuple[str, str]]) -> bytes:
-    """``Name: value\\r\\n`` lines plus ``Date``; refuses CR/LF injection and framing fields."""
+    """``Name: value\\r\\n`` lines plus ``Date``; refuses CR/LF injection and framing fields.
+
+    Values are sent as UTF-8 (RFC 9110 5.5 lets field values carry such octets as
+    opaque data), which is how clients read a quoted ``Content-Disposition`` file name.
+    """
     lines = [f"Date: {_http_date_now()}\r\n"]
     for name, value in headers:
         if not _TOKEN.fullmatch(name) or name.lower() in _FRAMING_FIELDS:
@@ -395,7 +399,7 @@ def _header_block(headers: list[tuple[str, str]]) -> bytes:
         if _UNSAFE_VALUE.search(value):
             raise ValueError(f"refusing control characters in header {name}")
         lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("latin-1")
+    return "".join(lines).encode("utf-8")
 
 
 def _http_date_now() -> str:

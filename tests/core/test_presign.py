@@ -249,7 +249,8 @@ def test_empty_override_parameter_counts_as_absent() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["text/plain\r\nSet-Cookie: x=1", "text/plain\n", "tëxt/plain", "", "x" * 1025]
+    "value",
+    ["text/plain\r\nSet-Cookie: x=1", "text/plain\n", "a\x85b", "a\ud800b", "", "x" * 1025],
 )
 def test_overrides_that_are_not_header_values_cannot_be_signed(value: str) -> None:
     with pytest.raises(InvalidResponseOverride) as info:
@@ -257,6 +258,20 @@ def test_overrides_that_are_not_header_values_cannot_be_signed(value: str) -> No
     assert info.value.status == 400
     with pytest.raises(InvalidResponseOverride):
         signed(content_disposition=value)
+
+
+def test_only_the_disposition_may_carry_non_ascii_text() -> None:
+    """The real file name goes into ``filename="..."`` as UTF-8; a media type is ASCII."""
+    with pytest.raises(InvalidResponseOverride):
+        signed(content_type="tëxt/plain")
+    disposition = 'attachment; filename="résumé 日本.txt"'
+    assert verify(signed(content_disposition=disposition)).content_disposition == disposition
+
+
+@pytest.mark.parametrize("expires", ["", "+5", " 5", "5 ", "1_0", "\u0661", "\u00b2", "1" * 13])
+def test_an_expiry_that_is_not_plain_ascii_digits_is_tampered(expires: str) -> None:
+    with pytest.raises(PresignTampered):
+        verify({**signed(), "expires": expires})
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,22 @@ from __future__ import annotations
 import os
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
+import trio
 
-from .conftest import NON_ASCII_NAME, TOKEN, Served, StartServer, build_tree, running_server
+from .conftest import (
+    NON_ASCII_NAME,
+    TOKEN,
+    Served,
+    StartServer,
+    build_tree,
+    download_target,
+    get,
+    running_server,
+)
 
 
 def error_of(response: httpx.Response, status: int) -> str:
@@ -154,19 +164,39 @@ async def test_content_type_from_extension(served: Served, name: str, content_ty
     assert response.headers["content-disposition"] == f'attachment; filename="{basename}"'
 
 
-async def test_non_ascii_name_gets_rfc6266_filename_star(served: Served) -> None:
-    response = await download(served, NON_ASCII_NAME)
-    assert response.status_code == 200
-    assert response.content == served.files[NON_ASCII_NAME]
-    disposition = response.headers["content-disposition"]
-    assert disposition.isascii()
-    params = dict(part.strip().split("=", 1) for part in disposition.split(";")[1:] if "=" in part)
-    fallback = params["filename"]
-    assert fallback.startswith('"') and fallback.endswith('"')
-    assert fallback[1:-1].isascii()
-    star = params["filename*"]
-    assert star.startswith("UTF-8''")
-    assert unquote(star[len("UTF-8''") :], encoding="utf-8", errors="strict") == NON_ASCII_NAME
+async def test_non_ascii_name_is_utf8_in_the_quoted_form_and_in_filename_star(
+    served: Served,
+) -> None:
+    """Seed 002's ``filename="<actual name>"``: the real name, as UTF-8 bytes on the wire
+    (what ``curl -J`` and wget read), plus the RFC 6266 ``filename*`` browsers prefer."""
+    client = await served.raw()
+    await client.send(get(download_target(NON_ASCII_NAME)))
+    reply = await client.read_response()
+    await client.aclose()
+    assert reply.status == 200
+    assert reply.body == served.files[NON_ASCII_NAME]
+    value = reply.header("content-disposition")
+    assert value is not None
+    star = quote(NON_ASCII_NAME, safe="")
+    expected = f"attachment; filename=\"{NON_ASCII_NAME}\"; filename*=UTF-8''{star}"
+    assert value.encode("latin-1") == expected.encode("utf-8")
+
+
+async def test_curl_remote_header_name_saves_the_real_name(served: Served, tmp_path: Path) -> None:
+    """The README's ``curl -O -J`` (curl ignores ``filename*``) saves the file under its
+    own UTF-8 name; a quote, which a quoted string cannot carry to curl, becomes ``_``."""
+    names = {"résumé 日本.txt": "résumé 日本.txt", 'quo"te.txt': "quo_te.txt"}
+    (served.root / "résumé 日本.txt").write_bytes(b"curl saves me\n")
+    for name, saved in names.items():
+        out = tmp_path / f"curl-{len(os.listdir(tmp_path))}"
+        out.mkdir()
+        url = f"{served.base}/api/download?filepath={quote(name, safe='')}"
+        command = ["curl", "-f", "-sS", "--noproxy", "*", "-O", "-J"]
+        command += ["-H", f"Authorization: Bearer {TOKEN}", url]
+        with trio.fail_after(30):
+            await trio.run_process(command, cwd=out, capture_stdout=True, capture_stderr=True)
+        assert os.listdir(out) == [saved]
+        assert (out / saved).read_bytes() == (served.root / name).read_bytes()
 
 
 async def test_quote_in_name_is_not_injected_into_the_header(served: Served) -> None:

@@ -243,7 +243,7 @@ async def test_signed_overrides_set_type_and_disposition(served: Served) -> None
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/pdf"
         disposition = response.headers["content-disposition"]
-        assert disposition.startswith('attachment; filename="R_sum_ 2024 _final_.pdf"; ')
+        assert disposition.startswith(f'attachment; filename="{name}"; ')
         star = disposition.split("filename*=", 1)[1]
         assert star.startswith("UTF-8''")
         assert unquote(star[len("UTF-8''") :]) == name
