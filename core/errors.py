@@ -6,6 +6,8 @@ one place (``slipstream.server.errors``).  ``message`` is safe to show to client
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class SlipstreamError(Exception):
     """Base of every error a client may see.  ``code`` is stable; ``status`` is HTTP."""
@@ -39,7 +41,13 @@ class NotFound(SlipstreamError):
 
 
 class MethodNotAllowed(SlipstreamError):
+    """405; ``allowed`` (the methods the path does take) goes into the ``Allow`` header."""
+
     code, status, default_message = "method_not_allowed", 405, "method not allowed"
+
+    def __init__(self, message: str | None = None, *, allowed: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.allowed = tuple(allowed)
 
 
 class PreconditionFailed(SlipstreamError):

@@ -232,6 +232,7 @@ class Server:
                 self.idle,
                 access_log_enabled=self.config.access_log,
                 websocket=self.app.websocket,
+                errors=self.app.router.renderer,
             )
             await connection.run()
         except Exception:

@@ -21,10 +21,11 @@ import trio
 
 from slipstream.conditional import http_date
 from slipstream.errors import SlipstreamError
+from slipstream.numeric import InvalidNumber, parse_uint
 from slipstream.send import BodyTruncated, StreamedBody, send_all_within, send_segments
 
 from .config import Limits
-from .errors import error_response, status_response, unexpected_error_response
+from .errors import ErrorRenderer, StatusError, error_response, unexpected_error_response
 from .http import REASONS, Request, Response
 from .redact import redact_target
 from .replay import ReplayStream
@@ -38,6 +39,8 @@ WEBSOCKET_PATH = "/ws"
 Handler = Callable[[Request], Awaitable[Response]]
 STREAMED_CLOSE_TIMEOUT = 10.0
 """Seconds a streamed body may take to release what it holds once its reply ended."""
+ErrorShapes = Callable[[Request | None], ErrorRenderer]
+"""Which renderer answers the errors of a request (None: its head did not parse)."""
 UpgradeHandler = Callable[[trio.abc.HalfCloseableStream, Request], Awaitable[None]]
 """Takes over a connection whose request asked for a websocket (the stream replays it)."""
 
@@ -60,13 +63,16 @@ class _Length:
         return self.n
 
 
-class ProtocolFailure(Exception):
-    """The request cannot be served; reply with ``status`` and close the connection."""
+class ProtocolFailure(StatusError):
+    """The request cannot be served; reply with ``status`` and close the connection.
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    ``request`` is set once the request line parsed, so the reply can take the shape of
+    the API surface the request was for.
+    """
+
+    def __init__(self, status: int, message: str, request: Request | None = None) -> None:
+        super().__init__(status, message)
+        self.request = request
 
 
 class IdleScopes:
@@ -95,8 +101,10 @@ class HTTPConnection:
         *,
         access_log_enabled: bool = True,
         websocket: UpgradeHandler | None = None,
+        errors: ErrorShapes | None = None,
     ) -> None:
         self.stream = stream
+        self.errors: ErrorShapes = errors if errors is not None else _usual_shape
         self.websocket = websocket
         self._raw_request = bytearray()
         self.handler = handler
@@ -207,57 +215,34 @@ class HTTPConnection:
     def _check_head(self, event: h11.Request, raw: bytearray) -> Request:
         limits = self.limits
         headers = event.headers
-        if len(headers) > limits.max_header_count:
-            raise ProtocolFailure(431, "too many header fields")
-        size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in headers)
-        if size > limits.max_head_bytes:
-            raise ProtocolFailure(431, "request head too large")
         merged: dict[str, str] = {}
         for name, value in headers:
             key = name.decode("latin-1")
             text = value.decode("latin-1")
             merged[key] = f"{merged[key]}, {text}" if key in merged else text
+        request = _parse_target(event, merged, self.client)
+        if len(headers) > limits.max_header_count:
+            raise ProtocolFailure(431, "too many header fields", request)
+        size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in headers)
+        if size > limits.max_head_bytes:
+            raise ProtocolFailure(431, "request head too large", request)
         if "content-length" in merged:
             if "transfer-encoding" in merged:
-                raise ProtocolFailure(400, "both Content-Length and Transfer-Encoding")
+                raise ProtocolFailure(400, "both Content-Length and Transfer-Encoding", request)
             end = _HEAD_END.search(raw)
             head = bytes(raw[: end.end()]) if end else bytes(raw)
             values = [v for m in _CONTENT_LENGTH_LINE.findall(head) for v in m.split(b",")]
             if len(values) != 1:
-                raise ProtocolFailure(400, "duplicate Content-Length")
-        target = event.target.decode("ascii")
-        if target.startswith(("http://", "https://")):
-            # absolute-form (RFC 9112 3.2.2): servers must accept it; keep path and query
-            parts = urlsplit(target)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        path_part, _, query_string = target.partition("?")
-        try:
-            path = unquote(path_part, errors="strict") if "%" in path_part else path_part
-            query = (
-                parse_qs(query_string, keep_blank_values=True, errors="strict")
-                if query_string
-                else {}
-            )
-        except UnicodeDecodeError as exc:
-            raise ProtocolFailure(400, "request target is not valid UTF-8") from exc
-        if not path.startswith("/"):
-            raise ProtocolFailure(400, "request target must be an absolute path")
-        return Request(
-            method=event.method.decode("ascii"),
-            target=target,
-            path=path,
-            query=query,
-            headers=merged,
-            client=self.client,
-        )
+                raise ProtocolFailure(400, "duplicate Content-Length", request)
+        return request
 
     async def _read_body(self, request: Request) -> bytes:
         conn = self.conn
         if conn.their_state is h11.DONE:
             return b""
         declared = request.headers.get("content-length")
-        if declared is not None and int(declared) > self.limits.max_body_bytes:
-            raise ProtocolFailure(413, "request body too large")
+        if declared is not None and _over_limit(declared, self.limits.max_body_bytes):
+            raise ProtocolFailure(413, "request body too large", request)
         if conn.they_are_waiting_for_100_continue:
             continue_ = h11.InformationalResponse(status_code=100, headers=[])
             await self._send_bytes(conn.send(continue_))
@@ -268,12 +253,12 @@ class HTTPConnection:
             if event is h11.NEED_DATA:
                 data = await self._receive(deadline, idle=False)
                 if data is None:
-                    raise ProtocolFailure(408, "request body timed out")
+                    raise ProtocolFailure(408, "request body timed out", request)
                 conn.receive_data(data)
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > self.limits.max_body_bytes:
-                    raise ProtocolFailure(413, "request body too large")
+                    raise ProtocolFailure(413, "request body too large", request)
             elif isinstance(event, h11.EndOfMessage):
                 return bytes(body)
             elif isinstance(event, h11.ConnectionClosed):
@@ -289,7 +274,7 @@ class HTTPConnection:
         """Reply to a request we could not parse or accept, then close."""
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        response = status_response(failure.status, failure.message)
+        response = self.errors(failure.request)(failure)
         response.force_close = True
         with contextlib.suppress(
             trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError
@@ -303,9 +288,10 @@ class HTTPConnection:
         try:
             response = await self.handler(request)
         except SlipstreamError as error:
-            response = error_response(error)
+            response = self.errors(request)(error)
         except Exception as exc:
-            response = unexpected_error_response(exc, f"{request.method} {request.path}")
+            context = f"{request.method} {request.path}"
+            response = unexpected_error_response(exc, context, self.errors(request))
         if self.idle.draining:
             response.force_close = True
         try:
@@ -369,6 +355,50 @@ class HTTPConnection:
             sent,
             elapsed,
         )
+
+
+def _usual_shape(request: Request | None) -> ErrorRenderer:
+    """Without a router's say, every error is ``{"error": ...}``."""
+    return error_response
+
+
+def _parse_target(event: h11.Request, headers: dict[str, str], client: str) -> Request:
+    """The request of ``event``: path percent-decoded once (strict UTF-8), query parsed.
+
+    Raises :class:`ProtocolFailure` (400) for a target that is not valid UTF-8 once
+    decoded, or not an absolute path.
+    """
+    target = event.target.decode("ascii")
+    if target.startswith(("http://", "https://")):
+        # absolute-form (RFC 9112 3.2.2): servers must accept it; keep path and query
+        parts = urlsplit(target)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path_part, _, query_string = target.partition("?")
+    try:
+        path = unquote(path_part, errors="strict") if "%" in path_part else path_part
+        query = (
+            parse_qs(query_string, keep_blank_values=True, errors="strict") if query_string else {}
+        )
+    except UnicodeDecodeError as exc:
+        raise ProtocolFailure(400, "request target is not valid UTF-8") from exc
+    if not path.startswith("/"):
+        raise ProtocolFailure(400, "request target must be an absolute path")
+    return Request(
+        method=event.method.decode("ascii"),
+        target=target,
+        path=path,
+        query=query,
+        headers=headers,
+        client=client,
+    )
+
+
+def _over_limit(declared: str, limit: int) -> bool:
+    """Whether a ``Content-Length`` (digits, checked by h11) announces more than ``limit``."""
+    try:
+        return parse_uint(declared) > limit
+    except InvalidNumber:  # beyond any size a body can have
+        return True
 
 
 def _wants_websocket(request: Request) -> bool:

@@ -1,32 +1,71 @@
-"""The one place where error values become HTTP replies: ``{"error": "..."}`` JSON."""
+"""Where error values become HTTP replies.
+
+Each API surface owns the shape of its error bodies.  The server's usual shape is
+``{"error": "..."}`` (:func:`error_response`); a surface with another one (the drive API
+under ``/v2/`` answers ``{"code", "message"}``) registers an :data:`ErrorRenderer` with
+the router, which then picks the renderer for every error of a request, including
+those raised before any route runs (404, 405) and the connection's own (413, 408, 431).
+Whatever the shape, the headers an error implies come from :func:`error_headers`.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from slipstream.errors import InternalError, RangeNotSatisfiable, SlipstreamError
+from slipstream.errors import (
+    InternalError,
+    MethodNotAllowed,
+    RangeNotSatisfiable,
+    SlipstreamError,
+)
 
 from .http import Response, json_response
 
 log = logging.getLogger("slipstream.server")
 
+ErrorRenderer = Callable[[SlipstreamError], Response]
+"""Turns an error value into the reply of one API surface."""
 
-def error_response(error: SlipstreamError) -> Response:
-    """The JSON reply for a documented error, with any headers it implies."""
+
+class StatusError(SlipstreamError):
+    """An error known by its HTTP status alone (protocol failures: 400, 408, 413, 431...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = f"http_{status}"
+
+
+def error_headers(error: SlipstreamError) -> list[tuple[str, str]]:
+    """The header fields ``error``'s status calls for, in every error shape.
+
+    ``Content-Range: bytes */SIZE`` with a 416, ``WWW-Authenticate`` with a 401 and
+    ``Allow`` (RFC 9110 15.5.6) with a 405.
+    """
     headers: list[tuple[str, str]] = []
     if isinstance(error, RangeNotSatisfiable):
         headers.append(("Content-Range", f"bytes */{error.size}"))
     if error.status == 401:
         headers.append(("WWW-Authenticate", 'Bearer realm="slipstream"'))
-    return json_response(error.status, {"error": error.message}, headers)
+    if isinstance(error, MethodNotAllowed):
+        headers.append(("Allow", ", ".join(sorted(error.allowed))))
+    return headers
 
 
-def unexpected_error_response(exc: BaseException, context: str) -> Response:
+def error_response(error: SlipstreamError) -> Response:
+    """The server's usual error reply: ``{"error": message}`` plus :func:`error_headers`."""
+    return json_response(error.status, {"error": error.message}, error_headers(error))
+
+
+def unexpected_error_response(
+    exc: BaseException, context: str, render: ErrorRenderer = error_response
+) -> Response:
     """A 500 for an exception nobody documented: logged in full, never leaked."""
     log.error("unexpected error in %s", context, exc_info=exc)
-    return error_response(InternalError())
+    return render(InternalError())
 
 
 def status_response(status: int, message: str) -> Response:
     """A JSON error reply for protocol-level failures (400, 408, 431, 503...)."""
-    return json_response(status, {"error": message})
+    return error_response(StatusError(status, message))

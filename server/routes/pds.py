@@ -77,6 +77,7 @@ from .pds_errors import (
     param_int,
     param_str,
     parse_body,
+    render_drive_error,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ MAX_EXPIRE_SEC = 604_800
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 200
 ROOT_ID = "root"
+API_PREFIX = "/v2/"
+"""Every error of a request under this prefix is drive-shaped (404, 405, 413 included)."""
 _HASH_ATTEMPTS = 3
 
 Handler = Callable[["App", Mapping[str, Any]], Awaitable[Response]]
@@ -102,6 +105,7 @@ def register(router: Router, app: App) -> None:
         ("/v2/file/list", list_files),
     ):
         router.add(path, _endpoint(app, handler), methods=("POST",))
+    router.error_shape(API_PREFIX, render_drive_error)
 
 
 def _endpoint(app: App, handler: Handler) -> Callable[[Request], Awaitable[Response]]:

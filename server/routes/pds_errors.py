@@ -28,7 +28,8 @@ from slipstream.errors import (
     Unauthorized,
 )
 
-from ..http import Response, json_response
+from ..errors import error_headers
+from ..http import REASONS, Response, json_response
 
 __all__ = [
     "DriveError",
@@ -41,6 +42,7 @@ __all__ = [
     "param_int",
     "param_str",
     "parse_body",
+    "render_drive_error",
 ]
 
 MAX_TEXT_PARAM = 4096
@@ -86,15 +88,35 @@ def drive_error(error: SlipstreamError, *, not_found: str = "NotFound.File") -> 
         return DriveError(403, "Forbidden.FileNotReadable", error.message)
     if isinstance(error, FileNotFound):
         return DriveError(404, not_found, error.message)
-    if error.status >= 500:
-        return DriveError(error.status, "InternalError", error.message)
-    return DriveError(error.status, _generic_code(error.status), error.message)
+    return DriveError(error.status, generic_code(error.status), error.message)
 
 
-def _generic_code(status: int) -> str:
-    return {400: "InvalidParameter", 401: "AccessTokenInvalid", 403: "Forbidden"}.get(
-        status, "NotFound" if status == 404 else "InternalError"
-    )
+def generic_code(status: int) -> str:
+    """The drive code of an error known only by its status.
+
+    ``InvalidParameter`` (400), ``AccessTokenInvalid`` (401), ``Forbidden`` (403),
+    ``NotFound`` (404), ``InternalError`` (500 and unknown statuses), else the
+    status's reason phrase in CamelCase: ``MethodNotAllowed``, ``RequestTimeout``,
+    ``ContentTooLarge``, ``RequestHeaderFieldsTooLarge``, ``ServiceUnavailable``...
+    """
+    named = {400: "InvalidParameter", 401: "AccessTokenInvalid", 403: "Forbidden", 404: "NotFound"}
+    if status in named:
+        return named[status]
+    reason = REASONS.get(status)
+    if status == 500 or reason is None:
+        return "InternalError"
+    return "".join(word.capitalize() for word in reason.decode("ascii").split())
+
+
+def render_drive_error(error: SlipstreamError) -> Response:
+    """Any error as a drive reply ``{"code", "message"}`` (the ``/v2/`` error shape).
+
+    Header fields the status implies (``Allow``, ``WWW-Authenticate``,
+    ``Content-Range``) come with it, as in every other shape.
+    """
+    drive = drive_error(error)
+    body = {"code": drive.code, "message": drive.message}
+    return json_response(drive.status, body, error_headers(error))
 
 
 def parse_body(body: bytes) -> Mapping[str, Any]:

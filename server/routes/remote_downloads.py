@@ -5,14 +5,18 @@
 ``GET /?download_history=`` (or ``/{directory}?download_history=`` for one directory)
 lists finished ones; ``DELETE /api/v1/downloads/{id}`` cancels.  Bearer auth on all.
 The work is done by :class:`slipstream.jobs.Jobs`; this module maps HTTP to it.
+
+A GET whose query names ``download``, ``downloads`` or ``download_history`` is one of
+these requests whatever its path (a query route), so any directory can be named,
+including ``download``, ``healthz`` or ``api/v1/downloads``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
 
-from slipstream.errors import NotFound, ServiceUnavailable, SlipstreamError
+from slipstream.errors import ServiceUnavailable, SlipstreamError
 from slipstream.filenames import safe_filename, url_filename
 from slipstream.jobs import JobRefused, Jobs
 from slipstream.pathsafety import safe_relative_path
@@ -25,23 +29,22 @@ if TYPE_CHECKING:
     from ..app import App
 
 DOWNLOADS_PATH = "/api/v1/downloads"
+QUERY_KEYS: Final = ("download", "downloads", "download_history")
+"""A GET naming any of these is a seed-001 request, whatever its path."""
 
 
 def register(router: Router, app: App) -> None:
-    """Add the seed-001 routes (a fallback for ``/{directory}?...``, and /api/v1/downloads)."""
+    """Add the seed-001 routes (a query route for ``/{directory}?...``, and /api/v1/downloads)."""
 
     async def directory_query(request: Request) -> Response:
+        require_token(request, app.config.tokens)
         query = request.query
-        if "download" in query or "downloads" in query or "download_history" in query:
-            require_token(request, app.config.tokens)
         if "download" in query:
             return await start_download(app, request)
         if "downloads" in query:
             return json_response(200, {"downloads": app_jobs(app).active(_folder(request))})
-        if "download_history" in query:
-            folder = _folder(request)
-            return json_response(200, {"history": await app_jobs(app).history(folder or None)})
-        raise NotFound(f"no route for {request.path}")
+        folder = _folder(request)
+        return json_response(200, {"history": await app_jobs(app).history(folder or None)})
 
     async def list_all(request: Request) -> Response:
         require_token(request, app.config.tokens)
@@ -54,7 +57,7 @@ def register(router: Router, app: App) -> None:
             return json_response(404, {"success": False, "error": "DOWNLOAD_NOT_FOUND"})
         return json_response(200, {"success": True, "id": job_id, "status": "cancelled"})
 
-    router.fallback(directory_query, methods=("GET",))
+    router.add_query_route(QUERY_KEYS, directory_query, methods=("GET",))
     router.add(DOWNLOADS_PATH, list_all)
     router.add_prefix(DOWNLOADS_PATH + "/", cancel, methods=("DELETE",))
 
