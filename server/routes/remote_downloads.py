@@ -8,17 +8,19 @@ The work is done by :class:`slipstream.jobs.Jobs`; this module maps HTTP to it.
 
 A GET whose query names ``download``, ``downloads`` or ``download_history`` is one of
 these requests whatever its path (a query route), so any directory can be named,
-including ``download``, ``healthz`` or ``api/v1/downloads``.
+including ``download``, ``healthz`` or ``api/v1/downloads``.  The directory is the
+request path as the connection decoded it (percent-decoded once: ``/a%2520b`` is the
+directory ``a%20b``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
-from urllib.parse import unquote
 
 from slipstream.errors import ServiceUnavailable, SlipstreamError
 from slipstream.filenames import safe_filename, url_filename
 from slipstream.jobs import JobRefused, Jobs
+from slipstream.numeric import InvalidNumber, parse_uint
 from slipstream.pathsafety import safe_relative_path
 
 from ..auth import require_token
@@ -71,8 +73,19 @@ def app_jobs(app: App) -> Jobs:
 
 def _folder(request: Request) -> str:
     """The directory named by the request path, normalised (``""`` is the root)."""
-    path = unquote(request.path).strip("/")
+    path = request.path.strip("/")
     return "/".join(safe_relative_path(path)) if path else ""
+
+
+def parse_timeout(text: str | None) -> int | None:
+    """``timeout=`` as whole seconds: None when absent or empty (the server default).
+
+    Raises :class:`~slipstream.numeric.InvalidNumber` for anything but ASCII digits
+    (no sign, blank, decimal point or other scripts' digits); the range is the job's.
+    """
+    if not text:
+        return None
+    return parse_uint(text)
 
 
 def _failure(status: int, key: str, message: str, filename: str, folder: str) -> Response:
@@ -93,15 +106,14 @@ async def start_download(app: App, request: Request) -> Response:
     url = request.arg("download") or ""
     given = request.arg("filename") or None
     filename = safe_filename(given or url_filename(url) or "download")
-    raw_folder = unquote(request.path).strip("/")
+    raw_folder = request.path.strip("/")
     if not app.config.allow_download:
         return json_response(403, {"success": False, "error": "DOWNLOAD_FORBIDDEN"})
-    timeout: float | None = None
-    timeout_text = request.arg("timeout")
-    if timeout_text:
-        if not timeout_text.isdigit():
-            return _failure(400, "INVALID_TIMEOUT", "timeout must be whole seconds", filename, "")
-        timeout = float(timeout_text)
+    try:
+        timeout = parse_timeout(request.arg("timeout"))
+    except InvalidNumber:
+        message = "timeout must be whole seconds, 1 to 604800"
+        return _failure(400, "INVALID_TIMEOUT", message, filename, raw_folder)
     try:
         record = await app_jobs(app).start(
             url,

@@ -2,13 +2,15 @@
 they name.
 
 A GET whose query has ``download``, ``downloads`` or ``download_history`` is a seed-001
-request whatever its path, so a directory may be named like any other route.  Same set-up as
+request whatever its path, so a directory may be named like any other route; the path
+is percent-decoded exactly once (by the connection).  Same set-up as
 ``test_remote_downloads.py``: a download-enabled server and the loopback upstream.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import pytest
 import trio
@@ -106,3 +108,29 @@ async def test_a_websocket_upgrade_at_ws_with_download_stays_a_websocket(env: En
                 "id": 1,
                 "status": STATUS_OK,
             }
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "directory"),
+    [
+        ("/a%2520b", "a%20b"),
+        ("/100%25", "100%"),
+        ("/r%C3%A9sum%C3%A9%2541", "résumé%41"),
+        ("/plain%20space", "plain space"),
+    ],
+)
+async def test_the_directory_is_the_path_decoded_once(
+    env: Env, raw_path: str, directory: str
+) -> None:
+    data = payload(500, seed=9)
+    url = env.upstream.add("/once.txt", Blob(data))
+    target = f"{raw_path}?download={quote(url, safe='')}"
+    response = await env.http.get(target)
+    assert response.status_code == 202, response.text
+    assert response.json()["path"] == f"{directory}/once.txt"
+    row = await env.wait(response.json()["download_id"])
+    assert row["directory"] == directory
+    assert row["file_path"] == f"{directory}/once.txt"
+    assert (env.root / directory / "once.txt").read_bytes() == data
+    history = await env.http.get(f"{raw_path}?download_history=")
+    assert [r["id"] for r in history.json()["history"]] == [row["id"]]

@@ -428,6 +428,14 @@ async def test_invalid_url(env: Env, url: str) -> None:
         ({"timeout": "-1"}, "INVALID_TIMEOUT"),
         ({"timeout": "0"}, "INVALID_TIMEOUT"),
         ({"timeout": "1.5"}, "INVALID_TIMEOUT"),
+        ({"timeout": "\u00b2"}, "INVALID_TIMEOUT"),  # a superscript two: isdigit() is true
+        ({"timeout": "\u0661\u0662"}, "INVALID_TIMEOUT"),  # Arabic-Indic digits
+        ({"timeout": "+5"}, "INVALID_TIMEOUT"),
+        ({"timeout": " 5"}, "INVALID_TIMEOUT"),
+        ({"timeout": "1_0"}, "INVALID_TIMEOUT"),
+        ({"timeout": "604801"}, "INVALID_TIMEOUT"),
+        ({"timeout": "9" * 30}, "INVALID_TIMEOUT"),
+        ({"timeout": "9" * 5000}, "INVALID_TIMEOUT"),
     ],
 )
 async def test_invalid_options(env: Env, params: dict[str, str], key: str) -> None:
@@ -436,6 +444,7 @@ async def test_invalid_options(env: Env, params: dict[str, str], key: str) -> No
     assert response.status_code == 400, response.text
     assert response.json()["error"] == key
     assert response.json()["success"] is False
+    assert response.json()["path"] == "dl/a.bin"
     assert env.upstream.connections == 0
 
 
