@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from slipstream.numeric import parse_uint
+
 __all__ = [
     "Precondition",
     "Validators",
@@ -169,13 +171,18 @@ def parse_http_date(value: str) -> int | None:
         day, month, year, hour, minute, second = m.groups()
     elif m := _RFC850.fullmatch(text):
         day, month, yy, hour, minute, second = m.groups()
-        year = str(_two_digit_year(int(yy)))
+        year = str(_two_digit_year(parse_uint(yy)))
     elif m := _ASCTIME.fullmatch(text):
         month, day, hour, minute, second, year = m.groups()  # day: "06" or " 6"
     else:
         return None
     return _timestamp(
-        int(year), _MONTH_NUMBER[month], int(day), int(hour), int(minute), int(second)
+        parse_uint(year),
+        _MONTH_NUMBER[month],
+        parse_uint(day.lstrip(" ")),
+        parse_uint(hour),
+        parse_uint(minute),
+        parse_uint(second),
     )
 
 

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from slipstream.numeric import parse_uint
+
 __all__ = [
     "ByteRange",
     "MalformedRange",
@@ -38,6 +40,8 @@ RangeSpec = tuple[int | None, int | None]
 MAX_DIGITS = 19
 """Longest accepted number (an int64 has 19 digits); longer ones make the header malformed."""
 
+_MAX_NUMBER = 10**MAX_DIGITS - 1
+"""Any number of at most 19 digits: larger last positions are clamped to the size."""
 _OWS = " \t"
 # One spec: "first-last", "first-" or "-suffix", with optional blanks around "-" (nginx
 # tolerates them).  ASCII digits only: str.isdigit() would accept other scripts' digits.
@@ -124,8 +128,8 @@ def parse_range_header(value: str) -> list[RangeSpec]:
         if match is None:
             raise MalformedRange(f"bad range spec {member[:40]!r}")
         first_text, last_text = match.groups()
-        first = int(first_text) if first_text is not None else None
-        last = int(last_text) if last_text is not None else None
+        first = _number(first_text)
+        last = _number(last_text)
         if first is None and last is None:
             raise MalformedRange("range spec '-' has no numbers")
         if first is not None and last is not None and first > last:
@@ -134,6 +138,11 @@ def parse_range_header(value: str) -> list[RangeSpec]:
     if not specs:
         raise MalformedRange("empty range set")
     return specs
+
+
+def _number(text: str | None) -> int | None:
+    """A matched spec number (at most :data:`MAX_DIGITS` ASCII digits), or None."""
+    return None if text is None else parse_uint(text, maximum=_MAX_NUMBER)
 
 
 def resolve_ranges(specs: Iterable[RangeSpec], size: int) -> list[ByteRange]:

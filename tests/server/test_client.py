@@ -147,6 +147,47 @@ async def test_interrupted_download_resumes_with_range(served: Served, tmp_path:
     assert not part_path_for(dest).exists()
 
 
+class ForeignDigits(httpx.AsyncBaseTransport):
+    """The real server's replies, with a 206's ``Content-Range`` digits rewritten as
+    Arabic-Indic ones: the same numbers to ``int()``, but no HTTP number at all."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport(verify=False)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if response.status_code != 206:
+            return response
+        digits = str.maketrans(
+            "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+        )
+        headers = [
+            (name, value.decode().translate(digits).encode())
+            if name.lower() == b"content-range"
+            else (name, value)
+            for name, value in response.headers.raw
+        ]
+        return httpx.Response(
+            206, headers=headers, stream=response.stream, extensions=response.extensions
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_resume_refuses_a_content_range_that_is_not_ascii_digits(
+    served: Served, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out.bin"
+    left = await interrupt(served, "random.bin", dest, after=1024 * 1024)
+    http = httpx.AsyncClient(timeout=10, transport=ForeignDigits())
+    async with http, SlipstreamClient(ws_url(served), served.token, http=http) as client:
+        with pytest.raises(DownloadFailed, match="Content-Range"):
+            await client.download("random.bin", dest)
+    assert part_path_for(dest).stat().st_size == left  # nothing spliced onto the part
+    assert not dest.exists()
+
+
 async def test_truncated_part_left_behind_resumes(served: Served, tmp_path: Path) -> None:
     """A .part cut at an arbitrary byte (a crash) resumes from exactly that byte."""
     expected = served.files["random.bin"]
