@@ -25,7 +25,7 @@ def token_is_valid(token: str | None, tokens: Sequence[str]) -> bool:
     """Constant-time comparison against every configured token."""
     if not token:
         return False
-    presented = token.encode("utf-8", "surrogateescape")
+    presented = token.encode("utf-8", "surrogatepass")  # a JSON token may hold "\ud800"
     valid = False
     for candidate in tokens:
         valid |= hmac.compare_digest(presented, candidate.encode("utf-8"))

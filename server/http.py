@@ -90,8 +90,13 @@ class Response:
 def json_response(
     status: int, payload: Any, headers: list[tuple[str, str]] | None = None
 ) -> Response:
-    """A JSON reply with the right Content-Type."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """A JSON reply with the right Content-Type.
+
+    Text is sent as UTF-8; a lone surrogate (which a client can send as a JSON
+    ``\\ud800`` escape, and an error message may echo) goes out as that same escape.
+    """
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    body = text.encode("utf-8", "backslashreplace")
     return Response(
         status,
         [("Content-Type", "application/json"), *(headers or [])],
