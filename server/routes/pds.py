@@ -45,6 +45,12 @@ status code                             when
 500    ``InternalError``                anything else (logged, never detailed)
 ====== ================================ ===============================================
 
+Every other error of a request under ``/v2/`` takes this shape too (the router hands
+them to :func:`~.pds_errors.render_drive_error`): 404 ``NotFound`` for a path with no
+endpoint (a trailing slash included), 405 ``MethodNotAllowed`` with ``Allow: POST``, and
+the connection's 408 ``RequestTimeout``, 413 ``ContentTooLarge`` and 431
+``RequestHeaderFieldsTooLarge``.
+
 A listing reads the whole folder for each page (O(entries)); the marker is the last
 name returned, so entries added or removed between pages never repeat or shift a page.
 """
