@@ -45,6 +45,7 @@ __all__ = [
     "Fetcher",
     "GuardedBackend",
     "Resolver",
+    "as_sent",
     "system_resolver",
 ]
 
@@ -216,6 +217,21 @@ def fetch_errors() -> Iterator[None]:
         raise FetchError("NETWORK_ERROR", str(exc) or type(exc).__name__) from exc
 
 
+def as_sent(target: Target) -> httpx.URL:
+    """``target.url`` as httpx will send it; ``UrlRejected("INVALID_URL")`` if httpx
+    would change a byte of it (or ``httpx.InvalidURL`` if it cannot parse it).
+
+    :func:`~slipstream.netpolicy.parse_target` produces URLs that httpx keeps as they
+    are (its dot-segment removal and re-quoting have nothing left to do); this makes
+    "the URL checked is the URL sent" a checked fact rather than an assumption.
+    """
+    url = httpx.URL(target.url)
+    netloc = target.url.split("/", 3)[2]
+    if str(url) != target.url or url.netloc.decode("ascii") != netloc:
+        raise UrlRejected("INVALID_URL", f"the HTTP client would change {target.url!r}")
+    return url
+
+
 class Fetcher:
     """Outbound HTTP client for untrusted URLs; use as ``async with Fetcher(...) as f``.
 
@@ -274,7 +290,17 @@ class Fetcher:
         await self.__aexit__(None, None, None)
 
     def check(self, url: str, check_url: Callable[[Target], None] | None = None) -> Target:
-        """Parse ``url`` and apply the domain lists and ``check_url``; raise FetchError."""
+        """Parse ``url`` and apply the domain lists and ``check_url``; raise FetchError.
+
+        The returned target's ``url`` is what :meth:`stream` sends, byte for byte: it is
+        refused (``INVALID_URL``) unless httpx takes it unchanged.
+        """
+        target = self._checked(url, check_url)
+        with fetch_errors():
+            as_sent(target)
+        return target
+
+    def _checked(self, url: str, check_url: Callable[[Target], None] | None) -> Target:
         with fetch_errors():
             target = parse_target(url)
             self.policy.check_host(target)
@@ -295,14 +321,14 @@ class Fetcher:
         or is slow is not an error here (the fetch itself will report it); the check the
         connection makes at connect time stays the one that counts.
         """
-        target = self.check(url, check_url)
+        target = self._checked(url, check_url)
         found: Sequence[str] = ()
         with trio.move_on_after(timeout), contextlib.suppress(OSError):
             found = await self.backend.resolver(target.host, target.port)
         with fetch_errors():
             if found:
                 self.policy.check_addresses(target, found)
-            httpx.URL(target.url)  # refused by httpx (e.g. "999.1.1.1"): answer 400 now
+            as_sent(target)  # refused by httpx (e.g. "999.1.1.1"): answer 400 now
         return target
 
     @contextlib.asynccontextmanager
@@ -326,7 +352,7 @@ class Fetcher:
         origin = (target.scheme, target.host, target.port)
         for _hop in range(self.max_redirects + 1):
             with fetch_errors():
-                request = self._client.build_request(method, target.url, headers=sent)
+                request = self._client.build_request(method, as_sent(target), headers=sent)
                 response = await self._client.send(request, stream=True)
             location = response.headers.get("location")
             if response.status_code in REDIRECT_STATUSES and location:

@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 import idna
 
+from .urlcanon import canonical_path, canonical_query
+
 __all__ = [
     "DENIED_V4",
     "DENIED_V6",
@@ -118,13 +120,19 @@ class Target:
 
     ``host`` is lower-case ASCII (IDNA-encoded, no trailing dot) or an IPv6 address
     without brackets; ``port`` is explicit or the scheme's default; ``url`` is the URL
-    rebuilt from these parts plus path and query, without userinfo or fragment.
+    rebuilt from these parts plus the canonical path and query
+    (:mod:`slipstream.urlcanon`), without userinfo or fragment: the exact URL to send.
     """
 
     scheme: str
     host: str
     port: int
     url: str
+
+    @property
+    def path(self) -> str:
+        """The canonical path of :attr:`url` (no query)."""
+        return urlsplit(self.url).path or "/"
 
 
 def _invalid(message: str) -> UrlRejected:
@@ -158,6 +166,12 @@ def normalise_domain(name: str) -> str:
 
 def parse_target(url: str) -> Target:
     """Parse and normalise an ``http``/``https`` URL.
+
+    The result's ``url`` is canonical: scheme and host in lower case, the host
+    IDNA-encoded without a trailing dot, no default port, no userinfo or fragment, and
+    the path and query in the form of :func:`~slipstream.urlcanon.canonical_path` (dot
+    segments removed) and :func:`~slipstream.urlcanon.canonical_query`.  Parsing the
+    result again gives the same target.
 
     Raises ``UrlRejected("INVALID_URL")`` for another scheme, a malformed URL, a missing
     host or a bad port, and ``UrlRejected("DOMAIN_BLOCKED")`` for an IPv6 literal with a
@@ -208,8 +222,8 @@ def parse_target(url: str) -> Target:
                 raise _invalid("invalid port")
             port = int(port_text)
     netloc = url_host if port == DEFAULT_PORTS[scheme] else f"{url_host}:{port}"
-    path = parts.path or "/"
-    query = f"?{parts.query}" if parts.query else ""
+    path = canonical_path(parts.path)
+    query = f"?{canonical_query(parts.query)}" if parts.query else ""
     return Target(scheme=scheme, host=host, port=port, url=f"{scheme}://{netloc}{path}{query}")
 
 

@@ -489,8 +489,18 @@ def test_scoped_ipv6_literal_is_refused() -> None:
         ),
         (
             "http://例え.jp/ファイル",
-            Target("http", "xn--r8jz45g.jp", 80, "http://xn--r8jz45g.jp/ファイル"),
+            Target(
+                "http",
+                "xn--r8jz45g.jp",
+                80,
+                "http://xn--r8jz45g.jp/%E3%83%95%E3%82%A1%E3%82%A4%E3%83%AB",
+            ),
         ),
+        (
+            "http://example.com/a/./b/../%2e%2E/.%2e/c/%7e%41%2f?q=é&r=%zz#/../x",
+            Target("http", "example.com", 80, "http://example.com/c/~A%2F?q=%C3%A9&r=%25zz"),
+        ),
+        ("http://example.com/..", Target("http", "example.com", 80, "http://example.com/")),
         ("http://2130706433/", Target("http", "2130706433", 80, "http://2130706433/")),
         (
             "http://under_score.example/",

@@ -233,3 +233,53 @@ async def expect_started(
         problems.append(f"start {url!r}: expected 202, got {reply.status_code} {reply.text}")
         return {}
     return {reply.json()["download_id"]: url}
+
+
+#: A job's URL -> the request target the upstream must see (and the ``url`` the job lists).
+CANONICAL_JOBS = {
+    "http://files.example/a/./b/../one.bin": "/a/one.bin",
+    "HTTP://FILES.example.:80/x/%2e%2E/two.bin?v=%7e#/../frag": "/two.bin?v=%7e",
+    "http://files.example/d/.%2e/caf\u00e9 {3}.bin?q=\u00e9".replace(" ", "%20"): (
+        "/caf%C3%A9%20%7B3%7D.bin?q=%C3%A9"
+    ),
+    "http://files.example/hop/four": "/four.bin",  # redirected to "../four.bin"
+}
+
+
+async def test_a_job_sends_exactly_the_url_it_checked(
+    start_server: StartServer, nursery: trio.Nursery
+) -> None:
+    """Remote-download jobs go through the same canonical form as the zip service: the
+    URL the policy judged (and the job lists) is the URL on the wire, every hop."""
+    front = Upstream()
+    await nursery.start(front.run)
+    for target in CANONICAL_JOBS.values():
+        front.add(target.split("?")[0], Blob(b"body of " + target.encode()))
+    front.add("/hop/four", Redirect("../four.bin"))
+    net = make_net(front)
+
+    def app(config: Config) -> App:
+        return App(config, resolver=net.resolve, dialer=net.dial)
+
+    served = await start_server(allow_download=True, app=app)
+    async with served.client(headers=served.auth) as client:
+        ids = {}
+        for url in CANONICAL_JOBS:
+            reply = await start(client, url)
+            assert reply.status_code == 202, reply.text
+            ids[reply.json()["download_id"]] = url
+        with trio.fail_after(10):
+            while (await client.get("/api/v1/downloads")).json()["downloads"]:
+                await trio.sleep(0.02)
+        history = (await client.get("/?download_history=")).json()["history"]
+    listed = {row["id"]: row for row in history}
+    for job_id, url in ids.items():
+        row = listed[job_id]
+        assert row["status"] == "completed", row
+        wanted = CANONICAL_JOBS[url]
+        if url.endswith("/hop/four"):
+            assert row["url"] == "http://files.example/hop/four"
+        else:
+            assert row["url"] == "http://files.example" + wanted
+    sent = sorted(r.target for r in front.requests)
+    assert sent == sorted([*CANONICAL_JOBS.values(), "/hop/four"])
