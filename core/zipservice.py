@@ -3,7 +3,9 @@
 :meth:`ZipService.create` checks a parsed request against the prefix allow list
 (``UNAUTHORIZED_URIS``), probes every URI (``FAILED_FETCHING_URIS``), names the members
 (``Content-Disposition``, else the URL path; made safe and de-duplicated), plans the zip
-and stores the manifest.  :meth:`ZipService.open` turns a stored manifest back into a
+and stores the manifest.  Every URI is replaced by its canonical form
+(:mod:`slipstream.zipallow`): what is checked is what is fetched, and two spellings of
+one URI are ``DUPLICATE_URIS``.  :meth:`ZipService.open` turns a stored manifest back into a
 live :class:`~slipstream.zipstream.ZipSource` (after a restart too), and
 :meth:`ZipService.delivered` / :meth:`ZipService.release` implement the seed's expiry:
 the stream expires once every byte has been delivered at least once (one 200, or 206s
@@ -25,7 +27,8 @@ import trio
 
 from .fetch import Fetcher
 from .filenames import deduplicate, disposition_filename, safe_filename, url_filename
-from .netpolicy import Target, UrlRejected
+from .netpolicy import Target
+from .zipallow import AllowList
 from .ziperrors import ZipError
 from .zipform import ZipRequest, forwarded_headers
 from .zipplan import ZipMember, manifest_etag, plan_zip
@@ -118,7 +121,11 @@ def member_names(objects: Sequence[RemoteObject]) -> list[str]:
 
 
 class ZipService:
-    """Creates manifests and serves their zips (see the module docstring)."""
+    """Creates manifests and serves their zips (see the module docstring).
+
+    ``allow_prefixes`` must be valid prefixes (:mod:`slipstream.zipallow`), else
+    ``ValueError`` naming the first bad one.
+    """
 
     def __init__(
         self,
@@ -131,7 +138,7 @@ class ZipService:
     ) -> None:
         self.fetcher = fetcher
         self.state = state
-        self.allow_prefixes = tuple(allow_prefixes)
+        self.allow = AllowList(allow_prefixes)
         self.probe_concurrency = probe_concurrency
         self.skip_limit = skip_limit
         self._sources: dict[str, ZipSource] = {}
@@ -141,33 +148,45 @@ class ZipService:
         self._expiring: set[str] = set()
 
     def allowed(self, uri: str) -> bool:
-        """Whether ``uri`` starts with a configured prefix (none configured: never)."""
-        return any(uri.startswith(prefix) for prefix in self.allow_prefixes)
+        """Whether ``uri`` is admitted by the allow list (none configured: never)."""
+        return self.allow.canonical(uri) is not None
 
     def check_url(self, target: Target) -> None:
         """Every fetch hop (redirects too) must stay inside the allow list."""
-        if not self.allowed(target.url):
-            raise UrlRejected("DOMAIN_BLOCKED", f"{target.url} is not in the allow list")
+        self.allow.check(target)
 
     async def create(
         self, request: ZipRequest, client_headers: Sequence[tuple[str, str]]
     ) -> Manifest:
         """Check, probe, name, plan and store; raises :class:`ZipError`."""
         fmt, redirect = request.response_format, request.error_redirect_uri
-        refused = [uri for uri in request.uris if not self.allowed(uri)]
+        canonical: dict[str, str] = {}
+        refused: list[str] = []
+        duplicates: list[str] = []
+        for uri in request.uris:
+            url = self.allow.canonical(uri)
+            if url is None:
+                refused.append(uri)
+            elif url in canonical:
+                duplicates.append(uri)
+            else:
+                canonical[url] = uri
         if refused:
             raise ZipError("UNAUTHORIZED_URIS", refused, fmt=fmt, redirect_uri=redirect)
+        if duplicates:
+            raise ZipError("DUPLICATE_URIS", duplicates, fmt=fmt, redirect_uri=redirect)
         headers = tuple(forwarded_headers(request, client_headers))
         try:
             objects = await probe_all(
                 self.fetcher,
-                request.uris,
+                list(canonical),
                 headers,
                 self.check_url,
                 concurrency=self.probe_concurrency,
             )
-        except ZipError as exc:
-            raise exc.with_format(fmt, redirect) from None
+        except ZipError as exc:  # the records in the client's spelling
+            records = [canonical.get(url, url) for url in exc.records]
+            raise ZipError(exc.key, records, fmt=fmt, redirect_uri=redirect) from None
         manifest = Manifest(
             id=request.request_id,
             file_name=request.file_name,

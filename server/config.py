@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slipstream.privatefiles import private_dir
+from slipstream.zipallow import AllowList
 
 DEFAULT_MAX_DOWNLOAD_SIZE = 52_428_800  # seed 002: "max size is 50 MB"
 DEFAULT_CONTENT_DIGEST_MAX = 64 * 1024 * 1024
@@ -85,7 +86,11 @@ class Config:
     """Seconds a zip stream URL lives at most (it expires sooner once fully delivered)."""
 
     def prepare(self) -> None:
-        """Create the root and state dir, resolve paths, make sure a token and a secret exist."""
+        """Create the root and state dir, resolve paths, make sure a token and a secret exist.
+
+        ``ValueError`` (one line) for an invalid zip allow prefix or application name.
+        """
+        AllowList(self.zip_allow_prefixes)  # refuse a bad --zip-allow-prefix before anything
         self.root = Path(self.root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = Path(self.state_dir or self.root / ".slipstream").expanduser().resolve()

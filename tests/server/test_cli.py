@@ -242,6 +242,24 @@ def test_negative_max_download_size_is_refused(site: Path) -> None:
     assert b"max-download-size" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "prefix", ["files.example/pub/", "ftp://files.example/", "http://u@h/", "http://h/?k="]
+)
+def test_an_invalid_zip_allow_prefix_is_refused_with_one_line(site: Path, prefix: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "slipstream", "serve", "--root", str(site), "--port", "0",
+         "--zip-allow-prefix", "http://fine.example/", "--zip-allow-prefix", prefix],
+        capture_output=True,
+        timeout=20,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("slipstream: invalid zip allow prefix")
+    assert repr(prefix) in lines[0]
+    assert result.stdout == b""
+
+
 def test_help_lists_every_flag() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "slipstream", "serve", "--help"], capture_output=True, timeout=20
