@@ -165,6 +165,16 @@ class ZipLayout:
     def __repr__(self) -> str:
         return f"<ZipLayout members={len(self.members)} total={self.total}>"
 
+    def first_past(self, limit: int) -> int | None:
+        """None when the whole zip is at most ``limit`` bytes; else the index of the first
+        member whose header, data and descriptor end past ``limit`` (the last member when
+        only the central directory does)."""
+        if self.total <= limit:
+            return None
+        starts = self._starts
+        ends = (starts[3 * (i + 1)] for i in range(len(self.members)))
+        return next((i for i, end in enumerate(ends) if end > limit), len(self.members) - 1)
+
     def header_offset(self, i: int) -> int:
         """Offset of member ``i``'s local header."""
         return self._starts[3 * self._index(i)]

@@ -35,6 +35,7 @@ __all__ = [
     "MemberChanged",
     "RemoteObject",
     "UpstreamRefused",
+    "content_range",
     "probe_all",
     "probe_one",
     "read_member",
@@ -101,6 +102,19 @@ def _unix_time(http_date: str | None) -> int | None:
         return None
 
 
+def content_range(value: str) -> tuple[int, int, int]:
+    """``bytes FIRST-LAST/SIZE`` as numbers; ``ValueError`` unless well formed, each
+    number at most 2**63 - 1 (:func:`~slipstream.numeric.parse_uint`) and
+    ``FIRST <= LAST < SIZE``."""
+    match = _CONTENT_RANGE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"unusable Content-Range {value!r}")
+    first, last, size = (parse_uint(match[k]) for k in (1, 2, 3))
+    if not first <= last < size:
+        raise ValueError(f"inconsistent Content-Range {value!r}")
+    return first, last, size
+
+
 def _validators(fetched: Fetched) -> tuple[str | None, str | None]:
     etag: str | None = fetched.headers.get("etag")
     modified: str | None = fetched.headers.get("last-modified")
@@ -116,14 +130,13 @@ async def probe_one(
         disposition: str | None = got.headers.get("content-disposition")
         ranges = got.status != 200
         if got.status == 206:
-            match = _CONTENT_RANGE.fullmatch(got.headers.get("content-range", ""))
-            if match is None or match[1] != "0" or match[2] != "0":
+            first, last, size = content_range(got.headers.get("content-range", ""))
+            if first != 0 or last != 0 or size < 1:
                 raise ValueError("bad Content-Range in the probe's 206")
-            size = int(match[3])
         elif got.status == 416 and _EMPTY_RANGE.fullmatch(got.headers.get("content-range", "")):
             size = 0
-        elif got.status == 200 and got.headers.get("content-length", "").isdigit():
-            size = int(got.headers["content-length"])  # the upstream ignores Range
+        elif got.status == 200 and "content-length" in got.headers:
+            size = parse_uint(got.headers["content-length"])  # the upstream ignores Range
         else:
             raise ValueError(f"upstream answered {got.status}")
         if got.status == 206:
@@ -174,13 +187,10 @@ async def probe_all(
 
 
 def _content_range(got: Fetched) -> tuple[int, int, int] | None:
-    """``(first, last, size)`` of a ``bytes first-last/size`` Content-Range, else None."""
-    match = _CONTENT_RANGE.fullmatch(got.headers.get("content-range", ""))
-    if match is None:
-        return None
+    """:func:`content_range` of the answer's Content-Range, else None."""
     try:
-        return parse_uint(match[1]), parse_uint(match[2]), parse_uint(match[3])
-    except InvalidNumber:
+        return content_range(got.headers.get("content-range", ""))
+    except ValueError:
         return None
 
 

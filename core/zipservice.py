@@ -3,7 +3,8 @@
 :meth:`ZipService.create` checks a parsed request against the prefix allow list
 (``UNAUTHORIZED_URIS``), probes every URI (``FAILED_FETCHING_URIS``), names the members
 (``Content-Disposition``, else the URL path; made safe and de-duplicated), plans the zip
-and stores the manifest.  Every URI is replaced by its canonical form
+and stores the manifest (a size past 2**63 - 1, or a zip that would be, is
+``FAILED_FETCHING_URIS``).  Every URI is replaced by its canonical form
 (:mod:`slipstream.zipallow`): what is checked is what is fetched, and two spellings of
 one URI are ``DUPLICATE_URIS``.  :meth:`ZipService.open` turns a stored manifest back into a
 live :class:`~slipstream.zipstream.ZipSource` (after a restart too), and
@@ -21,13 +22,14 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from .fetch import Fetcher
 from .filenames import deduplicate, disposition_filename, safe_filename, url_filename
 from .netpolicy import Target
+from .numeric import INT64_MAX
 from .zipallow import AllowList
 from .ziperrors import ZipError
 from .zipform import ZipRequest, forwarded_headers
@@ -36,7 +38,10 @@ from .zipremote import SKIP_LIMIT, RemoteObject, probe_all
 from .zipstate import ZipState
 from .zipstream import ZipSource
 
-__all__ = ["MAX_SOURCES", "Manifest", "ZipService"]
+__all__ = ["MAX_SOURCES", "MAX_ZIP_SIZE", "Manifest", "ZipService"]
+
+MAX_ZIP_SIZE: Final = INT64_MAX
+"""Largest zip served (and so largest member): what a ``Content-Length`` can carry."""
 
 MAX_SOURCES = 256
 """Live zip sources kept in memory (their layouts and known CRCs); older idle ones are
@@ -187,6 +192,12 @@ class ZipService:
         except ZipError as exc:  # the records in the client's spelling
             records = [canonical.get(url, url) for url in exc.records]
             raise ZipError(exc.key, records, fmt=fmt, redirect_uri=redirect) from None
+        names = member_names(objects)
+        members = [ZipMember(n, o.size, o.mtime) for n, o in zip(names, objects, strict=True)]
+        past = plan_zip(members).first_past(MAX_ZIP_SIZE)
+        if past is not None:
+            too_large = [canonical[objects[past].uri]]
+            raise ZipError("FAILED_FETCHING_URIS", too_large, fmt=fmt, redirect_uri=redirect)
         manifest = Manifest(
             id=request.request_id,
             file_name=request.file_name,
@@ -194,7 +205,7 @@ class ZipService:
             error_redirect_uri=redirect,
             headers=headers,
             objects=tuple(objects),
-            names=tuple(member_names(objects)),
+            names=tuple(names),
             created=time.time(),
         )
         await trio.to_thread.run_sync(self.state.save_manifest, manifest.id, manifest.to_json())

@@ -389,3 +389,14 @@ def test_manifest_etag() -> None:
     ]
     tags = {manifest_etag(m, v) for m, v in variants}
     assert tag not in tags and len(tags) == len(variants)
+
+
+def test_first_past_names_the_member_that_crosses_a_limit() -> None:
+    layout = plan_zip([ZipMember("a", 10), ZipMember("b", 20), ZipMember("c", 5)])
+    assert layout.first_past(layout.total) is None
+    assert layout.first_past(layout.header_offset(1)) == 1  # a ends exactly there
+    assert layout.first_past(layout.header_offset(1) - 1) == 0
+    assert layout.first_past(layout.data_offset(2)) == 2
+    assert layout.first_past(layout.central_offset) == 2  # only the central part is past
+    huge = plan_zip([ZipMember("x", 2**62), ZipMember("y", 2**62)])
+    assert huge.first_past(2**63 - 1) == 1

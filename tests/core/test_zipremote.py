@@ -8,7 +8,13 @@ import trio
 from slipstream.fetch import Fetcher, FetchError
 from slipstream.netpolicy import NetworkPolicy, Target
 from slipstream.ziperrors import ZipError
-from slipstream.zipremote import MemberChanged, UpstreamRefused, probe_all, read_member
+from slipstream.zipremote import (
+    MemberChanged,
+    UpstreamRefused,
+    content_range,
+    probe_all,
+    read_member,
+)
 from tests.upstream import Blob, Status, Upstream
 
 OPEN = NetworkPolicy(allow_private_networks=True)
@@ -95,3 +101,54 @@ async def test_a_shorter_object_is_a_changed_member(upstream: Upstream) -> None:
         with pytest.raises(MemberChanged):
             async for _ in read_member(fetcher, obj, 60, 20, [], anything):
                 pass
+
+
+@pytest.mark.parametrize(
+    "content_range",
+    [
+        "bytes 0-0/99999999999999999999999",
+        "bytes 0-0/9223372036854775808",  # 2**63: one past what a Content-Length carries
+        "bytes 0-0/" + "9" * 5000,
+        "bytes 0-0/0",
+        "bytes 0-1/5",
+        "bytes 1-0/5",
+        "bytes 0-0/5x",
+        "bytes 0-0/*",
+        "bytes 0-0/+5",
+        "bytes 0-0/5_0",
+    ],
+)
+async def test_a_probe_with_an_absurd_or_malformed_size_fails(
+    upstream: Upstream, content_range: str
+) -> None:
+    url = upstream.add("/m", Status(206, b"x", [("Content-Range", content_range)]))
+    async with Fetcher(OPEN) as fetcher:
+        with pytest.raises(ZipError) as info:
+            await probe_all(fetcher, [url], [], anything)
+    assert info.value.key == "FAILED_FETCHING_URIS"
+    assert info.value.records == (url,)
+
+
+async def test_the_largest_size_a_probe_accepts(upstream: Upstream) -> None:
+    url = upstream.add("/m", Status(206, b"x", [("Content-Range", f"bytes 0-0/{2**63 - 1}")]))
+    async with Fetcher(OPEN) as fetcher:
+        (found,) = await probe_all(fetcher, [url], [], anything)
+    assert found.size == 2**63 - 1
+
+
+@pytest.mark.parametrize("length", [10**23, 2**63])
+async def test_an_absurd_content_length_of_a_200_fails(upstream: Upstream, length: int) -> None:
+    url = upstream.add("/m", Blob(b"x", ranges=False, lie_length=length))
+    async with Fetcher(OPEN) as fetcher:
+        with pytest.raises(ZipError) as info:
+            await probe_all(fetcher, [url], [], anything)
+    assert info.value.records == (url,)
+
+
+def test_content_range_parsing() -> None:
+    assert content_range("bytes 0-0/1") == (0, 0, 1)
+    assert content_range("bytes 5-9/10") == (5, 9, 10)
+    assert content_range("bytes 000-0/07") == (0, 0, 7)
+    for bad in ["bytes 0-0/\u0661", "bytes \u0660-0/5", "bytes 0-0/10 ", "bytes=0-0/5", ""]:
+        with pytest.raises(ValueError):
+            content_range(bad)

@@ -335,3 +335,51 @@ async def test_hostile_names_become_safe_unique_entries(
     # The content is still where the name says (zipfile reads every member back).
     contents = read_zip(zipped.content)
     assert contents[decoded[0]] == member_bytes(0, 10)
+
+
+# --- absurd sizes ---------------------------------------------------------------------------
+
+
+def claims_size(size: int) -> Status:
+    """A probe answer claiming an object of ``size`` bytes (the body is never read)."""
+    return Status(206, b"x", [("Content-Range", f"bytes 0-0/{size}")])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_absurd_sizes_are_failed_fetches_at_the_post(
+    start_server: StartServer, upstream: Upstream, fmt: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    good = upstream.add("/ok.bin", Blob(b"fine"))
+    huge = upstream.add("/huge.bin", claims_size(99999999999999999999999))
+    response = await post(served, fields=form_fields([good, huge], **format_params(fmt)))
+    check_error(response, "FAILED_FETCHING_URIS", fmt, [huge])
+
+
+@pytest.mark.parametrize(
+    ("sizes", "blamed"),
+    [
+        ([2**63 - 1], 0),  # the member fits a Content-Length, the zip around it does not
+        ([1, 2**62, 2**62], 2),  # each fits, together they do not
+        ([2**62, 2**62 - 10], 1),
+    ],
+)
+async def test_a_zip_past_the_largest_content_length_is_refused(
+    start_server: StartServer, upstream: Upstream, sizes: list[int], blamed: int
+) -> None:
+    served = await zip_server(start_server, upstream)
+    uris = [upstream.add(f"/big{n}.bin", claims_size(size)) for n, size in enumerate(sizes)]
+    response = await post(served, document={"fs_uri_list": uris})
+    check_error(response, "FAILED_FETCHING_URIS", "json", [uris[blamed]])
+
+
+async def test_the_largest_zip_is_announced_exactly(
+    start_server: StartServer, upstream: Upstream
+) -> None:
+    """Just under the limit: the POST succeeds and HEAD announces the exact size."""
+    served = await zip_server(start_server, upstream)
+    uri = upstream.add("/big.bin", claims_size(2**63 - 1000))
+    path = await create(served, [uri])
+    head = await fetch(served, path, "HEAD")
+    assert head.status_code == 200
+    assert 2**63 - 1000 < int(head.headers["content-length"]) <= 2**63 - 1
