@@ -9,8 +9,9 @@ rendered by :func:`render_error` in one of the seed's formats:
 * ``redirect``: ``303`` to the client's ``fs_error_redirect_uri`` with ``fs_error_key``
   and ``fs_error_records`` (records joined with ``;``) added to its query.
 
-``MISSING_REQUEST_ID``, ``MALFORMED_UUID`` and ``DOWNLOAD_EXPIRED`` are always HTML (the
-stream URL they concern has no format of its own).  One key extends the seed:
+``MISSING_REQUEST_ID``, ``MALFORMED_UUID`` and ``DOWNLOAD_EXPIRED`` are always HTML on the
+stream URL (it has no format of its own); a POST that reuses a request id gets
+``DOWNLOAD_EXPIRED`` in its own format (``html_only=False``).  One key extends the seed:
 ``MALFORMED_HEADER`` (400) refuses an ``fs_add_header-*`` parameter whose name is not an
 HTTP token or whose value is not a valid header value.
 """
@@ -108,6 +109,7 @@ class ZipError(Exception):
         fmt: str = "html",
         redirect_uri: str | None = None,
         size: int | None = None,
+        html_only: bool | None = None,
     ) -> None:
         if key not in ZIP_ERRORS:
             raise ValueError(f"unknown zip error key {key!r}")
@@ -117,11 +119,21 @@ class ZipError(Exception):
         self.fmt = fmt
         self.redirect_uri = redirect_uri
         self.size = size
+        #: Rendered as HTML whatever ``fmt`` says (default: the key is in ALWAYS_HTML,
+        #: the stream URL's rule; a POST's DOWNLOAD_EXPIRED passes False).
+        self.html_only = key in ALWAYS_HTML if html_only is None else html_only
         super().__init__(f"{key}: {self.message}")
 
     def with_format(self, fmt: str, redirect_uri: str | None) -> ZipError:
         """A copy of this error to be rendered in ``fmt`` (with ``redirect_uri``)."""
-        return ZipError(self.key, self.records, fmt=fmt, redirect_uri=redirect_uri, size=self.size)
+        return ZipError(
+            self.key,
+            self.records,
+            fmt=fmt,
+            redirect_uri=redirect_uri,
+            size=self.size,
+            html_only=self.html_only,
+        )
 
     def render(self) -> tuple[int, list[tuple[str, str]], bytes]:
         """``render_error(self, self.fmt, self.redirect_uri)``."""
@@ -170,12 +182,13 @@ def render_error(
     ``html`` and ``json`` use ``error.status``; ``redirect`` is a ``303`` to
     ``redirect_uri`` with ``fs_error_key`` (and ``fs_error_records`` when there are
     records) appended to its query, percent-encoded.  An unknown ``fmt``, ``redirect``
-    without a ``redirect_uri``, and the keys in :data:`ALWAYS_HTML` give ``html``.
+    without a ``redirect_uri``, and an ``error.html_only`` error (by default the keys in
+    :data:`ALWAYS_HTML`) give ``html``.
     Headers: ``Content-Type`` and ``Cache-Control: no-store`` (``Location`` for a
     redirect; ``Content-Range: bytes */size`` for a 416 when ``error.size`` is known);
     ``Content-Length`` is left to the caller.
     """
-    if error.key in ALWAYS_HTML or fmt not in FORMATS:
+    if error.html_only or fmt not in FORMATS:
         fmt = "html"
     if fmt == "redirect":
         if redirect_uri:

@@ -1,24 +1,30 @@
 """Zip-as-a-service (seed 004) as a library: manifests in, resumable zip bodies out.
 
 :meth:`ZipService.create` checks a parsed request against the prefix allow list
-(``UNAUTHORIZED_URIS``), probes every URI (``FAILED_FETCHING_URIS``), names the members
-(``Content-Disposition``, else the URL path; made safe and de-duplicated), plans the zip
-and stores the manifest (a size past 2**63 - 1, or a zip that would be, is
-``FAILED_FETCHING_URIS``).  Every URI is replaced by its canonical form
-(:mod:`slipstream.zipallow`): what is checked is what is fetched, and two spellings of
-one URI are ``DUPLICATE_URIS``.  :meth:`ZipService.open` turns a stored manifest back into a
-live :class:`~slipstream.zipstream.ZipSource` (after a restart too), and
+(``UNAUTHORIZED_URIS``; :mod:`slipstream.zipallow`), replaces every URI by its canonical
+form (what is checked is what is fetched, and two spellings of one URI are
+``DUPLICATE_URIS``), refuses a request id that is already taken (``DOWNLOAD_EXPIRED``,
+see :meth:`ZipService.create`), probes every URI (``FAILED_FETCHING_URIS``, also for a
+size past 2**63 - 1 or a zip that would be), names the members (``Content-Disposition``,
+else the URL path; made safe and de-duplicated), plans the zip and stores the manifest.
+:meth:`ZipService.source` turns a stored manifest back into a live
+:class:`~slipstream.zipstream.ZipSource` (after a restart too), and
 :meth:`ZipService.delivered` / :meth:`ZipService.release` implement the seed's expiry:
 the stream expires once every byte has been delivered at least once (one 200, or 206s
-that together cover the zip) and the requests in flight have ended.
+that together cover the zip) and the requests in flight have ended.  An expired
+manifest's data, forwarded headers included, is erased at once (:meth:`ZipService.run`
+erases those whose ttl ended).
 
-Store writes (the manifest, the delivered bytes, expiry) and the first load of a
-manifest's JSON run in worker threads (``trio.to_thread``), never on the event loop.
+Store writes (the manifest, the delivered bytes, expiry, purging) and the first load of
+a manifest's JSON run in worker threads (``trio.to_thread``), never on the event loop.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,10 +44,15 @@ from .zipremote import SKIP_LIMIT, RemoteObject, probe_all
 from .zipstate import ZipState
 from .zipstream import ZipSource
 
-__all__ = ["MAX_SOURCES", "MAX_ZIP_SIZE", "Manifest", "ZipService"]
+__all__ = ["MAX_SOURCES", "MAX_ZIP_SIZE", "SWEEP_INTERVAL", "Manifest", "ZipService"]
+
+log = logging.getLogger("slipstream.zip")
 
 MAX_ZIP_SIZE: Final = INT64_MAX
 """Largest zip served (and so largest member): what a ``Content-Length`` can carry."""
+
+SWEEP_INTERVAL: Final = 60.0
+"""Longest pause of :meth:`ZipService.run` between two purges of expired manifests."""
 
 MAX_SOURCES = 256
 """Live zip sources kept in memory (their layouts and known CRCs); older idle ones are
@@ -60,6 +71,9 @@ class Manifest:
     objects: tuple[RemoteObject, ...]
     names: tuple[str, ...]
     created: float
+    fingerprint: str = ""
+    """Digest of the request's parameters (:func:`request_fingerprint`): a request id
+    posted again is accepted only with the same parameters."""
 
     @functools.cached_property
     def members(self) -> list[ZipMember]:
@@ -94,6 +108,7 @@ class Manifest:
             ],
             "names": list(self.names),
             "created": self.created,
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -113,6 +128,7 @@ class Manifest:
             objects=tuple(RemoteObject(*fields) for fields in data["objects"]),
             names=tuple(data["names"]),
             created=float(data["created"]),
+            fingerprint=str(data.get("fingerprint", "")),
         )
 
 
@@ -123,6 +139,22 @@ def member_names(objects: Sequence[RemoteObject]) -> list[str]:
         raw = disposition_filename(obj.disposition or "") or url_filename(obj.uri) or "file"
         names.append(safe_filename(raw, default="file"))
     return deduplicate(names)
+
+
+def request_fingerprint(request: ZipRequest, uris: Sequence[str]) -> str:
+    """A digest of what a POST asked for: the canonical ``uris`` in order, the file
+    name, the response format and error page, the forwarding flag and the added headers.
+    Headers forwarded from the client are not part of it (browsers change them)."""
+    params = {
+        "uris": list(uris),
+        "file_name": request.file_name,
+        "format": request.response_format,
+        "error_redirect_uri": request.error_redirect_uri,
+        "forward_all_headers": request.forward_all_headers,
+        "add_headers": [list(h) for h in request.add_headers],
+    }
+    text = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
 class ZipService:
@@ -151,6 +183,7 @@ class ZipService:
         self._in_flight: dict[str, int] = {}
         self._covered: set[str] = set()
         self._expiring: set[str] = set()
+        self._creating: dict[str, trio.Event] = {}
 
     def allowed(self, uri: str) -> bool:
         """Whether ``uri`` is admitted by the allow list (none configured: never)."""
@@ -163,7 +196,14 @@ class ZipService:
     async def create(
         self, request: ZipRequest, client_headers: Sequence[tuple[str, str]]
     ) -> Manifest:
-        """Check, probe, name, plan and store; raises :class:`ZipError`."""
+        """Check, probe, name, plan and store; raises :class:`ZipError`.
+
+        A request id that is already known gives the stored manifest back when the
+        request's parameters (:func:`request_fingerprint`) are the same (nothing is
+        fetched again); different parameters, or an id whose stream expired, raise
+        ``DOWNLOAD_EXPIRED`` in the request's format with the id as the record.
+        Two requests for one new id at once are handled one after the other.
+        """
         fmt, redirect = request.response_format, request.error_redirect_uri
         canonical: dict[str, str] = {}
         refused: list[str] = []
@@ -180,6 +220,53 @@ class ZipService:
             raise ZipError("UNAUTHORIZED_URIS", refused, fmt=fmt, redirect_uri=redirect)
         if duplicates:
             raise ZipError("DUPLICATE_URIS", duplicates, fmt=fmt, redirect_uri=redirect)
+        fingerprint = request_fingerprint(request, list(canonical))
+        ident = request.request_id
+        while (busy := self._creating.get(ident)) is not None:
+            await busy.wait()
+        done = self._creating[ident] = trio.Event()
+        try:
+            existing = await self._known(ident, fingerprint, fmt, redirect)
+            if existing is not None:
+                return existing
+            manifest = await self._probe(request, canonical, client_headers, fingerprint)
+            save = self.state.save_manifest
+            if not await trio.to_thread.run_sync(save, manifest.id, manifest.to_json()):
+                raise self._taken(ident, fmt, redirect)  # another process took the id
+        finally:
+            del self._creating[ident]
+            done.set()
+        self._forget(manifest.id)
+        return manifest
+
+    def _taken(self, ident: str, fmt: str, redirect: str | None) -> ZipError:
+        return ZipError(
+            "DOWNLOAD_EXPIRED", [ident], fmt=fmt, redirect_uri=redirect, html_only=False
+        )
+
+    async def _known(
+        self, ident: str, fingerprint: str, fmt: str, redirect: str | None
+    ) -> Manifest | None:
+        """The live manifest of ``ident`` if it was asked for with the same parameters;
+        None when the id is new; ``DOWNLOAD_EXPIRED`` otherwise."""
+        status = self.state.status(ident)
+        if status is None:
+            return None
+        manifest = await self.manifest(ident) if status == "live" else None
+        if manifest is None or manifest.fingerprint != fingerprint:
+            raise self._taken(ident, fmt, redirect)
+        return manifest
+
+    async def _probe(
+        self,
+        request: ZipRequest,
+        canonical: dict[str, str],
+        client_headers: Sequence[tuple[str, str]],
+        fingerprint: str,
+    ) -> Manifest:
+        """Probe the canonical URIs and build the manifest; errors name the client's
+        spelling of each URI."""
+        fmt, redirect = request.response_format, request.error_redirect_uri
         headers = tuple(forwarded_headers(request, client_headers))
         try:
             objects = await probe_all(
@@ -189,7 +276,7 @@ class ZipService:
                 self.check_url,
                 concurrency=self.probe_concurrency,
             )
-        except ZipError as exc:  # the records in the client's spelling
+        except ZipError as exc:
             records = [canonical.get(url, url) for url in exc.records]
             raise ZipError(exc.key, records, fmt=fmt, redirect_uri=redirect) from None
         names = member_names(objects)
@@ -198,7 +285,7 @@ class ZipService:
         if past is not None:
             too_large = [canonical[objects[past].uri]]
             raise ZipError("FAILED_FETCHING_URIS", too_large, fmt=fmt, redirect_uri=redirect)
-        manifest = Manifest(
+        return Manifest(
             id=request.request_id,
             file_name=request.file_name,
             response_format=fmt,
@@ -207,10 +294,23 @@ class ZipService:
             objects=tuple(objects),
             names=tuple(names),
             created=time.time(),
+            fingerprint=fingerprint,
         )
-        await trio.to_thread.run_sync(self.state.save_manifest, manifest.id, manifest.to_json())
-        self._forget(manifest.id)
-        return manifest
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Purge expired manifests (their stored headers first of all) until cancelled:
+        when the oldest live one's ttl ends, and at least every :data:`SWEEP_INTERVAL`."""
+        task_status.started()
+        while True:
+            try:
+                await trio.to_thread.run_sync(self.state.purge)
+            except Exception:  # a failing disk must not stop the server; retried next round
+                log.exception("purging expired zip manifests failed")
+            pause = min(SWEEP_INTERVAL, self.state.ttl)
+            due = self.state.next_expiry()
+            if due is not None:
+                pause = min(pause, due - self.state.clock())
+            await trio.sleep(max(pause, 0.001))
 
     async def manifest(self, manifest_id: str) -> Manifest | None:
         """The live manifest (None when unknown or expired).

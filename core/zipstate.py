@@ -4,7 +4,12 @@ Three tables:
 
 * ``manifests``: what ``POST /download`` decided (a JSON object chosen by the caller),
   with the time it was saved, an ``expired`` flag and the byte intervals of the zip
-  delivered so far;
+  delivered so far.  An id is used once: saving a known id (live or expired) stores
+  nothing.  When a manifest expires (:meth:`ZipState.expire`, or its ttl ends) its data
+  (which holds forwarded credentials) is erased at once and only a tombstone (id, time,
+  flag) stays, for :data:`TOMBSTONE_RETENTION` seconds past the ttl, so a client cannot
+  bring an expired id back to life.  Erasing uses ``secure_delete`` and truncates the WAL,
+  so the old bytes do not linger in the database files either;
 * the delivered intervals serve the rule "the stream URL expires once every byte of the
   zip was delivered at least once" (by one ``200`` or several ``206`` together): they are
   kept sorted, merged and JSON-encoded in the manifest's row, so the rule survives a
@@ -19,7 +24,8 @@ Writes (:meth:`ZipState.save_manifest`, :meth:`~ZipState.expire`, :meth:`~ZipSta
 :meth:`~ZipState.record_delivered`, :meth:`~ZipState.put_crc`) go through one writer
 connection under a lock; a Trio caller runs them with ``trio.to_thread.run_sync``, since a
 commit that lands on a checkpoint waits for the disk.  Reads (:meth:`~ZipState.is_live`,
-:meth:`~ZipState.get_crc`, :meth:`~ZipState.delivered`, :meth:`~ZipState.load_manifest`)
+:meth:`~ZipState.status`, :meth:`~ZipState.next_expiry`, :meth:`~ZipState.get_crc`,
+:meth:`~ZipState.delivered`, :meth:`~ZipState.load_manifest`)
 use a separate reader connection that never waits for the writer; the point lookups are
 cheap enough for the event loop (measured: median 6 us, 99th percentile under 40 us),
 while a large manifest's JSON is better loaded in a thread.  The database runs in WAL
@@ -30,17 +36,31 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self
 
 from .sqlitefile import SQLiteFile
 
-__all__ = ["CRC_LIMIT", "DEFAULT_TTL", "ZipState", "covers", "merge_interval"]
+__all__ = [
+    "CRC_LIMIT",
+    "DEFAULT_TTL",
+    "TOMBSTONE_RETENTION",
+    "ManifestStatus",
+    "ZipState",
+    "covers",
+    "merge_interval",
+]
 
 DEFAULT_TTL: Final = 7 * 86400.0
 """Seconds a manifest lives after it is saved (``--zip-ttl``'s default)."""
+
+TOMBSTONE_RETENTION: Final = 30 * 86400.0
+"""Seconds an expired manifest's id stays known (refused if posted again) after its ttl."""
+
+ManifestStatus = Literal["live", "expired"]
 
 CRC_LIMIT: Final = 1_000_000
 """Default number of rows kept in the CRC-32 cache."""
@@ -53,7 +73,8 @@ CREATE TABLE IF NOT EXISTS manifests (
     expired INTEGER NOT NULL DEFAULT 0,
     delivered TEXT NOT NULL DEFAULT '[]'
 );
-CREATE INDEX IF NOT EXISTS manifests_created ON manifests (created);
+DROP INDEX IF EXISTS manifests_created;
+CREATE INDEX IF NOT EXISTS manifests_expiry ON manifests (expired, created);
 CREATE TABLE IF NOT EXISTS crcs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     uri TEXT NOT NULL,
@@ -104,7 +125,8 @@ class ZipState:
 
     ``ttl`` is how many seconds a manifest lives after :meth:`save_manifest`; ``clock``
     gives the current time in seconds (``time.time``; inject another one in tests).
-    ``crc_limit`` bounds the CRC-32 cache.
+    ``crc_limit`` bounds the CRC-32 cache; ``retain`` is how long a tombstone outlives
+    the ttl.
     """
 
     def __init__(
@@ -114,30 +136,50 @@ class ZipState:
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
         crc_limit: int = CRC_LIMIT,
+        retain: float = TOMBSTONE_RETENTION,
     ) -> None:
         self.path = os.fspath(path)
         self.ttl = ttl
         self.clock = clock
         self.crc_limit = crc_limit
+        self.retain = retain
         self._db = SQLiteFile(self.path, _SCHEMA)
+        with self._db.locked() as db:
+            db.execute("PRAGMA secure_delete=ON")  # erased credentials are zeroed on disk
+            # Rows expired by an older version still hold their data: erase it once.
+            stale = db.execute(
+                "UPDATE manifests SET data = '{}' WHERE expired = 1 AND data != '{}'"
+            ).rowcount
+            if stale:
+                _scrub(db)
         self.purge()
 
     # --- manifests -------------------------------------------------------------------
 
-    def save_manifest(self, manifest_id: str, data: dict[str, Any]) -> None:
-        """Store ``data`` (JSON-serialisable) as manifest ``manifest_id``, live from now.
+    def save_manifest(self, manifest_id: str, data: dict[str, Any]) -> bool:
+        """Store ``data`` (JSON-serialisable) as a new manifest ``manifest_id``, live now.
 
-        Saving an id again replaces its data and starts it afresh: new ttl, not expired,
-        nothing delivered.
+        Returns False, storing nothing, when the id is already known (live, or expired
+        and still remembered): an id is never given a second life.
         """
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)
         with self._db.locked() as db:
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO manifests (id, data, created, expired, delivered)"
-                " VALUES (?, ?, ?, 0, '[]') ON CONFLICT(id) DO UPDATE SET"
-                " data = excluded.data, created = excluded.created, expired = 0, delivered = '[]'",
+                " VALUES (?, ?, ?, 0, '[]') ON CONFLICT(id) DO NOTHING",
                 (manifest_id, text, self.clock()),
             )
+            return cursor.rowcount == 1
+
+    def status(self, manifest_id: str) -> ManifestStatus | None:
+        """``"live"``, ``"expired"`` (explicitly or by ttl) or None when the id is unknown."""
+        row = self._db.read_one(
+            "SELECT expired, created FROM manifests WHERE id = ?", (manifest_id,)
+        )
+        if row is None:
+            return None
+        live = not row[0] and row[1] > self.clock() - self.ttl
+        return "live" if live else "expired"
 
     def load_manifest(self, manifest_id: str) -> dict[str, Any] | None:
         """The data of a live manifest; ``None`` when unknown, expired or past its ttl."""
@@ -159,18 +201,39 @@ class ZipState:
         return row is not None
 
     def expire(self, manifest_id: str) -> None:
-        """Mark a manifest expired (its stream URL answers ``DOWNLOAD_EXPIRED`` from now)."""
-        with self._db.locked() as db:
-            db.execute("UPDATE manifests SET expired = 1 WHERE id = ?", (manifest_id,))
-
-    def purge(self) -> int:
-        """Delete expired manifests and those past their ttl; the number deleted."""
+        """Expire a manifest now: its stream URL answers ``DOWNLOAD_EXPIRED`` from now on,
+        and its data (forwarded headers included) is erased, leaving a tombstone."""
         with self._db.locked() as db:
             cursor = db.execute(
-                "DELETE FROM manifests WHERE expired = 1 OR created <= ?",
-                (self.clock() - self.ttl,),
+                "UPDATE manifests SET expired = 1, data = '{}', delivered = '[]'"
+                " WHERE id = ? AND (expired = 0 OR data != '{}')",
+                (manifest_id,),
             )
-            return cursor.rowcount
+            if cursor.rowcount:
+                _scrub(db)
+
+    def purge(self) -> int:
+        """Erase the data of manifests whose ttl ended (leaving tombstones) and delete
+        tombstones older than ttl + retain; the number of rows changed or deleted."""
+        now = self.clock()
+        with self._db.locked() as db:
+            erased = db.execute(
+                "UPDATE manifests SET expired = 1, data = '{}', delivered = '[]'"
+                " WHERE expired = 0 AND created <= ?",
+                (now - self.ttl,),
+            ).rowcount
+            deleted = db.execute(
+                "DELETE FROM manifests WHERE expired = 1 AND created <= ?",
+                (now - self.ttl - self.retain,),
+            ).rowcount
+            if erased or deleted:
+                _scrub(db)
+        return erased + deleted
+
+    def next_expiry(self) -> float | None:
+        """When (by :attr:`clock`) the oldest live manifest's ttl ends; None if none is live."""
+        row = self._db.read_one("SELECT min(created) FROM manifests WHERE expired = 0")
+        return None if row is None or row[0] is None else float(row[0]) + self.ttl
 
     # --- delivery coverage ----------------------------------------------------------
 
@@ -178,8 +241,8 @@ class ZipState:
         """Add bytes ``[start, stop)`` of a ``total``-byte zip to what was delivered.
 
         Returns ``True`` when the delivered intervals now cover ``[0, total)``.  An
-        unknown manifest records nothing and gives ``False``.  ``ValueError`` unless
-        ``0 <= start <= stop <= total``.
+        unknown or expired manifest records nothing and gives ``False``.  ``ValueError``
+        unless ``0 <= start <= stop <= total``.
         """
         if not 0 <= start <= stop <= total:
             raise ValueError(f"bad delivered range [{start}, {stop}) of {total} bytes")
@@ -187,7 +250,8 @@ class ZipState:
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute(
-                    "SELECT delivered FROM manifests WHERE id = ?", (manifest_id,)
+                    "SELECT delivered FROM manifests WHERE id = ? AND expired = 0",
+                    (manifest_id,),
                 ).fetchone()
                 if row is None:
                     db.execute("COMMIT")
@@ -255,3 +319,14 @@ class ZipState:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _scrub(db: sqlite3.Connection) -> None:
+    """Move the WAL into the database and truncate it, so erased data is gone from both
+    files (``secure_delete`` zeroes it in the database).  Best effort and never waiting:
+    while another connection reads, the WAL is truncated at a later erase."""
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        db.execute("PRAGMA busy_timeout=5000")

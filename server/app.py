@@ -130,6 +130,7 @@ class App:
             await nursery.start(partial(jobs.run, resume=config.allow_download))
             self.jobs = jobs
             self.zip_service = ZipService(zip_fetcher, self.zip_state, config.zip_allow_prefixes)
+            await nursery.start(self.zip_service.run)  # erases expired manifests' headers
             try:
                 task_status.started()
                 await trio.sleep_forever()

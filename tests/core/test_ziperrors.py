@@ -216,3 +216,15 @@ def test_unencodable_records_do_not_crash() -> None:
             assert re.fullmatch(r"[\x20-\x7e]*", value)
         if fmt == "json":
             assert json.loads(body)["fs_error_records"] == ["https://x/\ud800"]
+
+
+def test_a_posts_download_expired_keeps_its_format() -> None:
+    """DOWNLOAD_EXPIRED is HTML on the stream URL, but a POST that reuses a request id gets
+    it in the format that POST asked for."""
+    stream = ZipError("DOWNLOAD_EXPIRED", fmt="json")
+    assert render_error(stream, "json", None)[1][0] == ("Content-Type", "text/html; charset=utf-8")
+    post = ZipError("DOWNLOAD_EXPIRED", ["id-1"], fmt="json", html_only=False)
+    status, headers, body = post.render()
+    assert status == 404 and ("Content-Type", "application/json") in headers
+    assert json.loads(body)["fs_error_records"] == ["id-1"]
+    assert post.with_format("redirect", "https://e.example/x").render()[0] == 303

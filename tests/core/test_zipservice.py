@@ -1,11 +1,56 @@
-"""The stored form of a zip manifest (:class:`slipstream.zipservice.Manifest`)."""
+"""``slipstream.zipservice`` without a server: the purge of expired manifests (on trio's
+mock clock), refusing invalid prefixes, and the stored form of a manifest."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 
+import pytest
+import trio
+import trio.testing
+
+from slipstream.fetch import Fetcher
+from slipstream.netpolicy import NetworkPolicy
 from slipstream.zipremote import RemoteObject
-from slipstream.zipservice import Manifest
+from slipstream.zipservice import SWEEP_INTERVAL, Manifest, ZipService
+from slipstream.zipstate import ZipState
+
+SECRET = "Bearer ttl-bound-credential-5d2a"
+
+
+def stored(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as db:
+        return {str(i): str(d) for i, d in db.execute("SELECT id, data FROM manifests")}
+
+
+async def test_run_erases_what_the_ttl_ended_when_it_ends(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "zip.sqlite3"
+    ttl = 3 * SWEEP_INTERVAL + 7
+    with ZipState(path, ttl=ttl, clock=trio.current_time) as state:
+        async with Fetcher(NetworkPolicy()) as fetcher, trio.open_nursery() as nursery:
+            service = ZipService(fetcher, state, ["http://u.example/"])
+            await nursery.start(service.run)
+            state.save_manifest("old", {"headers": [["Authorization", SECRET]]})
+            await trio.sleep(10)
+            state.save_manifest("new", {"headers": [["Cookie", "young"]]})
+            await trio.sleep(ttl - 10 - 0.01)
+            assert SECRET in stored(path)["old"]
+            await trio.sleep(0.02)  # the ttl of "old" just ended
+            assert stored(path) == {"old": "{}", "new": '{"headers":[["Cookie","young"]]}'}
+            assert state.status("old") == "expired"
+            await trio.sleep(10)
+            assert stored(path) == {"old": "{}", "new": "{}"}
+            nursery.cancel_scope.cancel()
+
+
+async def test_invalid_prefixes_are_refused() -> None:
+    async with Fetcher(NetworkPolicy()) as fetcher:
+        with ZipState(":memory:") as state, pytest.raises(ValueError, match="'ftp://u/'"):
+            ZipService(fetcher, state, ["ftp://u/"])
 
 
 def manifest(*objects: RemoteObject) -> Manifest:

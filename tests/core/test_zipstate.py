@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slipstream.zipstate import DEFAULT_TTL, ZipState, covers, merge_interval
+from slipstream.zipstate import (
+    DEFAULT_TTL,
+    TOMBSTONE_RETENTION,
+    ZipState,
+    covers,
+    merge_interval,
+)
 
 MANIFEST: dict[str, Any] = {
     "file_name": "download \u00e9t\u00e9.zip",
@@ -85,51 +91,106 @@ def test_two_connections_see_each_other(tmp_path: Path) -> None:
         assert one.delivered("m") == [(0, 10)]
 
 
+def manifest_rows(path: Path) -> dict[str, tuple[str, int]]:
+    """id -> (data, expired) of every stored manifest row, tombstones included."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT id, data, expired FROM manifests").fetchall()
+    return {str(i): (str(data), int(expired)) for i, data, expired in rows}
+
+
 def test_ttl_with_injected_clock(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "zip.sqlite3"
-    with ZipState(path, ttl=100.0, clock=clock) as state:
+    with ZipState(path, ttl=100.0, clock=clock, retain=50.0) as state:
         state.save_manifest("m", MANIFEST)
+        assert state.next_expiry() == clock.now + 100
         clock.now += 99
         assert state.load_manifest("m") == MANIFEST
         assert state.is_live("m")
+        assert state.status("m") == "live"
         assert state.purge() == 0
         clock.now += 1  # exactly ttl seconds after saving: gone
         assert state.load_manifest("m") is None
         assert not state.is_live("m")
-        assert count_rows(path, "manifests") == 1  # still there until purged
+        assert state.status("m") == "expired"
+        assert state.purge() == 1  # the data is erased, a tombstone stays
+        assert manifest_rows(path) == {"m": ("{}", 1)}
+        assert state.next_expiry() is None
+        assert state.record_delivered("m", 0, 1, 1) is False  # nothing to deliver now
+        clock.now += 50  # ttl + retain after saving: the tombstone goes too
         assert state.purge() == 1
-        assert count_rows(path, "manifests") == 0
-        assert state.record_delivered("m", 0, 1, 1) is False  # unknown now
+        assert manifest_rows(path) == {}
+        assert state.status("m") is None
 
 
-def test_ttl_counts_from_the_last_save(tmp_path: Path) -> None:
+def test_an_id_is_never_saved_twice(tmp_path: Path) -> None:
     clock = Clock()
     with ZipState(tmp_path / "zip.sqlite3", ttl=100.0, clock=clock) as state:
-        state.save_manifest("m", {"v": 1})
+        assert state.save_manifest("m", {"v": 1}) is True
+        assert state.save_manifest("m", {"v": 2}) is False  # live: kept as it is
+        assert state.load_manifest("m") == {"v": 1}
         assert state.record_delivered("m", 0, 3, 10) is False
         state.expire("m")
         clock.now += 150
-        state.save_manifest("m", {"v": 2})  # an id used again starts afresh
-        assert state.load_manifest("m") == {"v": 2}
-        assert state.delivered("m") == []
-        clock.now += 99
-        assert state.load_manifest("m") == {"v": 2}
-        clock.now += 1
+        state.purge()
+        assert state.save_manifest("m", {"v": 3}) is False  # expired: not revived
         assert state.load_manifest("m") is None
+        assert state.status("m") == "expired"
 
 
-def test_reopen_purges_what_the_ttl_ended(tmp_path: Path) -> None:
+def test_expired_data_is_erased_from_the_files(tmp_path: Path) -> None:
+    """Forwarded credentials must not outlive their stream, not even in freed pages or
+    in the write-ahead log."""
+    secret = b"Bearer credential-4f0b2c"
+    path = tmp_path / "zip.sqlite3"
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("zip"))
+
+    with ZipState(path) as state:
+        big = {"headers": [["Authorization", secret.decode()]], "pad": "x" * 20_000}
+        state.save_manifest("m", big)
+        state.save_manifest("other", {"n": 1})
+        assert secret in on_disk()
+        state.expire("m")
+        assert secret not in on_disk()
+        assert state.load_manifest("other") == {"n": 1}
+
+
+def test_ttl_expiry_erases_the_data_too(tmp_path: Path) -> None:
+    clock = Clock()
+    secret = b"cookie=ttl-secret-91a7"
+    path = tmp_path / "zip.sqlite3"
+    with ZipState(path, ttl=10.0, clock=clock) as state:
+        state.save_manifest("m", {"headers": [["Cookie", secret.decode()]]})
+        clock.now += 10
+        state.purge()
+        data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+        assert secret not in data
+
+
+def test_reopen_erases_what_the_ttl_ended(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "zip.sqlite3"
     with ZipState(path, ttl=10.0, clock=clock) as state:
-        state.save_manifest("old", {})
+        state.save_manifest("old", {"h": 1})
         clock.now += 5
         state.save_manifest("new", {})
     clock.now += 6
     with ZipState(path, ttl=10.0, clock=clock) as state:
-        assert count_rows(path, "manifests") == 1
+        assert manifest_rows(path) == {"old": ("{}", 1), "new": ("{}", 0)}
         assert state.load_manifest("new") == {}
+
+
+def test_reopen_erases_rows_an_older_version_expired(tmp_path: Path) -> None:
+    path = tmp_path / "zip.sqlite3"
+    with ZipState(path) as state:
+        state.save_manifest("m", {"h": "secret"})
+    with sqlite3.connect(path) as db:  # how expiry used to look: the flag, data kept
+        db.execute("UPDATE manifests SET expired = 1")
+    with ZipState(path) as state:
+        assert manifest_rows(path) == {"m": ("{}", 1)}
+        assert state.status("m") == "expired"
 
 
 def test_default_ttl_is_seven_days(tmp_path: Path) -> None:
@@ -145,18 +206,27 @@ def test_default_ttl_is_seven_days(tmp_path: Path) -> None:
 
 def test_expire_and_purge(tmp_path: Path) -> None:
     path = tmp_path / "zip.sqlite3"
-    with ZipState(path) as state:
+    clock = Clock()
+    with ZipState(path, clock=clock) as state:
         state.save_manifest("a", {"n": "a"})
         state.save_manifest("b", {"n": "b"})
         state.expire("a")
         state.expire("unknown")  # no error
         assert state.load_manifest("a") is None
         assert not state.is_live("a")
+        assert state.status("a") == "expired"
         assert state.load_manifest("b") == {"n": "b"}
         assert state.is_live("b")
         assert not state.is_live("unknown")
-        assert state.purge() == 1
-        assert count_rows(path, "manifests") == 1
+        assert state.status("unknown") is None
+        assert manifest_rows(path) == {"a": ("{}", 1), "b": ('{"n":"b"}', 0)}
+        assert state.purge() == 0  # the tombstone is kept for a while
+        clock.now += DEFAULT_TTL
+        assert state.purge() == 1  # b's ttl ended
+        assert manifest_rows(path) == {"a": ("{}", 1), "b": ("{}", 1)}
+        clock.now += TOMBSTONE_RETENTION
+        assert state.purge() == 2  # both tombstones are old enough
+        assert manifest_rows(path) == {}
 
 
 def test_manifest_data_must_be_json(tmp_path: Path) -> None:

@@ -470,3 +470,120 @@ async def test_post_only_and_no_auth_needed(
     async with served.client() as client:
         response = await client.post("/download", data={"fs_uri_list[]": three})
     assert response.status_code == 303
+
+
+# --- a request id posted again ------------------------------------------------------------
+
+
+async def test_the_same_request_again_is_idempotent(
+    start_server: StartServer, upstream: Upstream, three: list[str]
+) -> None:
+    """Same id (in any letter case) and same parameters: the same stream, nothing probed
+    again; two spellings of the same URIs are the same parameters."""
+    served = await zip_server(start_server, upstream)
+    ident = str(uuid.uuid4())
+    path = await create(served, three, request_id=ident, file_name="a.zip")
+    head = await fetch(served, path, "HEAD")
+    probes = len(upstream.requests)
+    respelled = [uri.replace("/files/", "/files/./") for uri in three]
+    for again_id, uris in [(ident.upper(), three), (ident, respelled)]:
+        again = await create(served, uris, request_id=again_id, file_name="a.zip")
+        assert again == path
+    assert len(upstream.requests) == probes
+    assert (await fetch(served, path, "HEAD")).headers["etag"] == head.headers["etag"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_the_same_id_with_other_parameters_is_refused(
+    start_server: StartServer, upstream: Upstream, three: list[str], fmt: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    ident = str(uuid.uuid4())
+    params = format_params(fmt)
+    path = await create(served, three, request_id=ident, **params)
+    head = await fetch(served, path, "HEAD")
+    probes = len(upstream.requests)
+    changes: list[tuple[list[str], dict[str, str]]] = [
+        (three[:2], {}),
+        (three[::-1], {}),
+        (three, {"file_name": "other.zip"}),
+        (three, {"fs_add_header-X-Key": "k"}),
+        (three, {"forward_all_headers": "true"}),
+    ]
+    for uris, extra in changes:
+        response = await post(
+            served, fields=form_fields(uris, request_id=ident.upper(), **params, **extra)
+        )
+        check_error(response, "DOWNLOAD_EXPIRED", fmt, [ident])
+    assert len(upstream.requests) == probes  # refused before any fetch
+    # The stream still serves what it served: a resuming client splices nothing.
+    again = await fetch(served, path, "HEAD")
+    assert again.status_code == 200 and again.headers["etag"] == head.headers["etag"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_an_expired_id_is_not_revived(
+    start_server: StartServer, upstream: Upstream, three: list[str], fmt: str
+) -> None:
+    served = await zip_server(start_server, upstream)
+    ident = str(uuid.uuid4())
+    path = await create(served, three, request_id=ident, **format_params(fmt))
+    assert (await fetch(served, path)).status_code == 200
+    await wait_expired(served, path)
+    probes = len(upstream.requests)
+    response = await post(served, fields=form_fields(three, request_id=ident, **format_params(fmt)))
+    check_error(response, "DOWNLOAD_EXPIRED", fmt, [ident])
+    assert len(upstream.requests) == probes
+    check_error(await fetch(served, path), "DOWNLOAD_EXPIRED", "html")
+
+
+async def test_two_posts_of_one_new_id_at_once_make_one_stream(
+    start_server: StartServer, upstream: Upstream
+) -> None:
+    served = await zip_server(start_server, upstream)
+    slow = [
+        upstream.add(f"/slow/{n}.bin", Blob(member_bytes(n, 100), delay_head=0.2)) for n in range(2)
+    ]
+    ident = str(uuid.uuid4())
+    locations: list[str] = []
+
+    async def one() -> None:
+        locations.append(await create(served, slow, request_id=ident))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one)
+        nursery.start_soon(one)
+    assert locations == [f"/stream/{ident}"] * 2
+    assert len(upstream.requests) == 2  # one probe per URI
+
+
+# --- forwarded credentials do not outlive their stream --------------------------------------
+
+
+def state_files(served: Served) -> bytes:
+    """Every byte of the zip service's SQLite files."""
+    folder = served.server.app.config.state_path
+    return b"".join(p.read_bytes() for p in sorted(folder.glob("zip.sqlite3*")))
+
+
+async def test_forwarded_headers_are_erased_when_the_stream_expires(
+    start_server: StartServer, upstream: Upstream, three: list[str]
+) -> None:
+    served = await zip_server(start_server, upstream)
+    secret = "Bearer forwarded-credential-e91c4d"
+    response = await post(
+        served,
+        fields=form_fields(
+            three, forward_all_headers="true", **{"fs_add_header-X-Key": "added-1f3"}
+        ),
+        headers={"Authorization": secret},
+    )
+    assert response.status_code == 303, response.text
+    path = response.headers["location"]
+    files = state_files(served)
+    assert secret.encode() in files and b"added-1f3" in files  # kept while the stream lives
+    assert (await fetch(served, path)).status_code == 200
+    await wait_expired(served, path)
+    files = state_files(served)
+    assert secret.encode() not in files
+    assert b"added-1f3" not in files
