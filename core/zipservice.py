@@ -303,7 +303,7 @@ class ZipService:
         task_status.started()
         while True:
             try:
-                await trio.to_thread.run_sync(self.state.purge)
+                await trio.to_thread.run_sync(self.state.purge, self.state.clock())
             except Exception:  # a failing disk must not stop the server; retried next round
                 log.exception("purging expired zip manifests failed")
             pause = min(SWEEP_INTERVAL, self.state.ttl)

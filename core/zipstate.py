@@ -212,10 +212,13 @@ class ZipState:
             if cursor.rowcount:
                 _scrub(db)
 
-    def purge(self) -> int:
+    def purge(self, now: float | None = None) -> int:
         """Erase the data of manifests whose ttl ended (leaving tombstones) and delete
-        tombstones older than ttl + retain; the number of rows changed or deleted."""
-        now = self.clock()
+        tombstones older than ttl + retain; the number of rows changed or deleted.
+
+        ``now`` defaults to :attr:`clock` (pass it when calling from a worker thread
+        with a clock that only works on the event loop)."""
+        now = self.clock() if now is None else now
         with self._db.locked() as db:
             erased = db.execute(
                 "UPDATE manifests SET expired = 1, data = '{}', delivered = '[]'"
