@@ -198,14 +198,18 @@ def hash_path(
 ) -> Digests:
     """Open ``path`` and hash it with :func:`hash_fd` (for the ``slipstream digest`` command).
 
-    Raises ``OSError`` for a path that cannot be opened or is not a regular file.
+    Raises ``OSError`` for a path that cannot be opened or is not a regular file.  The
+    open never blocks: ``O_NONBLOCK`` keeps a FIFO without a writer (or a device) from
+    waiting forever, and the type is checked on the open descriptor before any read.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    fd = os.open(path, flags)
     try:
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
             code = errno.EISDIR if stat_mod.S_ISDIR(st.st_mode) else errno.EINVAL
             raise OSError(code, "not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
         return hash_fd(fd, st.st_size, progress)
     finally:
         os.close(fd)

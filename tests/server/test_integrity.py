@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -135,6 +136,22 @@ def test_digest_command_reports_a_missing_file_in_one_line(tmp_path: Path) -> No
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0
     assert "No such file" in out.stderr
+
+
+def test_digest_command_refuses_a_fifo_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    regular = tmp_path / "f.txt"
+    regular.write_bytes(b"still hashed\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "slipstream", "digest", str(fifo), str(regular)],
+        capture_output=True,
+        text=True,
+        timeout=15,  # the bug was a hang in open(): no writer ever comes
+    )
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [f"slipstream digest: {fifo}: not a regular file"]
+    assert hashlib.sha256(b"still hashed\n").hexdigest() in out.stdout
 
 
 async def test_multipart_reply_gets_content_digest_of_its_whole_body(served: Served) -> None:
