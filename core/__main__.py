@@ -5,6 +5,6 @@
 
 import sys
 
-from slipstream.server.cli import main
+from slipstream.server.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

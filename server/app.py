@@ -26,7 +26,7 @@ from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegi
 from slipstream.zipservice import ZipService
 from slipstream.zipstate import ZipState
 
-from .config import Config
+from .config import Config, ConfigError, is_wildcard_host, wildcard_message
 from .connection import HTTPConnection, IdleScopes
 from .errors import status_response
 from .http import Request, Response
@@ -180,9 +180,16 @@ class Server:
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`shutdown` (then drain for ``drain_timeout``) or cancellation."""
         config = self.config
-        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        listeners = await open_listeners(config.host, config.port)
         self.port = int(listeners[0].socket.getsockname()[1])
         if not self.app.public_url:
+            bound = [str(listener.socket.getsockname()[0]) for listener in listeners]
+            if any(is_wildcard_host(address) for address in bound):
+                # A name that resolved to a wildcard address (the literal forms are
+                # refused by Config.validate before anything binds).
+                for listener in listeners:
+                    listener.socket.close()
+                raise ConfigError(wildcard_message(config.host))
             host = config.host if ":" not in config.host else f"[{config.host}]"
             self.app.public_url = f"http://{host}:{self.port}"
         try:
@@ -257,6 +264,21 @@ async def _refuse(stream: trio.SocketStream, send_timeout: float) -> None:
             await stream.send_all(head + body)
     with trio.CancelScope(shield=True), trio.move_on_after(1):
         await stream.aclose()
+
+
+class ListenError(OSError):
+    """The server could not listen: the port is taken, the host does not resolve or is
+    not an address of this machine.  The message is one line naming host and port."""
+
+
+async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """``trio.open_tcp_listeners`` with its failures as one :class:`ListenError`."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        shown = f"[{host}]" if ":" in host else host
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ListenError(exc.errno, f"cannot listen on {shown}:{port}: {reason}") from exc
 
 
 async def serve(

@@ -1,4 +1,10 @@
-"""The ``slipstream`` command (also ``python -m slipstream``)."""
+"""The ``slipstream`` command (also ``python -m slipstream``): serve, digest, get.
+
+Every failure is one line on stderr: 2 for a bad flag or setting, 1 for a failure
+(a port in use, an unreadable file, a failed download), 130 for Ctrl-C.  Trio wraps
+exceptions of concurrent tasks in exception groups; :func:`leaves` looks inside them, so
+a wrapped ``OSError`` or ``KeyboardInterrupt`` is reported like a bare one.
+"""
 
 from __future__ import annotations
 
@@ -10,185 +16,33 @@ import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import trio
 
-from .app import Server
-from .config import DEFAULT_CONTENT_DIGEST_MAX, DEFAULT_MAX_DOWNLOAD_SIZE, Config
+from .app import ListenError, Server
+from .cli_flags import build_parser, config_from_args
+from .config import Config, ConfigError
+
+__all__ = ["build_parser", "config_from_args", "entry", "main", "run_server"]
 
 log = logging.getLogger("slipstream.server")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """All subcommands and their flags."""
-    parser = argparse.ArgumentParser(prog="slipstream", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="run the file server")
-    serve.add_argument("--root", type=Path, default=Path("data"), help="directory to serve")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
-        "--state-dir", type=Path, default=None, help="state (default <root>/.slipstream)"
-    )
-    serve.add_argument(
-        "--token",
-        action="append",
-        default=[],
-        help="access token (repeatable; also $SLIPSTREAM_TOKEN; generated if none)",
-    )
-    serve.add_argument(
-        "--max-download-size",
-        type=int,
-        default=DEFAULT_MAX_DOWNLOAD_SIZE,
-        help="size cap in bytes for /api/download (0 = no limit)",
-    )
-    serve.add_argument(
-        "--content-digest-max",
-        type=int,
-        default=DEFAULT_CONTENT_DIGEST_MAX,
-        help="largest 206 body that gets a Content-Digest, in bytes (0 = any size)",
-    )
-    serve.add_argument("--secret", help="HMAC key for presigned URLs (also $SLIPSTREAM_SECRET)")
-    serve.add_argument(
-        "--previous-secret",
-        action="append",
-        default=[],
-        help="an older key that still verifies presigned URLs (repeatable)",
-    )
-    serve.add_argument("--public-url", help="base of issued URLs (default http://HOST:PORT)")
-    serve.add_argument("--internal-url", help="base of internal_url in drive replies")
-    serve.add_argument("--cdn-url", help="base of cdn_url in drive replies")
-    serve.add_argument(
-        "--application",
-        action="append",
-        default=[],
-        type=_named_dir,
-        metavar="NAME=DIR",
-        help="a websocket application folder (repeatable)",
-    )
-    serve.add_argument(
-        "--drive",
-        action="append",
-        default=[],
-        type=_named_dir,
-        metavar="ID=DIR",
-        help='a drive-API drive folder (repeatable; drive "1" is --root unless given)',
-    )
-    serve.add_argument("--ws-rate-limit", type=int, default=100, help="packets per window per IP")
-    serve.add_argument("--ws-rate-window", type=float, default=10.0, help="seconds")
-    serve.add_argument("--ws-block-seconds", type=float, default=60.0, help="block after the limit")
-    downloads = serve.add_argument_group("remote downloads (seed 001)")
-    downloads.add_argument(
-        "--allow-download", action="store_true", help="allow GET /{dir}?download=URL jobs"
-    )
-    downloads.add_argument(
-        "--allow-domain",
-        action="append",
-        default=[],
-        metavar="DOMAIN",
-        help="only these domains (and subdomains) may be fetched (repeatable)",
-    )
-    downloads.add_argument(
-        "--block-domain", action="append", default=[], metavar="DOMAIN", help="repeatable"
-    )
-    downloads.add_argument(
-        "--allow-private-networks",
-        action="store_true",
-        help="let fetches reach loopback, private, link-local ... addresses",
-    )
-    downloads.add_argument("--history-limit", type=int, default=10_000, help="finished jobs kept")
-    downloads.add_argument(
-        "--max-fetch-size", type=int, default=0, help="bytes per job (0 = no limit)"
-    )
-    downloads.add_argument("--max-concurrent-downloads", type=int, default=8)
-    downloads.add_argument(
-        "--download-timeout", type=float, default=300.0, help="default seconds per job"
-    )
-    zips = serve.add_argument_group("zip-as-a-service (seed 004)")
-    zips.add_argument(
-        "--zip-allow-prefix",
-        action="append",
-        default=[],
-        metavar="PREFIX",
-        help="URI prefix POST /download may fetch (repeatable; none = every URI refused)",
-    )
-    zips.add_argument(
-        "--zip-ttl", type=float, default=7 * 86_400.0, help="longest life of a stream URL, s"
-    )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument(
-        "--no-access-log", action="store_true", help="do not log one line per request"
-    )
-    digest = commands.add_parser("digest", help="print every checksum of files")
-    digest.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    digest.add_argument("--json", action="store_true", help="one JSON object per file")
-    get = commands.add_parser("get", help="download a file over the websocket protocol")
-    get.add_argument("filename", metavar="FILENAME", help="path of the file in the application")
-    get.add_argument("--server", required=True, help="websocket URL, e.g. ws://HOST:PORT/ws")
-    get.add_argument("--token", default=None, help="access token (also $SLIPSTREAM_TOKEN)")
-    get.add_argument("--application", default=None, help="application name (default: root)")
-    get.add_argument("-o", "--output", type=Path, default=None, help="file or directory to write")
-    get.add_argument(
-        "--no-resume", action="store_true", help="discard a partial download and start over"
-    )
-    get.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server")
-    return parser
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``: itself, or every leaf of an exception group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+    return [exc]
 
 
-def _named_dir(value: str) -> tuple[str, Path]:
-    """``NAME=DIR`` -> (NAME, DIR) for --application and --drive."""
-    name, sep, directory = value.partition("=")
-    if not sep or not name or not directory:
-        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {value!r}")
-    return name, Path(directory)
+def interrupted(exc: BaseException) -> bool:
+    """True when ``exc`` is, or a group holds, a KeyboardInterrupt (Ctrl-C)."""
+    return any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves(exc))
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """A Config from parsed ``serve`` flags plus the environment."""
-    tokens = list(args.token)
-    env_token = os.environ.get("SLIPSTREAM_TOKEN")
-    if env_token:
-        tokens.append(env_token)
-    if args.max_download_size < 0 or args.content_digest_max < 0:
-        raise SystemExit("--max-download-size and --content-digest-max must be >= 0")
-    if args.max_fetch_size < 0 or args.history_limit < 0 or args.max_concurrent_downloads < 1:
-        raise SystemExit(
-            "--max-fetch-size and --history-limit must be >= 0, --max-concurrent-downloads >= 1"
-        )
-    if args.download_timeout <= 0:
-        raise SystemExit("--download-timeout must be > 0")
-    return Config(
-        root=args.root,
-        host=args.host,
-        port=args.port,
-        state_dir=args.state_dir,
-        tokens=tokens,
-        max_download_size=args.max_download_size,
-        access_log=not args.no_access_log,
-        content_digest_max=args.content_digest_max,
-        secret=args.secret or os.environ.get("SLIPSTREAM_SECRET") or None,
-        previous_secrets=list(args.previous_secret),
-        public_url=args.public_url,
-        internal_url=args.internal_url,
-        cdn_url=args.cdn_url,
-        applications=dict(args.application),
-        drives=dict(args.drive),
-        ws_rate_limit=args.ws_rate_limit,
-        ws_rate_window=args.ws_rate_window,
-        ws_block_seconds=args.ws_block_seconds,
-        allow_download=args.allow_download,
-        allow_domains=list(args.allow_domain),
-        block_domains=list(args.block_domain),
-        allow_private_networks=args.allow_private_networks,
-        history_limit=args.history_limit,
-        max_fetch_size=args.max_fetch_size,
-        max_concurrent_downloads=args.max_concurrent_downloads,
-        download_timeout=args.download_timeout,
-        zip_allow_prefixes=list(args.zip_allow_prefix),
-        zip_ttl=args.zip_ttl,
-    )
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 async def run_server(config: Config) -> None:
@@ -198,12 +52,49 @@ async def run_server(config: Config) -> None:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(server.run)
             host = config.host if ":" not in config.host else f"[{config.host}]"
-            print(f"slipstream serving {config.root} at http://{host}:{port}/", flush=True)
+            public = f" (public URL {config.public_url})" if config.public_url else ""
+            print(f"slipstream serving {config.root} at http://{host}:{port}/{public}", flush=True)
             print(f"access token: {config.tokens[0]}", flush=True)
             async for signum in signals:
                 log.info("received %s, draining", signal.Signals(signum).name)
                 server.shutdown()
                 break
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """``slipstream serve``: validate, prepare, listen; one line and a status on failure."""
+
+    def fail(message: str, status: int) -> int:
+        print(f"slipstream serve: {_one_line(message)}", file=sys.stderr)
+        return status
+
+    config = config_from_args(args)
+    try:
+        config.prepare()
+    except ValueError as exc:  # ConfigError, or a bad application/drive folder
+        return fail(str(exc), 2)
+    except OSError as exc:
+        return fail(f"cannot prepare {config.root}: {exc.strerror or exc}", 1)
+    try:
+        trio.run(run_server, config)
+    except BaseException as exc:
+        # Trio raises what a task raised inside an exception group (the bind happens
+        # in a nursery task), so look at the leaves, not at the type of ``exc``.
+        found = leaves(exc)
+        if interrupted(exc):  # Ctrl-C before the signal handler was in place
+            return fail("interrupted", 130)
+        for leaf in found:
+            if isinstance(leaf, ConfigError):
+                return fail(str(leaf), 2)
+        for leaf in found:
+            if isinstance(leaf, ListenError):
+                return fail(leaf.strerror or str(leaf), 1)
+        if all(isinstance(leaf, OSError) for leaf in found):
+            first = found[0]
+            assert isinstance(first, OSError)
+            return fail(first.strerror or str(first), 1)
+        raise
+    return 0
 
 
 PROGRESS_MIN_SIZE = 64 * 1024 * 1024
@@ -259,8 +150,38 @@ def digest_files(paths: Sequence[Path], *, as_json: bool = False) -> int:
 
 def get_file(args: argparse.Namespace) -> int:
     """``slipstream get``: download, resume and verify one file; one line on any error."""
-    from pathlib import PurePosixPath
 
+    def fail(message: str, status: int = 1) -> int:
+        print(f"slipstream get: {_one_line(message)}", file=sys.stderr)
+        return status
+
+    token = args.token or os.environ.get("SLIPSTREAM_TOKEN")
+    if not token:
+        return fail("no token: pass --token or set SLIPSTREAM_TOKEN", 2)
+    name = PurePosixPath(args.filename).name
+    dest: Path = args.output if args.output is not None else Path(name)
+    if dest.is_dir():
+        dest = dest / name
+    try:
+        saved = _download(args, token, name, dest)
+    except BaseException as exc:
+        # Ctrl-C arrives as a KeyboardInterrupt in whichever task runs at that moment;
+        # from a background task it comes out of trio.run inside an exception group.
+        if interrupted(exc):
+            return fail("interrupted; run the same command again to resume", 130)
+        found = leaves(exc)
+        if not all(isinstance(leaf, Exception) for leaf in found):
+            raise  # SystemExit and the like are not failures of the download
+        first = found[0]
+        if isinstance(first, OSError):
+            return fail(f"{first.filename or dest}: {first.strerror or first}")
+        return fail(str(first) or type(first).__name__)  # every other failure: one line
+    print(f"saved {saved} ({saved.stat().st_size} bytes, SHA-256 verified)")
+    return 0
+
+
+def _download(args: argparse.Namespace, token: str, name: str, dest: Path) -> Path:
+    """Run the download with a progress bar (on a terminal); return the saved path."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -273,17 +194,6 @@ def get_file(args: argparse.Namespace) -> int:
 
     from slipstream.client import download_file
 
-    def fail(message: str, status: int = 1) -> int:
-        print(f"slipstream get: {' '.join(message.split())}", file=sys.stderr)
-        return status
-
-    token = args.token or os.environ.get("SLIPSTREAM_TOKEN")
-    if not token:
-        return fail("no token: pass --token or set SLIPSTREAM_TOKEN", 2)
-    name = PurePosixPath(args.filename).name
-    dest: Path = args.output if args.output is not None else Path(name)
-    if dest.is_dir():
-        dest = dest / name
     console = Console(stderr=True)
     bar = Progress(
         "[progress.description]{task.description}",
@@ -302,56 +212,51 @@ def get_file(args: argparse.Namespace) -> int:
             task.append(bar.add_task(name, total=total, completed=done))
         bar.update(task[0], completed=done, total=total)
 
-    try:
-        with bar:
-            saved = trio.run(
-                partial(
-                    download_file,
-                    args.server,
-                    token,
-                    args.filename,
-                    dest,
-                    application=args.application,
-                    progress=progress,
-                    resume=not args.no_resume,
-                    timeout=args.timeout,
-                )
+    with bar:
+        return trio.run(
+            partial(
+                download_file,
+                args.server,
+                token,
+                args.filename,
+                dest,
+                application=args.application,
+                progress=progress,
+                resume=not args.no_resume,
+                timeout=args.timeout,
             )
-    except KeyboardInterrupt:
-        return fail("interrupted; run the same command again to resume", 130)
-    except OSError as exc:
-        return fail(f"{exc.filename or dest}: {exc.strerror or exc}")
-    except Exception as exc:  # every other failure is one line too
-        return fail(str(exc) or type(exc).__name__)
-    print(f"saved {saved} ({saved.stat().st_size} bytes, SHA-256 verified)")
-    return 0
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``slipstream`` console script."""
+    """Run one ``slipstream`` command and return its exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, getattr(args, "log_level", "warning").upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "digest":
-        return digest_files(args.files, as_json=args.json)
-    if args.command == "get":
-        return get_file(args)
-    if args.command == "serve":
-        config = config_from_args(args)
-        try:
-            config.prepare()
-        except ValueError as exc:
-            print(f"slipstream: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"slipstream: cannot prepare {config.root}: {exc}", file=sys.stderr)
-            return 1
-        try:
-            trio.run(run_server, config)
-        except OSError as exc:
-            print(f"slipstream: {exc}", file=sys.stderr)
-            return 1
-        return 0
-    return 2  # pragma: no cover - argparse enforces a command
+    try:
+        if args.command == "digest":
+            return digest_files(args.files, as_json=args.json)
+        if args.command == "get":
+            return get_file(args)
+        return serve_command(args)
+    except KeyboardInterrupt:
+        print(f"slipstream {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> int:
+    """The process entry point (console script, ``python -m slipstream``).
+
+    Once :func:`main` has returned, the work is done and the process only exits: a
+    Ctrl-C in that moment is ignored rather than turned into a traceback (or a kill by
+    the signal once the interpreter has dropped its handler).
+    """
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("slipstream: interrupted", file=sys.stderr)
+        status = 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return status

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from slipstream.privatefiles import private_dir
 from slipstream.zipallow import AllowList
@@ -14,6 +17,10 @@ from slipstream.zipallow import AllowList
 DEFAULT_MAX_DOWNLOAD_SIZE = 52_428_800  # seed 002: "max size is 50 MB"
 DEFAULT_CONTENT_DIGEST_MAX = 64 * 1024 * 1024
 """Largest 206 body that gets a ``Content-Digest`` by default (it is hashed before sending)."""
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the setting and says why."""
 
 
 @dataclass(slots=True)
@@ -85,12 +92,51 @@ class Config:
     zip_ttl: float = 7 * 86_400.0
     """Seconds a zip stream URL lives at most (it expires sooner once fully delivered)."""
 
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for a setting that cannot work (before anything binds).
+
+        Ranges of the numbers, the URL bases (absolute ``http``/``https``), a root or state
+        dir that exists but is not a directory, a wildcard ``host`` without a
+        ``public_url`` (issued URLs would point at ``http://0.0.0.0:PORT``), and the zip
+        allow prefixes.
+        """
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is not in 0..65535")
+        for name in ("public_url", "internal_url", "cdn_url"):
+            value = getattr(self, name)
+            problem = None if value is None else base_url_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{name} {value!r} {problem}")
+        if self.public_url is None and is_wildcard_host(self.host):
+            raise ConfigError(wildcard_message(self.host or "*"))
+        for name in ("max_download_size", "content_digest_max", "max_fetch_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
+        if self.history_limit < 0 or self.ws_rate_limit < 0:
+            raise ConfigError("history_limit and ws_rate_limit must be >= 0")
+        if self.max_concurrent_downloads < 1:
+            raise ConfigError("max_concurrent_downloads must be >= 1")
+        for name in ("ws_rate_window", "download_timeout", "zip_ttl"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a number of seconds > 0")
+        if not (math.isfinite(self.ws_block_seconds) and self.ws_block_seconds >= 0):
+            raise ConfigError("ws_block_seconds must be a number of seconds >= 0")
+        for name, path in (("root", self.root), ("state dir", self.state_dir)):
+            resolved = None if path is None else Path(path).expanduser()
+            if resolved is not None and resolved.exists() and not resolved.is_dir():
+                raise ConfigError(f"{name} {path} is not a directory")
+        try:
+            AllowList(self.zip_allow_prefixes)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
     def prepare(self) -> None:
         """Create the root and state dir, resolve paths, make sure a token and a secret exist.
 
-        ``ValueError`` (one line) for an invalid zip allow prefix or application name.
+        Runs :meth:`validate` first (raises :class:`ConfigError`, a ``ValueError``).
         """
-        AllowList(self.zip_allow_prefixes)  # refuse a bad --zip-allow-prefix before anything
+        self.validate()
         self.root = Path(self.root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = Path(self.state_dir or self.root / ".slipstream").expanduser().resolve()
@@ -115,6 +161,55 @@ class Config:
 
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the base of issued URLs, or None when it can.
+
+    A base is an absolute ``http``/``https`` URL with a host, optionally a path prefix,
+    and no credentials, query or fragment (those would end up inside every issued URL).
+    """
+    if not url or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return "must be an absolute http:// or https:// URL without blanks"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an absolute http:// or https:// URL with a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "must not have a query or fragment"
+    return None
+
+
+def is_wildcard_host(host: str) -> bool:
+    """True for a listening address that means "every interface".
+
+    ``""``, ``*``, ``0.0.0.0`` in any form the resolver accepts (``0``, ``0x0``,
+    ``0.0``), and ``::`` in any spelling.
+    """
+    host = host.strip()
+    if host in ("", "*"):
+        return True
+    try:
+        return socket.inet_aton(host) == b"\0\0\0\0"
+    except OSError:
+        pass
+    try:
+        return socket.inet_pton(socket.AF_INET6, host.strip("[]")) == bytes(16)
+    except OSError:
+        return False
+
+
+def wildcard_message(host: str) -> str:
+    """The refusal for a wildcard bind without a public URL (one line)."""
+    return (
+        f"host {host} listens on every interface, so issued URLs need a base clients can "
+        "reach: set the public URL (--public-url http://files.example.com:8000)"
+    )
 
 
 def _existing_dir(path: Path) -> Path:
