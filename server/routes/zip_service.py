@@ -56,6 +56,13 @@ def zip_service(app: App) -> ZipService:
     return app.zip_service
 
 
+def stream_location(app: App, manifest_id: str) -> str:
+    """Where ``POST /download`` sends the client: absolute under a configured public URL
+    (the server may sit behind a proxy or CDN), else relative to the request's origin."""
+    base = (app.config.public_url or "").rstrip("/")
+    return f"{base}{STREAM_PREFIX}{manifest_id}"
+
+
 def register(router: Router, app: App) -> None:
     """Add ``/download`` and ``/stream/...``."""
 
@@ -66,7 +73,7 @@ def register(router: Router, app: App) -> None:
             manifest = await service.create(parsed, list(request.headers.items()))
         except ZipError as error:
             return render(error)
-        headers = [("Location", f"{STREAM_PREFIX}{manifest.id}"), ("Cache-Control", "no-store")]
+        headers = [("Location", stream_location(app, manifest.id)), ("Cache-Control", "no-store")]
         return Response(303, headers)
 
     async def missing_id(request: Request) -> Response:

@@ -1,0 +1,55 @@
+"""The public URL: required with a wildcard listening address, and the base of the zip
+service's ``303 Location`` when configured (relative otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slipstream.server import Config
+from slipstream.server.config import ConfigError, is_wildcard_host
+from tests.server.conftest import StartServer
+from tests.server.test_zip_service import fetch, form_fields, post
+from tests.upstream import Blob, Upstream
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "[::]", "0", "0x0", "0.0", "", "*", "::0"])
+def test_wildcard_forms(host: str) -> None:
+    assert is_wildcard_host(host)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "10.0.0.1", "files.example"])
+def test_not_wildcards(host: str) -> None:
+    assert not is_wildcard_host(host)
+
+
+def test_embedding_refuses_a_wildcard_host_without_a_public_url(tmp_path: Path) -> None:
+    config = Config(root=tmp_path / "root", host="0.0.0.0", port=0, tokens=["t"])
+    with pytest.raises(ConfigError, match="public URL"):
+        config.prepare()
+    assert not (tmp_path / "root").exists()
+    config.public_url = "https://files.example.com"
+    config.prepare()
+    assert (tmp_path / "root").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("public_url", "prefix"),
+    [
+        ("https://files.example.com/base/", "https://files.example.com/base/stream/"),
+        (None, "/stream/"),
+    ],
+)
+async def test_zip_303_location_is_absolute_under_a_public_url(
+    start_server: StartServer, upstream: Upstream, public_url: str | None, prefix: str
+) -> None:
+    upstream.add("/a.bin", Blob(b"a" * 100))
+    overrides = {} if public_url is None else {"public_url": public_url}
+    served = await start_server(zip_allow_prefixes=[upstream.url("/")], **overrides)
+    reply = await post(served, fields=form_fields([upstream.url("/a.bin")]))
+    assert reply.status_code == 303, reply.text
+    location = reply.headers["location"]
+    assert location.startswith(prefix)
+    stream = "/stream/" + location.removeprefix(prefix)
+    assert (await fetch(served, stream, "HEAD")).status_code == 200
