@@ -233,8 +233,15 @@ class SlipstreamClient:
                     if exc is None:
                         raise ConnectError(f"timed out closing {self.ws_url}") from None
 
+    @trio.lowlevel.enable_ki_protection
     async def _reader(self) -> None:
-        """Route each reply to the request with its ``id``; on close, fail every waiter."""
+        """Route each reply to the request with its ``id``; on close, fail every waiter.
+
+        Protected from KeyboardInterrupt: a Ctrl-C that arrives while this background
+        task runs is delivered to the caller's task instead, so it reaches the caller
+        as a plain KeyboardInterrupt (raised here, the nursery would wrap it in an
+        exception group).
+        """
         assert self._ws is not None
         error: ClientError
         try:
