@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -189,17 +190,21 @@ def is_wildcard_host(host: str) -> bool:
     """True for a listening address that means "every interface".
 
     ``""``, ``*``, ``0.0.0.0`` in any form the resolver accepts (``0``, ``0x0``,
-    ``0.0``), and ``::`` in any spelling.
+    ``0.0``), ``::`` in any spelling, and ``::ffff:0.0.0.0``.
     """
     host = host.strip()
     if host in ("", "*"):
         return True
     try:
-        return socket.inet_aton(host) == b"\0\0\0\0"
-    except OSError:
+        address = ipaddress.ip_address(host.strip("[]").partition("%")[0])
+    except ValueError:
         pass
-    try:
-        return socket.inet_pton(socket.AF_INET6, host.strip("[]")) == bytes(16)
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped.is_unspecified
+        return address.is_unspecified
+    try:  # the short IPv4 forms the resolver also accepts: 0, 0x0, 0.0, 00
+        return socket.inet_aton(host) == b"\0\0\0\0"
     except OSError:
         return False
 
