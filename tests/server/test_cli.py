@@ -255,7 +255,7 @@ def test_an_invalid_zip_allow_prefix_is_refused_with_one_line(site: Path, prefix
     assert result.returncode == 2
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("slipstream: invalid zip allow prefix")
+    assert lines[0].startswith("slipstream serve: invalid zip allow prefix")
     assert repr(prefix) in lines[0]
     assert result.stdout == b""
 
