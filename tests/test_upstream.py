@@ -1,4 +1,4 @@
-"""The loopback test upstream (tests/upstream.py), driven by httpx and raw sockets."""
+"""The loopback test upstream (tests/helpers/upstream.py), driven by httpx and raw sockets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from tests.upstream import (
+from tests.helpers.upstream import (
     FIXED_LAST_MODIFIED,
     Blob,
     Handler,

@@ -19,17 +19,10 @@ import trio.testing
 import xxhash
 
 from slipstream import digests as digests_mod
-from slipstream.digests import (
-    DigestCache,
-    Digests,
-    FileChanged,
-    FileKey,
-    hash_fd,
-    hash_path,
-)
+from slipstream.digests import DigestCache, Digests, FileChanged, FileKey, hash_fd, hash_path
 from slipstream.ext import ALGORITHMS
 from slipstream.storage import FileStat
-from tests.reference import REFLECTED_POLYS, reference_crc
+from tests.helpers.reference import REFLECTED_POLYS, reference_crc
 
 
 def expected(data: bytes) -> dict[str, int | bytes]:

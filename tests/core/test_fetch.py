@@ -19,8 +19,8 @@ import trio
 
 from slipstream.fetch import Fetched, Fetcher, FetchError
 from slipstream.netpolicy import NetworkPolicy, Target, UrlRejected
-from tests.fakenet import PUBLIC, FakeNet
-from tests.upstream import Blob, RecordedRequest, Redirect, Upstream
+from tests.helpers.fakenet import PUBLIC, FakeNet
+from tests.helpers.upstream import Blob, RecordedRequest, Redirect, Upstream
 
 DATA = random.Random(11).randbytes(200_000)
 OPEN = NetworkPolicy(allow_private_networks=True)

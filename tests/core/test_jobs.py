@@ -24,7 +24,7 @@ from slipstream.fetch import Fetcher
 from slipstream.jobs import JobRefused, Jobs, JobSettings
 from slipstream.jobstore import JobRecord, JobStore
 from slipstream.netpolicy import NetworkPolicy
-from tests.upstream import Blob, Upstream
+from tests.helpers.upstream import Blob, Upstream
 
 MIB = 1024 * 1024
 TIMEOUT = 10.0

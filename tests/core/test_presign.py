@@ -11,12 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slipstream.errors import InvalidResponseOverride, PresignExpired, PresignTampered
-from slipstream.presign import (
-    CONTENT_DISPOSITION_PARAM,
-    CONTENT_TYPE_PARAM,
-    SignedGrant,
-    Signer,
-)
+from slipstream.presign import CONTENT_DISPOSITION_PARAM, CONTENT_TYPE_PARAM, SignedGrant, Signer
 
 NOW = 1_700_000_000.0
 EXPIRES = 1_700_000_600

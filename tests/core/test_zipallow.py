@@ -7,7 +7,7 @@ import pytest
 
 from slipstream.netpolicy import UrlRejected, parse_target
 from slipstream.zipallow import AllowList, parse_prefix
-from tests.server.test_zip_allowlist import CORPUS, EXACT_PUB, INVALID, REFUSED
+from tests.helpers.zip_allow_corpus import CORPUS, EXACT_PUB, INVALID, REFUSED
 
 ORIGIN = "http://127.0.0.1:8123"
 

@@ -10,47 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from slipstream.ziperrors import ALWAYS_HTML, ZIP_ERRORS, ZipError, render_error
+from tests.helpers.zip import SEED_TABLE
 
-SEED_TABLE = {
-    "MALFORMED_JSON_BODY": (
-        400,
-        "The request body must be valid JSON when using the application/json content type header",
-    ),
-    "MALFORMED_URI_LIST": (
-        400,
-        "The fs_uri_list parameter value must either be a form-url encoded or json encoded array",
-    ),
-    "EMPTY_URI_LIST": (400, "The fs_uri_list parameter value must contain at least one URI"),
-    "DUPLICATE_URIS": (400, "The fs_uri_list parameter value contains duplicate URIs"),
-    "INVALID_URIS": (400, "The fs_uri_list parameter value contains one or more invalid URIs"),
-    "MISSING_REQUEST_ID": (400, "This URL is missing a Request ID"),
-    "EMPTY_ERROR_REDIRECT_URI": (
-        400,
-        "The fs_error_redirect_uri parameter value is empty and is required for redirect "
-        "response format",
-    ),
-    "INVALID_ERROR_REDIRECT_URI": (
-        400,
-        "The fs_error_redirect_uri parameter value is invalid and is required for redirect "
-        "response format",
-    ),
-    "DOWNLOAD_EXPIRED": (404, "This download is unavailable or has expired"),
-    "INVALID_RANGE_HEADER": (400, "Range header must start with bytes="),
-    "MULTIPART_UNSUPPORTED": (416, "Multipart ranges are not supported"),
-    "MALFORMED_RANGE": (416, "Range could not be parsed"),
-    "RANGE_NOT_SATISFIABLE": (416, "Start of range outside zip size"),
-    "UNAUTHORIZED_URIS": (
-        403,
-        "One or more of the files requested for zipping have not been permitted",
-    ),
-    "UPSTREAM_ERROR": (500, "Could not connect to authorization server"),
-    "CHECKSUM_ERROR": (500, "Error occurred during checksum computation"),
-    "FAILED_FETCHING_URIS": (
-        502,
-        "One or more of the files requested for zipping could not be fetched",
-    ),
-    "UNKNOWN": (500, "Unknown server error"),
-}
 EXTENSIONS = {"MALFORMED_UUID": 400, "MALFORMED_HEADER": 400}
 RECORDS = ("https://a.example/x?k=1&s=2", "https://b.example/<script>alert(1)</script>")
 REDIRECT = "https://mycompany.com/landing/fileslide-error"

@@ -15,7 +15,7 @@ from slipstream.zipremote import (
     probe_all,
     read_member,
 )
-from tests.upstream import Blob, Status, Upstream
+from tests.helpers.upstream import Blob, Status, Upstream
 
 OPEN = NetworkPolicy(allow_private_networks=True)
 

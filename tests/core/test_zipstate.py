@@ -11,13 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slipstream.zipstate import (
-    DEFAULT_TTL,
-    TOMBSTONE_RETENTION,
-    ZipState,
-    covers,
-    merge_interval,
-)
+from slipstream.zipstate import DEFAULT_TTL, TOMBSTONE_RETENTION, ZipState, covers, merge_interval
 
 MANIFEST: dict[str, Any] = {
     "file_name": "download \u00e9t\u00e9.zip",

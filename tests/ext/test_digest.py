@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import slipstream.ext
-from tests.conftest import load_twin
+from tests.helpers.twins import load_twin
 
 CRCS = ("crc32", "crc32c", "crc64xz", "crc64nvme")
 HASHES = ("sha1", "sha256", "xxh3_128")

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slipstream.ext._segtypes import FileSlice, Literal, Segment, UpstreamSlice
-from tests.conftest import load_twin
+from tests.helpers.twins import load_twin
 
 MapFactory = Callable[[Any], Any]
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import load_twin
+from tests.helpers.twins import load_twin
 
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF

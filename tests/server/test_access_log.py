@@ -9,9 +9,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from slipstream.server.redact import CREDENTIAL_PARAMS, redact_target
-
-from .conftest import TOKEN, Served, StartServer
-from .test_signed import issue
+from tests.helpers.presigned import issue
+from tests.helpers.server import TOKEN, Served, StartServer
 
 ACCESS = "slipstream.access"
 

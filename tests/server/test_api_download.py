@@ -11,14 +11,14 @@ import httpx
 import pytest
 import trio
 
-from .conftest import (
+from tests.helpers.raw_http import get
+from tests.helpers.server import (
     NON_ASCII_NAME,
     TOKEN,
     Served,
     StartServer,
     build_tree,
     download_target,
-    get,
     running_server,
 )
 

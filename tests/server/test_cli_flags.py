@@ -185,7 +185,7 @@ def test_a_root_that_is_a_file_is_refused(
 def test_a_wildcard_host_with_a_public_url_starts_and_issues_urls_under_it(
     tmp_path: Path,
 ) -> None:
-    from .test_cli import CliServer
+    from tests.helpers.subprocess_server import CliServer
 
     root = tmp_path / "root"
     root.mkdir()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from .conftest import Served, StartServer
+from tests.helpers.server import Served, StartServer
 
 INTERRUPTED = "slipstream get: interrupted; run the same command again to resume\n"
 SIZE = 1024 * 1024

@@ -32,8 +32,7 @@ from slipstream.client import (
     etag_path_for,
     part_path_for,
 )
-
-from .conftest import Served, StartServer
+from tests.helpers.server import Served, StartServer
 
 
 def ws_url(served: Served) -> str:

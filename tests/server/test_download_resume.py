@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import trio
 
-from tests.server.subprocess_server import Running
-from tests.server.subprocess_server import serve as serve_subprocess
-from tests.upstream import Blob, Upstream
+from tests.helpers.subprocess_server import Running
+from tests.helpers.subprocess_server import serve as serve_subprocess
+from tests.helpers.upstream import Blob, Upstream
 
 TOKEN = "T"
 FOLDER = "dl"

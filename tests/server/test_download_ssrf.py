@@ -7,7 +7,7 @@ DOMAIN_BLOCKED`` when the job is started, or (redirects, DNS rebinding) start an
 fail with ``DOMAIN_BLOCKED`` in the history.  At the end the target must have seen zero
 connections.
 
-Names are resolved by :class:`~tests.fakenet.FakeNet`: invented ``.example`` names
+Names are resolved by :class:`~tests.helpers.fakenet.FakeNet`: invented ``.example`` names
 from a table, anything else by the system resolver (so ``2130706433``, ``0x7f000001``,
 ``127.1`` ... go through the real ``getaddrinfo``).  ``files.example`` is a public-looking
 front (``93.184.215.14``, dialled to a loopback "front" upstream that redirects).
@@ -21,9 +21,9 @@ import httpx
 import trio
 
 from slipstream.server import App, Config
-from tests.fakenet import PUBLIC, FakeNet
-from tests.server.conftest import StartServer
-from tests.upstream import Blob, Redirect, Upstream
+from tests.helpers.fakenet import PUBLIC, FakeNet
+from tests.helpers.server import StartServer
+from tests.helpers.upstream import Blob, Redirect, Upstream
 
 FOLDER = "dl"
 

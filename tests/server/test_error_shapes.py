@@ -12,7 +12,8 @@ import h11
 import pytest
 import trio
 
-from .conftest import TOKEN, RawClient, RawResponse, Served, StartServer, exchange, get
+from tests.helpers.raw_http import RawClient, RawResponse, exchange, get
+from tests.helpers.server import TOKEN, Served, StartServer
 
 AUTH = f"Authorization: Bearer {TOKEN}"
 

@@ -10,14 +10,12 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import (
+from tests.helpers.raw_http import RawClient, exchange, get
+from tests.helpers.server import (
     SECRET,
     TOKEN,
-    RawClient,
     Served,
     StartServer,
-    exchange,
-    get,
     open_fd_count,
     running_server,
     settle_fds,

@@ -10,18 +10,8 @@ import trio
 from slipstream.errors import SlipstreamError
 from slipstream.server import App, Config
 from slipstream.storage import OpenFile, Storage
-
-from .conftest import (
-    TOKEN,
-    RawClient,
-    RawResponse,
-    Served,
-    StartServer,
-    download_target,
-    exchange,
-    get,
-    wait_for,
-)
+from tests.helpers.raw_http import RawClient, RawResponse, exchange, get
+from tests.helpers.server import TOKEN, Served, StartServer, download_target, wait_for
 
 
 def assert_json_error(response: RawResponse, status: int) -> str:

@@ -16,9 +16,8 @@ import trio
 
 from slipstream.segments import Segment
 from slipstream.server import integrity
-from tests.reference import reference_crc
-
-from .conftest import Served, StartServer
+from tests.helpers.reference import reference_crc
+from tests.helpers.server import Served, StartServer
 
 
 def b64(raw: bytes) -> str:

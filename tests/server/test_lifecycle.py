@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 import trio
 
-from .conftest import (
-    RawClient,
+from tests.helpers.raw_http import RawClient, get
+from tests.helpers.server import (
     Served,
     download_target,
-    get,
     open_fd_count,
     settle_fds,
     start_in,

@@ -10,7 +10,7 @@ import zipfile
 import httpx
 import pytest
 
-from tests.server.conftest import Served
+from tests.helpers.server import Served
 
 ZIP = "/api/zip"
 

@@ -1,6 +1,6 @@
 """The drive-style API: ``POST /v2/file/get_download_url``, ``/v2/file/get``, ``/v2/file/list``.
 
-Checksums are checked against hashlib and the bit-at-a-time CRC of ``tests.reference``;
+Checksums are checked against hashlib and the bit-at-a-time CRC of ``tests.helpers.reference``;
 every issued URL is fetched from the running server (body, Range, signed overrides).
 """
 
@@ -19,9 +19,8 @@ import httpx
 import pytest
 import trio
 
-from tests.reference import reference_crc
-
-from .conftest import NON_ASCII_NAME, SECRET, Served, StartServer
+from tests.helpers.reference import reference_crc
+from tests.helpers.server import NON_ASCII_NAME, SECRET, Served, StartServer
 
 URL = "/v2/file/get_download_url"
 GET = "/v2/file/get"

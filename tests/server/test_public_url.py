@@ -11,9 +11,9 @@ import trio
 
 from slipstream.server import Config, Server
 from slipstream.server.config import ConfigError, is_wildcard_host
-from tests.server.conftest import StartServer
-from tests.server.test_zip_service import fetch, form_fields, post
-from tests.upstream import Blob, Upstream
+from tests.helpers.server import StartServer
+from tests.helpers.upstream import Blob, Upstream
+from tests.helpers.zip import fetch, form_fields, post
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import TOKEN, Served, running_server
+from tests.helpers.server import TOKEN, Served, running_server
 
 MTIME = 1_700_000_000  # Tue, 14 Nov 2023 22:13:20 GMT
 Interval = tuple[int, int]  # [start, stop)

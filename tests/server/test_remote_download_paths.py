@@ -4,7 +4,7 @@ they name.
 A GET whose query has ``download``, ``downloads`` or ``download_history`` is a seed-001
 request whatever its path, so a directory may be named like any other route; the path
 is percent-decoded exactly once (by the connection).  Same set-up as
-``test_remote_downloads.py``: a download-enabled server and the loopback upstream.
+``tests.helpers.remote_downloads``: a download-enabled server and the loopback upstream.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import trio
 import trio_websocket
 
 from slipstream.server.ws import STATUS_OK
-from tests.upstream import Blob, Upstream
-
-from .conftest import TOKEN, StartServer
-from .test_remote_downloads import REPLY_KEYS, Env, MakeEnv, env_factory, payload
-from .test_ws import ask
+from tests.helpers.remote_downloads import REPLY_KEYS, Env, MakeEnv, env_factory, payload
+from tests.helpers.server import TOKEN, StartServer
+from tests.helpers.upstream import Blob, Upstream
+from tests.helpers.ws import ask
 
 ROUTE_PATHS = [
     "/download",

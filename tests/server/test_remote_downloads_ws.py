@@ -1,7 +1,7 @@
 """Running remote downloads (seed 001, issue 5): the active list, queueing, cancelling,
 and the websocket progress events (type 20).
 
-Same set-up as ``test_remote_downloads.py`` (whose helpers this module reuses): a real
+Same set-up as ``test_remote_downloads.py`` (:mod:`tests.helpers.remote_downloads`): a real
 server with downloads enabled, fetching from the loopback upstream.
 """
 
@@ -18,10 +18,7 @@ import trio
 from trio_websocket import WebSocketConnection
 
 from slipstream.server.ws import CLOSE_NOT_INITIALIZED, STATUS_OK
-from tests.upstream import Blob, Status, Upstream
-
-from .conftest import StartServer
-from .test_remote_downloads import (
+from tests.helpers.remote_downloads import (
     ACTIVE_KEYS,
     HISTORY_KEYS,
     JOB_TIMEOUT,
@@ -31,7 +28,9 @@ from .test_remote_downloads import (
     payload,
     sha256,
 )
-from .test_ws import ask, close_reason, connect
+from tests.helpers.server import StartServer
+from tests.helpers.upstream import Blob, Status, Upstream
+from tests.helpers.ws import ask, close_reason, connect
 
 MIB = 1024 * 1024
 

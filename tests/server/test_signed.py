@@ -17,28 +17,14 @@ import trio
 
 from slipstream.download import content_disposition
 from slipstream.presign import Signer
-from slipstream.server import App
 from slipstream.server.presigned import issue_url
-
-from .conftest import NON_ASCII_NAME, SECRET, Served, StartServer, get
+from tests.helpers.presigned import app_of, issue
+from tests.helpers.raw_http import get
+from tests.helpers.server import NON_ASCII_NAME, SECRET, Served, StartServer
 
 TAMPERED = {"error": "signature does not match"}
 EXPIRED = {"error": "URL expired"}
 CHANGED = {"error": "file changed since the URL was issued"}
-
-
-def app_of(served: Served) -> App:
-    return served.server.app
-
-
-def issue(served: Served, path: str, space: str = "root", **kwargs: Any) -> str:
-    """A URL for ``path`` in ``space`` (15 minutes unless ``expires_in`` is given)."""
-    app = app_of(served)
-    kwargs.setdefault("expires_in", 900)
-    with app.spaces[space].open(path) as opened:
-        url, expires = issue_url(app, space, opened, **kwargs)
-    assert abs(expires - (time.time() + kwargs["expires_in"])) < 5
-    return url
 
 
 def signed_target(

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.upstream import Blob, Upstream
-
-from .conftest import Served, start_in
-from .test_zip_service import create, fetch, member_bytes
+from tests.helpers.server import Served, start_in
+from tests.helpers.upstream import Blob, Upstream
+from tests.helpers.zip import create, fetch, member_bytes
 
 
 @pytest.fixture

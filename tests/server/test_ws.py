@@ -9,8 +9,6 @@ import ast
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -18,7 +16,6 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 import trio
-import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from slipstream.errors import InternalError
@@ -37,56 +34,13 @@ from slipstream.server.ws import (
 )
 from slipstream.server.ws_limits import Blocked, RateLimiter
 from slipstream.storage import LocalStorage, OpenFile
-
-from .conftest import TOKEN, RawClient, Served, StartServer, get, wait_for
-
-TIMEOUT = 5.0
-
-
-def ws_url(served: Served) -> str:
-    return f"ws://127.0.0.1:{served.port}/ws"
-
-
-@asynccontextmanager
-async def connect(
-    served: Served, *, initialize: bool = True, application: str | None = None
-) -> AsyncIterator[WebSocketConnection]:
-    """A websocket to ``served``, initialized with the valid token unless told otherwise."""
-    async with trio_websocket.open_websocket_url(
-        ws_url(served), connect_timeout=TIMEOUT, disconnect_timeout=TIMEOUT
-    ) as ws:
-        if initialize:
-            packet: dict[str, Any] = {"type": 1, "id": 0, "token": TOKEN}
-            if application is not None:
-                packet["application"] = application
-            assert await ask(ws, packet) == {"id": 0, "status": STATUS_OK}
-        yield ws
-
-
-async def ask(ws: WebSocketConnection, packet: dict[str, Any]) -> Any:
-    """Send one packet, return the next reply."""
-    await ws.send_message(json.dumps(packet))
-    return await reply(ws)
-
-
-async def reply(ws: WebSocketConnection) -> Any:
-    with trio.fail_after(TIMEOUT):
-        return json.loads(await ws.get_message())
+from tests.helpers.raw_http import RawClient, get
+from tests.helpers.server import TOKEN, Served, StartServer, wait_for
+from tests.helpers.ws import TIMEOUT, ask, close_reason, connect, reply
 
 
 async def url_for(ws: WebSocketConnection, filename: str, resume_at: int = 0, id: int = 7) -> Any:
     return await ask(ws, {"type": 7, "id": id, "filename": filename, "resume_at": resume_at})
-
-
-async def close_reason(ws: WebSocketConnection) -> tuple[int, str | None]:
-    """Wait for the server to close ``ws``; its close code and reason."""
-    with trio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed) as info:
-        while True:
-            message = await ws.get_message()
-            raise AssertionError(f"expected a close, got {message!r}")
-    reason = info.value.reason
-    assert reason is not None
-    return reason.code, reason.reason
 
 
 async def expect_close(

@@ -27,8 +27,9 @@ from slipstream.zipremote import SKIP_LIMIT
 from slipstream.zipservice import ZipService
 from slipstream.zipstate import ZipState
 from slipstream.zipstream import ZipSource
-from tests.server.conftest import Served, StartServer
-from tests.server.test_zip_service import (
+from tests.helpers.server import Served, StartServer
+from tests.helpers.upstream import Blob, Upstream
+from tests.helpers.zip import (
     FORMATS,
     add_three,
     check_error,
@@ -43,7 +44,6 @@ from tests.server.test_zip_service import (
     read_zip,
     zip_server,
 )
-from tests.upstream import Blob, Upstream
 
 MIB = 1024 * 1024
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import trio
 
-from tests.server.subprocess_server import Running
-from tests.server.subprocess_server import serve as serve_subprocess
-from tests.server.test_zip_service import member_bytes, read_zip
-from tests.upstream import Blob, Upstream
+from tests.helpers.subprocess_server import Running
+from tests.helpers.subprocess_server import serve as serve_subprocess
+from tests.helpers.upstream import Blob, Upstream
+from tests.helpers.zip import member_bytes, read_zip
 
 
 def serve(root: Path, log: Path, prefix: str) -> AbstractAsyncContextManager[Running]:

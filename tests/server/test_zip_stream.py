@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slipstream.zipstate import ZipState
-from tests.server.conftest import Served, StartServer, running_server
-from tests.server.test_zip_service import (
+from tests.helpers.server import Served, StartServer, running_server
+from tests.helpers.upstream import AUTO, FIXED_LAST_MODIFIED, Blob, Upstream
+from tests.helpers.zip import (
     FORMATS,
     check_error,
     create,
@@ -39,7 +40,6 @@ from tests.server.test_zip_service import (
     wait_expired,
     zip_server,
 )
-from tests.upstream import AUTO, FIXED_LAST_MODIFIED, Blob, Upstream
 
 SIZES = [0, 1, 70_000, 5, 150_001]
 """Member sizes: an empty one, tiny ones, and two spanning several upstream chunks."""

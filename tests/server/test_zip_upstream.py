@@ -14,8 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.server.conftest import RawClient, Served, StartServer
-from tests.server.test_zip_service import (
+from tests.helpers.raw_http import RawClient
+from tests.helpers.server import Served, StartServer
+from tests.helpers.upstream import Blob, Redirect, Status, Upstream
+from tests.helpers.zip import (
     FORMATS,
     POST_TIMEOUT,
     add_three,
@@ -31,7 +33,6 @@ from tests.server.test_zip_service import (
     refused_port,
     zip_server,
 )
-from tests.upstream import Blob, Redirect, Status, Upstream
 
 
 @pytest.fixture
