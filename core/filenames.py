@@ -5,6 +5,8 @@ Remote downloads and zip members are named after what an upstream says
 input: this module extracts them (:func:`disposition_filename`, :func:`url_filename`),
 turns one into a single safe path component (:func:`safe_filename`) and makes a list of
 them unique the way desktop file managers do (:func:`numbered`, :func:`deduplicate`).
+It also names the hidden ``.part`` file a remote download streams into
+(:func:`part_name`), which listings and directory zips leave out (:func:`is_part_file`).
 
 A safe name is safe on Linux, macOS and Windows alike: no separators (``/`` ``\``),
 no control characters, none of Windows' forbidden characters (``< > : " | ? *``, which
@@ -23,9 +25,12 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 __all__ = [
     "MAX_NAME_BYTES",
+    "PART_SUFFIX",
     "deduplicate",
     "disposition_filename",
+    "is_part_file",
     "numbered",
+    "part_name",
     "safe_filename",
     "split_extension",
     "url_filename",
@@ -218,3 +223,21 @@ def deduplicate(names: Sequence[str]) -> list[str]:
         taken.add(ckey)
         result.append(candidate)
     return result
+
+
+# --- the .part files of remote downloads ---------------------------------------------
+
+PART_SUFFIX = ".part"
+
+
+def part_name(job_id: str) -> str:
+    """The hidden ``.part`` file name of job ``job_id`` (beside its target)."""
+    return f".{job_id}{PART_SUFFIX}"
+
+
+_PART_NAME = re.compile(r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.part")
+
+
+def is_part_file(name: str) -> bool:
+    """Whether ``name`` is a running (or interrupted) job's ``.part`` file."""
+    return _PART_NAME.fullmatch(name) is not None

@@ -8,7 +8,8 @@ planted on the path cannot redirect a download outside the root, and the name ch
 
 Publishing never overwrites: the finished ``.part`` file is hard-linked under its final
 name (``link`` fails if the name exists, then ``name (1).ext`` is tried, and so on) and
-the ``.part`` name is removed.  A reader sees either no file or the whole file.
+the ``.part`` name is removed.  A reader sees either no file or the whole file.  The
+``.part`` names themselves are :func:`slipstream.filenames.part_name`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 from collections.abc import Sequence
 
 from slipstream.errors import PathNotAllowed
@@ -24,32 +24,11 @@ from slipstream.ext import MultiDigest
 from slipstream.filenames import numbered
 from slipstream.pathsafety import safe_relative_path
 
-__all__ = [
-    "PART_SUFFIX",
-    "PartFile",
-    "is_part_file",
-    "open_directory",
-    "part_name",
-    "publish",
-]
+__all__ = ["PartFile", "open_directory", "publish"]
 
-PART_SUFFIX = ".part"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_PUBLISH_TRIES = 10_000
 _READ_CHUNK = 4 * 1024 * 1024
-
-
-def part_name(job_id: str) -> str:
-    """The hidden ``.part`` file name of job ``job_id`` (beside its target)."""
-    return f".{job_id}{PART_SUFFIX}"
-
-
-_PART_NAME = re.compile(r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.part")
-
-
-def is_part_file(name: str) -> bool:
-    """Whether ``name`` is a running (or interrupted) job's ``.part`` file."""
-    return _PART_NAME.fullmatch(name) is not None
 
 
 def open_directory(

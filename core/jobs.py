@@ -47,8 +47,8 @@ from slipstream.ext import ALGORITHMS, MultiDigest
 from .background import spawn
 from .digests import DigestCache, Digests, FileKey
 from .fetch import Fetched, Fetcher, FetchError
-from .filenames import disposition_filename, safe_filename, url_filename
-from .jobfiles import PartFile, open_directory, part_name, publish
+from .filenames import disposition_filename, part_name, safe_filename, url_filename
+from .jobfiles import PartFile, open_directory, publish
 from .jobstore import JobRecord, JobStore, active_fields, history_fields
 from .pathsafety import safe_relative_path
 

@@ -31,7 +31,7 @@ from slipstream.errors import (
     NotARegularFile,
     PathNotAllowed,
 )
-from slipstream.jobfiles import is_part_file
+from slipstream.filenames import is_part_file
 from slipstream.pathsafety import safe_relative_path
 from slipstream.segments import FileSlice, Literal, Segment
 

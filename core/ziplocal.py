@@ -27,8 +27,7 @@ import trio
 
 from .digests import DigestCache, FileChanged, FileKey
 from .download import Download, content_disposition
-from .filenames import deduplicate, safe_filename
-from .jobfiles import is_part_file
+from .filenames import deduplicate, is_part_file, safe_filename
 from .segments import FileSlice, Literal, Segment, SegmentMap
 from .send import BodyTruncated
 from .zipplan import ZipMember, manifest_etag, plan_zip
