@@ -1,7 +1,7 @@
 """Build glue only: map the source folders onto the ``slipstream`` package and
 compile the Cython accelerators in ``ext/``.  Metadata lives in pyproject.toml."""
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 C_FLAGS = ["-O3"]
 
@@ -17,14 +17,18 @@ extensions = [
     ),
 ]
 
+# Each top-level folder is one package tree; its subpackages (core/http, core/zip, ...,
+# server/routes) follow from the folder layout, so a new subpackage needs no line here.
+PACKAGE_DIRS = {"slipstream": "core", "slipstream.ext": "ext", "slipstream.server": "server"}
+packages = [
+    f"{name}.{sub}" if sub else name
+    for name, folder in PACKAGE_DIRS.items()
+    for sub in ["", *find_packages(folder)]
+]
+
 setup(
-    package_dir={
-        "slipstream": "core",
-        "slipstream.ext": "ext",
-        "slipstream.server": "server",
-        "slipstream.server.routes": "server/routes",
-    },
-    packages=["slipstream", "slipstream.ext", "slipstream.server", "slipstream.server.routes"],
+    package_dir=PACKAGE_DIRS,
+    packages=packages,
     package_data={
         "slipstream": ["py.typed"],
         "slipstream.ext": ["*.pyx", "*.pxi", "csrc/*.c", "csrc/*.h"],

@@ -26,8 +26,8 @@ from typing import Final
 import trio
 
 from .digests import DigestCache, FileChanged, FileKey
-from .download import Download, content_disposition
 from .filenames import deduplicate, is_part_file, safe_filename
+from .http.representation import Download, content_disposition
 from .segments import FileSlice, Literal, Segment, SegmentMap
 from .send import BodyTruncated
 from .zipplan import ZipMember, manifest_etag, plan_zip

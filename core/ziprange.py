@@ -1,7 +1,7 @@
 """The ``Range`` rules of ``GET /stream/<id>`` (seed 004), sans-IO.
 
 On this route the seed's contract wins over RFC 9110 (elsewhere the server follows
-:mod:`slipstream.ranges`):
+:mod:`slipstream.http.ranges`):
 
 * no header -> the whole zip (``200``);
 * a unit other than ``bytes=`` -> ``INVALID_RANGE_HEADER`` (400), where the RFC would
@@ -16,14 +16,14 @@ On this route the seed's contract wins over RFC 9110 (elsewhere the server follo
   ``-n`` the last ``n`` bytes (all of them when ``n`` exceeds the size).
 
 The unit is matched case-insensitively and blanks around the value are ignored, as in
-:func:`slipstream.ranges.parse_range_header`, which does the parsing of the single spec.
+:func:`slipstream.http.ranges.parse_range_header`, which does the parsing of the single spec.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from .ranges import MalformedRange, UnsupportedRangeUnit, parse_range_header
+from .http.ranges import MalformedRange, UnsupportedRangeUnit, parse_range_header
 from .ziperrors import ZipError
 
 __all__ = ["content_range", "parse_zip_range"]

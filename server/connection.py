@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 import trio
 
-from slipstream.conditional import http_date
 from slipstream.errors import SlipstreamError
+from slipstream.http.conditional import http_date
 from slipstream.numeric import InvalidNumber, parse_uint
 from slipstream.send import BodyTruncated, StreamedBody, send_all_within, send_segments
 

@@ -1,7 +1,7 @@
-"""Turn a :class:`~slipstream.download.Download` into a 200/206/304/412/416 reply.
+"""Turn a :class:`~slipstream.http.representation.Representation` into a 200/206/304/412/416 reply.
 
-The decisions are the sans-IO ones of ``slipstream.conditional`` and
-``slipstream.ranges`` (RFC 9110, as nginx applies them); this module only maps
+The decisions are the sans-IO ones of ``slipstream.http.conditional`` and
+``slipstream.http.ranges`` (RFC 9110, as nginx applies them); this module only maps
 them onto a Response whose body is a slice of the download's SegmentMap.
 """
 
@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from slipstream.conditional import (
+from slipstream.errors import PreconditionFailed, RangeNotSatisfiable
+from slipstream.http.conditional import (
     Precondition,
     Validators,
     evaluate_preconditions,
     http_date,
     if_range_matches,
 )
-from slipstream.download import Download, content_disposition, guess_content_type
-from slipstream.errors import PreconditionFailed, RangeNotSatisfiable
-from slipstream.multipart import build_multipart, multipart_content_type, new_boundary
-from slipstream.ranges import RangeKind, decide_ranges
+from slipstream.http.multipart import build_multipart, multipart_content_type, new_boundary
+from slipstream.http.ranges import RangeKind, decide_ranges
+from slipstream.http.representation import Download, content_disposition, guess_content_type
 from slipstream.segments import SegmentMap
 from slipstream.storage import OpenFile
 

@@ -22,9 +22,9 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
-from slipstream.conditional import Validators, http_date, if_range_matches
-from slipstream.download import content_disposition
 from slipstream.errors import ServiceUnavailable, SlipstreamError
+from slipstream.http.conditional import Validators, http_date, if_range_matches
+from slipstream.http.representation import content_disposition
 from slipstream.ziperrors import ZipError
 from slipstream.zipform import parse_zip_request
 from slipstream.ziprange import content_range, parse_zip_range

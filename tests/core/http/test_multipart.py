@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slipstream.multipart import build_multipart, multipart_content_type, new_boundary
-from slipstream.ranges import ByteRange
+from slipstream.http.multipart import build_multipart, multipart_content_type, new_boundary
+from slipstream.http.ranges import ByteRange
 from slipstream.segments import FileSlice, Literal, SegmentMap, literal_map
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slipstream.conditional import (
+from slipstream.http.conditional import (
     Precondition,
     Validators,
     evaluate_preconditions,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from slipstream.ranges import ByteRange
 from slipstream.segments import Literal, Segment, SegmentMap
+
+from .ranges import ByteRange
 
 __all__ = ["build_multipart", "multipart_content_type", "new_boundary"]
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slipstream.ranges import (
+from slipstream.http.ranges import (
     ByteRange,
     MalformedRange,
     RangeDecision,
