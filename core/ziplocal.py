@@ -27,7 +27,8 @@ import trio
 
 from .digests import DigestCache, FileChanged, FileKey
 from .filenames import deduplicate, is_part_file, safe_filename
-from .http.representation import Download, content_disposition
+from .http.disposition import content_disposition
+from .http.representation import Representation
 from .segments import FileSlice, Literal, Segment, SegmentMap
 from .send import BodyTruncated
 from .zipplan import ZipMember, manifest_etag, plan_zip
@@ -139,8 +140,8 @@ async def _crc32s(entries: Sequence[LocalEntry], digests: DigestCache) -> list[i
 
 async def local_zip(
     directory: str, zip_name: str, digests: DigestCache, hidden: Sequence[str] = ()
-) -> Download:
-    """The zip of ``directory`` (a resolved real path) as a :class:`Download`.
+) -> Representation:
+    """The zip of ``directory`` (a resolved real path) as a :class:`Representation`.
 
     Raises :class:`BodyTruncated` if a file changes while it is hashed.
     """
@@ -160,7 +161,7 @@ async def local_zip(
         f"{e.stat.st_dev}-{e.stat.st_ino}-{e.stat.st_size}-{e.stat.st_mtime_ns}" for e in entries
     ]
     mtimes = [int(e.stat.st_mtime) for e in entries]
-    return Download(
+    return Representation(
         body=SegmentMap(segments),
         etag=manifest_etag(members, validators),
         last_modified=max(mtimes, default=0),

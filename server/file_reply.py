@@ -1,8 +1,9 @@
-"""Turn a :class:`~slipstream.http.representation.Representation` into a 200/206/304/412/416 reply.
+"""Turn a :class:`~slipstream.http.representation.Representation` into a 200/206/304/412/416
+reply.
 
 The decisions are the sans-IO ones of ``slipstream.http.conditional`` and
 ``slipstream.http.ranges`` (RFC 9110, as nginx applies them); this module only maps
-them onto a Response whose body is a slice of the download's SegmentMap.
+them onto a Response whose body is a slice of the representation's SegmentMap.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from slipstream.http.conditional import (
     http_date,
     if_range_matches,
 )
+from slipstream.http.disposition import content_disposition
 from slipstream.http.multipart import build_multipart, multipart_content_type, new_boundary
 from slipstream.http.ranges import RangeKind, decide_ranges
-from slipstream.http.representation import Download, content_disposition, guess_content_type
+from slipstream.http.representation import Representation, guess_content_type
 from slipstream.segments import SegmentMap
 from slipstream.storage import OpenFile
 
@@ -50,7 +52,7 @@ async def stored_file_reply(
     except BaseException:
         opened.close()
         raise
-    download = Download(
+    representation = Representation(
         body=SegmentMap([opened.segment()]),
         etag=opened.stat.etag,
         last_modified=opened.stat.last_modified,
@@ -62,13 +64,18 @@ async def stored_file_reply(
         ],
         close=opened.close,
     )
-    return await file_reply(request, download, content_digest_max=app.config.content_digest_max)
+    return await file_reply(
+        request, representation, content_digest_max=app.config.content_digest_max
+    )
 
 
 async def file_reply(
-    request: Request, download: Download, *, content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX
+    request: Request,
+    representation: Representation,
+    *,
+    content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX,
 ) -> Response:
-    """The reply to a GET or HEAD of ``download``; takes ownership of ``download.close``.
+    """The reply to a GET or HEAD of ``representation``; takes ownership of its ``close``.
 
     A 206 to a GET whose body is at most ``content_digest_max`` bytes (0: any size)
     carries a ``Content-Digest`` of exactly the bytes it sends.  A HEAD reply never does:
@@ -76,7 +83,7 @@ async def file_reply(
     must not cause.
     """
     try:
-        response = await _reply(request, download)
+        response = await _reply(request, representation)
         body = response.body
         if (
             response.status == 206
@@ -88,20 +95,20 @@ async def file_reply(
             if sha256 is not None:
                 response.headers.append(("Content-Digest", content_digest(sha256)))
     except BaseException:
-        if download.close is not None:
-            download.close()
+        if representation.close is not None:
+            representation.close()
         raise
-    if response.close is None and download.close is not None:
+    if response.close is None and representation.close is not None:
         # bodiless replies (304/412/416) release the file right away
-        download.close()
+        representation.close()
     return response
 
 
-async def _reply(request: Request, download: Download) -> Response:
-    validators = Validators(etag=download.etag, last_modified=download.last_modified)
+async def _reply(request: Request, representation: Representation) -> Response:
+    validators = Validators(etag=representation.etag, last_modified=representation.last_modified)
     common = [
-        ("ETag", download.etag),
-        ("Last-Modified", http_date(download.last_modified)),
+        ("ETag", representation.etag),
+        ("Last-Modified", http_date(representation.last_modified)),
         ("Accept-Ranges", "bytes"),
     ]
     outcome = evaluate_preconditions(request.method, request.headers, validators)
@@ -110,38 +117,40 @@ async def _reply(request: Request, download: Download) -> Response:
     if outcome is Precondition.FAILED:
         return error_response(PreconditionFailed())
 
-    size = download.size
+    size = representation.size
     range_header = request.headers.get("range")
     if range_header is not None and not if_range_matches(request.headers, validators):
         range_header = None
     decision = decide_ranges(range_header, size)
-    headers = [*common, *download.headers]
+    headers = [*common, *representation.headers]
 
     if decision.kind is RangeKind.UNSATISFIABLE:
         return error_response(RangeNotSatisfiable(size))
     if decision.kind is RangeKind.FULL:
         return Response(
             200,
-            [("Content-Type", download.content_type), *headers],
-            download.body,
-            close=download.close,
+            [("Content-Type", representation.content_type), *headers],
+            representation.body,
+            close=representation.close,
         )
     if len(decision.ranges) == 1:
         only = decision.ranges[0]
         return Response(
             206,
             [
-                ("Content-Type", download.content_type),
+                ("Content-Type", representation.content_type),
                 ("Content-Range", only.content_range(size)),
                 *headers,
             ],
-            SegmentMap(download.body.slice(only.start, only.stop)),
-            close=download.close,
+            SegmentMap(representation.body.slice(only.start, only.stop)),
+            close=representation.close,
         )
     boundary = new_boundary()
     return Response(
         206,
         [("Content-Type", multipart_content_type(boundary)), *headers],
-        build_multipart(download.body, decision.ranges, download.content_type, boundary),
-        close=download.close,
+        build_multipart(
+            representation.body, decision.ranges, representation.content_type, boundary
+        ),
+        close=representation.close,
     )

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from slipstream.http.representation import content_disposition
+from slipstream.http.disposition import content_disposition
 from slipstream.storage import OpenFile
 
 if TYPE_CHECKING:

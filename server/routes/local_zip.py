@@ -33,11 +33,11 @@ def register(router: Router, app: App) -> None:
         root = directory == app.spaces["root"].base
         name = "download" if root else os.path.basename(directory)
         try:
-            download = await local_zip(
+            zipped = await local_zip(
                 directory, f"{name}.zip", app.digests, hidden=[str(app.config.state_path)]
             )
         except BodyTruncated as exc:
             raise ServiceUnavailable(f"{exc}; try again") from None
-        return await file_reply(request, download, content_digest_max=app.config.content_digest_max)
+        return await file_reply(request, zipped, content_digest_max=app.config.content_digest_max)
 
     router.add("/api/zip", api_zip)

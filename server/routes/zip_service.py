@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from slipstream.errors import ServiceUnavailable, SlipstreamError
 from slipstream.http.conditional import Validators, http_date, if_range_matches
-from slipstream.http.representation import content_disposition
+from slipstream.http.disposition import content_disposition
 from slipstream.ziperrors import ZipError
 from slipstream.zipform import parse_zip_request
 from slipstream.ziprange import content_range, parse_zip_range

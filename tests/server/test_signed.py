@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 
-from slipstream.http.representation import content_disposition
+from slipstream.http.disposition import content_disposition
 from slipstream.presign import Signer
 from slipstream.server.presigned import issue_url
 from tests.helpers.presigned import app_of, issue
