@@ -23,23 +23,15 @@ from slipstream.jobstore import JobStore
 from slipstream.netpolicy import NetworkPolicy
 from slipstream.presign import Signer
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
-from slipstream.zipservice import ZipService
-from slipstream.zipstate import ZipState
+from slipstream.zip.service import ZipService
+from slipstream.zip.state import ZipState
 
 from .config import Config, ConfigError, is_wildcard_host, wildcard_message
 from .connection import HTTPConnection, IdleScopes
 from .errors import status_response
 from .http import Request, Response
 from .router import Router
-from .routes import (
-    api_download,
-    health,
-    local_zip,
-    pds,
-    remote_downloads,
-    signed,
-    zip_service,
-)
+from .routes import api_download, health, local_zip, pds, remote_downloads, signed, zip_service
 
 log = logging.getLogger("slipstream.server")
 

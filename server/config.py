@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from slipstream.privatefiles import private_dir
-from slipstream.zipallow import AllowList
+from slipstream.zip.allow import AllowList
 
 DEFAULT_MAX_DOWNLOAD_SIZE = 52_428_800  # seed 002: "max size is 50 MB"
 DEFAULT_CONTENT_DIGEST_MAX = 64 * 1024 * 1024

@@ -1,7 +1,7 @@
 """``GET /api/zip?path=DIR`` (Bearer): a directory of the root as a resumable zip.
 
 The same deterministic STORED zip as the zip service, built from local files with CRCs
-from the digest cache (see :mod:`slipstream.ziplocal`); Range, If-Range, HEAD and
+from the digest cache (see :mod:`slipstream.zip.local`); Range, If-Range, HEAD and
 conditional requests follow RFC 9110 like every file reply.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from slipstream.errors import ServiceUnavailable
 from slipstream.send import BodyTruncated
-from slipstream.ziplocal import local_zip
+from slipstream.zip.local import local_zip
 
 from ..auth import require_token
 from ..file_reply import file_reply

@@ -2,12 +2,12 @@
 
 No bearer token here (as in the seed): the security is the ``--zip-allow-prefix`` allow
 list.  Errors are rendered in the request's format (html, json or redirect) by
-:mod:`slipstream.ziperrors`; MISSING_REQUEST_ID, MALFORMED_UUID and DOWNLOAD_EXPIRED are
+:mod:`slipstream.zip.errors`; MISSING_REQUEST_ID, MALFORMED_UUID and DOWNLOAD_EXPIRED are
 always HTML.  On ``/stream`` the seed's Range rules win over RFC 9110 (see
-:mod:`slipstream.ziprange`).  The work is done by :class:`slipstream.zipservice.ZipService`.
+:mod:`slipstream.zip.ranges`).  The work is done by :class:`slipstream.zip.service.ZipService`.
 
 A ``GET /stream`` reply is opened before its head is sent (see
-:meth:`slipstream.zipstream.ZipBody.open`): members it cannot fetch then are ``502
+:meth:`slipstream.zip.stream.ZipBody.open`): members it cannot fetch then are ``502
 FAILED_FETCHING_URIS`` listing them, an upstream object found changed is ``500
 CHECKSUM_ERROR``, both in the manifest's format; only a failure after the first body
 byte cuts the reply.  A range that starts deeper than ``skip_limit`` into a member whose
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 from slipstream.errors import ServiceUnavailable, SlipstreamError
 from slipstream.http.conditional import Validators, http_date, if_range_matches
 from slipstream.http.disposition import content_disposition
-from slipstream.ziperrors import ZipError
-from slipstream.zipform import parse_zip_request
-from slipstream.ziprange import content_range, parse_zip_range
-from slipstream.zipremote import MemberChanged
-from slipstream.zipservice import Manifest, ZipService
-from slipstream.zipstream import MembersUnavailable
+from slipstream.zip.errors import ZipError
+from slipstream.zip.form import parse_zip_request
+from slipstream.zip.ranges import content_range, parse_zip_range
+from slipstream.zip.remote import MemberChanged
+from slipstream.zip.service import Manifest, ZipService
+from slipstream.zip.stream import MembersUnavailable
 
 from ..http import Request, Response
 from ..router import Route, Router

@@ -31,11 +31,11 @@ IO_MODULES = {
     "slipstream.fetch",
     "slipstream.jobs",
     "slipstream.send",
-    "slipstream.zipcrc",
-    "slipstream.ziplocal",
-    "slipstream.zipremote",
-    "slipstream.zipservice",
-    "slipstream.zipstream",
+    "slipstream.zip.crc",
+    "slipstream.zip.local",
+    "slipstream.zip.remote",
+    "slipstream.zip.service",
+    "slipstream.zip.stream",
 }
 """Modules that do I/O with Trio (or httpx) and so may import it."""
 IO_PACKAGES: set[str] = set()

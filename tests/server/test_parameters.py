@@ -43,7 +43,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slipstream.numeric import INT64_MAX
-from slipstream.ziperrors import ZIP_ERRORS
+from slipstream.zip.errors import ZIP_ERRORS
 
 TOKEN = "param-test-token"
 EXAMPLES = 10

@@ -22,11 +22,11 @@ import pytest
 import trio
 
 from slipstream.server import App, Config
-from slipstream.zipcrc import CRC_CHUNK
-from slipstream.zipremote import SKIP_LIMIT
-from slipstream.zipservice import ZipService
-from slipstream.zipstate import ZipState
-from slipstream.zipstream import ZipSource
+from slipstream.zip.crc import CRC_CHUNK
+from slipstream.zip.remote import SKIP_LIMIT
+from slipstream.zip.service import ZipService
+from slipstream.zip.state import ZipState
+from slipstream.zip.stream import ZipSource
 from tests.helpers.server import Served, StartServer
 from tests.helpers.upstream import Blob, Upstream
 from tests.helpers.zip import (

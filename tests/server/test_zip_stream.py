@@ -25,7 +25,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slipstream.zipstate import ZipState
+from slipstream.zip.state import ZipState
 from tests.helpers.server import Served, StartServer, running_server
 from tests.helpers.upstream import AUTO, FIXED_LAST_MODIFIED, Blob, Upstream
 from tests.helpers.zip import (

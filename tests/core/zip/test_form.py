@@ -1,4 +1,4 @@
-"""``slipstream.zipform``: the three encodings of ``POST /download``, errors, forwarding."""
+"""``slipstream.zip.form``: the three encodings of ``POST /download``, errors, forwarding."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from slipstream.ziperrors import ZipError
-from slipstream.zipform import ZipRequest, forwarded_headers, parse_zip_request
+from slipstream.zip.errors import ZipError
+from slipstream.zip.form import ZipRequest, forwarded_headers, parse_zip_request
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"

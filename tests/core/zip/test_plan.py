@@ -1,4 +1,4 @@
-"""``slipstream.zipplan``: layout, rendering by pieces, CRC needs, zip64, ETags."""
+"""``slipstream.zip.plan``: layout, rendering by pieces, CRC needs, zip64, ETags."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slipstream.filenames import deduplicate, safe_filename
-from slipstream.zipplan import DOS_EPOCH, ZipLayout, ZipMember, manifest_etag, plan_zip
+from slipstream.zip.plan import DOS_EPOCH, ZipLayout, ZipMember, manifest_etag, plan_zip
 
 GiB = 1 << 30
 

@@ -25,10 +25,11 @@ from typing import Final
 
 import trio
 
-from .fetch import Fetched, Fetcher, FetchError
-from .netpolicy import Target
-from .numeric import InvalidNumber, parse_uint
-from .ziperrors import ZipError
+from slipstream.fetch import Fetched, Fetcher, FetchError
+from slipstream.netpolicy import Target
+from slipstream.numeric import InvalidNumber, parse_uint
+
+from .errors import ZipError
 
 __all__ = [
     "SKIP_LIMIT",

@@ -1,14 +1,14 @@
 """Zip-as-a-service (seed 004) as a library: manifests in, resumable zip bodies out.
 
 :meth:`ZipService.create` checks a parsed request against the prefix allow list
-(``UNAUTHORIZED_URIS``; :mod:`slipstream.zipallow`), replaces every URI by its canonical
+(``UNAUTHORIZED_URIS``; :mod:`slipstream.zip.allow`), replaces every URI by its canonical
 form (what is checked is what is fetched, and two spellings of one URI are
 ``DUPLICATE_URIS``), refuses a request id that is already taken (``DOWNLOAD_EXPIRED``,
 see :meth:`ZipService.create`), probes every URI (``FAILED_FETCHING_URIS``, also for a
 size past 2**63 - 1 or a zip that would be), names the members (``Content-Disposition``,
 else the URL path; made safe and de-duplicated), plans the zip and stores the manifest.
 :meth:`ZipService.source` turns a stored manifest back into a live
-:class:`~slipstream.zipstream.ZipSource` (after a restart too), and
+:class:`~slipstream.zip.stream.ZipSource` (after a restart too), and
 :meth:`ZipService.delivered` / :meth:`ZipService.release` implement the seed's expiry:
 the stream expires once every byte has been delivered at least once (one 200, or 206s
 that together cover the zip) and the requests in flight have ended.  An expired
@@ -32,17 +32,18 @@ from typing import Any, Final
 
 import trio
 
-from .fetch import Fetcher
-from .filenames import deduplicate, disposition_filename, safe_filename, url_filename
-from .netpolicy import Target
-from .numeric import INT64_MAX
-from .zipallow import AllowList
-from .ziperrors import ZipError
-from .zipform import ZipRequest, forwarded_headers
-from .zipplan import ZipMember, manifest_etag, plan_zip
-from .zipremote import SKIP_LIMIT, RemoteObject, probe_all
-from .zipstate import ZipState
-from .zipstream import ZipSource
+from slipstream.fetch import Fetcher
+from slipstream.filenames import deduplicate, disposition_filename, safe_filename, url_filename
+from slipstream.netpolicy import Target
+from slipstream.numeric import INT64_MAX
+
+from .allow import AllowList
+from .errors import ZipError
+from .form import ZipRequest, forwarded_headers
+from .plan import ZipMember, manifest_etag, plan_zip
+from .remote import SKIP_LIMIT, RemoteObject, probe_all
+from .state import ZipState
+from .stream import ZipSource
 
 __all__ = ["MAX_SOURCES", "MAX_ZIP_SIZE", "SWEEP_INTERVAL", "Manifest", "ZipService"]
 
@@ -117,7 +118,7 @@ class Manifest:
 
         Manifests stored before the probe recorded Range support have five fields per
         object; their upstreams count as honouring Range (a member read still copes
-        with one that does not, see :func:`~slipstream.zipremote.read_member`).
+        with one that does not, see :func:`~slipstream.zip.remote.read_member`).
         """
         return cls(
             id=data["id"],
@@ -160,7 +161,7 @@ def request_fingerprint(request: ZipRequest, uris: Sequence[str]) -> str:
 class ZipService:
     """Creates manifests and serves their zips (see the module docstring).
 
-    ``allow_prefixes`` must be valid prefixes (:mod:`slipstream.zipallow`), else
+    ``allow_prefixes`` must be valid prefixes (:mod:`slipstream.zip.allow`), else
     ``ValueError`` naming the first bad one.
     """
 

@@ -1,4 +1,4 @@
-"""``slipstream.zipservice`` without a server: the purge of expired manifests (on trio's
+"""``slipstream.zip.service`` without a server: the purge of expired manifests (on trio's
 mock clock), refusing invalid prefixes, and the stored form of a manifest."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import trio.testing
 
 from slipstream.fetch import Fetcher
 from slipstream.netpolicy import NetworkPolicy
-from slipstream.zipremote import RemoteObject
-from slipstream.zipservice import SWEEP_INTERVAL, Manifest, ZipService
-from slipstream.zipstate import ZipState
+from slipstream.zip.remote import RemoteObject
+from slipstream.zip.service import SWEEP_INTERVAL, Manifest, ZipService
+from slipstream.zip.state import ZipState
 
 SECRET = "Bearer ttl-bound-credential-5d2a"
 

@@ -2,7 +2,7 @@
 
 A :class:`CrcBook` knows every member's CRC-32 or finds it.  CRCs are needed only in the
 data descriptors and the central directory of a streamed zip
-(:mod:`slipstream.zipstream`), so a reply never waits for them up front: a member a
+(:mod:`slipstream.zip.stream`), so a reply never waits for them up front: a member a
 reply streams whole gets its CRC computed on the way (:meth:`CrcBook.record`); the
 others are computed in the background by ranged fetches of :data:`CRC_CHUNK` bytes,
 several at a time per host, joined with CRC combine (one read of the whole object when
@@ -26,12 +26,12 @@ from urllib.parse import urlsplit
 
 import trio
 
+from slipstream.background import spawn
 from slipstream.ext import combine, crc
+from slipstream.fetch import Fetcher, FetchError
 
-from .background import spawn
-from .fetch import Fetcher, FetchError
-from .zipremote import SKIP_LIMIT, CheckUrl, MemberChanged, RemoteObject, read_member
-from .zipstate import ZipState
+from .remote import SKIP_LIMIT, CheckUrl, MemberChanged, RemoteObject, read_member
+from .state import ZipState
 
 __all__ = ["CRC_CHUNK", "PER_HOST", "WORKERS", "CrcBook", "first_failure"]
 

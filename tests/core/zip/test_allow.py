@@ -1,4 +1,4 @@
-"""``slipstream.zipallow``: prefixes, the segment boundary, and the spelling corpus of
+"""``slipstream.zip.allow``: prefixes, the segment boundary, and the spelling corpus of
 ``tests/server/test_zip_allowlist.py`` decided without a server (sans-IO)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from slipstream.netpolicy import UrlRejected, parse_target
-from slipstream.zipallow import AllowList, parse_prefix
+from slipstream.zip.allow import AllowList, parse_prefix
 from tests.helpers.zip_allow_corpus import CORPUS, EXACT_PUB, INVALID, REFUSED
 
 ORIGIN = "http://127.0.0.1:8123"

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from .http.ranges import MalformedRange, UnsupportedRangeUnit, parse_range_header
-from .ziperrors import ZipError
+from slipstream.http.ranges import MalformedRange, UnsupportedRangeUnit, parse_range_header
+
+from .errors import ZipError
 
 __all__ = ["content_range", "parse_zip_range"]
 
@@ -36,7 +37,7 @@ def parse_zip_range(header: str | None, size: int) -> tuple[int, int] | None:
 
     ``size`` is the zip's length.  Returns ``None`` when there is no header (send the whole
     zip with a ``200``), else a non-empty ``(start, stop)`` with ``0 <= start < stop <= size``
-    (send a ``206``).  Raises :class:`~slipstream.ziperrors.ZipError` with the seed's key
+    (send a ``206``).  Raises :class:`~slipstream.zip.errors.ZipError` with the seed's key
     for a header it refuses (see the module docstring); the three 416 errors carry ``size``
     (so the reply has ``Content-Range: bytes */SIZE``, as RFC 9110 asks of every 416).
     ``If-Range`` is the caller's business: when it does not match, pass ``None``.

@@ -1,4 +1,4 @@
-"""Probes and member reads of :mod:`slipstream.zipremote` against the loopback upstream."""
+"""Probes and member reads of :mod:`slipstream.zip.remote` against the loopback upstream."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import trio
 
 from slipstream.fetch import Fetcher, FetchError
 from slipstream.netpolicy import NetworkPolicy, Target
-from slipstream.ziperrors import ZipError
-from slipstream.zipremote import (
+from slipstream.zip.errors import ZipError
+from slipstream.zip.remote import (
     MemberChanged,
     UpstreamRefused,
     content_range,

@@ -1,4 +1,4 @@
-"""``slipstream.ziprange``: the seed-004 ``Range`` rules of ``GET /stream/<id>``."""
+"""``slipstream.zip.ranges``: the seed-004 ``Range`` rules of ``GET /stream/<id>``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slipstream.ziperrors import ZipError, render_error
-from slipstream.ziprange import content_range, parse_zip_range
+from slipstream.zip.errors import ZipError, render_error
+from slipstream.zip.ranges import content_range, parse_zip_range
 
 SIZE = 1000
 

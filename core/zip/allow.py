@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .netpolicy import Target, UrlRejected, parse_target
-from .urlcanon import resolvable_segment
+from slipstream.netpolicy import Target, UrlRejected, parse_target
+from slipstream.urlcanon import resolvable_segment
 
 __all__ = ["AllowList", "AllowPrefix", "parse_prefix"]
 

@@ -1,4 +1,4 @@
-"""``slipstream.ziperrors``: the seed-004 table and the html / json / redirect replies."""
+"""``slipstream.zip.errors``: the seed-004 table and the html / json / redirect replies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from slipstream.ziperrors import ALWAYS_HTML, ZIP_ERRORS, ZipError, render_error
+from slipstream.zip.errors import ALWAYS_HTML, ZIP_ERRORS, ZipError, render_error
 from tests.helpers.zip import SEED_TABLE
 
 EXTENSIONS = {"MALFORMED_UUID": 400, "MALFORMED_HEADER": 400}

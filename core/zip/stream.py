@@ -1,8 +1,8 @@
 """Resumable zip bodies of remote objects: manifests, CRC-32s, and the streamed body.
 
 A :class:`ZipSource` is one manifest made live: the deterministic layout
-(:mod:`slipstream.zipplan`), the probed objects, the headers to send upstream, and a
-:class:`~slipstream.zipcrc.CrcBook` that knows or finds every member's CRC-32.
+(:mod:`slipstream.zip.plan`), the probed objects, the headers to send upstream, and a
+:class:`~slipstream.zip.crc.CrcBook` that knows or finds every member's CRC-32.
 :meth:`ZipSource.body` returns a :class:`ZipBody` for any byte range; the connection
 sends it.
 
@@ -11,7 +11,7 @@ never waits for them up front.  A member whose data a reply streams whole gets i
 computed on the way (just in time for its descriptor, which follows it); the CRCs of
 the other members the reply needs (a resume that starts in the middle needs all the
 earlier ones for the central directory) are computed in the background at once (see
-:mod:`slipstream.zipcrc`).
+:mod:`slipstream.zip.crc`).
 
 Nothing corrupt is ever sent: an upstream answer that does not match the manifest
 (validator, size, range) fails the read, and a recomputed CRC that differs from the
@@ -29,7 +29,7 @@ answers with an error instead of a reply it cannot finish.
 
 An upstream that ignores ``Range`` (the probe saw a ``200``) is read from its first byte
 and the bytes before the wanted offset are discarded, up to ``skip_limit``
-(:data:`~slipstream.zipremote.SKIP_LIMIT`); :meth:`ZipSource.range_possible` tells the
+(:data:`~slipstream.zip.remote.SKIP_LIMIT`); :meth:`ZipSource.range_possible` tells the
 caller when a range would need more, so that it answers with the whole zip instead.
 """
 
@@ -43,20 +43,13 @@ from typing import Final
 import trio
 
 from slipstream.ext import crc
+from slipstream.fetch import Fetcher, FetchError
+from slipstream.send import BodyTruncated, StreamedBody, send_all_within
 
-from .fetch import Fetcher, FetchError
-from .send import BodyTruncated, StreamedBody, send_all_within
-from .zipcrc import CRC_CHUNK, CrcBook, first_failure
-from .zipplan import Piece, ZipLayout
-from .zipremote import (
-    READ_TRIES,
-    SKIP_LIMIT,
-    CheckUrl,
-    MemberChanged,
-    RemoteObject,
-    read_member,
-)
-from .zipstate import ZipState
+from .crc import CRC_CHUNK, CrcBook, first_failure
+from .plan import Piece, ZipLayout
+from .remote import READ_TRIES, SKIP_LIMIT, CheckUrl, MemberChanged, RemoteObject, read_member
+from .state import ZipState
 
 __all__ = ["CRC_CHUNK", "CrcBook", "MembersUnavailable", "ZipBody", "ZipSource"]
 

@@ -26,7 +26,7 @@ Parameters (``fs_*``) are those of the seed.  Leniencies, documented once here:
   (an extension of the seed's keys) listing the offending parameters.  In JSON a value
   may also be an array of strings (one header each).
 
-Errors are raised as :class:`~slipstream.ziperrors.ZipError` with ``fmt`` and
+Errors are raised as :class:`~slipstream.zip.errors.ZipError` with ``fmt`` and
 ``redirect_uri`` set to the format the client asked for when it could be read (an
 error about the redirect URI itself, or a body that is not JSON, uses the encoding's
 default format), so the caller renders with ``error.render()``.
@@ -44,7 +44,8 @@ from urllib.parse import parse_qsl
 
 from slipstream.filenames import safe_filename
 from slipstream.netpolicy import UrlRejected, parse_target
-from slipstream.ziperrors import FORMATS, ZipError
+
+from .errors import FORMATS, ZipError
 
 __all__ = [
     "ADD_HEADER_PREFIX",
@@ -251,7 +252,7 @@ def _add_headers(raw: Sequence[tuple[str, Any]]) -> tuple[tuple[str, str], ...]:
 def parse_zip_request(content_type: str | None, body: bytes) -> ZipRequest:
     """Parse and validate a ``POST /download`` body (see the module docstring).
 
-    Raises :class:`~slipstream.ziperrors.ZipError` with one of ``MALFORMED_JSON_BODY``,
+    Raises :class:`~slipstream.zip.errors.ZipError` with one of ``MALFORMED_JSON_BODY``,
     ``MALFORMED_URI_LIST``, ``EMPTY_URI_LIST``, ``DUPLICATE_URIS``, ``INVALID_URIS``
     (records: the URIs at fault), ``EMPTY_ERROR_REDIRECT_URI``,
     ``INVALID_ERROR_REDIRECT_URI``, ``MALFORMED_UUID`` or ``MALFORMED_HEADER``.

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
-from .sqlitefile import SQLiteFile
+from slipstream.sqlitefile import SQLiteFile
 
 __all__ = [
     "CRC_LIMIT",

@@ -1,4 +1,4 @@
-"""``slipstream.zipstate``: manifests, delivery coverage and the CRC-32 cache in SQLite."""
+"""``slipstream.zip.state``: manifests, delivery coverage and the CRC-32 cache in SQLite."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slipstream.zipstate import DEFAULT_TTL, TOMBSTONE_RETENTION, ZipState, covers, merge_interval
+from slipstream.zip.state import DEFAULT_TTL, TOMBSTONE_RETENTION, ZipState, covers, merge_interval
 
 MANIFEST: dict[str, Any] = {
     "file_name": "download \u00e9t\u00e9.zip",

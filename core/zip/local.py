@@ -25,13 +25,14 @@ from typing import Final
 
 import trio
 
-from .digests import DigestCache, FileChanged, FileKey
-from .filenames import deduplicate, is_part_file, safe_filename
-from .http.disposition import content_disposition
-from .http.representation import Representation
-from .segments import FileSlice, Literal, Segment, SegmentMap
-from .send import BodyTruncated
-from .zipplan import ZipMember, manifest_etag, plan_zip
+from slipstream.digests import DigestCache, FileChanged, FileKey
+from slipstream.filenames import deduplicate, is_part_file, safe_filename
+from slipstream.http.disposition import content_disposition
+from slipstream.http.representation import Representation
+from slipstream.segments import FileSlice, Literal, Segment, SegmentMap
+from slipstream.send import BodyTruncated
+
+from .plan import ZipMember, manifest_etag, plan_zip
 
 __all__ = ["LocalEntry", "list_entries", "local_zip"]
 

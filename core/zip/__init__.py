@@ -1,0 +1,71 @@
+"""Zips: deterministic STORED/zip64 archives served with Range, of remote objects or of a
+local directory.
+
+Sans-IO (no Trio): ``plan`` (the byte layout of a zip, its pieces and ETag), ``form``
+(parsing ``POST /download``), ``errors`` (the error keys and their three reply formats),
+``ranges`` (the stream route's Range rules), ``allow`` (the allow list of URI prefixes)
+and ``state`` (SQLite: manifests, delivered-byte coverage, the CRC-32 cache).
+
+With I/O: ``remote`` (probes and ranged member reads), ``crc`` (CRC-32s: cached,
+background, or computed on the way), ``stream`` (a zip of remote objects streamed
+while its CRCs arrive), ``service`` (manifests, request ids, expiry) and ``local`` (a
+local directory as a segment map).
+
+The names below are imported on first use, so importing a sans-IO module of this
+package never imports Trio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .allow import AllowList
+    from .errors import ZipError
+    from .form import ZipRequest, parse_zip_request
+    from .local import local_zip
+    from .plan import ZipLayout, ZipMember, plan_zip
+    from .service import Manifest, ZipService
+    from .state import ZipState
+    from .stream import ZipSource
+
+__all__ = [
+    "AllowList",
+    "Manifest",
+    "ZipError",
+    "ZipLayout",
+    "ZipMember",
+    "ZipRequest",
+    "ZipService",
+    "ZipSource",
+    "ZipState",
+    "local_zip",
+    "parse_zip_request",
+    "plan_zip",
+]
+
+_SOURCES = {
+    "AllowList": "allow",
+    "Manifest": "service",
+    "ZipError": "errors",
+    "ZipLayout": "plan",
+    "ZipMember": "plan",
+    "ZipRequest": "form",
+    "ZipService": "service",
+    "ZipSource": "stream",
+    "ZipState": "state",
+    "local_zip": "local",
+    "parse_zip_request": "form",
+    "plan_zip": "plan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its module on first use (PEP 562)."""
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
