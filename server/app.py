@@ -18,8 +18,8 @@ import trio
 
 from slipstream.digests import DigestCache
 from slipstream.fetch import Dialer, Fetcher, Resolver, system_resolver
-from slipstream.jobs import Jobs, JobSettings
-from slipstream.jobstore import JobStore
+from slipstream.jobs.runner import Jobs, JobSettings
+from slipstream.jobs.store import JobStore
 from slipstream.netpolicy import NetworkPolicy
 from slipstream.presign import Signer
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry

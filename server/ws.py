@@ -62,7 +62,7 @@ from .http import Request
 from .ws_limits import Blocked, RateLimiter
 
 if TYPE_CHECKING:
-    from slipstream.jobs import Jobs
+    from slipstream.jobs.runner import Jobs
 
     from .app import App
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from slipstream.errors import ServiceUnavailable, SlipstreamError
 from slipstream.filenames import safe_filename, url_filename
-from slipstream.jobs import JobRefused, Jobs
+from slipstream.jobs.runner import JobRefused, Jobs
 from slipstream.numeric import InvalidNumber, parse_uint
 from slipstream.pathsafety import safe_relative_path
 

@@ -29,7 +29,6 @@ IO_MODULES = {
     "slipstream.client_files",
     "slipstream.digests",
     "slipstream.fetch",
-    "slipstream.jobs",
     "slipstream.send",
     "slipstream.zip.crc",
     "slipstream.zip.local",
@@ -38,7 +37,7 @@ IO_MODULES = {
     "slipstream.zip.stream",
 }
 """Modules that do I/O with Trio (or httpx) and so may import it."""
-IO_PACKAGES: set[str] = set()
+IO_PACKAGES = {"slipstream.jobs"}
 """Packages whose every module may import Trio."""
 ALWAYS_SANS_IO = ("slipstream.http",)
 """Packages that are sans-IO by definition: never exempted, and leaves may import them."""

@@ -12,10 +12,10 @@ A job streams the body into a hidden ``.part`` file beside its target while one
 ``MultiDigest`` pass computes every checksum; receiving and writing+hashing run as a
 pipeline (writing and hashing each in a worker thread, in blocks of :data:`BLOCK_SIZE`).  The
 finished file is fsynced, checked against an optional SHA-256, published without
-overwriting anything (see :mod:`slipstream.jobfiles`) and its digests stored in the
+overwriting anything (see :mod:`slipstream.jobs.files`) and its digests stored in the
 digest cache, so it is servable with checksums at once.
 
-Jobs are rows in a :class:`~slipstream.jobstore.JobStore`, written from worker threads
+Jobs are rows in a :class:`~slipstream.jobs.store.JobStore`, written from worker threads
 (``trio.to_thread``) so a slow commit never stalls the event loop.  Every job runs in
 the jobs nursery under :func:`slipstream.background.spawn`: a failure nobody expected
 (the store refusing the final write, say) is logged and costs that job only, never the
@@ -42,15 +42,15 @@ from typing import Any, Final
 
 import trio
 
+from slipstream.background import spawn
+from slipstream.digests import DigestCache, Digests, FileKey
 from slipstream.ext import ALGORITHMS, MultiDigest
+from slipstream.fetch import Fetched, Fetcher, FetchError
+from slipstream.filenames import disposition_filename, part_name, safe_filename, url_filename
+from slipstream.pathsafety import safe_relative_path
 
-from .background import spawn
-from .digests import DigestCache, Digests, FileKey
-from .fetch import Fetched, Fetcher, FetchError
-from .filenames import disposition_filename, part_name, safe_filename, url_filename
-from .jobfiles import PartFile, open_directory, publish
-from .jobstore import JobRecord, JobStore, active_fields, history_fields
-from .pathsafety import safe_relative_path
+from .files import PartFile, open_directory, publish
+from .store import JobRecord, JobStore, active_fields, history_fields
 
 __all__ = ["BLOCK_SIZE", "JobRefused", "JobSettings", "Jobs"]
 

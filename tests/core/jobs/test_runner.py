@@ -21,8 +21,8 @@ import trio
 
 from slipstream.errors import PathNotAllowed
 from slipstream.fetch import Fetcher
-from slipstream.jobs import JobRefused, Jobs, JobSettings
-from slipstream.jobstore import JobRecord, JobStore
+from slipstream.jobs.runner import JobRefused, Jobs, JobSettings
+from slipstream.jobs.store import JobRecord, JobStore
 from slipstream.netpolicy import NetworkPolicy
 from tests.helpers.upstream import Blob, Upstream
 

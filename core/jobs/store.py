@@ -21,7 +21,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
-from .sqlitefile import SQLiteFile
+from slipstream.sqlitefile import SQLiteFile
 
 __all__ = ["ACTIVE", "FINISHED", "JobRecord", "JobStore", "active_fields", "history_fields"]
 
