@@ -25,8 +25,6 @@ import slipstream
 FRAMEWORKS = ("trio", "h11", "httpx")
 IO_MODULES = {
     "slipstream.background",
-    "slipstream.client",
-    "slipstream.client_files",
     "slipstream.digests",
     "slipstream.fetch",
     "slipstream.send",
@@ -37,7 +35,7 @@ IO_MODULES = {
     "slipstream.zip.stream",
 }
 """Modules that do I/O with Trio (or httpx) and so may import it."""
-IO_PACKAGES = {"slipstream.jobs"}
+IO_PACKAGES = {"slipstream.client", "slipstream.jobs"}
 """Packages whose every module may import Trio."""
 ALWAYS_SANS_IO = ("slipstream.http",)
 """Packages that are sans-IO by definition: never exempted, and leaves may import them."""

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import trio
 
-from .client_errors import DownloadFailed
+from .errors import DownloadFailed
 
 __all__ = [
     "HASH_CHUNK",

@@ -35,27 +35,21 @@ import httpx
 import trio
 import trio_websocket
 
-from .client_errors import (
+from .errors import (
     ClientError,
     ConnectError,
     DownloadFailed,
     FileChecksumMismatch,
     FileInvalidResumeOffset,
     FileNotFound,
-    InternalServerError,
     InvalidReply,
-    InvalidRequestBody,
     NotAuthorized,
-    NotInitialized,
     ProtocolError,
-    RateLimited,
     RequestTimeout,
-    ServerClosedConnection,
-    UnsupportedData,
     closed_error,
     status_error,
 )
-from .client_files import (
+from .files import (
     discard,
     etag_path_for,
     hash_prefix,
@@ -66,30 +60,7 @@ from .client_files import (
     write_etag,
 )
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "ClientError",
-    "ConnectError",
-    "DownloadFailed",
-    "DownloadTicket",
-    "FileChecksumMismatch",
-    "FileInvalidResumeOffset",
-    "FileNotFound",
-    "InternalServerError",
-    "InvalidReply",
-    "InvalidRequestBody",
-    "NotAuthorized",
-    "NotInitialized",
-    "ProtocolError",
-    "RateLimited",
-    "RequestTimeout",
-    "ServerClosedConnection",
-    "SlipstreamClient",
-    "UnsupportedData",
-    "download_file",
-    "etag_path_for",
-    "part_path_for",
-]
+__all__ = ["DEFAULT_TIMEOUT", "DownloadTicket", "SlipstreamClient", "download_file"]
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds to wait for a websocket reply, a connection, or the next bytes of a download."""
