@@ -1,44 +1,29 @@
-"""The websocket packet protocol at ``/ws`` (seed 000): Initialize, type 7, and type 20.
+"""The websocket packet protocol at ``/ws``: Initialize, type 7 and type 20 (the server's side).
 
-Each text frame carries one JSON packet; every request has an integer ``id`` that its
-reply echoes.  A connection must send ``{"type": 1, "id": .., "token": .., "application":
-..}`` (Initialize, ``application`` optional) before anything else; then ``{"type": 7,
-"id": .., "filename": .., "resume_at": ..}`` asks for a presigned download URL of a file in
-the application's folder.  Type-7 requests run concurrently (each in its own task, at
-most :attr:`WsOptions.max_in_flight` at once), so their replies may come out of order.
-``{"type": 20, "id": ..}`` (issue 5) answers status 1 and from then on pushes remote-download
-progress events ``{"event": "download", ...}`` (see :meth:`slipstream.jobs.Jobs.subscribe`).
-
-Protocol violations close the connection with the seed's codes:
-
-====  =========================================================================
-4200  ``connection is not initialized`` - any packet but Initialize first (also
-      when no Initialize arrives within :attr:`WsOptions.init_timeout`)
-4201  ``rate limit hit`` - the client IP sent more than ``ws_rate_limit`` packets in
-      ``ws_rate_window`` seconds; ``rate limited, N seconds left`` - a packet or a
-      new connection while that IP is blocked
-4302  ``invalid request body`` - not JSON, not an object, unknown type, a missing or
-      mistyped field
-4304  ``received unsupported data`` - a binary frame
-====  =========================================================================
+The packets, statuses and close codes are :mod:`slipstream.wsprotocol`'s.  A connection
+must Initialize first (within :attr:`WsOptions.init_timeout`); type-7 requests run
+concurrently (each in its own task, at most :attr:`WsOptions.max_in_flight` at once), so
+their replies may come out of order; type 20 answers OK and from then on pushes
+remote-download progress events (see :meth:`slipstream.jobs.Jobs.subscribe`).
 
 Frames over 64 KiB are refused by trio-websocket itself (close code 1009).  The order
-of checks for each packet is: rate limit, binary frame, JSON object with an integer
-``type``, initialized (4200), then the packet's own fields (4302).  ``id`` and
-``resume_at`` must be integers (not booleans); unknown extra fields are ignored.
+of checks for each packet is: rate limit (``RATE_LIMIT_HIT``, also for a new connection
+from a blocked IP), binary frame (``UNSUPPORTED_DATA``), JSON object with an integer
+``type``, initialized (``NOT_INITIALIZED``), then the packet's own fields
+(``INVALID_REQUEST_BODY``).
 
-Statuses: Initialize answers 1, or 3 for a bad token or an unknown application (a
-session that was not initialized stays so; one that was keeps its earlier Initialize,
-token and application, so a failed re-Initialize never logs a working session out).
-Type 7 answers 1 with the URL, 3 if the token was revoked since Initialize or the path
-is refused (escapes, unreadable), 300 for a missing file / directory / special file,
-303 for ``resume_at`` outside ``[0, size)`` (so an empty file is always 303), 6 for
-anything else (logged).
+Statuses: Initialize answers OK, or NOT_AUTHORIZED for a bad token or an unknown
+application (a session that was not initialized stays so; one that was keeps its
+earlier Initialize, token and application, so a failed re-Initialize never logs a
+working session out).  Type 7 answers OK with the URL; NOT_AUTHORIZED if the token was
+revoked since Initialize or the path is refused (escapes, unreadable); FILE_NOT_FOUND
+for a missing file / directory / special file; FILE_INVALID_RESUME_OFFSET for
+``resume_at`` outside ``[0, size)`` (so an empty file always gets it);
+INTERNAL_SERVER_ERROR for anything else (logged).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 import trio_websocket
 
+from slipstream import wsprotocol
 from slipstream.digests import FileChanged, FileKey
 from slipstream.errors import (
     FileNotFound,
@@ -55,6 +41,19 @@ from slipstream.errors import (
     NotARegularFile,
     NotFound,
     PathNotAllowed,
+)
+from slipstream.wsprotocol import (
+    CLOSE_REASONS,
+    CloseCode,
+    CreateDownloadUrl,
+    Initialize,
+    InvalidPacket,
+    PacketType,
+    Status,
+    SubscribeDownloads,
+    decode_packet,
+    encode,
+    parse_packet,
 )
 
 from .auth import token_is_valid
@@ -67,15 +66,6 @@ if TYPE_CHECKING:
     from .app import App
 
 __all__ = [
-    "CLOSE_BAD_BODY",
-    "CLOSE_NOT_INITIALIZED",
-    "CLOSE_RATE_LIMIT_HIT",
-    "CLOSE_UNSUPPORTED_DATA",
-    "STATUS_FILE_NOT_FOUND",
-    "STATUS_INTERNAL_ERROR",
-    "STATUS_INVALID_RESUME_OFFSET",
-    "STATUS_NOT_AUTHORIZED",
-    "STATUS_OK",
     "WsHub",
     "WsOptions",
     "create_download_url",
@@ -85,35 +75,14 @@ __all__ = [
 
 log = logging.getLogger("slipstream.ws")
 
-STATUS_OK = 1
-STATUS_NOT_AUTHORIZED = 3
-STATUS_INTERNAL_ERROR = 6
-STATUS_FILE_NOT_FOUND = 300
-STATUS_INVALID_RESUME_OFFSET = 303
-
-CLOSE_NOT_INITIALIZED = 4200
-CLOSE_RATE_LIMIT_HIT = 4201
-CLOSE_BAD_BODY = 4302
-CLOSE_UNSUPPORTED_DATA = 4304
-CLOSE_GOING_AWAY = 1001
-
-REASON_NOT_INITIALIZED = "connection is not initialized"
-REASON_RATE_LIMIT_HIT = "rate limit hit"
-REASON_BAD_BODY = "invalid request body"
-REASON_UNSUPPORTED_DATA = "received unsupported data"
-
-TYPE_INITIALIZE = 1
-TYPE_CREATE_DOWNLOAD_URL = 7
-TYPE_SUBSCRIBE_DOWNLOADS = 20
-
 MAX_MESSAGE_SIZE = 64 * 1024
 
 
 def rate_limited_reason(blocked: Blocked) -> str:
-    """The 4201 close reason for ``blocked``."""
+    """The ``RATE_LIMIT_HIT`` close reason for ``blocked``."""
     if blocked.new:
-        return REASON_RATE_LIMIT_HIT
-    return f"rate limited, {blocked.whole_seconds} seconds left"
+        return CLOSE_REASONS[CloseCode.RATE_LIMIT_HIT]
+    return wsprotocol.rate_limited_reason(blocked.whole_seconds)
 
 
 @dataclass(slots=True)
@@ -121,7 +90,7 @@ class WsOptions:
     """Tunables of the websocket protocol (defaults suit production; tests shrink them)."""
 
     init_timeout: float = 30.0
-    """Seconds a connection has to complete an Initialize (else closed with 4200)."""
+    """Seconds a connection has to complete an Initialize (else closed, NOT_INITIALIZED)."""
     idle_timeout: float = 300.0
     """Seconds an initialized connection may stay silent with nothing in flight."""
     handshake_timeout: float = 10.0
@@ -175,83 +144,6 @@ def hub_for(app: App) -> WsHub:
     return hub
 
 
-# --- packets (pure) ------------------------------------------------------------------
-
-
-class InvalidPacket(Exception):
-    """The packet does not match its schema (close 4302)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Initialize:
-    """Type 1."""
-
-    id: int
-    token: str
-    application: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CreateDownloadUrl:
-    """Type 7."""
-
-    id: int
-    filename: str
-    resume_at: int
-
-
-def decode_packet(text: str) -> dict[str, Any]:
-    """The JSON object in ``text`` with an integer ``type``, or :class:`InvalidPacket`."""
-    try:
-        packet = json.loads(text)
-    except (ValueError, RecursionError):
-        raise InvalidPacket("not JSON") from None
-    if not isinstance(packet, dict) or not _is_int(packet.get("type")):
-        raise InvalidPacket("not a packet")
-    return packet
-
-
-@dataclass(frozen=True, slots=True)
-class SubscribeDownloads:
-    """Type 20: push remote-download progress events to this connection."""
-
-    id: int
-
-
-def parse_packet(packet: dict[str, Any]) -> Initialize | CreateDownloadUrl | SubscribeDownloads:
-    """Validate a decoded packet's fields for its type (unknown types are invalid)."""
-    kind = packet["type"]
-    ident = _field(packet, "id", int)
-    if kind == TYPE_INITIALIZE:
-        application = packet.get("application")
-        if application is not None and not isinstance(application, str):
-            raise InvalidPacket("application")
-        return Initialize(ident, _field(packet, "token", str), application)
-    if kind == TYPE_CREATE_DOWNLOAD_URL:
-        return CreateDownloadUrl(
-            ident, _field(packet, "filename", str), _field(packet, "resume_at", int)
-        )
-    if kind == TYPE_SUBSCRIBE_DOWNLOADS:
-        return SubscribeDownloads(ident)
-    raise InvalidPacket(f"unknown packet type {kind}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _field(packet: dict[str, Any], name: str, kind: type[Any]) -> Any:
-    value = packet.get(name)
-    if (kind is int and not _is_int(value)) or not isinstance(value, kind):
-        raise InvalidPacket(name)
-    return value
-
-
-def encode(reply: dict[str, Any]) -> str:
-    """One reply packet as compact JSON text."""
-    return json.dumps(reply, separators=(",", ":"))
-
-
 # --- type 7 --------------------------------------------------------------------------
 
 _NOT_FOUND_ERRORS = (NotFound, FileNotFound, IsADirectory, NotARegularFile)
@@ -263,22 +155,23 @@ async def create_download_url(
 ) -> dict[str, Any]:
     """The type-7 reply fields (without ``id``) for ``filename`` in ``app.spaces[space]``.
 
-    Status 300 for a missing file, a directory or a special file; 3 for a path the
-    space refuses (escapes, hidden, unreadable); 303 when ``resume_at`` is negative or
-    not below the size; other failures propagate (the caller answers 6).
+    FILE_NOT_FOUND for a missing file, a directory or a special file; NOT_AUTHORIZED for
+    a path the space refuses (escapes, hidden, unreadable); FILE_INVALID_RESUME_OFFSET
+    when ``resume_at`` is negative or not below the size; other failures propagate (the
+    caller answers INTERNAL_SERVER_ERROR).
     """
     from .presigned import issue_url  # the signed route's issuer (lazy: it imports app)
 
     try:
         opened = app.spaces[space].open(filename)
     except _FORBIDDEN_ERRORS:
-        return {"status": STATUS_NOT_AUTHORIZED}
+        return {"status": Status.NOT_AUTHORIZED}
     except _NOT_FOUND_ERRORS:
-        return {"status": STATUS_FILE_NOT_FOUND}
+        return {"status": Status.FILE_NOT_FOUND}
     with opened:
         size = opened.stat.size
         if resume_at < 0 or resume_at >= size:
-            return {"status": STATUS_INVALID_RESUME_OFFSET}
+            return {"status": Status.FILE_INVALID_RESUME_OFFSET}
         fileno = getattr(opened, "fileno", None)
         if fileno is None:
             raise TypeError(f"space {space!r} has no file descriptors to hash")
@@ -288,7 +181,7 @@ async def create_download_url(
         "presigned_url": url,
         "file_size": size,
         "file_checksum": digests.hex("sha256"),
-        "status": STATUS_OK,
+        "status": Status.OK,
     }
 
 
@@ -330,7 +223,7 @@ async def serve_websocket(app: App, stream: trio.abc.HalfCloseableStream, reques
         try:
             blocked = hub.limiter.blocked(session.ip, hub.clock())
             if blocked is not None:
-                await session.close(CLOSE_RATE_LIMIT_HIT, rate_limited_reason(blocked))
+                await session.close(CloseCode.RATE_LIMIT_HIT, rate_limited_reason(blocked))
             else:
                 await session.run()
         finally:
@@ -339,7 +232,7 @@ async def serve_websocket(app: App, stream: trio.abc.HalfCloseableStream, reques
             if ws.closed is None:  # stopped or cancelled (the server is draining): say goodbye
                 with trio.CancelScope(shield=True):
                     # our reader is cancelled too: the client's answer cannot arrive
-                    await session.close(CLOSE_GOING_AWAY, "server shutting down", wait=0.05)
+                    await session.close(CloseCode.GOING_AWAY, "server shutting down", wait=0.05)
             nursery.cancel_scope.cancel()
 
 
@@ -397,11 +290,11 @@ class Session:
                     return
             if idle.cancelled_caught:
                 if not initialized:
-                    await self.close(CLOSE_NOT_INITIALIZED, REASON_NOT_INITIALIZED)
+                    await self._close_with(CloseCode.NOT_INITIALIZED)
                     return
                 if self.in_flight.value < options.max_in_flight or self.subscribed:
                     continue  # requests still running or events subscribed: not idle
-                await self.close(1000, "idle timeout")
+                await self.close(CloseCode.NORMAL, "idle timeout")
                 return
             if not await self._on_message(message, tasks):
                 return
@@ -410,19 +303,19 @@ class Session:
         """Handle one frame; False once the connection is closed."""
         blocked = self.hub.limiter.hit(self.ip, self.hub.clock())
         if blocked is not None:
-            await self.close(CLOSE_RATE_LIMIT_HIT, rate_limited_reason(blocked))
+            await self.close(CloseCode.RATE_LIMIT_HIT, rate_limited_reason(blocked))
             return False
         if not isinstance(message, str):
-            await self.close(CLOSE_UNSUPPORTED_DATA, REASON_UNSUPPORTED_DATA)
+            await self._close_with(CloseCode.UNSUPPORTED_DATA)
             return False
         try:
             raw = decode_packet(message)
-            if self.space is None and raw["type"] != TYPE_INITIALIZE:
-                await self.close(CLOSE_NOT_INITIALIZED, REASON_NOT_INITIALIZED)
+            if self.space is None and raw["type"] != PacketType.INITIALIZE:
+                await self._close_with(CloseCode.NOT_INITIALIZED)
                 return False
             packet = parse_packet(raw)
         except InvalidPacket:
-            await self.close(CLOSE_BAD_BODY, REASON_BAD_BODY)
+            await self._close_with(CloseCode.INVALID_REQUEST_BODY)
             return False
         if isinstance(packet, Initialize):
             return await self._initialize(packet)
@@ -439,19 +332,19 @@ class Session:
         space = "root" if packet.application is None else f"app-{packet.application}"
         valid = token_is_valid(packet.token, self.app.config.tokens)
         if not valid or space not in self.app.spaces:
-            return await self.send({"id": packet.id, "status": STATUS_NOT_AUTHORIZED})
+            return await self.send({"id": packet.id, "status": Status.NOT_AUTHORIZED})
         self.token, self.space = packet.token, space
-        return await self.send({"id": packet.id, "status": STATUS_OK})
+        return await self.send({"id": packet.id, "status": Status.OK})
 
     async def _subscribe_downloads(self, packet: SubscribeDownloads, tasks: trio.Nursery) -> bool:
         """Answer type 20 and forward download events until the connection ends."""
         jobs = self.app.jobs
         if jobs is None:
-            return await self.send({"id": packet.id, "status": STATUS_INTERNAL_ERROR})
+            return await self.send({"id": packet.id, "status": Status.INTERNAL_SERVER_ERROR})
         if not self.subscribed:
             self.subscribed = True
             tasks.start_soon(self._forward_download_events, jobs)
-        return await self.send({"id": packet.id, "status": STATUS_OK})
+        return await self.send({"id": packet.id, "status": Status.OK})
 
     async def _forward_download_events(self, jobs: Jobs) -> None:
         with jobs.subscribe() as events:
@@ -464,9 +357,9 @@ class Session:
         self, packet: CreateDownloadUrl, space: str | None, token: str | None
     ) -> None:
         try:
-            reply: dict[str, Any] = {"status": STATUS_INTERNAL_ERROR}
+            reply: dict[str, Any] = {"status": Status.INTERNAL_SERVER_ERROR}
             if space is None or not token_is_valid(token, self.app.config.tokens):
-                reply = {"status": STATUS_NOT_AUTHORIZED}  # e.g. the token was revoked
+                reply = {"status": Status.NOT_AUTHORIZED}  # e.g. the token was revoked
             else:
                 with trio.move_on_after(self.options.request_timeout):
                     try:
@@ -510,6 +403,10 @@ class Session:
             await self.ws.aclose(code, reason)
         if scope.cancelled_caught:
             await self._drop()
+
+    async def _close_with(self, code: CloseCode) -> None:
+        """Close with a protocol ``code`` and its reason."""
+        await self.close(code, CLOSE_REASONS[code])
 
     async def _drop(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(1):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from slipstream.wsprotocol import CloseCode, Status
+
 __all__ = [
     "ClientError",
     "ConnectError",
@@ -54,36 +56,43 @@ class ProtocolError(ClientError):
     """A reply with a status other than 1 (Ok); ``status`` is the protocol's number."""
 
     status: int = 0
-    constant: str = "Unknown"
 
     def __init__(self, detail: str, status: int | None = None) -> None:
         if status is not None:
             self.status = status
         super().__init__(f"{detail} (status {self.status} {self.constant})")
 
+    @property
+    def constant(self) -> str:
+        """The protocol's name of :attr:`status` (``Unknown`` for one it does not define)."""
+        try:
+            return Status(self.status).constant
+        except ValueError:
+            return "Unknown"
+
 
 class NotAuthorized(ProtocolError):
     """Status 3: bad token, unknown application, or an operation not allowed."""
 
-    status, constant = 3, "NotAuthorized"
+    status = Status.NOT_AUTHORIZED
 
 
 class InternalServerError(ProtocolError):
     """Status 6: the server failed."""
 
-    status, constant = 6, "InternalServerError"
+    status = Status.INTERNAL_SERVER_ERROR
 
 
 class FileNotFound(ProtocolError):
     """Status 300: no such file in the application."""
 
-    status, constant = 300, "FileNotFound"
+    status = Status.FILE_NOT_FOUND
 
 
 class FileInvalidResumeOffset(ProtocolError):
     """Status 303: ``resume_at`` is negative or not below the file size."""
 
-    status, constant = 303, "FileInvalidResumeOffset"
+    status = Status.FILE_INVALID_RESUME_OFFSET
 
 
 _STATUS_ERRORS: dict[int, type[ProtocolError]] = {
@@ -124,10 +133,10 @@ class UnsupportedData(ServerClosedConnection):
 
 
 _CLOSE_ERRORS: dict[int, type[ServerClosedConnection]] = {
-    4200: NotInitialized,
-    4201: RateLimited,
-    4302: InvalidRequestBody,
-    4304: UnsupportedData,
+    CloseCode.NOT_INITIALIZED: NotInitialized,
+    CloseCode.RATE_LIMIT_HIT: RateLimited,
+    CloseCode.INVALID_REQUEST_BODY: InvalidRequestBody,
+    CloseCode.UNSUPPORTED_DATA: UnsupportedData,
 }
 
 

@@ -35,6 +35,8 @@ import httpx
 import trio
 import trio_websocket
 
+from slipstream.wsprotocol import PacketType, Status
+
 from .errors import (
     ClientError,
     ConnectError,
@@ -267,7 +269,7 @@ class SlipstreamClient:
         return pending.reply
 
     async def _initialize(self) -> None:
-        packet: dict[str, Any] = {"type": 1, "token": self.token}
+        packet: dict[str, Any] = {"type": PacketType.INITIALIZE, "token": self.token}
         if self.application is not None:
             packet["application"] = self.application
         reply = await self.request(packet)
@@ -283,7 +285,9 @@ class SlipstreamClient:
         Raises :class:`FileNotFound`, :class:`FileInvalidResumeOffset`,
         :class:`NotAuthorized`, :class:`InternalServerError` for those statuses.
         """
-        reply = await self.request({"type": 7, "filename": filename, "resume_at": resume_at})
+        reply = await self.request(
+            {"type": PacketType.CREATE_DOWNLOAD_URL, "filename": filename, "resume_at": resume_at}
+        )
         _check_status(
             reply,
             f"cannot download {filename}",
@@ -478,7 +482,7 @@ def _check_status(
     adds (``error`` or ``message``) is appended.
     """
     status = reply.get("status")
-    if status == 1:
+    if status == Status.OK:
         return
     if not isinstance(status, int) or isinstance(status, bool):
         raise InvalidReply(f"reply without a status: {_one_line(json.dumps(reply))}")

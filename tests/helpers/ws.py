@@ -12,7 +12,7 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from slipstream.server.ws import STATUS_OK
+from slipstream.wsprotocol import Status
 from tests.helpers.server import TOKEN, Served
 
 TIMEOUT = 5.0
@@ -34,7 +34,7 @@ async def connect(
             packet: dict[str, Any] = {"type": 1, "id": 0, "token": TOKEN}
             if application is not None:
                 packet["application"] = application
-            assert await ask(ws, packet) == {"id": 0, "status": STATUS_OK}
+            assert await ask(ws, packet) == {"id": 0, "status": Status.OK}
         yield ws
 
 

@@ -43,6 +43,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slipstream.numeric import INT64_MAX
+from slipstream.wsprotocol import CloseCode
 from slipstream.zip.errors import ZIP_ERRORS
 
 TOKEN = "param-test-token"
@@ -582,7 +583,6 @@ async def test_http_parameter(server: Server, param: Param, data: st.DataObject)
 
 # --- websocket -----------------------------------------------------------------------------
 
-CLOSE_BAD_BODY = 4302
 WS_BASELINES: dict[str, dict[str, Any]] = {
     "WS packet": {"id": 1},
     "WS type 1": {"type": 1, "id": 1, "token": TOKEN},
@@ -608,7 +608,7 @@ async def ws_outcome(server: Server, frame: str) -> tuple[str, Any]:
 
 def expected_ws(param: Param, seen: Any) -> tuple[str, Any]:
     """What the server must answer when ``param`` holds ``seen`` (the parsed value)."""
-    bad = ("close", CLOSE_BAD_BODY)
+    bad = ("close", CloseCode.INVALID_REQUEST_BODY)
     if seen is UNPARSABLE:
         return bad
     if param.name == "type":

@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio_websocket
 
-from slipstream.server.ws import STATUS_OK
+from slipstream.wsprotocol import Status
 from tests.helpers.remote_downloads import REPLY_KEYS, Env, MakeEnv, env_factory, payload
 from tests.helpers.server import TOKEN, StartServer
 from tests.helpers.upstream import Blob, Upstream
@@ -105,7 +105,7 @@ async def test_a_websocket_upgrade_at_ws_with_download_stays_a_websocket(env: En
         async with trio_websocket.open_websocket_url(url) as ws:
             assert await ask(ws, {"type": 1, "id": 1, "token": TOKEN}) == {
                 "id": 1,
-                "status": STATUS_OK,
+                "status": Status.OK,
             }
 
 

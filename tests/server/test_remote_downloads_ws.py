@@ -17,7 +17,8 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection
 
-from slipstream.server.ws import CLOSE_NOT_INITIALIZED, STATUS_OK
+from slipstream.wsprotocol import CloseCode
+from slipstream.wsprotocol import Status as WsStatus
 from tests.helpers.remote_downloads import (
     ACTIVE_KEYS,
     HISTORY_KEYS,
@@ -235,7 +236,7 @@ async def test_cancel_unknown_job(env: Env, job_id: str) -> None:
 
 
 async def subscribe(ws: WebSocketConnection) -> None:
-    assert await ask(ws, {"type": 20, "id": 2}) == {"id": 2, "status": STATUS_OK}
+    assert await ask(ws, {"type": 20, "id": 2}) == {"id": 2, "status": WsStatus.OK}
 
 
 async def events_until_final(
@@ -342,5 +343,5 @@ async def test_subscribe_before_initialize_is_closed_4200(env: Env) -> None:
     async with connect(env.served, initialize=False) as ws:
         await ws.send_message(json.dumps({"type": 20, "id": 2}))
         code, reason = await close_reason(ws)
-    assert code == CLOSE_NOT_INITIALIZED
+    assert code == CloseCode.NOT_INITIALIZED
     assert reason == "connection is not initialized"

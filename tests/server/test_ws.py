@@ -19,21 +19,10 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from slipstream.errors import InternalError
-from slipstream.server.ws import (
-    CLOSE_BAD_BODY,
-    CLOSE_NOT_INITIALIZED,
-    CLOSE_RATE_LIMIT_HIT,
-    CLOSE_UNSUPPORTED_DATA,
-    STATUS_FILE_NOT_FOUND,
-    STATUS_INTERNAL_ERROR,
-    STATUS_INVALID_RESUME_OFFSET,
-    STATUS_NOT_AUTHORIZED,
-    STATUS_OK,
-    hub_for,
-    rate_limited_reason,
-)
+from slipstream.server.ws import hub_for, rate_limited_reason
 from slipstream.server.ws_limits import Blocked, RateLimiter
 from slipstream.storage import LocalStorage, OpenFile
+from slipstream.wsprotocol import CloseCode, Status
 from tests.helpers.raw_http import RawClient, get
 from tests.helpers.server import TOKEN, Served, StartServer, wait_for
 from tests.helpers.ws import TIMEOUT, ask, close_reason, connect, reply
@@ -63,7 +52,7 @@ async def test_initialize_ok(served: Served) -> None:
         assert await ask(ws, {"type": 1, "id": 41, "token": TOKEN}) == {"id": 41, "status": 1}
         ok = await url_for(ws, "small.txt", id=42)
         assert ok["id"] == 42
-        assert ok["status"] == STATUS_OK
+        assert ok["status"] == Status.OK
 
 
 async def test_initialize_bad_token_is_status_3_and_stays_uninitialized(served: Served) -> None:
@@ -71,14 +60,17 @@ async def test_initialize_bad_token_is_status_3_and_stays_uninitialized(served: 
         assert await ask(ws, {"type": 1, "id": 5, "token": "wrong"}) == {"id": 5, "status": 3}
         assert await ask(ws, {"type": 1, "id": 6, "token": ""}) == {"id": 6, "status": 3}
         await ws.send_message(json.dumps({"type": 7, "id": 7, "filename": "x", "resume_at": 0}))
-        assert await close_reason(ws) == (CLOSE_NOT_INITIALIZED, "connection is not initialized")
+        assert await close_reason(ws) == (
+            CloseCode.NOT_INITIALIZED,
+            "connection is not initialized",
+        )
 
 
 async def test_initialize_again_after_a_bad_token(served: Served) -> None:
     async with connect(served, initialize=False) as ws:
         assert (await ask(ws, {"type": 1, "id": 1, "token": "nope"}))["status"] == 3
         assert (await ask(ws, {"type": 1, "id": 2, "token": TOKEN}))["status"] == 1
-        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+        assert (await url_for(ws, "small.txt"))["status"] == Status.OK
 
 
 async def test_failed_reinitialize_keeps_the_earlier_one(
@@ -96,13 +88,13 @@ async def test_failed_reinitialize_keeps_the_earlier_one(
             {"type": 1, "id": 2, "token": "nope", "application": "game"},
             {"type": 1, "id": 3, "token": TOKEN, "application": "no-such-app"},
         ):
-            assert await ask(ws, bad) == {"id": bad["id"], "status": STATUS_NOT_AUTHORIZED}
+            assert await ask(ws, bad) == {"id": bad["id"], "status": Status.NOT_AUTHORIZED}
         got = await url_for(ws, "level.dat", id=7)
-        assert got["status"] == STATUS_OK, got
+        assert got["status"] == Status.OK, got
         assert "/s/app-game/level.dat?" in got["presigned_url"]
         # a good re-Initialize does switch (here back to the root)
-        assert (await ask(ws, {"type": 1, "id": 8, "token": TOKEN}))["status"] == STATUS_OK
-        assert (await url_for(ws, "small.txt", id=9))["status"] == STATUS_OK
+        assert (await ask(ws, {"type": 1, "id": 8, "token": TOKEN}))["status"] == Status.OK
+        assert (await url_for(ws, "small.txt", id=9))["status"] == Status.OK
 
 
 # --- type 7 ------------------------------------------------------------------------
@@ -114,7 +106,7 @@ async def test_type7_url_downloads_the_file(served: Served) -> None:
         got = await url_for(ws, "random.bin", id=8)
     assert set(got) == {"id", "presigned_url", "file_size", "file_checksum", "status"}
     assert got["id"] == 8
-    assert got["status"] == STATUS_OK
+    assert got["status"] == Status.OK
     assert got["file_size"] == len(data)
     assert got["file_checksum"] == sha256(data)
     url = got["presigned_url"]
@@ -130,7 +122,7 @@ async def test_type7_resume_with_range(served: Served) -> None:
     resume_at = 1_000_003
     async with connect(served) as ws:
         got = await url_for(ws, "random.bin", resume_at=resume_at)
-    assert got["status"] == STATUS_OK
+    assert got["status"] == Status.OK
     assert got["file_size"] == len(data)  # always the whole file
     assert got["file_checksum"] == sha256(data)
     async with httpx.AsyncClient(timeout=TIMEOUT) as http:
@@ -146,14 +138,14 @@ async def test_type7_last_byte_is_a_valid_resume_offset(served: Served) -> None:
     size = len(served.files["small.txt"])
     async with connect(served) as ws:
         got = await url_for(ws, "small.txt", resume_at=size - 1)
-    assert got["status"] == STATUS_OK
+    assert got["status"] == Status.OK
 
 
 async def test_type7_non_ascii_and_nested_names(served: Served) -> None:
     async with connect(served) as ws:
         for name in ["résumé 日本語 ü.txt", "subdir/deeper/deep.txt", 'quo"te.txt']:
             got = await url_for(ws, name)
-            assert got["status"] == STATUS_OK, name
+            assert got["status"] == Status.OK, name
             assert unquote(urlsplit(got["presigned_url"]).path) == f"/s/root/{name}"
             async with httpx.AsyncClient(timeout=TIMEOUT) as http:
                 body = (await http.get(got["presigned_url"])).content
@@ -164,17 +156,17 @@ async def test_type7_non_ascii_and_nested_names(served: Served) -> None:
 @pytest.mark.parametrize(
     ("filename", "status"),
     [
-        ("missing.txt", STATUS_FILE_NOT_FOUND),
-        ("subdir/missing.txt", STATUS_FILE_NOT_FOUND),
-        ("subdir", STATUS_FILE_NOT_FOUND),  # a directory is not a file
-        ("fifo", STATUS_FILE_NOT_FOUND),
-        ("", STATUS_NOT_AUTHORIZED),
-        ("../secret.txt", STATUS_NOT_AUTHORIZED),
-        ("/etc/passwd", STATUS_NOT_AUTHORIZED),
-        ("escape.txt", STATUS_NOT_AUTHORIZED),  # symlink out of the root
-        ("escape-dir/secret.txt", STATUS_NOT_AUTHORIZED),
-        ("%2e%2e/secret.txt", STATUS_NOT_AUTHORIZED),
-        (".slipstream/token", STATUS_FILE_NOT_FOUND),  # the state dir is hidden
+        ("missing.txt", Status.FILE_NOT_FOUND),
+        ("subdir/missing.txt", Status.FILE_NOT_FOUND),
+        ("subdir", Status.FILE_NOT_FOUND),  # a directory is not a file
+        ("fifo", Status.FILE_NOT_FOUND),
+        ("", Status.NOT_AUTHORIZED),
+        ("../secret.txt", Status.NOT_AUTHORIZED),
+        ("/etc/passwd", Status.NOT_AUTHORIZED),
+        ("escape.txt", Status.NOT_AUTHORIZED),  # symlink out of the root
+        ("escape-dir/secret.txt", Status.NOT_AUTHORIZED),
+        ("%2e%2e/secret.txt", Status.NOT_AUTHORIZED),
+        (".slipstream/token", Status.FILE_NOT_FOUND),  # the state dir is hidden
     ],
 )
 async def test_type7_file_statuses(served: Served, filename: str, status: int) -> None:
@@ -196,14 +188,14 @@ async def test_type7_invalid_resume_offset(served: Served, filename: str, resume
     assert len(served.files["small.txt"]) == 360
     async with connect(served) as ws:
         got = await url_for(ws, filename, resume_at=resume_at, id=3)
-    assert got == {"id": 3, "status": STATUS_INVALID_RESUME_OFFSET}
+    assert got == {"id": 3, "status": Status.FILE_INVALID_RESUME_OFFSET}
 
 
 async def test_type7_revoked_token_is_not_authorized(served: Served) -> None:
     async with connect(served) as ws:
-        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+        assert (await url_for(ws, "small.txt"))["status"] == Status.OK
         served.server.app.config.tokens = ["a-new-token"]
-        assert await url_for(ws, "small.txt", id=2) == {"id": 2, "status": STATUS_NOT_AUTHORIZED}
+        assert await url_for(ws, "small.txt", id=2) == {"id": 2, "status": Status.NOT_AUTHORIZED}
 
 
 class _BrokenStorage(LocalStorage):
@@ -222,7 +214,7 @@ async def test_type7_internal_failure_is_status_6(
         assert await url_for(ws, "small.txt", id=11) == {"id": 11, "status": 6}
         assert await url_for(ws, "boom-internal", id=12) == {"id": 12, "status": 6}
         # the connection survives a failed request
-        assert (await ask(ws, {"type": 1, "id": 13, "token": TOKEN}))["status"] == STATUS_OK
+        assert (await ask(ws, {"type": 1, "id": 13, "token": TOKEN}))["status"] == Status.OK
     assert "type 7 request" in caplog.text
 
 
@@ -234,7 +226,10 @@ async def test_type7_hashing_failure_is_status_6(
 
     monkeypatch.setattr(served.server.app.digests, "get", failing_get)
     async with connect(served) as ws:
-        assert await url_for(ws, "medium.bin", id=4) == {"id": 4, "status": STATUS_INTERNAL_ERROR}
+        assert await url_for(ws, "medium.bin", id=4) == {
+            "id": 4,
+            "status": Status.INTERNAL_SERVER_ERROR,
+        }
 
 
 # --- applications --------------------------------------------------------------------
@@ -248,16 +243,16 @@ async def test_application_selects_its_folder(start_server: StartServer, tmp_pat
     served = await start_server(applications={"game": game})
     async with connect(served, application="game") as ws:
         got = await url_for(ws, "bin/client.dll")
-        assert got["status"] == STATUS_OK
+        assert got["status"] == Status.OK
         assert got["file_checksum"] == sha256(payload)
         assert "/s/app-game/bin/client.dll?" in got["presigned_url"]
         # files of the root are not part of the application
-        assert (await url_for(ws, "small.txt"))["status"] == STATUS_FILE_NOT_FOUND
+        assert (await url_for(ws, "small.txt"))["status"] == Status.FILE_NOT_FOUND
     async with httpx.AsyncClient(timeout=TIMEOUT) as http:
         assert (await http.get(got["presigned_url"])).content == payload
     async with connect(served) as ws:  # no application: the root
-        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
-        assert (await url_for(ws, "bin/client.dll"))["status"] == STATUS_FILE_NOT_FOUND
+        assert (await url_for(ws, "small.txt"))["status"] == Status.OK
+        assert (await url_for(ws, "bin/client.dll"))["status"] == Status.FILE_NOT_FOUND
 
 
 @pytest.mark.parametrize("application", ["nope", "1", "", "../game"])
@@ -268,7 +263,7 @@ async def test_unknown_application_is_not_authorized(
     served = await start_server(applications={"game": tmp_path / "game"})
     async with connect(served, initialize=False) as ws:
         packet = {"type": 1, "id": 1, "token": TOKEN, "application": application}
-        assert await ask(ws, packet) == {"id": 1, "status": STATUS_NOT_AUTHORIZED}
+        assert await ask(ws, packet) == {"id": 1, "status": Status.NOT_AUTHORIZED}
 
 
 # --- close codes ---------------------------------------------------------------------
@@ -291,7 +286,10 @@ async def test_no_initialize_within_the_timeout_closes_4200(served: Served) -> N
     hub_for(served.server.app).options.init_timeout = 0.3
     async with connect(served, initialize=False) as ws:
         started = trio.current_time()
-        assert await close_reason(ws) == (CLOSE_NOT_INITIALIZED, "connection is not initialized")
+        assert await close_reason(ws) == (
+            CloseCode.NOT_INITIALIZED,
+            "connection is not initialized",
+        )
         assert trio.current_time() - started < 2
 
 
@@ -306,7 +304,7 @@ async def test_failed_initializes_do_not_extend_the_timeout(served: Served) -> N
                     await ws.get_message()
                     await trio.sleep(0.1)
         assert info.value.reason is not None
-        assert info.value.reason.code == CLOSE_NOT_INITIALIZED
+        assert info.value.reason.code == CloseCode.NOT_INITIALIZED
         assert trio.current_time() - started < 2
 
 
@@ -343,7 +341,10 @@ async def test_failed_initializes_do_not_extend_the_timeout(served: Served) -> N
     ],
 )
 async def test_invalid_body_closes_4302(served: Served, frame: str) -> None:
-    assert await expect_close(served, frame) == (CLOSE_BAD_BODY, "invalid request body")
+    assert await expect_close(served, frame) == (
+        CloseCode.INVALID_REQUEST_BODY,
+        "invalid request body",
+    )
 
 
 async def test_invalid_initialize_closes_4302(served: Served) -> None:
@@ -355,7 +356,7 @@ async def test_invalid_initialize_closes_4302(served: Served) -> None:
 async def test_binary_frame_closes_4304(served: Served, initialize: bool) -> None:
     frame = json.dumps({"type": 1, "id": 1, "token": TOKEN}).encode()
     code = await expect_close(served, frame, initialize=initialize)
-    assert code == (CLOSE_UNSUPPORTED_DATA, "received unsupported data")
+    assert code == (CloseCode.UNSUPPORTED_DATA, "received unsupported data")
 
 
 async def test_frame_over_64k_is_refused(served: Served) -> None:
@@ -372,7 +373,7 @@ async def test_frame_just_under_64k_is_served(served: Served) -> None:
     assert len(text) == 64 * 1024
     async with connect(served) as ws:
         await ws.send_message(text)
-        assert (await reply(ws))["status"] == STATUS_OK
+        assert (await reply(ws))["status"] == Status.OK
 
 
 async def test_bad_handshake_is_refused_quickly(served: Served) -> None:
@@ -397,7 +398,7 @@ async def test_connections_are_released(served: Served) -> None:
     hub = hub_for(served.server.app)
     for _ in range(3):
         async with connect(served) as ws:
-            assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+            assert (await url_for(ws, "small.txt"))["status"] == Status.OK
     assert await wait_for(lambda: hub.connections == 0)
 
 
@@ -408,38 +409,38 @@ async def test_rate_limit_blocks_then_expires(start_server: StartServer) -> None
     served = await start_server(ws_rate_limit=4, ws_rate_window=30, ws_block_seconds=1.5)
     async with connect(served) as ws:  # packet 1
         for i in range(3):  # packets 2..4
-            assert (await url_for(ws, "small.txt", id=i))["status"] == STATUS_OK
+            assert (await url_for(ws, "small.txt", id=i))["status"] == Status.OK
         await ws.send_message(json.dumps({"type": 1, "id": 9, "token": TOKEN}))  # packet 5
-        assert await close_reason(ws) == (CLOSE_RATE_LIMIT_HIT, "rate limit hit")
+        assert await close_reason(ws) == (CloseCode.RATE_LIMIT_HIT, "rate limit hit")
     # a new connection from the blocked IP is closed at once with the seconds left
     async with connect(served, initialize=False) as ws:
-        assert await close_reason(ws) == (CLOSE_RATE_LIMIT_HIT, "rate limited, 2 seconds left")
+        assert await close_reason(ws) == (CloseCode.RATE_LIMIT_HIT, "rate limited, 2 seconds left")
     await trio.sleep(1.55)
     async with connect(served) as ws:
-        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+        assert (await url_for(ws, "small.txt"))["status"] == Status.OK
 
 
 async def test_rate_limit_counts_every_connection_of_an_ip(start_server: StartServer) -> None:
     served = await start_server(ws_rate_limit=3, ws_rate_window=30, ws_block_seconds=5)
     async with connect(served) as first, connect(served) as second:  # packets 1, 2
-        assert (await url_for(first, "small.txt"))["status"] == STATUS_OK  # 3
+        assert (await url_for(first, "small.txt"))["status"] == Status.OK  # 3
         await second.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))  # 4
-        assert await close_reason(second) == (CLOSE_RATE_LIMIT_HIT, "rate limit hit")
+        assert await close_reason(second) == (CloseCode.RATE_LIMIT_HIT, "rate limit hit")
         await first.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))
         code, reason = await close_reason(first)
-    assert code == CLOSE_RATE_LIMIT_HIT
+    assert code == CloseCode.RATE_LIMIT_HIT
     assert reason in ("rate limited, 5 seconds left", "rate limited, 4 seconds left")
 
 
 async def test_rate_window_slides(start_server: StartServer) -> None:
     served = await start_server(ws_rate_limit=3, ws_rate_window=1.0, ws_block_seconds=30)
     async with connect(served) as ws:  # 1
-        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK  # 2
+        assert (await url_for(ws, "small.txt"))["status"] == Status.OK  # 2
         await trio.sleep(1.05)  # both left the window
         for i in range(3):
-            assert (await url_for(ws, "small.txt", id=i))["status"] == STATUS_OK
+            assert (await url_for(ws, "small.txt", id=i))["status"] == Status.OK
         await ws.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))
-        assert await close_reason(ws) == (CLOSE_RATE_LIMIT_HIT, "rate limit hit")
+        assert await close_reason(ws) == (CloseCode.RATE_LIMIT_HIT, "rate limit hit")
 
 
 # --- concurrency ---------------------------------------------------------------------
@@ -460,9 +461,9 @@ async def test_many_requests_in_flight_on_one_connection(served: Served) -> None
         name = names[i % len(names)]
         got = by_id[1000 + i]
         if name == "missing":
-            assert got["status"] == STATUS_FILE_NOT_FOUND
+            assert got["status"] == Status.FILE_NOT_FOUND
         else:
-            assert got["status"] == STATUS_OK
+            assert got["status"] == Status.OK
             assert got["file_checksum"] == sha256(served.files[name])
             assert got["file_size"] == len(served.files[name])
 
@@ -490,7 +491,7 @@ async def test_replies_come_out_of_order(served: Served, monkeypatch: pytest.Mon
         release.set()
         second = await reply(ws)
     assert (first["id"], second["id"]) == (2, 1)
-    assert first["status"] == second["status"] == STATUS_OK
+    assert first["status"] == second["status"] == Status.OK
 
 
 async def test_in_flight_requests_are_bounded(
@@ -538,7 +539,7 @@ async def test_200_clients_at_once(start_server: StartServer) -> None:
         name = names[i % len(names)]
         async with connect(served) as ws:
             got = await url_for(ws, name, resume_at=0, id=i)
-        assert got["status"] == STATUS_OK, (name, got)
+        assert got["status"] == Status.OK, (name, got)
         assert got["id"] == i
         assert got["file_checksum"] == expected[name]
         assert unquote(urlsplit(got["presigned_url"]).path) == f"/s/root/{name}"
@@ -639,7 +640,7 @@ def test_limits_module_is_sans_io() -> None:
 async def test_idle_initialized_connection_is_closed(served: Served) -> None:
     hub_for(served.server.app).options.idle_timeout = 0.3
     async with connect(served) as ws:
-        assert (await url_for(ws, "small.txt"))["status"] == STATUS_OK
+        assert (await url_for(ws, "small.txt"))["status"] == Status.OK
         assert await close_reason(ws) == (1000, "idle timeout")
 
 
