@@ -3,7 +3,8 @@
 ``session`` (:class:`SlipstreamClient`: the websocket session, type-7 tickets and the
 HTTP download that resumes ``DEST.part`` and checks the SHA-256; :func:`download_file`),
 ``errors`` (one exception class per protocol status and close code, each printable as
-one line) and ``files`` (the ``.part`` and ``.part.etag`` files a download resumes from).
+one line), ``replies`` (checking the server's replies) and ``files`` (the ``.part`` and
+``.part.etag`` files a download resumes from).
 """
 
 from .errors import (

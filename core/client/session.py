@@ -35,7 +35,7 @@ import httpx
 import trio
 import trio_websocket
 
-from slipstream.wsprotocol import PacketType, Status
+from slipstream.wsprotocol import PacketType
 
 from .errors import (
     ClientError,
@@ -46,10 +46,8 @@ from .errors import (
     FileNotFound,
     InvalidReply,
     NotAuthorized,
-    ProtocolError,
     RequestTimeout,
     closed_error,
-    status_error,
 )
 from .files import (
     discard,
@@ -61,6 +59,7 @@ from .files import (
     write_chunk,
     write_etag,
 )
+from .replies import check_partial, check_status, http_error, one_line
 
 __all__ = ["DEFAULT_TIMEOUT", "DownloadTicket", "SlipstreamClient", "download_file"]
 
@@ -98,12 +97,6 @@ class _Pending:
     event: trio.Event
     reply: dict[str, Any] | None = None
     error: ClientError | None = None
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    """``text`` with whitespace runs collapsed, cut to ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 # --- the client ----------------------------------------------------------------------
@@ -158,9 +151,9 @@ class SlipstreamClient:
         except trio_websocket.HandshakeError as exc:
             cause = exc.__cause__ or exc
             detail = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
-            raise ConnectError(f"cannot connect to {self.ws_url}: {_one_line(detail)}") from None
+            raise ConnectError(f"cannot connect to {self.ws_url}: {one_line(detail)}") from None
         except (ValueError, OSError) as exc:
-            raise ConnectError(f"cannot connect to {self.ws_url}: {_one_line(str(exc))}") from None
+            raise ConnectError(f"cannot connect to {self.ws_url}: {one_line(str(exc))}") from None
         try:
             self._nursery_cm = trio.open_nursery()
             self._nursery = await self._nursery_cm.__aenter__()
@@ -224,7 +217,7 @@ class SlipstreamClient:
                     reply = json.loads(message)
                     ident = reply["id"]
                 except (ValueError, TypeError, KeyError):
-                    error = InvalidReply(f"not a JSON reply with an id: {_one_line(repr(message))}")
+                    error = InvalidReply(f"not a JSON reply with an id: {one_line(repr(message))}")
                     break
                 pending = self._pending.get(ident) if isinstance(ident, int) else None
                 if pending is not None and pending.reply is None:
@@ -273,7 +266,7 @@ class SlipstreamClient:
         if self.application is not None:
             packet["application"] = self.application
         reply = await self.request(packet)
-        _check_status(
+        check_status(
             reply,
             "Initialize refused",
             {NotAuthorized.status: "Initialize refused: invalid token or unknown application"},
@@ -288,7 +281,7 @@ class SlipstreamClient:
         reply = await self.request(
             {"type": PacketType.CREATE_DOWNLOAD_URL, "filename": filename, "resume_at": resume_at}
         )
-        _check_status(
+        check_status(
             reply,
             f"cannot download {filename}",
             {
@@ -308,7 +301,7 @@ class SlipstreamClient:
             or not isinstance(checksum, str)
             or not _SHA256_HEX.fullmatch(checksum)
         ):
-            raise InvalidReply(f"malformed type 7 reply: {_one_line(json.dumps(reply))}")
+            raise InvalidReply(f"malformed type 7 reply: {one_line(json.dumps(reply))}")
         return DownloadTicket(url, size, checksum)
 
     # -- downloads --
@@ -399,7 +392,7 @@ class SlipstreamClient:
                 if reply.status_code == 412:
                     return None
                 if reply.status_code == 206 and "Range" in headers:
-                    _check_partial(reply, offset, size, etag)
+                    check_partial(reply, offset, size, etag)
                 elif reply.status_code == 200:
                     offset = 0
                     new_etag = reply.headers.get("etag")
@@ -408,7 +401,7 @@ class SlipstreamClient:
                         write_etag(etag_path, new_etag)
                 else:
                     await reply.aread()
-                    raise DownloadFailed(_http_error(reply), reply.status_code)
+                    raise DownloadFailed(http_error(reply), reply.status_code)
                 encoding = reply.headers.get("content-encoding", "identity").lower()
                 if encoding != "identity":
                     raise DownloadFailed(
@@ -421,7 +414,7 @@ class SlipstreamClient:
             ) from None
         except httpx.HTTPError as exc:
             raise DownloadFailed(
-                f"download interrupted: {_one_line(str(exc) or type(exc).__name__)}; "
+                f"download interrupted: {one_line(str(exc) or type(exc).__name__)}; "
                 "run again to resume"
             ) from None
 
@@ -471,55 +464,6 @@ class SlipstreamClient:
         if actual != ticket.file_checksum:
             raise FileChecksumMismatch(ticket.file_checksum, actual, part)
         return done
-
-
-def _check_status(
-    reply: dict[str, Any], detail: str, details: dict[int, str] | None = None
-) -> None:
-    """Raise the :class:`ProtocolError` for a reply whose status is not 1.
-
-    The message is ``details[status]`` when given, else ``detail``; a reason the server
-    adds (``error`` or ``message``) is appended.
-    """
-    status = reply.get("status")
-    if status == Status.OK:
-        return
-    if not isinstance(status, int) or isinstance(status, bool):
-        raise InvalidReply(f"reply without a status: {_one_line(json.dumps(reply))}")
-    text = (details or {}).get(status, detail)
-    reason = reply.get("error") or reply.get("message")
-    if isinstance(reason, str) and reason:
-        text = f"{text}: {_one_line(reason, 200)}"
-    cls = status_error(status)
-    if cls is None:
-        raise ProtocolError(text, status)
-    raise cls(text)
-
-
-def _check_partial(reply: httpx.Response, offset: int, size: int, etag: str | None) -> None:
-    """A 206 must carry exactly ``offset``..end of the same version of the file."""
-    # compared as text: no number in the header needs parsing
-    if reply.headers.get("content-range") != f"bytes {offset}-{size - 1}/{size}":
-        raise DownloadFailed(
-            f"server sent Content-Range {reply.headers.get('content-range')!r} "
-            f"for bytes={offset}- of a {size}-byte file",
-            206,
-        )
-    if reply.headers.get("etag") != etag:
-        raise DownloadFailed("server sent a 206 for a different version of the file", 206)
-
-
-def _http_error(reply: httpx.Response) -> str:
-    """One line for an HTTP error reply (its JSON ``error`` when there is one)."""
-    message = ""
-    try:
-        body = reply.json()
-        if isinstance(body, dict):
-            message = str(body.get("error") or body.get("message") or "")
-    except ValueError:
-        message = reply.text[:200]
-    detail = f": {_one_line(message)}" if message else ""
-    return f"download refused with HTTP {reply.status_code}{detail}"
 
 
 async def download_file(
