@@ -31,7 +31,7 @@ from .connection import HTTPConnection, IdleScopes
 from .errors import status_response
 from .http import Request, Response
 from .router import Router
-from .routes import api_download, health, local_zip, pds, remote_downloads, signed, zip_service
+from .routes import api_download, drive, health, local_zip, presigned, remote_downloads, zip_streams
 
 log = logging.getLogger("slipstream.server")
 
@@ -65,8 +65,8 @@ class App:
         """Folders presigned URLs point into: ``root``, ``app-NAME``, ``drive-ID``."""
         for name, folder in config.applications.items():
             self.spaces[f"app-{name}"] = LocalStorage(folder, hidden=hidden)
-        for drive, folder in config.drives.items():
-            self.spaces[f"drive-{drive}"] = LocalStorage(folder, hidden=hidden)
+        for drive_id, folder in config.drives.items():
+            self.spaces[f"drive-{drive_id}"] = LocalStorage(folder, hidden=hidden)
         self.public_url = (config.public_url or "").rstrip("/")
         """Base of issued URLs (set from the bound port by :class:`Server` when not configured)."""
         self.background: trio.Nursery | None = None
@@ -91,10 +91,10 @@ class App:
         for module in (
             health,
             api_download,
-            signed,
-            pds,
+            presigned,
+            drive,
             remote_downloads,
-            zip_service,
+            zip_streams,
             local_zip,
         ):
             module.register(self.router, self)

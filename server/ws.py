@@ -160,7 +160,7 @@ async def create_download_url(
     when ``resume_at`` is negative or not below the size; other failures propagate (the
     caller answers INTERNAL_SERVER_ERROR).
     """
-    from .presigned import issue_url  # the signed route's issuer (lazy: it imports app)
+    from .routes.presigned import issue_url  # the signed route's issuer (lazy: it imports app)
 
     try:
         opened = app.spaces[space].open(filename)

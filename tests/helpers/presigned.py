@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from slipstream.server import App
-from slipstream.server.presigned import issue_url
+from slipstream.server.routes.presigned import issue_url
 from tests.helpers.server import Served
 
 

@@ -1,8 +1,16 @@
-"""Issuing presigned URLs for the signed ``GET /s/{space}/{path}`` route.
+"""Presigned URLs: issuing them (:func:`issue_url`), and the route that serves them,
+``GET``/``HEAD /s/{space}/{path}?expires=&etag=&sig=``.
 
 Every issuer (websocket type 7, the drive API) calls :func:`issue_url` with a file it
 has already opened and checked; the URL is bound to that file's current strong ETag,
 so a file replaced after issue is refused with 412 instead of served.
+
+The signature is the credential (no bearer token).  It is verified before anything
+touches the file system; then the file is opened in its space and its current strong
+ETag must equal the signed one, else 412 (a resumed download never splices two
+versions).  The reply is a full file reply: Range, multipart, If-Range, conditional
+requests, HEAD, ETag and integrity headers, with the signed ``response-content-type``
+and ``response-content-disposition`` overrides applied.  No size limit.
 """
 
 from __future__ import annotations
@@ -11,11 +19,17 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from slipstream.errors import FileChangedSinceIssue, NotFound, PresignTampered
 from slipstream.http.disposition import content_disposition
+from slipstream.presign import CONTENT_DISPOSITION_PARAM, CONTENT_TYPE_PARAM
 from slipstream.storage import OpenFile
 
+from ..file_reply import stored_file_reply
+from ..http import Request, Response
+from ..router import Router
+
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 SIGNED_PREFIX = "/s/"
 """Path prefix of the signed file route."""
@@ -64,3 +78,38 @@ def issue_url(
     query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params.items())
     root = (app.public_url if base is None else base).rstrip("/")
     return f"{root}{SIGNED_PREFIX}{quote(space, safe='')}/{quoted_path}?{query}", expires
+
+
+_SIGNED_PARAMS = ("sig", "expires", "etag", CONTENT_TYPE_PARAM, CONTENT_DISPOSITION_PARAM)
+
+
+def register(router: Router, app: App) -> None:
+    """Add the ``/s/`` prefix route."""
+
+    async def signed_file(request: Request) -> Response:
+        space, _, path = request.path[len(SIGNED_PREFIX) :].partition("/")
+        query: dict[str, str] = {}
+        for name in _SIGNED_PARAMS:
+            values = request.query.get(name)
+            if values is None:
+                continue
+            if len(values) != 1:
+                raise PresignTampered(f"repeated parameter {name}")
+            query[name] = values[0]
+        grant = app.signer.verify(request.method, space, path, query, time.time())
+        storage = app.spaces.get(grant.space)
+        if storage is None:
+            raise NotFound(f"no such file space {grant.space}")
+        opened = storage.open(grant.path)
+        if opened.stat.etag != grant.etag:
+            opened.close()
+            raise FileChangedSinceIssue()
+        return await stored_file_reply(
+            request,
+            app,
+            opened,
+            content_type=grant.content_type,
+            disposition=grant.content_disposition,
+        )
+
+    router.add_prefix(SIGNED_PREFIX, signed_file)

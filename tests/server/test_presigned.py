@@ -17,7 +17,7 @@ import trio
 
 from slipstream.http.disposition import content_disposition
 from slipstream.presign import Signer
-from slipstream.server.presigned import issue_url
+from slipstream.server.routes.presigned import issue_url
 from tests.helpers.presigned import app_of, issue
 from tests.helpers.raw_http import get
 from tests.helpers.server import NON_ASCII_NAME, SECRET, Served, StartServer

@@ -1,9 +1,9 @@
-"""Drive-API (PDS-style) errors, request-body parsing and parameter checks.
+"""Drive-API errors, request-body parsing and parameter checks.
 
 Errors in this API are ``{"code": "NotFound.File", "message": "..."}`` instead of the
 server's usual ``{"error": ...}``.  :class:`DriveError` carries one; :func:`drive_error`
 turns any :class:`~slipstream.errors.SlipstreamError` raised by storage or auth into
-the matching drive code (the table is in :mod:`slipstream.server.routes.pds`).
+the matching drive code (the table is in :mod:`slipstream.server.routes.drive`).
 
 The ``param_*`` helpers read one field of a parsed JSON body: JSON ``null`` counts as
 absent, and a wrong type or value raises ``400 InvalidParameter.<Field>``.

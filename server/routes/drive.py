@@ -46,7 +46,7 @@ status code                             when
 ====== ================================ ===============================================
 
 Every other error of a request under ``/v2/`` takes this shape too (the router hands
-them to :func:`~.pds_errors.render_drive_error`): 404 ``NotFound`` for a path with no
+them to :func:`~.drive_errors.render_drive_error`): 404 ``NotFound`` for a path with no
 endpoint (a trailing slash included), 405 ``MethodNotAllowed`` with ``Allow: POST``, and
 the connection's 408 ``RequestTimeout``, 413 ``ContentTooLarge`` and 431
 ``RequestHeaderFieldsTooLarge``.
@@ -71,9 +71,8 @@ from slipstream.storage import DirEntry, LocalOpenFile, LocalStorage
 
 from ..auth import presented_token, token_is_valid
 from ..http import Request, Response, json_response
-from ..presigned import issue_url
 from ..router import Router
-from .pds_errors import (
+from .drive_errors import (
     DriveError,
     decode_marker,
     drive_error,
@@ -85,6 +84,7 @@ from .pds_errors import (
     parse_body,
     render_drive_error,
 )
+from .presigned import issue_url
 
 if TYPE_CHECKING:
     from ..app import App
