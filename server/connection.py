@@ -275,7 +275,7 @@ class HTTPConnection:
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         response = self.errors(failure.request)(failure)
-        response.force_close = True
+        response.close_connection = True
         with contextlib.suppress(
             trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError
         ):
@@ -293,7 +293,7 @@ class HTTPConnection:
             context = f"{request.method} {request.path}"
             response = unexpected_error_response(exc, context, self.errors(request))
         if self.idle.draining:
-            response.force_close = True
+            response.close_connection = True
         try:
             sent = await self._write(response, head_only=request.method == "HEAD")
         finally:
@@ -302,7 +302,7 @@ class HTTPConnection:
                     await response.body.aclose()
             response.release()
         self._log(request.method, request.target, response.status, sent, started)
-        return not response.force_close
+        return not response.close_connection
 
     async def _write(self, response: Response, head_only: bool) -> int:
         """Send head and body; returns the body bytes sent.
@@ -319,7 +319,7 @@ class HTTPConnection:
         framing: list[tuple[bytes, bytes]] = []
         if status not in (204, 304):
             framing.append((b"Content-Length", str(length).encode()))
-        if response.force_close:
+        if response.close_connection:
             framing.append((b"Connection", b"close"))
         head = conn.send(
             h11.Response(status_code=status, headers=framing, reason=REASONS.get(status, b""))

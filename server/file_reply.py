@@ -62,7 +62,7 @@ async def stored_file_reply(
             *headers,
             *(integrity_headers(digests) if digests is not None else ()),
         ],
-        close=opened.close,
+        on_done=opened.close,
     )
     return await file_reply(
         request, representation, content_digest_max=app.config.content_digest_max
@@ -75,7 +75,7 @@ async def file_reply(
     *,
     content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX,
 ) -> Response:
-    """The reply to a GET or HEAD of ``representation``; takes ownership of its ``close``.
+    """The reply to a GET or HEAD of ``representation``; takes ownership of its ``on_done``.
 
     A 206 to a GET whose body is at most ``content_digest_max`` bytes (0: any size)
     carries a ``Content-Digest`` of exactly the bytes it sends.  A HEAD reply never does:
@@ -95,12 +95,12 @@ async def file_reply(
             if sha256 is not None:
                 response.headers.append(("Content-Digest", content_digest(sha256)))
     except BaseException:
-        if representation.close is not None:
-            representation.close()
+        if representation.on_done is not None:
+            representation.on_done()
         raise
-    if response.close is None and representation.close is not None:
+    if response.on_done is None and representation.on_done is not None:
         # bodiless replies (304/412/416) release the file right away
-        representation.close()
+        representation.on_done()
     return response
 
 
@@ -131,7 +131,7 @@ async def _reply(request: Request, representation: Representation) -> Response:
             200,
             [("Content-Type", representation.content_type), *headers],
             representation.body,
-            close=representation.close,
+            on_done=representation.on_done,
         )
     if len(decision.ranges) == 1:
         only = decision.ranges[0]
@@ -143,7 +143,7 @@ async def _reply(request: Request, representation: Representation) -> Response:
                 *headers,
             ],
             SegmentMap(representation.body.slice(only.start, only.stop)),
-            close=representation.close,
+            on_done=representation.on_done,
         )
     boundary = new_boundary()
     return Response(
@@ -152,5 +152,5 @@ async def _reply(request: Request, representation: Representation) -> Response:
         build_multipart(
             representation.body, decision.ranges, representation.content_type, boundary
         ),
-        close=representation.close,
+        on_done=representation.on_done,
     )

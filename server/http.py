@@ -65,15 +65,16 @@ class Response:
     """A reply: status, headers and a body (bytes, a SegmentMap streamed from files, or a
     :class:`~slipstream.send.StreamedBody` produced while it is sent).
 
-    ``close`` is called exactly once after the body was sent (or the send failed),
-    to release open files.
+    ``on_done`` is called exactly once after the body was sent (or the send failed), to
+    release open files.  ``close_connection`` sends ``Connection: close`` and ends the
+    connection after this reply.
     """
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: SegmentMap | StreamedBody | bytes = b""
-    close: Callable[[], None] | None = None
-    force_close: bool = False
+    on_done: Callable[[], None] | None = None
+    close_connection: bool = False
 
     @property
     def content_length(self) -> int:
@@ -81,10 +82,10 @@ class Response:
         return len(self.body) if isinstance(self.body, bytes) else self.body.total
 
     def release(self) -> None:
-        """Run ``close`` once (idempotent)."""
-        close, self.close = self.close, None
-        if close is not None:
-            close()
+        """Run ``on_done`` once (idempotent)."""
+        on_done, self.on_done = self.on_done, None
+        if on_done is not None:
+            on_done()
 
 
 def json_response(

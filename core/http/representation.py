@@ -17,7 +17,7 @@ class Representation:
     """A representation ready to be served with Range and conditional-request support.
 
     ``body`` is the full representation as a SegmentMap; ``etag`` is strong and quoted;
-    ``last_modified`` is in unix seconds.  ``close`` releases what the body refers to
+    ``last_modified`` is in unix seconds.  ``on_done`` releases what the body refers to
     (open files) and is called exactly once by whoever sends it.
     """
 
@@ -26,7 +26,7 @@ class Representation:
     last_modified: int
     content_type: str = DEFAULT_CONTENT_TYPE
     headers: list[tuple[str, str]] = field(default_factory=list)
-    close: Callable[[], None] | None = None
+    on_done: Callable[[], None] | None = None
 
     @property
     def size(self) -> int:

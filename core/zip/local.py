@@ -168,5 +168,5 @@ async def local_zip(
         last_modified=max(mtimes, default=0),
         content_type="application/zip",
         headers=[("Content-Disposition", content_disposition(zip_name))],
-        close=files.close,
+        on_done=files.close,
     )
