@@ -282,7 +282,7 @@ def _add_serve(commands: argparse._SubParsersAction[Parser]) -> None:
         help="info logs one access line per request",
     )
     add("--no-access-log", action="store_true", help="do not log one line per request")
-    downloads = serve.add_argument_group("remote downloads (seed 001)")
+    downloads = serve.add_argument_group("remote downloads (GET /DIR?download=URL)")
     add = downloads.add_argument
     add("--allow-download", action="store_true", help="allow GET /{dir}?download=URL jobs")
     add(
@@ -334,7 +334,7 @@ def _add_serve(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="SECONDS",
         help="whole-job timeout when a request gives none",
     )
-    zips = serve.add_argument_group("zip-as-a-service (seed 004)")
+    zips = serve.add_argument_group("zip-as-a-service (POST /download)")
     zips.add_argument(
         "--zip-allow-prefix",
         action="append",

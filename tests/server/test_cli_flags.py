@@ -110,6 +110,14 @@ def test_top_level_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> Non
         assert re.search(rf"^\s+{command}\s+\S", out, re.MULTILINE), out
 
 
+def test_help_cites_no_spec_document() -> None:
+    parser = build_parser()
+    for name, command in [("slipstream", parser), *subparsers(parser)]:
+        text = command.format_help()
+        found = re.findall(r"\bseeds?\b.{0,10}|\bissue \d+", text, re.IGNORECASE)
+        assert not found, f"{name} --help: {found}"
+
+
 def test_version_comes_from_the_installed_distribution() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "slipstream", "--version"],
