@@ -14,12 +14,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxi ext/csrc/*) \
                 $(wildcard core/*.py core/*/*.py ext/*.py server/*.py server/*/*.py)
 
-.PHONY: run test lint typecheck pytest bench system-deps install clean
+.PHONY: run test lint typecheck pytest bench system-deps bench-deps install clean
 
 run: .stamp-install
 	$(PY) -m slipstream serve --root $(ROOT) --host $(HOST) --port $(PORT)
 
-test: .stamp-test-install .stamp-system-deps
+test: .stamp-test-install system-deps
 	$(MAKE) --no-print-directory lint typecheck pytest
 
 lint: .stamp-test-install
@@ -33,7 +33,7 @@ pytest: .stamp-test-install
 	SLIPSTREAM_REQUIRE_EXT=1 $(VENV)/bin/pytest -q -p no:cacheprovider
 	SLIPSTREAM_PURE=1 $(VENV)/bin/pytest -q -p no:cacheprovider
 
-bench: .stamp-bench-install .stamp-bench-deps
+bench: .stamp-bench-install bench-deps
 	$(PY) bench/run_all.py
 
 install: .stamp-install
@@ -56,24 +56,25 @@ $(VENV)/bin/python:
 	flock .venv/.install.lock $(PIP) install -q --no-build-isolation -e '.[test,bench]' --config-settings editable_mode=strict
 	@touch $@ .stamp-install .stamp-test-install
 
-# Real tools the tests drive as a user would (zip readers).  Installed by the project, never by hand.
+# Real tools the tests drive as a user would (zip readers).  Installed by the project, never
+# by hand: `make system-deps` installs the Debian packages of the missing ones (and is a
+# quick no-op when all are there); `make test` runs it first.
 TEST_TOOLS := unzip 7z bsdtar
-.stamp-system-deps:
+system-deps:
 	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unzip p7zip-full libarchive-tools; \
 	fi
-	@touch $@
 
+# The anchors `make bench` measures against, the same way.
 BENCH_TOOLS := nginx wrk aria2c curl
-.stamp-bench-deps:
+bench-deps:
 	@missing=""; for t in $(BENCH_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light wrk aria2 curl; \
 	fi
-	@touch $@
 
 clean:
 	rm -rf build dist *.egg-info .stamp-* ext/_*_c.c ext/*.so .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import slipstream
 from slipstream.server import cli
 from slipstream.server.cli import build_parser, main
 
@@ -127,6 +128,7 @@ def test_version_comes_from_the_installed_distribution() -> None:
     )
     assert done.returncode == 0
     assert done.stdout == f"slipstream {metadata.version('slipstream')}\n"
+    assert metadata.version("slipstream") == slipstream.__version__  # the one source
 
 
 BAD_FLAGS = [
