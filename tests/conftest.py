@@ -1,6 +1,10 @@
-"""Shared fixtures: ``twin_kind`` (each twin of an ext module) and a loopback ``upstream``."""
+"""Shared fixtures: ``twin_kind`` (each twin of an ext module), a loopback ``upstream``, and
+``loose_umask`` (022, so that nothing comes out owner-only by accident)."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 import pytest
 import trio
@@ -20,3 +24,13 @@ async def upstream(nursery: trio.Nursery) -> Upstream:
     server = Upstream()
     await nursery.start(server.run)
     return server
+
+
+@pytest.fixture
+def loose_umask() -> Iterator[None]:
+    """umask 022 while the test runs (files would be 0644 unless made private on purpose)."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from slipstream.privatefiles import private_dir, private_sqlite
 
-
-@pytest.fixture(autouse=True)
-def loose_umask() -> Iterator[None]:
-    """umask 022, so that nothing comes out owner-only by accident."""
-    previous = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(previous)
+pytestmark = pytest.mark.usefixtures("loose_umask")
 
 
 def mode(path: Path) -> int:

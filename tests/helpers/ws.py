@@ -58,3 +58,15 @@ async def close_reason(ws: WebSocketConnection) -> tuple[int, str | None]:
     reason = info.value.reason
     assert reason is not None
     return reason.code, reason.reason
+
+
+async def url_for(ws: WebSocketConnection, filename: str, resume_at: int = 0, id: int = 7) -> Any:
+    return await ask(ws, {"type": 7, "id": id, "filename": filename, "resume_at": resume_at})
+
+
+async def expect_close(
+    served: Served, frame: str | bytes, *, initialize: bool = True
+) -> tuple[int, str | None]:
+    async with connect(served, initialize=initialize) as ws:
+        await ws.send_message(frame)
+        return await close_reason(ws)

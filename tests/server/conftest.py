@@ -3,6 +3,8 @@
 ``served`` starts :class:`~slipstream.server.Server` over the tree of
 :func:`tests.helpers.server.build_tree` in the pytest-trio ``nursery``; ``start_server``
 does the same with config overrides; ``raw_client`` is a raw connection to ``served``.
+``make_env`` / ``env`` are download-enabled servers whose fetches reach the loopback
+``upstream``; ``three`` puts three small zip members on it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import pytest
 import trio
 
 from tests.helpers.raw_http import RawClient
+from tests.helpers.remote_downloads import Env, MakeEnv, env_factory
 from tests.helpers.server import Served, StartServer, start_in
+from tests.helpers.upstream import Upstream
+from tests.helpers.zip import add_three
 
 
 @pytest.fixture
@@ -48,3 +53,22 @@ async def raw_client(served: Served) -> AsyncIterator[RawClient]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def make_env(start_server: StartServer, upstream: Upstream) -> AsyncIterator[MakeEnv]:
+    """``await make_env(**config)``: a download-enabled server (see :func:`env_factory`)."""
+    async with env_factory(start_server, upstream) as make:
+        yield make
+
+
+@pytest.fixture
+async def env(make_env: MakeEnv) -> Env:
+    """A server with the default download test config."""
+    return await make_env()
+
+
+@pytest.fixture
+async def three(upstream: Upstream) -> list[str]:
+    """Three small members on the upstream (:func:`~tests.helpers.zip.add_three`); their URIs."""
+    return add_three(upstream)

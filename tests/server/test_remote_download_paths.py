@@ -9,7 +9,6 @@ is percent-decoded exactly once (by the connection).  Same set-up as
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import pytest
@@ -17,9 +16,9 @@ import trio
 import trio_websocket
 
 from slipstream.wsprotocol import Status
-from tests.helpers.remote_downloads import REPLY_KEYS, Env, MakeEnv, env_factory, payload
-from tests.helpers.server import TOKEN, StartServer
-from tests.helpers.upstream import Blob, Upstream
+from tests.helpers.remote_downloads import REPLY_KEYS, Env, payload
+from tests.helpers.server import TOKEN
+from tests.helpers.upstream import Blob
 from tests.helpers.ws import ask
 
 ROUTE_PATHS = [
@@ -38,19 +37,6 @@ ROUTE_PATHS = [
     "/",
 ]
 """Every path another route answers (exactly or by prefix), and the root."""
-
-
-@pytest.fixture
-async def make_env(start_server: StartServer, upstream: Upstream) -> AsyncIterator[MakeEnv]:
-    """``await make_env(**config)``: a download-enabled server."""
-    async with env_factory(start_server, upstream) as make:
-        yield make
-
-
-@pytest.fixture
-async def env(make_env: MakeEnv) -> Env:
-    """A server with the default download test config."""
-    return await make_env()
 
 
 @pytest.mark.parametrize("path", ROUTE_PATHS)

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,26 +26,11 @@ from tests.helpers.remote_downloads import (
     REPLY_KEYS,
     Env,
     MakeEnv,
-    env_factory,
     payload,
     sha256,
 )
-from tests.helpers.server import TOKEN, StartServer, download_target
-from tests.helpers.upstream import Blob, Redirect, Status, Upstream
-
-
-@pytest.fixture
-async def make_env(start_server: StartServer, upstream: Upstream) -> AsyncIterator[MakeEnv]:
-    """``await make_env(**config)``: a download-enabled server (see :func:`env_factory`)."""
-    async with env_factory(start_server, upstream) as make:
-        yield make
-
-
-@pytest.fixture
-async def env(make_env: MakeEnv) -> Env:
-    """A server with the default download test config."""
-    return await make_env()
-
+from tests.helpers.server import TOKEN, download_target
+from tests.helpers.upstream import Blob, Redirect, Status
 
 # --- starting and completing ----------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,28 +25,13 @@ from tests.helpers.remote_downloads import (
     JOB_TIMEOUT,
     Env,
     MakeEnv,
-    env_factory,
     payload,
     sha256,
 )
-from tests.helpers.server import StartServer
-from tests.helpers.upstream import Blob, Status, Upstream
+from tests.helpers.upstream import Blob, Status
 from tests.helpers.ws import ask, close_reason, connect
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-async def make_env(start_server: StartServer, upstream: Upstream) -> AsyncIterator[MakeEnv]:
-    """``await make_env(**config)``: a download-enabled server."""
-    async with env_factory(start_server, upstream) as make:
-        yield make
-
-
-@pytest.fixture
-async def env(make_env: MakeEnv) -> Env:
-    """A server with the default download test config."""
-    return await make_env()
 
 
 # --- active jobs, queueing, cancelling ------------------------------------------------

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,6 @@ import trio
 from tests.helpers.server import Served, start_in
 from tests.helpers.upstream import Blob, Upstream
 from tests.helpers.zip import create, fetch, member_bytes
-
-
-@pytest.fixture
-def loose_umask() -> Iterator[None]:
-    """umask 022 while the test runs (files would be 0644 unless made private on purpose)."""
-    previous = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def make_loose_state_dir(state: Path) -> None:

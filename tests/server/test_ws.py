@@ -1,11 +1,11 @@
-"""The websocket packet protocol at ``/ws`` (seed 000), over a real loopback server.
+"""The websocket packet protocol at ``/ws`` (seed 000), over a real loopback server:
+Initialize, type 7, applications and concurrency (closing is ``test_ws_close.py``).
 
 Clients are ``trio_websocket.open_websocket_url``; presigned URLs are fetched with httpx.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -16,28 +16,13 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from slipstream.errors import InternalError
-from slipstream.server.ws import hub_for, rate_limited_reason
-from slipstream.server.ws_limits import Blocked, RateLimiter
+from slipstream.server.ws import hub_for
 from slipstream.storage import LocalStorage, OpenFile
 from slipstream.wsprotocol import CloseCode, Status
-from tests.helpers.raw_http import RawClient, get
 from tests.helpers.server import TOKEN, Served, StartServer, wait_for
-from tests.helpers.ws import TIMEOUT, ask, close_reason, connect, reply
-
-
-async def url_for(ws: WebSocketConnection, filename: str, resume_at: int = 0, id: int = 7) -> Any:
-    return await ask(ws, {"type": 7, "id": id, "filename": filename, "resume_at": resume_at})
-
-
-async def expect_close(
-    served: Served, frame: str | bytes, *, initialize: bool = True
-) -> tuple[int, str | None]:
-    async with connect(served, initialize=initialize) as ws:
-        await ws.send_message(frame)
-        return await close_reason(ws)
+from tests.helpers.ws import TIMEOUT, ask, close_reason, connect, reply, url_for
 
 
 def sha256(data: bytes) -> str:
@@ -266,183 +251,6 @@ async def test_unknown_application_is_not_authorized(
         assert await ask(ws, packet) == {"id": 1, "status": Status.NOT_AUTHORIZED}
 
 
-# --- close codes ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "packet",
-    [
-        {"type": 7, "id": 1, "filename": "small.txt", "resume_at": 0},
-        {"type": 20, "id": 1},
-        {"type": 7},
-    ],
-)
-async def test_packet_before_initialize_closes_4200(served: Served, packet: Any) -> None:
-    code = await expect_close(served, json.dumps(packet), initialize=False)
-    assert code == (4200, "connection is not initialized")
-
-
-async def test_no_initialize_within_the_timeout_closes_4200(served: Served) -> None:
-    hub_for(served.server.app).options.init_timeout = 0.3
-    async with connect(served, initialize=False) as ws:
-        started = trio.current_time()
-        assert await close_reason(ws) == (
-            CloseCode.NOT_INITIALIZED,
-            "connection is not initialized",
-        )
-        assert trio.current_time() - started < 2
-
-
-async def test_failed_initializes_do_not_extend_the_timeout(served: Served) -> None:
-    hub_for(served.server.app).options.init_timeout = 0.5
-    async with connect(served, initialize=False) as ws:
-        started = trio.current_time()
-        with pytest.raises(ConnectionClosed) as info:
-            with trio.fail_after(TIMEOUT):
-                while True:
-                    await ws.send_message(json.dumps({"type": 1, "id": 1, "token": "bad"}))
-                    await ws.get_message()
-                    await trio.sleep(0.1)
-        assert info.value.reason is not None
-        assert info.value.reason.code == CloseCode.NOT_INITIALIZED
-        assert trio.current_time() - started < 2
-
-
-@pytest.mark.parametrize(
-    "frame",
-    [
-        "not json",
-        "",
-        "[1, 2]",
-        '"a string"',
-        "null",
-        "{}",
-        '{"type": "7", "id": 1, "filename": "a", "resume_at": 0}',
-        '{"type": 7.0, "id": 1, "filename": "a", "resume_at": 0}',
-        '{"type": true, "id": 1}',
-        '{"type": 20}',
-        '{"type": 20, "id": "1"}',
-        '{"type": 999, "id": 1}',
-        '{"type": 7, "filename": "a", "resume_at": 0}',
-        '{"type": 7, "id": "1", "filename": "a", "resume_at": 0}',
-        '{"type": 7, "id": 1, "resume_at": 0}',
-        '{"type": 7, "id": 1, "filename": 5, "resume_at": 0}',
-        '{"type": 7, "id": 1, "filename": null, "resume_at": 0}',
-        '{"type": 7, "id": 1, "filename": "a"}',
-        '{"type": 7, "id": 1, "filename": "a", "resume_at": "0"}',
-        '{"type": 7, "id": 1, "filename": "a", "resume_at": 1.5}',
-        '{"type": 7, "id": 1, "filename": "a", "resume_at": false}',
-        '{"type": 7, "id": 1, "filename": "a", "resume_at": NaN}',
-        '{"type": 1, "id": 1}',
-        '{"type": 1, "id": 1, "token": 5}',
-        '{"type": 1, "id": 1, "token": "t", "application": 3}',
-        "[" * 30_000,
-        '{"type": 7, "id": 1' + "1" * 5000 + "}",
-    ],
-)
-async def test_invalid_body_closes_4302(served: Served, frame: str) -> None:
-    assert await expect_close(served, frame) == (
-        CloseCode.INVALID_REQUEST_BODY,
-        "invalid request body",
-    )
-
-
-async def test_invalid_initialize_closes_4302(served: Served) -> None:
-    frame = '{"type": 1, "id": 1, "token": ["x"]}'
-    assert await expect_close(served, frame, initialize=False) == (4302, "invalid request body")
-
-
-@pytest.mark.parametrize("initialize", [True, False])
-async def test_binary_frame_closes_4304(served: Served, initialize: bool) -> None:
-    frame = json.dumps({"type": 1, "id": 1, "token": TOKEN}).encode()
-    code = await expect_close(served, frame, initialize=initialize)
-    assert code == (CloseCode.UNSUPPORTED_DATA, "received unsupported data")
-
-
-async def test_frame_over_64k_is_refused(served: Served) -> None:
-    packet = {"type": 7, "id": 1, "filename": "a" * (64 * 1024), "resume_at": 0}
-    code, _ = await expect_close(served, json.dumps(packet))
-    assert code == 1009  # trio-websocket's "message too big"
-
-
-async def test_frame_just_under_64k_is_served(served: Served) -> None:
-    packet: dict[str, Any] = {"type": 7, "id": 1, "filename": "small.txt", "resume_at": 0}
-    packet["pad"] = ""
-    packet["pad"] = "x" * (64 * 1024 - len(json.dumps(packet)))
-    text = json.dumps(packet)
-    assert len(text) == 64 * 1024
-    async with connect(served) as ws:
-        await ws.send_message(text)
-        assert (await reply(ws))["status"] == Status.OK
-
-
-async def test_bad_handshake_is_refused_quickly(served: Served) -> None:
-    client = await RawClient.connect(served.port)
-    try:
-        await client.send(get("/ws", "Upgrade: websocket", "Connection: Upgrade"))
-        out = await client.read_until_eof(timeout=TIMEOUT)
-    finally:
-        await client.aclose()
-    assert out.startswith(b"HTTP/1.1 4")
-
-
-async def test_server_shutdown_says_going_away(start_server: StartServer) -> None:
-    served = await start_server(limits={"drain_timeout": 0.3})
-    async with connect(served) as ws:
-        served.server.shutdown()
-        code, _ = await close_reason(ws)
-    assert code == 1001
-
-
-async def test_connections_are_released(served: Served) -> None:
-    hub = hub_for(served.server.app)
-    for _ in range(3):
-        async with connect(served) as ws:
-            assert (await url_for(ws, "small.txt"))["status"] == Status.OK
-    assert await wait_for(lambda: hub.connections == 0)
-
-
-# --- rate limit ----------------------------------------------------------------------
-
-
-async def test_rate_limit_blocks_then_expires(start_server: StartServer) -> None:
-    served = await start_server(ws_rate_limit=4, ws_rate_window=30, ws_block_seconds=1.5)
-    async with connect(served) as ws:  # packet 1
-        for i in range(3):  # packets 2..4
-            assert (await url_for(ws, "small.txt", id=i))["status"] == Status.OK
-        await ws.send_message(json.dumps({"type": 1, "id": 9, "token": TOKEN}))  # packet 5
-        assert await close_reason(ws) == (CloseCode.RATE_LIMIT_HIT, "rate limit hit")
-    # a new connection from the blocked IP is closed at once with the seconds left
-    async with connect(served, initialize=False) as ws:
-        assert await close_reason(ws) == (CloseCode.RATE_LIMIT_HIT, "rate limited, 2 seconds left")
-    await trio.sleep(1.55)
-    async with connect(served) as ws:
-        assert (await url_for(ws, "small.txt"))["status"] == Status.OK
-
-
-async def test_rate_limit_counts_every_connection_of_an_ip(start_server: StartServer) -> None:
-    served = await start_server(ws_rate_limit=3, ws_rate_window=30, ws_block_seconds=5)
-    async with connect(served) as first, connect(served) as second:  # packets 1, 2
-        assert (await url_for(first, "small.txt"))["status"] == Status.OK  # 3
-        await second.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))  # 4
-        assert await close_reason(second) == (CloseCode.RATE_LIMIT_HIT, "rate limit hit")
-        await first.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))
-        code, reason = await close_reason(first)
-    assert code == CloseCode.RATE_LIMIT_HIT
-    assert reason in ("rate limited, 5 seconds left", "rate limited, 4 seconds left")
-
-
-async def test_rate_window_slides(start_server: StartServer) -> None:
-    served = await start_server(ws_rate_limit=3, ws_rate_window=1.0, ws_block_seconds=30)
-    async with connect(served) as ws:  # 1
-        assert (await url_for(ws, "small.txt"))["status"] == Status.OK  # 2
-        await trio.sleep(1.05)  # both left the window
-        for i in range(3):
-            assert (await url_for(ws, "small.txt", id=i))["status"] == Status.OK
-        await ws.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))
-        assert await close_reason(ws) == (CloseCode.RATE_LIMIT_HIT, "rate limit hit")
-
-
 # --- concurrency ---------------------------------------------------------------------
 
 
@@ -561,94 +369,3 @@ async def test_200_clients_at_once(start_server: StartServer) -> None:
         async with trio.open_nursery() as nursery:
             for name, url in results.values():
                 nursery.start_soon(fetch, name, url)
-
-
-# --- the rate limiter alone (sans-IO, time passed in) ---------------------------------
-
-
-def test_limiter_blocks_the_packet_over_the_limit() -> None:
-    limiter = RateLimiter(3, window=10, block=5)
-    assert [limiter.hit("a", t) for t in (0.0, 1.0, 2.0)] == [None, None, None]
-    assert limiter.hit("a", 3.0) == Blocked(5.0, new=True)
-    assert limiter.hit("b", 3.0) is None  # other clients are not affected
-    assert limiter.hit("a", 4.5) == Blocked(3.5, new=False)
-    assert limiter.blocked("a", 7.9) == Blocked(pytest.approx(0.1), new=False)  # type: ignore[arg-type]
-    assert limiter.blocked("a", 8.0) is None
-    # after the block the count starts afresh
-    assert [limiter.hit("a", t) for t in (8.0, 8.1, 8.2)] == [None, None, None]
-    assert limiter.hit("a", 8.3) == Blocked(5.0, new=True)
-
-
-def test_limiter_window_slides() -> None:
-    limiter = RateLimiter(3, window=1.0, block=60)
-    for t in (0.0, 0.5, 0.9):
-        assert limiter.hit("a", t) is None
-    assert limiter.hit("a", 1.0) is None  # the hit at 0.0 has left the window
-    assert limiter.hit("a", 1.2) is not None  # 0.5, 0.9, 1.0 still inside
-
-
-def test_limiter_blocked_does_not_count() -> None:
-    limiter = RateLimiter(1, window=10, block=5)
-    for _ in range(10):
-        assert limiter.blocked("a", 0.0) is None
-    assert limiter.hit("a", 0.0) is None
-    assert limiter.hit("a", 0.0) is not None
-
-
-def test_limiter_disabled_with_zero() -> None:
-    limiter = RateLimiter(0, window=10, block=5)
-    assert all(limiter.hit("a", 0.0) is None for _ in range(1000))
-    assert len(limiter) == 0
-
-
-def test_limiter_memory_is_bounded() -> None:
-    limiter = RateLimiter(5, window=1.0, block=2.0, max_clients=100, sweep_every=50)
-    for i in range(1000):
-        limiter.hit(f"10.0.{i // 256}.{i % 256}", i * 0.01)
-    assert len(limiter) <= 101 + 1
-    limiter.hit("x", 0.0)
-    limiter.hit("x", 0.0)
-    limiter.sweep(1000.0)
-    assert len(limiter) == 0
-
-
-@pytest.mark.parametrize(("left", "shown"), [(0.01, 1), (1.0, 1), (4.01, 5), (5.0, 5)])
-def test_blocked_seconds_shown_round_up(left: float, shown: int) -> None:
-    assert Blocked(left, new=False).whole_seconds == shown
-    assert rate_limited_reason(Blocked(left, new=False)) == f"rate limited, {shown} seconds left"
-    assert rate_limited_reason(Blocked(left, new=True)) == "rate limit hit"
-
-
-def test_limits_module_is_sans_io() -> None:
-    """``ws_limits`` imports no I/O library (the package around it does, so check its source)."""
-    import slipstream.server.ws_limits as module
-
-    tree = ast.parse(Path(module.__file__ or "").read_text())
-    imported = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {
-        (node.module or "").split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom)
-    }
-    assert imported <= {"__future__", "collections", "dataclasses", "math"}, imported
-
-
-async def test_idle_initialized_connection_is_closed(served: Served) -> None:
-    hub_for(served.server.app).options.idle_timeout = 0.3
-    async with connect(served) as ws:
-        assert (await url_for(ws, "small.txt"))["status"] == Status.OK
-        assert await close_reason(ws) == (1000, "idle timeout")
-
-
-async def test_server_shutdown_closes_open_websockets_at_once(start_server: StartServer) -> None:
-    served = await start_server(limits={"drain_timeout": 30})
-    async with connect(served) as ws:
-        started = trio.current_time()
-        served.server.shutdown()
-        code, reason = await close_reason(ws)
-        assert (code, reason) == (1001, "server shutting down")
-        assert trio.current_time() - started < 5  # not held until the 30 s drain deadline

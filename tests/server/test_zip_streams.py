@@ -20,7 +20,6 @@ from tests.helpers.zip import (
     ERROR_PAGE,
     FORMATS,
     MESSAGES,
-    add_three,
     check_error,
     create,
     expected_members,
@@ -35,12 +34,6 @@ from tests.helpers.zip import (
 )
 
 # --- the three encodings and the defaults ------------------------------------------------
-
-
-@pytest.fixture
-async def three(upstream: Upstream) -> list[str]:
-    """:func:`add_three`."""
-    return add_three(upstream)
 
 
 @pytest.mark.parametrize("encoding", ["form-list", "form-json", "json"])

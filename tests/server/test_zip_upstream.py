@@ -20,7 +20,6 @@ from tests.helpers.upstream import Blob, Redirect, Status, Upstream
 from tests.helpers.zip import (
     FORMATS,
     POST_TIMEOUT,
-    add_three,
     check_error,
     create,
     expected_members,
@@ -33,13 +32,6 @@ from tests.helpers.zip import (
     refused_port,
     zip_server,
 )
-
-
-@pytest.fixture
-async def three(upstream: Upstream) -> list[str]:
-    """Three small members on the upstream; their URIs."""
-    return add_three(upstream)
-
 
 # --- own reader of entry names ----------------------------------------------------------
 
