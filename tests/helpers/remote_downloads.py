@@ -149,3 +149,12 @@ async def env_factory(start_server: StartServer, upstream: Upstream) -> AsyncIte
             return Env(served, upstream, http)
 
         yield make
+
+
+def assert_failed(row: dict[str, Any], key: str) -> None:
+    """A failed history row with ``key`` and the seed's nulls."""
+    assert row["status"] == "failed", row
+    assert row["error"] == key
+    assert row["total_bytes"] is None
+    assert row["sha256"] is None
+    assert row["start_time"] <= row["end_time"]

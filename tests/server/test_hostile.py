@@ -10,17 +10,9 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fds import open_fd_count, settle_fds
 from tests.helpers.raw_http import RawClient, exchange, get
-from tests.helpers.server import (
-    SECRET,
-    TOKEN,
-    Served,
-    StartServer,
-    open_fd_count,
-    running_server,
-    settle_fds,
-    wait_for,
-)
+from tests.helpers.server import SECRET, TOKEN, Served, StartServer, running_server, wait_for
 
 # --- request smuggling -------------------------------------------------------------------
 

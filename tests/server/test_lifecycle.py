@@ -12,15 +12,9 @@ from typing import Any
 import pytest
 import trio
 
+from tests.helpers.fds import open_fd_count, settle_fds
 from tests.helpers.raw_http import RawClient, get
-from tests.helpers.server import (
-    Served,
-    download_target,
-    open_fd_count,
-    settle_fds,
-    start_in,
-    wait_for,
-)
+from tests.helpers.server import Served, download_target, start_in, wait_for
 
 
 @asynccontextmanager
