@@ -241,13 +241,15 @@ async def events_until_final(
 
 
 async def test_progress_events_are_rate_limited_and_end_with_history(env: Env) -> None:
-    # 16 MiB over about 2 s: 16 blocks of 1 MiB, about 8 progress updates a second.
+    # 16 MiB over about 2 s: 16 blocks of 1 MiB, about 8 progress updates a second.  The
+    # job hashes every byte with all seven digests; the pure-Python twins take several
+    # seconds for that (SLIPSTREAM_PURE=1), so this job and this wait get a long deadline.
     blob = streaming_blob(16 * MIB, seconds=2.0)
     url = env.upstream.add("/events.bin", blob)
     async with connect(env.served) as ws:
         await subscribe(ws)
-        job_id = await env.start_ok(url)
-        events = await events_until_final(ws, job_id)
+        job_id = await env.start_ok(url, timeout="120")
+        events = await events_until_final(ws, job_id, timeout=120)
     *progress, (_, final) = events
     assert set(final) == {"event", *HISTORY_KEYS}
     assert final["status"] == "completed"
