@@ -143,11 +143,15 @@ async def test_shutdown_checkpoints_and_restart_resumes_with_range(
     async with running(root, store) as jobs:
         record = await jobs.start(url, "dl")
         await wait_until_downloaded(jobs, record.id, MIB)
+        # Progress counts bytes as they arrive; the part file gets them a block later.
+        part = root / "dl" / f".{record.id}.part"
+        with trio.fail_after(TIMEOUT):
+            while not (part.exists() and part.stat().st_size > 0):
+                await trio.sleep(0.01)
     # Shut down mid-body: the row stays active with its validator, the part file synced.
     (saved,) = store.active()
     assert saved.id == record.id
     assert saved.validator == blob.current_etag()
-    part = root / "dl" / f".{record.id}.part"
     offset = part.stat().st_size
     assert 0 < offset < len(data)
     assert saved.current_size == offset
