@@ -1,7 +1,16 @@
-"""Errors as values: one class per documented error, carrying its seed's code and status.
+"""Errors as values: every error a client may see is a :class:`SlipstreamError`, with a
+stable ``code``, an HTTP ``status`` and a ``message`` that is safe to show to clients.
 
-Library code raises these; the server maps them to HTTP (and websocket) replies in
-one place (``slipstream.server.errors``).  ``message`` is safe to show to clients.
+Most documented errors are a class here (``FileNotFound``, ``PathNotAllowed``...).  The
+seeds that name their errors by key build them from the key instead, with the same
+three fields: the zip service's :class:`~slipstream.zip.errors.ZipError`, outbound
+fetches' :class:`~slipstream.fetch.FetchError`, refused remote-download jobs'
+:class:`~slipstream.jobs.runner.JobRefused`.
+
+Library code raises them and never renders them: each API surface of the server has
+one renderer that turns them into its replies (``{"error"}`` JSON, seed 004's
+html/json/redirect, the drive API's ``{"code", "message"}``, seed 001's
+``{"success": false, "error"}``, websocket statuses); see ``slipstream.server.errors``.
 """
 
 from __future__ import annotations
@@ -16,8 +25,14 @@ class SlipstreamError(Exception):
     status: int = 500
     default_message: str = "internal server error"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, code: str | None = None, status: int | None = None
+    ) -> None:
         self.message = message if message is not None else self.default_message
+        if code is not None:  # errors named by a seed's key carry it per instance
+            self.code = code
+        if status is not None:
+            self.status = status
         super().__init__(self.message)
 
 

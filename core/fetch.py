@@ -35,6 +35,7 @@ import httpcore
 import httpx
 import trio
 
+from .errors import SlipstreamError
 from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
 
 __all__ = [
@@ -65,13 +66,16 @@ REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
-class FetchError(Exception):
-    """An outbound request that failed; ``key`` is the seed's error key."""
+class FetchError(SlipstreamError):
+    """An outbound request that failed; ``key`` (also its ``code``) is the seed's error key.
+
+    Its status is 502 (Bad Gateway); callers usually turn it into their own surface's
+    error (a job's failure key, a refused start, the zip service's keys) first.
+    """
 
     def __init__(self, key: FetchKey, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, code=key, status=502)
         self.key: FetchKey = key
-        self.message = message
 
 
 async def system_resolver(host: str, port: int) -> list[str]:

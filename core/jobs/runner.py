@@ -44,6 +44,7 @@ import trio
 
 from slipstream.background import spawn
 from slipstream.digests import DigestCache, Digests, FileKey
+from slipstream.errors import SlipstreamError
 from slipstream.ext import ALGORITHMS, MultiDigest
 from slipstream.fetch import Fetched, Fetcher, FetchError
 from slipstream.filenames import disposition_filename, part_name, safe_filename, url_filename
@@ -64,14 +65,17 @@ _CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
-class JobRefused(Exception):
-    """A start request refused before any work: ``key`` and HTTP ``status`` to answer."""
+class JobRefused(SlipstreamError):
+    """A start request refused before any work: the seed-001 ``key`` (its ``code``) and
+    the HTTP ``status`` to answer."""
 
     def __init__(self, key: str, status: int, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.status = status
-        self.message = message
+        super().__init__(message, code=key, status=status)
+
+    @property
+    def key(self) -> str:
+        """The seed's error key (the same as ``code``)."""
+        return self.code
 
 
 class _JobFailed(Exception):

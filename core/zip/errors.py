@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from slipstream.errors import SlipstreamError
+
 __all__ = [
     "ALWAYS_HTML",
     "FORMATS",
@@ -91,13 +93,14 @@ _NO_STORE: Final = ("Cache-Control", "no-store")
 _URI_SAFE: Final = "!#$%&'()*+,-./:;=?@[]_~"
 
 
-class ZipError(Exception):
+class ZipError(SlipstreamError):
     """An error of the zip service, ready to be rendered with :func:`render_error`.
 
-    ``key`` must be in :data:`ZIP_ERRORS` (``ValueError`` otherwise), which gives
-    ``status`` and ``message``.  ``records`` are the offending values.  ``fmt`` and
-    ``redirect_uri`` are the response format the client asked for, when known when the
-    error is raised (``parse_zip_request`` fills them in; ``fmt`` defaults to ``html``).
+    ``key`` (also its ``code``) must be in :data:`ZIP_ERRORS` (``ValueError``
+    otherwise), which gives ``status`` and ``message``.  ``records`` are the offending
+    values.  ``fmt`` and ``redirect_uri`` are the response format the client asked for,
+    when known when the error is raised (``parse_zip_request`` fills them in; ``fmt``
+    defaults to ``html``).
     ``size`` is the zip's size for the 416 errors (``Content-Range: bytes */size``).
     """
 
@@ -113,8 +116,9 @@ class ZipError(Exception):
     ) -> None:
         if key not in ZIP_ERRORS:
             raise ValueError(f"unknown zip error key {key!r}")
+        status, message = ZIP_ERRORS[key]
+        super().__init__(message, code=key, status=status)
         self.key = key
-        self.status, self.message = ZIP_ERRORS[key]
         self.records: tuple[str, ...] = tuple(records)
         self.fmt = fmt
         self.redirect_uri = redirect_uri
@@ -122,7 +126,9 @@ class ZipError(Exception):
         #: Rendered as HTML whatever ``fmt`` says (default: the key is in ALWAYS_HTML,
         #: the stream URL's rule; a POST's DOWNLOAD_EXPIRED passes False).
         self.html_only = key in ALWAYS_HTML if html_only is None else html_only
-        super().__init__(f"{key}: {self.message}")
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
 
     def with_format(self, fmt: str, redirect_uri: str | None) -> ZipError:
         """A copy of this error to be rendered in ``fmt`` (with ``redirect_uri``)."""

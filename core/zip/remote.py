@@ -57,16 +57,16 @@ class MemberChanged(Exception):
 
 
 class UpstreamRefused(FetchError):
-    """The upstream answered a member read with an error status (``status``)."""
+    """The upstream answered a member read with an error status (``upstream_status``)."""
 
-    def __init__(self, status: int) -> None:
-        super().__init__("NETWORK_ERROR", f"upstream answered {status}")
-        self.status = status
+    def __init__(self, upstream_status: int) -> None:
+        super().__init__("NETWORK_ERROR", f"upstream answered {upstream_status}")
+        self.upstream_status = upstream_status
 
     @property
     def final(self) -> bool:
         """Whether trying again at once is pointless (a 4xx other than 408 and 429)."""
-        return 400 <= self.status < 500 and self.status not in (408, 429)
+        return 400 <= self.upstream_status < 500 and self.upstream_status not in (408, 429)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ async def test_error_statuses_fail_the_read_and_only_transient_ones_are_retried(
         with pytest.raises(UpstreamRefused) as info:
             async for _ in read_member(fetcher, obj, 10, 20, [], anything):
                 pass
-    assert info.value.status == status
+    assert info.value.upstream_status == status
     assert len(upstream.requests_for("/m")) == tries
 
 
