@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from slipstream.background import spawn
+from slipstream.background import spawn, start
 
 
 async def test_a_failing_task_is_logged_and_its_nursery_lives_on(
@@ -46,4 +46,47 @@ async def test_cancellation_still_stops_a_contained_task() -> None:
         async with trio.open_nursery() as nursery:
             spawn(nursery, "forever", forever)
             await started.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_service_failing_after_it_is_ready_is_logged_and_contained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    finished = trio.Event()
+
+    async def service(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await trio.sleep(0)
+        raise RuntimeError("sweeper broke")
+
+    async def survives() -> None:
+        await trio.sleep(0.05)
+        finished.set()
+
+    async with trio.open_nursery() as nursery:
+        await start(nursery, "the sweeper", service)
+        spawn(nursery, "the good one", survives)
+    assert finished.is_set()
+    assert "background task the sweeper failed" in caplog.text
+    assert "RuntimeError: sweeper broke" in caplog.text
+
+
+async def test_a_service_failing_before_it_is_ready_raises_to_its_starter() -> None:
+    async def service(*, task_status: trio.TaskStatus[None]) -> None:
+        raise OSError("cannot open the store")
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with trio.open_nursery() as nursery:
+            await start(nursery, "the store", service)
+    assert info.group_contains(OSError, match="cannot open the store")
+
+
+async def test_cancellation_still_stops_a_started_service() -> None:
+    async def service(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await start(nursery, "forever", service)
             nursery.cancel_scope.cancel()
