@@ -6,15 +6,19 @@ its keys, whatever the path (seed 001's ``GET /{directory}?download=URL`` may na
 directory, including one called like another route).  A path with routes but not for
 the request's method is a 405 with the path's methods in ``Allow``; no route is a 404.
 
-The router also says which API surface owns the errors of a request
-(:meth:`Router.renderer`): the query route that claims it, else the surface registered
-for the longest matching path prefix (:meth:`Router.error_shape`), else the server's
-usual ``{"error": ...}`` shape.
+Each API surface adds its routes through a :class:`RouteGroup` (:meth:`Router.group`),
+which registers the surface's error renderer with every route.  The router then says
+which renderer answers the errors of a request (:meth:`Router.renderer`), also of
+errors raised before any handler runs (404, 405) and of the connection's own (408,
+413, 431): the query route that claims it, else the route of its path (exact, then
+prefix), else the surface registered for the longest matching path prefix
+(:meth:`Router.error_shape`), else the server's usual ``{"error": ...}`` shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from slipstream.errors import MethodNotAllowed, NotFound
 
@@ -32,12 +36,37 @@ class Router:
         self._prefixes: list[tuple[str, dict[str, Route]]] = []
         self._query_routes: list[tuple[frozenset[str], dict[str, Route], ErrorRenderer]] = []
         self._shapes: list[tuple[str, ErrorRenderer]] = []
+        self._path_errors: dict[str, ErrorRenderer] = {}
+        self._prefix_errors: dict[str, ErrorRenderer] = {}
 
-    def add(self, path: str, handler: Route, methods: Iterable[str] = ("GET",)) -> None:
-        """Register ``handler`` for ``path``; GET implies HEAD."""
+    def group(self, errors: ErrorRenderer) -> RouteGroup:
+        """The routes of one API surface, whose errors ``errors`` renders."""
+        return RouteGroup(self, errors)
+
+    def add(
+        self,
+        path: str,
+        handler: Route,
+        methods: Iterable[str] = ("GET",),
+        *,
+        errors: ErrorRenderer | None = None,
+    ) -> None:
+        """Register ``handler`` for ``path``; GET implies HEAD.
+
+        ``errors`` renders the errors of requests for ``path`` (None: the shape of its
+        prefix, else the usual one).  A path has one renderer, whatever the method.
+        """
         _add_methods(self._routes.setdefault(path, {}), handler, methods)
+        _own(self._path_errors, path, errors)
 
-    def add_prefix(self, prefix: str, handler: Route, methods: Iterable[str] = ("GET",)) -> None:
+    def add_prefix(
+        self,
+        prefix: str,
+        handler: Route,
+        methods: Iterable[str] = ("GET",),
+        *,
+        errors: ErrorRenderer | None = None,
+    ) -> None:
         """Register ``handler`` for every path starting with ``prefix`` (no exact route)."""
         table = dict(self._prefixes).get(prefix)
         if table is None:
@@ -45,6 +74,7 @@ class Router:
             self._prefixes.append((prefix, table))
             self._prefixes.sort(key=lambda entry: len(entry[0]), reverse=True)
         _add_methods(table, handler, methods)
+        _own(self._prefix_errors, prefix, errors)
 
     def add_query_route(
         self,
@@ -63,7 +93,8 @@ class Router:
         self._query_routes.append((frozenset(keys), dict.fromkeys(methods, handler), errors))
 
     def error_shape(self, prefix: str, render: ErrorRenderer) -> None:
-        """Errors of requests under ``prefix`` (not claimed by a query route) use ``render``."""
+        """Errors of requests under ``prefix`` (not claimed by a query route, and on a
+        path whose route names no renderer) use ``render``."""
         self._shapes.append((prefix, render))
         self._shapes.sort(key=lambda entry: len(entry[0]), reverse=True)
 
@@ -74,7 +105,15 @@ class Router:
         claimed = self._query_route(request)
         if claimed is not None:
             return claimed[1]
-        return next((r for p, r in self._shapes if request.path.startswith(p)), error_response)
+        path = request.path
+        if path in self._routes:
+            render = self._path_errors.get(path)
+        else:
+            prefix = next((p for p, _ in self._prefixes if path.startswith(p)), None)
+            render = None if prefix is None else self._prefix_errors.get(prefix)
+        if render is not None:
+            return render
+        return next((r for p, r in self._shapes if path.startswith(p)), error_response)
 
     async def __call__(self, request: Request) -> Response:
         claimed = self._query_route(request)
@@ -100,6 +139,45 @@ class Router:
             if handler is not None and not keys.isdisjoint(request.query):
                 return handler, errors
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteGroup:
+    """The routes of one API surface: each is registered with the surface's renderer.
+
+    Handlers of the group raise (or return) error values; the connection hands every
+    error of a request the group owns to ``errors``, the only place its replies'
+    error bodies are built.
+    """
+
+    router: Router
+    errors: ErrorRenderer
+
+    def add(self, path: str, handler: Route, methods: Iterable[str] = ("GET",)) -> None:
+        """:meth:`Router.add` with this group's renderer."""
+        self.router.add(path, handler, methods, errors=self.errors)
+
+    def add_prefix(self, prefix: str, handler: Route, methods: Iterable[str] = ("GET",)) -> None:
+        """:meth:`Router.add_prefix` with this group's renderer."""
+        self.router.add_prefix(prefix, handler, methods, errors=self.errors)
+
+    def add_query_route(
+        self, keys: Iterable[str], handler: Route, methods: Iterable[str] = ("GET",)
+    ) -> None:
+        """:meth:`Router.add_query_route` with this group's renderer."""
+        self.router.add_query_route(keys, handler, methods, errors=self.errors)
+
+    def own_prefix(self, prefix: str) -> None:
+        """Every error under ``prefix`` is this surface's, also on paths with no route."""
+        self.router.error_shape(prefix, self.errors)
+
+
+def _own(owners: dict[str, ErrorRenderer], key: str, errors: ErrorRenderer | None) -> None:
+    """Record that ``errors`` renders the errors of ``key`` (one renderer per path)."""
+    if errors is None:
+        return
+    if owners.setdefault(key, errors) is not errors:
+        raise ValueError(f"{key!r} already belongs to another API surface")
 
 
 def _add_methods(table: dict[str, Route], handler: Route, methods: Iterable[str]) -> None:
