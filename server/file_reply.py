@@ -9,8 +9,11 @@ them onto a Response whose body is a slice of the representation's SegmentMap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
+import trio
+
+from slipstream.digests import DigestCache
 from slipstream.errors import PreconditionFailed, RangeNotSatisfiable
 from slipstream.http.conditional import (
     Precondition,
@@ -29,15 +32,22 @@ from slipstream.storage import OpenFile
 from .config import DEFAULT_CONTENT_DIGEST_MAX
 from .errors import error_response
 from .http import Request, Response
-
-if TYPE_CHECKING:
-    from .app import App
 from .integrity import content_digest, content_sha256, file_digests, integrity_headers
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFiles:
+    """What replies of stored files use: the digest cache, the server's background
+    nursery (where large cold files are hashed) and the ``Content-Digest`` size cap."""
+
+    digests: DigestCache
+    background: trio.Nursery
+    content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX
 
 
 async def stored_file_reply(
     request: Request,
-    app: App,
+    files: StoredFiles,
     opened: OpenFile,
     *,
     content_type: str | None = None,
@@ -48,7 +58,7 @@ async def stored_file_reply(
     digest cache, Content-Type / Content-Disposition from the name unless given, Range and
     conditional requests.  Takes ownership of ``opened`` (closed on every path)."""
     try:
-        digests = await file_digests(app.digests, opened, app.background)
+        digests = await file_digests(files.digests, opened, files.background)
     except BaseException:
         opened.close()
         raise
@@ -64,9 +74,7 @@ async def stored_file_reply(
         ],
         on_done=opened.close,
     )
-    return await file_reply(
-        request, representation, content_digest_max=app.config.content_digest_max
-    )
+    return await file_reply(request, representation, content_digest_max=files.content_digest_max)
 
 
 async def file_reply(

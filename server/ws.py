@@ -19,14 +19,16 @@ working session out).  Type 7 answers OK with the URL; NOT_AUTHORIZED if the tok
 revoked since Initialize or the path is refused (escapes, unreadable); FILE_NOT_FOUND
 for a missing file / directory / special file; FILE_INVALID_RESUME_OFFSET for
 ``resume_at`` outside ``[0, size)`` (so an empty file always gets it);
-INTERNAL_SERVER_ERROR for anything else (logged).
+INTERNAL_SERVER_ERROR for anything else (logged).  Errors are values until the
+surface's renderer, :func:`ws_status`, turns them into these statuses.
+
+What the sessions share (and the tunables, :class:`~.ws_hub.WsOptions`) is the
+server's :class:`~.ws_hub.WsHub`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -41,6 +43,7 @@ from slipstream.errors import (
     NotARegularFile,
     NotFound,
     PathNotAllowed,
+    SlipstreamError,
 )
 from slipstream.wsprotocol import (
     CLOSE_REASONS,
@@ -58,24 +61,20 @@ from slipstream.wsprotocol import (
 
 from .auth import token_is_valid
 from .http import Request
-from .ws_limits import Blocked, RateLimiter
+from .ws_hub import WsHub
+from .ws_limits import Blocked
 
 if TYPE_CHECKING:
     from slipstream.jobs.runner import Jobs
 
-    from .app import App
-
 __all__ = [
-    "WsHub",
-    "WsOptions",
+    "InvalidResumeOffset",
     "create_download_url",
-    "hub_for",
     "serve_websocket",
+    "ws_status",
 ]
 
 log = logging.getLogger("slipstream.ws")
-
-MAX_MESSAGE_SIZE = 64 * 1024
 
 
 def rate_limited_reason(blocked: Blocked) -> str:
@@ -85,98 +84,54 @@ def rate_limited_reason(blocked: Blocked) -> str:
     return wsprotocol.rate_limited_reason(blocked.whole_seconds)
 
 
-@dataclass(slots=True)
-class WsOptions:
-    """Tunables of the websocket protocol (defaults suit production; tests shrink them)."""
-
-    init_timeout: float = 30.0
-    """Seconds a connection has to complete an Initialize (else closed, NOT_INITIALIZED)."""
-    idle_timeout: float = 300.0
-    """Seconds an initialized connection may stay silent with nothing in flight."""
-    handshake_timeout: float = 10.0
-    """Seconds for the upgrade handshake (the server's ``head_timeout``)."""
-    close_timeout: float = 2.0
-    """Seconds we wait for the client to answer our close frame."""
-    send_timeout: float = 30.0
-    """Seconds a client may leave a reply unread before the connection is dropped."""
-    request_timeout: float = 300.0
-    """Seconds one type-7 request may take (hashing a cold file); then status 6."""
-    url_ttl: int = 900
-    """Lifetime of issued URLs, seconds."""
-    max_in_flight: int = 32
-    """Type-7 requests one connection may have running; further packets wait unread."""
-    message_queue_size: int = 4
-    max_message_size: int = MAX_MESSAGE_SIZE
-
-
-@dataclass(slots=True)
-class WsHub:
-    """Websocket state shared by every connection of one :class:`App`."""
-
-    limiter: RateLimiter
-    options: WsOptions = field(default_factory=WsOptions)
-    connections: int = 0
-    clock: Callable[[], float] = trio.current_time
-    sessions: set[Session] = field(default_factory=set)
-    """Open sessions, so a draining server can close them at once (1001)."""
-
-
-def close_all(app: App) -> None:
-    """Server shutdown: end every open session now; each says 1001 "server shutting down"."""
-    hub: WsHub | None = getattr(app, _HUB_ATTRIBUTE, None)
-    for session in list(hub.sessions if hub is not None else ()):
-        session.stop()
-
-
-_HUB_ATTRIBUTE = "_slipstream_ws_hub"
-
-
-def hub_for(app: App) -> WsHub:
-    """The app's :class:`WsHub`, created on first use from ``app.config``."""
-    hub: WsHub | None = getattr(app, _HUB_ATTRIBUTE, None)
-    if hub is None:
-        config = app.config
-        limiter = RateLimiter(config.ws_rate_limit, config.ws_rate_window, config.ws_block_seconds)
-        limits = config.limits
-        options = WsOptions(send_timeout=limits.send_timeout, handshake_timeout=limits.head_timeout)
-        hub = WsHub(limiter, options)
-        setattr(app, _HUB_ATTRIBUTE, hub)
-    return hub
-
-
 # --- type 7 --------------------------------------------------------------------------
 
 _NOT_FOUND_ERRORS = (NotFound, FileNotFound, IsADirectory, NotARegularFile)
 _FORBIDDEN_ERRORS = (PathNotAllowed, FileNotReadable)
 
 
-async def create_download_url(
-    app: App, space: str, filename: str, resume_at: int, *, expires_in: int
-) -> dict[str, Any]:
-    """The type-7 reply fields (without ``id``) for ``filename`` in ``app.spaces[space]``.
+class InvalidResumeOffset(SlipstreamError):
+    """A type-7 ``resume_at`` outside ``[0, size)`` (FILE_INVALID_RESUME_OFFSET)."""
 
-    FILE_NOT_FOUND for a missing file, a directory or a special file; NOT_AUTHORIZED for
-    a path the space refuses (escapes, hidden, unreadable); FILE_INVALID_RESUME_OFFSET
-    when ``resume_at`` is negative or not below the size; other failures propagate (the
-    caller answers INTERNAL_SERVER_ERROR).
+    code, status, default_message = "invalid_resume_offset", 416, "resume offset outside the file"
+
+
+def ws_status(error: SlipstreamError) -> Status:
+    """The websocket surface's renderer: the type-7 status of an error value.
+
+    NOT_AUTHORIZED for a path the space refuses (escapes, hidden, unreadable);
+    FILE_NOT_FOUND for a missing file, a directory or a special file;
+    FILE_INVALID_RESUME_OFFSET; INTERNAL_SERVER_ERROR for any other.
     """
-    from .routes.presigned import issue_url  # the signed route's issuer (lazy: it imports app)
+    if isinstance(error, _FORBIDDEN_ERRORS):
+        return Status.NOT_AUTHORIZED
+    if isinstance(error, _NOT_FOUND_ERRORS):
+        return Status.FILE_NOT_FOUND
+    if isinstance(error, InvalidResumeOffset):
+        return Status.FILE_INVALID_RESUME_OFFSET
+    return Status.INTERNAL_SERVER_ERROR
 
-    try:
-        opened = app.spaces[space].open(filename)
-    except _FORBIDDEN_ERRORS:
-        return {"status": Status.NOT_AUTHORIZED}
-    except _NOT_FOUND_ERRORS:
-        return {"status": Status.FILE_NOT_FOUND}
+
+async def create_download_url(
+    hub: WsHub, space: str, filename: str, resume_at: int, *, expires_in: int
+) -> dict[str, Any]:
+    """The type-7 reply fields (without ``id``) for ``filename`` in ``hub.spaces[space]``.
+
+    Raises the storage's error for a file it refuses or cannot find, and
+    :class:`InvalidResumeOffset` when ``resume_at`` is negative or not below the size
+    (:func:`ws_status` renders them); other failures propagate too (the caller answers
+    INTERNAL_SERVER_ERROR).
+    """
+    opened = hub.spaces[space].open(filename)
     with opened:
         size = opened.stat.size
         if resume_at < 0 or resume_at >= size:
-            return {"status": Status.FILE_INVALID_RESUME_OFFSET}
+            raise InvalidResumeOffset()
         fileno = getattr(opened, "fileno", None)
         if fileno is None:
             raise TypeError(f"space {space!r} has no file descriptors to hash")
-        digests = await app.digests.get(FileKey.from_stat(opened.stat), fileno())
-        url, _ = issue_url(app, space, opened, expires_in=expires_in)
+        digests = await hub.digests.get(FileKey.from_stat(opened.stat), fileno())
+        url, _ = hub.urls.issue(space, opened, expires_in=expires_in)
     return {
         "presigned_url": url,
         "file_size": size,
@@ -194,12 +149,13 @@ def client_ip(request: Request) -> str:
     return host if sep else request.client
 
 
-async def serve_websocket(app: App, stream: trio.abc.HalfCloseableStream, request: Request) -> None:
+async def serve_websocket(
+    hub: WsHub, stream: trio.abc.HalfCloseableStream, request: Request
+) -> None:
     """Run the websocket protocol on ``stream`` (which replays the upgrade request).
 
     Returns when the connection has closed; the caller closes the socket.
     """
-    hub = hub_for(app)
     options = hub.options
     async with trio.open_nursery() as nursery:
         ws: trio_websocket.WebSocketConnection | None = None
@@ -218,7 +174,7 @@ async def serve_websocket(app: App, stream: trio.abc.HalfCloseableStream, reques
             nursery.cancel_scope.cancel()
             return
         hub.connections += 1
-        session = Session(app, hub, ws, stream, client_ip(request))
+        session = Session(hub, ws, stream, client_ip(request))
         hub.sessions.add(session)
         try:
             blocked = hub.limiter.blocked(session.ip, hub.clock())
@@ -245,13 +201,11 @@ class Session:
 
     def __init__(
         self,
-        app: App,
         hub: WsHub,
         ws: trio_websocket.WebSocketConnection,
         stream: trio.abc.HalfCloseableStream,
         ip: str,
     ) -> None:
-        self.app = app
         self.hub = hub
         self.options = hub.options
         self.ws = ws
@@ -330,20 +284,17 @@ class Session:
         uninitialized session stays so (only another Initialize is accepted), an
         initialized one keeps the token and application of its last good Initialize."""
         space = "root" if packet.application is None else f"app-{packet.application}"
-        valid = token_is_valid(packet.token, self.app.config.tokens)
-        if not valid or space not in self.app.spaces:
+        valid = token_is_valid(packet.token, self.hub.config.tokens)
+        if not valid or space not in self.hub.spaces:
             return await self.send({"id": packet.id, "status": Status.NOT_AUTHORIZED})
         self.token, self.space = packet.token, space
         return await self.send({"id": packet.id, "status": Status.OK})
 
     async def _subscribe_downloads(self, packet: SubscribeDownloads, tasks: trio.Nursery) -> bool:
         """Answer type 20 and forward download events until the connection ends."""
-        jobs = self.app.jobs
-        if jobs is None:
-            return await self.send({"id": packet.id, "status": Status.INTERNAL_SERVER_ERROR})
         if not self.subscribed:
             self.subscribed = True
-            tasks.start_soon(self._forward_download_events, jobs)
+            tasks.start_soon(self._forward_download_events, self.hub.jobs)
         return await self.send({"id": packet.id, "status": Status.OK})
 
     async def _forward_download_events(self, jobs: Jobs) -> None:
@@ -358,18 +309,23 @@ class Session:
     ) -> None:
         try:
             reply: dict[str, Any] = {"status": Status.INTERNAL_SERVER_ERROR}
-            if space is None or not token_is_valid(token, self.app.config.tokens):
+            if space is None or not token_is_valid(token, self.hub.config.tokens):
                 reply = {"status": Status.NOT_AUTHORIZED}  # e.g. the token was revoked
             else:
                 with trio.move_on_after(self.options.request_timeout):
                     try:
                         reply = await create_download_url(
-                            self.app,
+                            self.hub,
                             space,
                             packet.filename,
                             packet.resume_at,
                             expires_in=self.options.url_ttl,
                         )
+                    except SlipstreamError as error:
+                        status = ws_status(error)
+                        if status is Status.INTERNAL_SERVER_ERROR:
+                            log.exception("type 7 request for %r failed", packet.filename)
+                        reply = {"status": status}
                     except FileChanged:
                         log.info("%s: %r changed while hashing", self.ip, packet.filename)
                     except Exception:

@@ -8,37 +8,41 @@ layer (412), path safety and file checks (403/404), empty file (412), size limit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from slipstream.errors import FileEmpty, FileTooLarge, MissingFilePath
+from slipstream.storage import StorageRegistry
 
 from ..auth import require_token
-from ..file_reply import stored_file_reply
+from ..config import Config
+from ..errors import error_response
+from ..file_reply import StoredFiles, stored_file_reply
 from ..http import Request, Response
 from ..router import Router
 
-if TYPE_CHECKING:
-    from ..app import App
 
+def register(
+    router: Router, *, config: Config, storages: StorageRegistry, files: StoredFiles
+) -> None:
+    """Add ``/api/download`` (errors ``{"error": ...}``).
 
-def register(router: Router, app: App) -> None:
-    """Add ``/api/download``."""
+    ``config`` gives the tokens (read per request) and ``--max-download-size``;
+    ``storages`` the ``fstype`` layers.
+    """
 
     async def api_download(request: Request) -> Response:
-        require_token(request, app.config.tokens)
+        require_token(request, config.tokens)
         filepath = request.arg("filepath")
         if not filepath:
             raise MissingFilePath()
-        storage = app.storages.get(request.arg("fstype"))
+        storage = storages.get(request.arg("fstype"))
         opened = storage.open(filepath)
         size = opened.stat.size
-        limit = app.config.max_download_size
+        limit = config.max_download_size
         if size == 0 or (limit and size > limit):
             opened.close()
             raise FileEmpty() if size == 0 else FileTooLarge(limit)
         return await stored_file_reply(
             request,
-            app,
+            files,
             opened,
             headers=[
                 ("Content-Description", "File Transfer"),
@@ -46,4 +50,4 @@ def register(router: Router, app: App) -> None:
             ],
         )
 
-    router.add("/api/download", api_download)
+    router.group(error_response).add("/api/download", api_download)

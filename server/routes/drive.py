@@ -45,8 +45,9 @@ status code                             when
 500    ``InternalError``                anything else (logged, never detailed)
 ====== ================================ ===============================================
 
-Every other error of a request under ``/v2/`` takes this shape too (the router hands
-them to :func:`~.drive_errors.render_drive_error`): 404 ``NotFound`` for a path with no
+Handlers raise these as values; the drive routes are one route group whose renderer,
+:func:`~.drive_errors.render_drive_error`, builds every error reply.  Every other error
+of a request under ``/v2/`` takes this shape too: 404 ``NotFound`` for a path with no
 endpoint (a trailing slash included), 405 ``MethodNotAllowed`` with ``Allow: POST``, and
 the connection's 408 ``RequestTimeout``, 413 ``ContentTooLarge`` and 431
 ``RequestHeaderFieldsTooLarge``.
@@ -58,18 +59,19 @@ name returned, so entries added or removed between pages never repeat or shift a
 from __future__ import annotations
 
 import bisect
-import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from slipstream.digests import Digests, FileChanged, FileKey
+from slipstream.digests import DigestCache, Digests, FileChanged, FileKey
 from slipstream.errors import IsADirectory, SlipstreamError, Unauthorized
 from slipstream.pathsafety import safe_relative_path
 from slipstream.storage import DirEntry, LocalOpenFile, LocalStorage
 
 from ..auth import presented_token, token_is_valid
+from ..config import Config
 from ..http import Request, Response, json_response
 from ..router import Router
 from .drive_errors import (
@@ -84,12 +86,7 @@ from .drive_errors import (
     parse_body,
     render_drive_error,
 )
-from .presigned import issue_url
-
-if TYPE_CHECKING:
-    from ..app import App
-
-log = logging.getLogger("slipstream.server")
+from .presigned import UrlIssuer
 
 DEFAULT_EXPIRE_SEC = 900
 MAX_EXPIRE_SEC = 604_800
@@ -100,35 +97,41 @@ API_PREFIX = "/v2/"
 """Every error of a request under this prefix is drive-shaped (404, 405, 413 included)."""
 _HASH_ATTEMPTS = 3
 
-Handler = Callable[["App", Mapping[str, Any]], Awaitable[Response]]
+
+@dataclass(frozen=True, slots=True)
+class Drives:
+    """What the drive API uses: the config (tokens, ``--internal-url``, ``--cdn-url``),
+    the folders (``drive-ID`` spaces), the digest cache and the URL issuer."""
+
+    config: Config
+    spaces: Mapping[str, LocalStorage]
+    digests: DigestCache
+    urls: UrlIssuer
 
 
-def register(router: Router, app: App) -> None:
-    """Add ``POST /v2/file/get_download_url``, ``/v2/file/get`` and ``/v2/file/list``."""
+Handler = Callable[[Drives, Mapping[str, Any]], Awaitable[Response]]
+
+
+def register(router: Router, drives: Drives) -> None:
+    """Add ``POST /v2/file/get_download_url``, ``/v2/file/get`` and ``/v2/file/list``;
+    every error under ``/v2/`` is drive-shaped."""
+    routes = router.group(render_drive_error)
     for path, handler in (
         ("/v2/file/get_download_url", get_download_url),
         ("/v2/file/get", get_file),
         ("/v2/file/list", list_files),
     ):
-        router.add(path, _endpoint(app, handler), methods=("POST",))
-    router.error_shape(API_PREFIX, render_drive_error)
+        routes.add(path, _endpoint(drives, handler), methods=("POST",))
+    routes.own_prefix(API_PREFIX)
 
 
-def _endpoint(app: App, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap ``handler`` with auth, body parsing and drive-style error replies."""
+def _endpoint(drives: Drives, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap ``handler`` with auth and body parsing (errors go to the group's renderer)."""
 
     async def endpoint(request: Request) -> Response:
-        try:
-            if not token_is_valid(presented_token(request), app.config.tokens):
-                raise drive_error(Unauthorized())
-            return await handler(app, parse_body(request.body))
-        except DriveError as error:
-            return error.response()
-        except SlipstreamError as error:
-            return drive_error(error).response()
-        except Exception:
-            log.exception("unexpected error in %s", request.path)
-            return DriveError(500, "InternalError", "internal server error").response()
+        if not token_is_valid(presented_token(request), drives.config.tokens):
+            raise drive_error(Unauthorized())
+        return await handler(drives, parse_body(request.body))
 
     return endpoint
 
@@ -136,9 +139,9 @@ def _endpoint(app: App, handler: Handler) -> Callable[[Request], Awaitable[Respo
 # --- endpoints ------------------------------------------------------------------------
 
 
-async def get_download_url(app: App, params: Mapping[str, Any]) -> Response:
+async def get_download_url(drives: Drives, params: Mapping[str, Any]) -> Response:
     """``POST /v2/file/get_download_url``: a presigned URL plus size and checksums."""
-    drive_id, storage = _drive(app, params)
+    drive_id, storage = _drive(drives, params)
     file_id = param_str(params, "file_id", required=True)
     assert file_id is not None
     param_str(params, "share_id")
@@ -149,12 +152,11 @@ async def get_download_url(app: App, params: Mapping[str, Any]) -> Response:
     )
     if file_id == ROOT_ID:
         raise DriveError(403, "Forbidden.IsFolder", "root is a folder and not a file")
-    opened, digests = await _open_hashed(app, storage, file_id)
+    opened, digests = await _open_hashed(drives.digests, storage, file_id)
     with opened:
 
         def issue(base: str | None) -> tuple[str, int]:
-            return issue_url(
-                app,
+            return drives.urls.issue(
                 f"drive-{drive_id}",
                 opened,
                 expires_in=expire_sec,
@@ -165,7 +167,7 @@ async def get_download_url(app: App, params: Mapping[str, Any]) -> Response:
 
         url, expires = issue(None)
         urls = [url]
-        for base in (app.config.internal_url, app.config.cdn_url):
+        for base in (drives.config.internal_url, drives.config.cdn_url):
             if base:  # the same grant under another host (its expiry may tick by 1 s)
                 other, other_expires = issue(base)
                 urls.append(other)
@@ -175,9 +177,9 @@ async def get_download_url(app: App, params: Mapping[str, Any]) -> Response:
     return json_response(200, _download_reply(urls, expires, digests))
 
 
-async def get_file(app: App, params: Mapping[str, Any]) -> Response:
+async def get_file(drives: Drives, params: Mapping[str, Any]) -> Response:
     """``POST /v2/file/get``: one file's or folder's metadata."""
-    drive_id, storage = _drive(app, params)
+    drive_id, storage = _drive(drives, params)
     file_id = param_str(params, "file_id", required=True)
     assert file_id is not None
     param_str(params, "share_id")
@@ -197,9 +199,9 @@ async def get_file(app: App, params: Mapping[str, Any]) -> Response:
     return json_response(200, _item(drive_id, segments, entry))
 
 
-async def list_files(app: App, params: Mapping[str, Any]) -> Response:
+async def list_files(drives: Drives, params: Mapping[str, Any]) -> Response:
     """``POST /v2/file/list``: one page of a folder, in name order."""
-    drive_id, storage = _drive(app, params)
+    drive_id, storage = _drive(drives, params)
     parent = param_str(params, "parent_file_id", default=ROOT_ID)
     assert parent is not None
     param_str(params, "share_id")
@@ -226,18 +228,18 @@ async def list_files(app: App, params: Mapping[str, Any]) -> Response:
 # --- helpers --------------------------------------------------------------------------
 
 
-def _drive(app: App, params: Mapping[str, Any]) -> tuple[str, LocalStorage]:
+def _drive(drives: Drives, params: Mapping[str, Any]) -> tuple[str, LocalStorage]:
     """The drive id and its storage (``404 NotFound.Drive`` when unknown)."""
     drive_id = param_str(params, "drive_id", default="1")
     assert drive_id is not None
-    storage = app.spaces.get(f"drive-{drive_id}")
+    storage = drives.spaces.get(f"drive-{drive_id}")
     if storage is None:
         raise DriveError(404, "NotFound.Drive", f"drive {drive_id} does not exist")
     return drive_id, storage
 
 
 async def _open_hashed(
-    app: App, storage: LocalStorage, file_id: str
+    cache: DigestCache, storage: LocalStorage, file_id: str
 ) -> tuple[LocalOpenFile, Digests]:
     """Open ``file_id`` and get its digests (cached, else hashed now).
 
@@ -248,7 +250,7 @@ async def _open_hashed(
         try:
             if not isinstance(opened, LocalOpenFile):  # pragma: no cover - LocalStorage invariant
                 raise DriveError(500, "InternalError", "internal server error")
-            digests = await app.digests.get(FileKey.from_stat(opened.stat), opened.fileno())
+            digests = await cache.get(FileKey.from_stat(opened.stat), opened.fileno())
         except FileChanged:
             opened.close()
             continue

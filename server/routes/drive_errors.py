@@ -3,7 +3,8 @@
 Errors in this API are ``{"code": "NotFound.File", "message": "..."}`` instead of the
 server's usual ``{"error": ...}``.  :class:`DriveError` carries one; :func:`drive_error`
 turns any :class:`~slipstream.errors.SlipstreamError` raised by storage or auth into
-the matching drive code (the table is in :mod:`slipstream.server.routes.drive`).
+the matching drive code (the table is in :mod:`slipstream.server.routes.drive`), and
+:func:`render_drive_error`, the surface's renderer, is the one place they become replies.
 
 The ``param_*`` helpers read one field of a parsed JSON body: JSON ``null`` counts as
 absent, and a wrong type or value raises ``400 InvalidParameter.<Field>``.
@@ -53,19 +54,14 @@ _CONTENT_TYPE = re.compile(
 )
 
 
-class DriveError(Exception):
-    """A drive-style error reply: HTTP ``status``, a dotted ``code`` and a ``message``."""
+class DriveError(SlipstreamError):
+    """A drive-style error: HTTP ``status``, a dotted ``code`` and a ``message``."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code, status=status)
 
-    def response(self) -> Response:
-        """The JSON reply (401 also carries ``WWW-Authenticate``)."""
-        headers = [("WWW-Authenticate", 'Bearer realm="slipstream"')] if self.status == 401 else []
-        return json_response(self.status, {"code": self.code, "message": self.message}, headers)
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
 
 
 def invalid(field: str, message: str) -> DriveError:
@@ -75,7 +71,11 @@ def invalid(field: str, message: str) -> DriveError:
 
 
 def drive_error(error: SlipstreamError, *, not_found: str = "NotFound.File") -> DriveError:
-    """The drive error for a storage / auth error; ``not_found`` names the missing thing."""
+    """The drive error for a storage / auth error; ``not_found`` names the missing thing.
+
+    A :class:`DriveError` is itself."""
+    if isinstance(error, DriveError):
+        return error
     if isinstance(error, Unauthorized):
         return DriveError(401, "AccessTokenInvalid", "missing or invalid access token")
     if isinstance(error, PathNotAllowed):
@@ -111,7 +111,7 @@ def generic_code(status: int) -> str:
 def render_drive_error(error: SlipstreamError) -> Response:
     """Any error as a drive reply ``{"code", "message"}`` (the ``/v2/`` error shape).
 
-    Header fields the status implies (``Allow``, ``WWW-Authenticate``,
+    Header fields the status implies (``Allow``, ``WWW-Authenticate`` with a 401,
     ``Content-Range``) come with it, as in every other shape.
     """
     drive = drive_error(error)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ..errors import error_response
 from ..http import Request, Response, json_response
 from ..router import Router
 
-if TYPE_CHECKING:
-    from ..app import App
 
-
-def register(router: Router, app: App) -> None:
+def register(router: Router) -> None:
     """Add the health route."""
 
     async def healthz(request: Request) -> Response:
         return json_response(200, {"status": "ok"})
 
-    router.add("/healthz", healthz)
+    router.group(error_response).add("/healthz", healthz)

@@ -1,10 +1,12 @@
 """Seed 004: ``POST /download`` -> ``303 /stream/<uuid>``; ``GET``/``HEAD /stream/<uuid>``.
 
 No bearer token here (as in the seed): the security is the ``--zip-allow-prefix`` allow
-list.  Errors are rendered in the request's format (html, json or redirect) by
-:mod:`slipstream.zip.errors`; MISSING_REQUEST_ID, MALFORMED_UUID and DOWNLOAD_EXPIRED are
-always HTML.  On ``/stream`` the seed's Range rules win over RFC 9110 (see
-:mod:`slipstream.zip.ranges`).  The work is done by :class:`slipstream.zip.service.ZipService`.
+list.  Handlers raise :class:`~slipstream.zip.errors.ZipError` values carrying the
+request's format (html, json or redirect); the routes are one route group whose renderer,
+:func:`render_zip_error`, turns them into replies (MISSING_REQUEST_ID, MALFORMED_UUID and
+DOWNLOAD_EXPIRED are always HTML), and gives any other error the usual ``{"error"}``.
+On ``/stream`` the seed's Range rules win over RFC 9110 (see :mod:`slipstream.zip.ranges`).
+The work is done by :class:`slipstream.zip.service.ZipService`.
 
 A ``GET /stream`` reply is opened before its head is sent (see
 :meth:`slipstream.zip.stream.ZipBody.open`): members it cannot fetch then are ``502
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING
 
-from slipstream.errors import ServiceUnavailable, SlipstreamError
+import trio
+
+from slipstream.errors import SlipstreamError
 from slipstream.http.conditional import Validators, http_date, if_range_matches
 from slipstream.http.disposition import content_disposition
 from slipstream.zip.errors import ZipError
@@ -32,74 +35,70 @@ from slipstream.zip.remote import MemberChanged
 from slipstream.zip.service import Manifest, ZipService
 from slipstream.zip.stream import MembersUnavailable
 
+from ..errors import error_response
 from ..http import Request, Response
 from ..router import Route, Router
-
-if TYPE_CHECKING:
-    from ..app import App
 
 log = logging.getLogger("slipstream.zip")
 
 STREAM_PREFIX = "/stream/"
 
 
-def render(error: ZipError) -> Response:
-    """The reply for a zip-service error, in the error's format."""
+def render_zip_error(error: SlipstreamError) -> Response:
+    """The zip surface's renderer: a :class:`ZipError` in its format, else ``{"error"}``."""
+    if not isinstance(error, ZipError):
+        return error_response(error)
     status, headers, body = error.render()
     return Response(status, headers, body)
 
 
-def zip_service(app: App) -> ZipService:
-    """The app's zip service (present while the server runs)."""
-    if app.zip_service is None:
-        raise ServiceUnavailable("the zip service is not running")
-    return app.zip_service
-
-
-def stream_location(app: App, manifest_id: str) -> str:
+def stream_location(public_url: str | None, manifest_id: str) -> str:
     """Where ``POST /download`` sends the client: absolute under a configured public URL
     (the server may sit behind a proxy or CDN), else relative to the request's origin."""
-    base = (app.config.public_url or "").rstrip("/")
+    base = (public_url or "").rstrip("/")
     return f"{base}{STREAM_PREFIX}{manifest_id}"
 
 
-def register(router: Router, app: App) -> None:
-    """Add ``/download`` and ``/stream/...``."""
+def register(
+    router: Router, *, service: ZipService, public_url: str | None, background: trio.Nursery
+) -> None:
+    """Add ``/download`` and ``/stream/...``.
+
+    ``public_url`` is the configured ``--public-url`` (None: relative ``Location``);
+    ``background`` runs the CRC computations of the zips being sent.
+    """
 
     async def post_download(request: Request) -> Response:
-        service = zip_service(app)
-        try:
-            parsed = parse_zip_request(request.headers.get("content-type"), request.body)
-            manifest = await service.create(parsed, list(request.headers.items()))
-        except ZipError as error:
-            return render(error)
-        headers = [("Location", stream_location(app, manifest.id)), ("Cache-Control", "no-store")]
-        return Response(303, headers)
+        parsed = parse_zip_request(request.headers.get("content-type"), request.body)
+        manifest = await service.create(parsed, list(request.headers.items()))
+        location = stream_location(public_url, manifest.id)
+        return Response(303, [("Location", location), ("Cache-Control", "no-store")])
 
     async def missing_id(request: Request) -> Response:
-        return render(ZipError("MISSING_REQUEST_ID"))
+        raise ZipError("MISSING_REQUEST_ID")
 
     async def stream(request: Request) -> Response:
-        return await stream_reply(app, request)
+        return await stream_reply(service, background, request)
 
-    router.add("/download", unknown_in_post_format(post_download), methods=("POST",))
-    router.add("/stream", missing_id)
-    router.add(STREAM_PREFIX, missing_id)
-    router.add_prefix(STREAM_PREFIX, stream)
+    routes = router.group(render_zip_error)
+    routes.add("/download", unknown_in_post_format(post_download), methods=("POST",))
+    routes.add("/stream", missing_id)
+    routes.add(STREAM_PREFIX, missing_id)
+    routes.add_prefix(STREAM_PREFIX, stream)
 
 
 def unknown_in_post_format(handler: Route) -> Route:
-    """``handler`` with anything unexpected answered as ``UNKNOWN`` in the POST's format."""
+    """``handler`` with anything unexpected raised as ``UNKNOWN`` in the POST's format."""
 
     async def guarded(request: Request) -> Response:
         try:
             return await handler(request)
-        except SlipstreamError:
+        except ZipError:
             raise
         except Exception:
             log.exception("POST %s failed unexpectedly", request.path)
             fmt, redirect = post_format(request)
-            return render(ZipError("UNKNOWN", fmt=fmt, redirect_uri=redirect))
+            raise ZipError("UNKNOWN", fmt=fmt, redirect_uri=redirect) from None
 
     return guarded
 
@@ -120,32 +119,31 @@ def post_format(request: Request) -> tuple[str, str | None]:
     return parsed.response_format, parsed.error_redirect_uri
 
 
-async def stream_reply(app: App, request: Request) -> Response:
-    """``GET``/``HEAD /stream/<uuid>``: 200 or 206 of the zip, or the seed's error."""
-    service = zip_service(app)
+async def stream_reply(service: ZipService, background: trio.Nursery, request: Request) -> Response:
+    """``GET``/``HEAD /stream/<uuid>``: 200 or 206 of the zip; raises the seed's error."""
     fmt, redirect = "html", None  # no format is known until the manifest is
     try:
         text = request.path[len(STREAM_PREFIX) :]
         try:
             ident = str(uuid.UUID(text))
         except ValueError:
-            return render(ZipError("MALFORMED_UUID"))
+            raise ZipError("MALFORMED_UUID") from None
         if ident != text.lower():  # braces, "urn:uuid:" and other spellings are not the URL
-            return render(ZipError("MALFORMED_UUID"))
+            raise ZipError("MALFORMED_UUID")
         manifest = await service.manifest(ident)
         if manifest is None:
-            return render(ZipError("DOWNLOAD_EXPIRED"))
+            raise ZipError("DOWNLOAD_EXPIRED")
         fmt, redirect = manifest.response_format, manifest.error_redirect_uri
-        return await _zip_reply(app, service, manifest, request)
-    except SlipstreamError:
+        return await _zip_reply(service, background, manifest, request)
+    except ZipError:
         raise
     except Exception:
         log.exception("%s %s failed unexpectedly", request.method, request.path)
-        return render(ZipError("UNKNOWN", fmt=fmt, redirect_uri=redirect))
+        raise ZipError("UNKNOWN", fmt=fmt, redirect_uri=redirect) from None
 
 
 async def _zip_reply(
-    app: App, service: ZipService, manifest: Manifest, request: Request
+    service: ZipService, background: trio.Nursery, manifest: Manifest, request: Request
 ) -> Response:
     """The 200/206 of a live manifest, opened up to its first byte (or the seed's error)."""
     ident = manifest.id
@@ -153,7 +151,7 @@ async def _zip_reply(
     source = service.source(manifest)
     if source.failure is not None:
         key = "CHECKSUM_ERROR" if isinstance(source.failure, MemberChanged) else "UPSTREAM_ERROR"
-        return render(ZipError(key, fmt=fmt, redirect_uri=redirect))
+        raise ZipError(key, fmt=fmt, redirect_uri=redirect)
     total = source.layout.total
     validators = Validators(manifest.etag, manifest.last_modified)
     header = request.headers.get("range")
@@ -162,7 +160,7 @@ async def _zip_reply(
     try:
         chosen = parse_zip_range(header, total)
     except ZipError as error:
-        return render(error.with_format(fmt, redirect))
+        raise error.with_format(fmt, redirect) from None
     if chosen is not None and not source.range_possible(*chosen):
         chosen = None  # too deep into a member whose upstream ignores Range: the whole zip
     start, stop = chosen if chosen is not None else (0, total)
@@ -176,9 +174,6 @@ async def _zip_reply(
     ]
     if chosen is not None:
         headers.append(("Content-Range", content_range(start, stop, total)))
-    background = app.background
-    if background is None:
-        raise ServiceUnavailable("the server is not running")
     service.begin(ident)
 
     async def delivered(first: int, end: int) -> None:
@@ -193,12 +188,12 @@ async def _zip_reply(
             await body.open()
         except MembersUnavailable as exc:
             await body.aclose()
-            return render(
-                ZipError("FAILED_FETCHING_URIS", exc.uris, fmt=fmt, redirect_uri=redirect)
-            )
+            raise ZipError(
+                "FAILED_FETCHING_URIS", exc.uris, fmt=fmt, redirect_uri=redirect
+            ) from None
         except MemberChanged:
             await body.aclose()
-            return render(ZipError("CHECKSUM_ERROR", fmt=fmt, redirect_uri=redirect))
+            raise ZipError("CHECKSUM_ERROR", fmt=fmt, redirect_uri=redirect) from None
         except BaseException:
             await body.aclose()
             raise

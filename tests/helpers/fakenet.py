@@ -1,7 +1,7 @@
 """A fake network for fetcher tests: invented names and a public-looking address.
 
 :class:`FakeNet` is a resolver + dialer pair for :class:`slipstream.fetch.Fetcher`
-(or ``App(config, resolver=..., dialer=...)``): ``.example`` names resolve to whatever
+(or ``App(resolver=..., dialer=...)``): ``.example`` names resolve to whatever
 a test says, :data:`PUBLIC` is dialled to a loopback upstream, and every lookup and dial
 is recorded, so a policy leak shows up as a connection.
 """

@@ -20,7 +20,7 @@ import httpcore
 import httpx
 import trio
 
-from slipstream.server import App, Config
+from slipstream.server import App
 from tests.helpers.server import Served, StartServer
 from tests.helpers.upstream import Upstream
 
@@ -46,8 +46,8 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def routed_app(upstream: Upstream) -> Callable[[Config], App]:
-    """An App factory whose fetches resolve ``*.example`` names to the upstream."""
+def routed_app(upstream: Upstream) -> App:
+    """An App whose fetches resolve ``*.example`` names to the upstream."""
 
     async def resolver(host: str, port: int) -> list[str]:
         if host == LOOPBACK_NAME:
@@ -64,7 +64,7 @@ def routed_app(upstream: Upstream) -> Callable[[Config], App]:
             address, port = "127.0.0.1", upstream.port
         return await httpcore.TrioBackend().connect_tcp(address, port, timeout)
 
-    return lambda config: App(config, resolver=resolver, dialer=dialer)
+    return App(resolver=resolver, dialer=dialer)
 
 
 @dataclass
@@ -98,7 +98,7 @@ class Env:
 
     async def wait(self, job_id: str) -> dict[str, Any]:
         """Wait until ``job_id`` finished; its row of ``GET /?download_history=``."""
-        jobs = self.served.server.app.jobs
+        jobs = self.served.server.services.jobs
         assert jobs is not None
         with trio.fail_after(JOB_TIMEOUT):
             await jobs.wait(job_id)

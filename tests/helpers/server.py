@@ -119,12 +119,12 @@ async def start_in(
     base: Path,
     *,
     limits: dict[str, Any] | None = None,
-    app: Callable[[Config], App] | None = None,
+    app: App | None = None,
     **overrides: Any,
 ) -> Served:
     """Start a server in ``nursery`` over ``base/root`` (built by :func:`build_tree` if absent).
 
-    ``limits`` are :class:`Limits` overrides; ``app`` builds the App from the Config;
+    ``limits`` are :class:`Limits` overrides; ``app`` is what the server plugs in;
     other keywords override :class:`Config` fields.
     """
     if (base / "root").exists():
@@ -148,7 +148,7 @@ async def start_in(
     }
     options.update(overrides)
     config = Config(**options)
-    server = Server(config, app(config) if app is not None else None)
+    server = Server(config, app)
     port = await nursery.start(server.run)
     return Served(server, port, root, base, TOKEN, files)
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import trio
 
-from slipstream.server import App, Config
+from slipstream.server import App
 from tests.helpers.fakenet import PUBLIC, FakeNet
 from tests.helpers.server import StartServer
 from tests.helpers.upstream import Blob, Redirect, Upstream
@@ -153,11 +153,10 @@ async def test_ssrf_corpus_never_reaches_the_target(
     p = target.port
     net = make_net(front)
 
-    def app(config: Config) -> App:
-        return App(config, resolver=net.resolve, dialer=net.dial)
+    app = App(resolver=net.resolve, dialer=net.dial)
 
     served = await start_server(allow_download=True, app=app)
-    policy = served.server.app.policy
+    policy = served.server.services.policy
     assert not policy.allow_private_networks and not policy.allow_domains
     problems: list[str] = []
     started: dict[str, str] = {}  # job id -> url
@@ -258,8 +257,7 @@ async def test_a_job_sends_exactly_the_url_it_checked(
     front.add("/hop/four", Redirect("../four.bin"))
     net = make_net(front)
 
-    def app(config: Config) -> App:
-        return App(config, resolver=net.resolve, dialer=net.dial)
+    app = App(resolver=net.resolve, dialer=net.dial)
 
     served = await start_server(allow_download=True, app=app)
     async with served.client(headers=served.auth) as client:

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from slipstream.errors import SlipstreamError
-from slipstream.server import App, Config
+from slipstream.server import App
 from slipstream.storage import OpenFile, Storage
 from tests.helpers.raw_http import RawClient, RawResponse, exchange, get
 from tests.helpers.server import TOKEN, Served, StartServer, download_target, wait_for
@@ -349,8 +349,7 @@ class DocumentedErrorStorage(ExplodingStorage):
 
 
 async def test_unexpected_exception_is_500_without_details(start_server: StartServer) -> None:
-    def app(config: Config) -> App:
-        return App(config, {"Boom": ExplodingStorage(), "Documented": DocumentedErrorStorage()})
+    app = App(filesystems={"Boom": ExplodingStorage(), "Documented": DocumentedErrorStorage()})
 
     served = await start_server(app=app)
     client = await served.raw()

@@ -98,7 +98,7 @@ async def test_changed_file_gets_fresh_digests(served: Served) -> None:
 
 async def test_memory_layer_replies_without_integrity_headers(start_server: StartServer) -> None:
     served = await start_server()
-    served.server.app.storages.get("MemFs").put("m.txt", b"in memory\n")  # type: ignore[attr-defined]
+    served.server.services.storages.get("MemFs").put("m.txt", b"in memory\n")  # type: ignore[attr-defined]
     async with served.client() as client:
         reply = await client.get(
             "/api/download", params={"filepath": "m.txt", "fstype": "MemFs"}, headers=served.auth
@@ -168,7 +168,7 @@ async def test_multipart_reply_gets_content_digest_of_its_whole_body(served: Ser
 
 async def test_memory_layer_range_gets_content_digest(start_server: StartServer) -> None:
     served = await start_server()
-    served.server.app.storages.get("MemFs").put("m.txt", b"0123456789" * 10)  # type: ignore[attr-defined]
+    served.server.services.storages.get("MemFs").put("m.txt", b"0123456789" * 10)  # type: ignore[attr-defined]
     async with served.client() as client:
         reply = await client.get(
             "/api/download",

@@ -1,4 +1,4 @@
-"""The presigned ``GET /s/{space}/{path}`` route and :func:`issue_url`."""
+"""The presigned ``GET /s/{space}/{path}`` route and :meth:`UrlIssuer.issue`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ import trio
 
 from slipstream.http.disposition import content_disposition
 from slipstream.presign import Signer
-from slipstream.server.routes.presigned import issue_url
-from tests.helpers.presigned import app_of, issue
+from tests.helpers.presigned import issue, urls_of
 from tests.helpers.raw_http import get
 from tests.helpers.server import NON_ASCII_NAME, SECRET, Served, StartServer
 
@@ -30,7 +29,7 @@ CHANGED = {"error": "file changed since the URL was issued"}
 def signed_target(
     signer: Signer, space: str, path: str, *, expires: int | None = None, etag: str = '"x"'
 ) -> str:
-    """A request target for a grant signed directly (bypassing ``issue_url``'s checks)."""
+    """A request target for a grant signed directly (bypassing ``UrlIssuer.issue``'s checks)."""
     params = signer.sign(space, path, expires=expires or int(time.time()) + 600, etag=etag)
     quoted = "/".join(quote(segment, safe="") for segment in path.split("/"))
     query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
@@ -70,7 +69,7 @@ async def test_issued_url_has_the_documented_form(served: Served) -> None:
     assert parts.path == "/s/root/subdir/inner.txt"
     query = parse_qs(parts.query)
     assert sorted(query) == ["etag", "expires", "sig"]
-    assert query["etag"] == [app_of(served).spaces["root"].stat("subdir/inner.txt").etag]
+    assert query["etag"] == [urls_of(served).spaces["root"].stat("subdir/inner.txt").etag]
     assert int(query["expires"][0]) > time.time()
     assert base64.urlsafe_b64decode(query["sig"][0] + "=")
 
@@ -84,24 +83,24 @@ async def test_public_url_and_base_set_the_url_origin(start_server: StartServer)
 
 
 async def test_urls_issued_with_one_clock_reading_share_their_expiry(served: Served) -> None:
-    app = app_of(served)
+    urls = urls_of(served)
     now = time.time()
-    with app.spaces["root"].open("small.txt") as opened:
-        first, first_expires = issue_url(app, "root", opened, expires_in=60, now=now)
-        second, second_expires = issue_url(
-            app, "root", opened, expires_in=60, now=now, base="http://cdn.example.net"
+    with urls.spaces["root"].open("small.txt") as opened:
+        first, first_expires = urls.issue("root", opened, expires_in=60, now=now)
+        second, second_expires = urls.issue(
+            "root", opened, expires_in=60, now=now, base="http://cdn.example.net"
         )
     assert first_expires == second_expires == int(now) + 60
     assert urlsplit(first).query == urlsplit(second).query
 
 
-async def test_issue_url_refuses_unknown_spaces_and_short_lives(served: Served) -> None:
-    app = app_of(served)
-    with app.spaces["root"].open("small.txt") as opened:
+async def test_issue_refuses_unknown_spaces_and_short_lives(served: Served) -> None:
+    urls = urls_of(served)
+    with urls.spaces["root"].open("small.txt") as opened:
         with pytest.raises(ValueError):
-            issue_url(app, "app-missing", opened, expires_in=60)
+            urls.issue("app-missing", opened, expires_in=60)
         with pytest.raises(ValueError):
-            issue_url(app, "root", opened, expires_in=0)
+            urls.issue("root", opened, expires_in=0)
 
 
 # --- a full file route -------------------------------------------------------------------
@@ -117,7 +116,7 @@ async def test_get_serves_the_file_without_a_token(served: Served) -> None:
     assert h["content-type"] == "application/octet-stream"
     assert h["content-disposition"] == 'attachment; filename="random.bin"'
     assert h["accept-ranges"] == "bytes"
-    assert h["etag"] == app_of(served).spaces["root"].stat("random.bin").etag
+    assert h["etag"] == urls_of(served).spaces["root"].stat("random.bin").etag
 
 
 async def test_small_files_carry_integrity_headers(served: Served) -> None:
@@ -301,9 +300,11 @@ async def test_non_ascii_and_repeated_signatures_are_403_not_500(served: Served)
 
 
 async def test_expired_url_is_403_expired(served: Served) -> None:
-    app = app_of(served)
-    etag = app.spaces["root"].stat("small.txt").etag
-    target = signed_target(app.signer, "root", "small.txt", expires=int(time.time()) - 1, etag=etag)
+    urls = urls_of(served)
+    etag = urls.spaces["root"].stat("small.txt").etag
+    target = signed_target(
+        urls.signer, "root", "small.txt", expires=int(time.time()) - 1, etag=etag
+    )
     response = await raw_get(served, target)
     assert response.status == 403
     assert response.json() == EXPIRED
@@ -314,10 +315,10 @@ async def test_expiry_is_checked_when_a_request_starts(start_server: StartServer
     served = await start_server(limits={"send_timeout": 10.0})
     big = served.root / "big.bin"
     big.write_bytes(os.urandom(1 << 20) * 16)
-    app = app_of(served)
-    etag = app.spaces["root"].stat("big.bin").etag
+    urls = urls_of(served)
+    etag = urls.spaces["root"].stat("big.bin").etag
     expires = int(time.time() + 1.5)  # 0.5 to 1.5 s from now
-    target = signed_target(app.signer, "root", "big.bin", expires=expires, etag=etag)
+    target = signed_target(urls.signer, "root", "big.bin", expires=expires, etag=etag)
     async with served.client() as client:
         async with client.stream("GET", target) as response:
             assert response.status_code == 200
@@ -331,12 +332,13 @@ async def test_expiry_is_checked_when_a_request_starts(start_server: StartServer
         again = await client.get(target)
         assert again.status_code == 403
         assert again.json() == EXPIRED
-    app.digests.stop()  # the background hash of big.bin is not this test's business
+    # the background hash of big.bin is not this test's business
+    served.server.services.digests.stop()
 
 
 async def test_wrong_key_refused_and_previous_secret_accepted(start_server: StartServer) -> None:
     served = await start_server(secret="current-secret", previous_secrets=["old-secret"])
-    etag = app_of(served).spaces["root"].stat("small.txt").etag
+    etag = urls_of(served).spaces["root"].stat("small.txt").etag
     old = signed_target(Signer("old-secret"), "root", "small.txt", etag=etag)
     assert (await raw_get(served, old)).status == 200
     other = signed_target(Signer("other-secret"), "root", "small.txt", etag=etag)
@@ -395,7 +397,7 @@ async def test_file_deleted_after_issue_is_404(served: Served) -> None:
 
 
 async def test_unknown_space_with_valid_signature_is_404(served: Served) -> None:
-    target = signed_target(app_of(served).signer, "app-gone", "small.txt")
+    target = signed_target(urls_of(served).signer, "app-gone", "small.txt")
     response = await raw_get(served, target)
     assert response.status == 404
     assert "error" in response.json()
@@ -425,7 +427,7 @@ async def test_unsigned_traversal_is_refused_before_the_file_system(
 )
 async def test_signed_traversal_is_still_refused(served: Served, path: str) -> None:
     """Even a validly signed escaping path (never issued) cannot leave the space."""
-    target = signed_target(app_of(served).signer, "root", path)
+    target = signed_target(urls_of(served).signer, "root", path)
     response = await raw_get(served, target)
     assert response.status in (403, 404)
     assert SECRET not in response.body

@@ -139,7 +139,7 @@ async def test_progress_shows_on_a_slow_small_download(env: Env) -> None:
     (row,) = await env.active()
     assert row["status"] == "downloading"
     assert row["current_size"] >= 5000, row
-    jobs = env.served.server.app.jobs
+    jobs = env.served.server.services.jobs
     assert jobs is not None
     jobs.cancel(job_id)
     assert (await env.wait(job_id))["status"] == "cancelled"

@@ -60,7 +60,7 @@ async def use_every_store(served: Served, upstream: Upstream) -> None:
         assert (await fetch(served, stream)).status_code == 200
         started = await client.get("/dl", params={"download": upstream.url("/job.bin")})
         assert started.status_code == 202, started.text
-        jobs = served.server.app.jobs
+        jobs = served.server.services.jobs
         assert jobs is not None
         with trio.fail_after(10):
             await jobs.wait(started.json()["download_id"])
@@ -102,4 +102,4 @@ async def test_state_dir_is_0700_and_every_file_in_it_0600(
     }
     assert not wrong, f"too open: {wrong}"
     if existing:  # tightened, not replaced
-        assert served.server.app.config.secret == "an-older-url-secret"
+        assert served.server.services.config.secret == "an-older-url-secret"

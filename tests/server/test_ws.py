@@ -18,7 +18,6 @@ import pytest
 import trio
 
 from slipstream.errors import InternalError
-from slipstream.server.ws import hub_for
 from slipstream.storage import LocalStorage, OpenFile
 from slipstream.wsprotocol import CloseCode, Status
 from tests.helpers.server import TOKEN, Served, StartServer, wait_for
@@ -179,7 +178,7 @@ async def test_type7_invalid_resume_offset(served: Served, filename: str, resume
 async def test_type7_revoked_token_is_not_authorized(served: Served) -> None:
     async with connect(served) as ws:
         assert (await url_for(ws, "small.txt"))["status"] == Status.OK
-        served.server.app.config.tokens = ["a-new-token"]
+        served.server.services.config.tokens = ["a-new-token"]
         assert await url_for(ws, "small.txt", id=2) == {"id": 2, "status": Status.NOT_AUTHORIZED}
 
 
@@ -193,7 +192,7 @@ class _BrokenStorage(LocalStorage):
 async def test_type7_internal_failure_is_status_6(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = served.server.app
+    app = served.server.services
     app.spaces["root"] = _BrokenStorage(served.root)
     async with connect(served) as ws:
         assert await url_for(ws, "small.txt", id=11) == {"id": 11, "status": 6}
@@ -209,7 +208,7 @@ async def test_type7_hashing_failure_is_status_6(
     async def failing_get(key: Any, fd: int) -> Any:
         raise RuntimeError("hash worker died")
 
-    monkeypatch.setattr(served.server.app.digests, "get", failing_get)
+    monkeypatch.setattr(served.server.services.digests, "get", failing_get)
     async with connect(served) as ws:
         assert await url_for(ws, "medium.bin", id=4) == {
             "id": 4,
@@ -277,7 +276,7 @@ async def test_many_requests_in_flight_on_one_connection(served: Served) -> None
 
 
 async def test_replies_come_out_of_order(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
-    digests = served.server.app.digests
+    digests = served.server.services.digests
     real_get = digests.get
     slow_size = len(served.files["random.bin"])
     release = trio.Event()
@@ -305,8 +304,8 @@ async def test_replies_come_out_of_order(served: Served, monkeypatch: pytest.Mon
 async def test_in_flight_requests_are_bounded(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hub_for(served.server.app).options.max_in_flight = 3
-    digests = served.server.app.digests
+    served.server.services.ws.options.max_in_flight = 3
+    digests = served.server.services.digests
     real_get = digests.get
     running = 0
     peak = 0

@@ -12,7 +12,6 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from slipstream.server.ws import hub_for
 from slipstream.wsprotocol import CloseCode, Status
 from tests.helpers.raw_http import RawClient, get
 from tests.helpers.server import TOKEN, Served, StartServer, wait_for
@@ -35,7 +34,7 @@ async def test_packet_before_initialize_closes_4200(served: Served, packet: Any)
 
 
 async def test_no_initialize_within_the_timeout_closes_4200(served: Served) -> None:
-    hub_for(served.server.app).options.init_timeout = 0.3
+    served.server.services.ws.options.init_timeout = 0.3
     async with connect(served, initialize=False) as ws:
         started = trio.current_time()
         assert await close_reason(ws) == (
@@ -46,7 +45,7 @@ async def test_no_initialize_within_the_timeout_closes_4200(served: Served) -> N
 
 
 async def test_failed_initializes_do_not_extend_the_timeout(served: Served) -> None:
-    hub_for(served.server.app).options.init_timeout = 0.5
+    served.server.services.ws.options.init_timeout = 0.5
     async with connect(served, initialize=False) as ws:
         started = trio.current_time()
         with pytest.raises(ConnectionClosed) as info:
@@ -147,7 +146,7 @@ async def test_server_shutdown_says_going_away(start_server: StartServer) -> Non
 
 
 async def test_connections_are_released(served: Served) -> None:
-    hub = hub_for(served.server.app)
+    hub = served.server.services.ws
     for _ in range(3):
         async with connect(served) as ws:
             assert (await url_for(ws, "small.txt"))["status"] == Status.OK
@@ -196,7 +195,7 @@ async def test_rate_window_slides(start_server: StartServer) -> None:
 
 
 async def test_idle_initialized_connection_is_closed(served: Served) -> None:
-    hub_for(served.server.app).options.idle_timeout = 0.3
+    served.server.services.ws.options.idle_timeout = 0.3
     async with connect(served) as ws:
         assert (await url_for(ws, "small.txt"))["status"] == Status.OK
         assert await close_reason(ws) == (1000, "idle timeout")

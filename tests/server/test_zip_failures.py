@@ -21,7 +21,7 @@ import httpx
 import pytest
 import trio
 
-from slipstream.server import App, Config
+from slipstream.server import App
 from slipstream.zip.crc import CRC_CHUNK
 from slipstream.zip.remote import SKIP_LIMIT
 from slipstream.zip.service import ZipService
@@ -231,11 +231,7 @@ class FailingZipState(ZipState):
         return super().record_delivered(manifest_id, start, stop, total)
 
 
-def with_failing_crc_cache(config: Config) -> App:
-    app = App(config)
-    app.zip_state.close()
-    app.zip_state = FailingZipState(config.state_path / "zip.sqlite3", ttl=config.zip_ttl)
-    return app
+with_failing_crc_cache = App(zip_state=FailingZipState)
 
 
 async def test_a_failing_crc_cache_is_logged_and_the_server_keeps_serving(
@@ -254,7 +250,7 @@ async def test_a_failing_crc_cache_is_logged_and_the_server_keeps_serving(
     assert full.status_code == 200 and read_zip(full.content) == data
     assert resumed.body == full.content[start:]
     assert (await fetch(served, "/healthz")).status_code == 200
-    state = served.server.app.zip_state
+    state = served.server.services.zip_state
     assert isinstance(state, FailingZipState)
     assert state.write_threads, "the store was written"
     assert threading.get_ident() not in state.write_threads, "a write ran on the event loop"

@@ -376,7 +376,7 @@ async def test_two_posts_of_one_new_id_at_once_make_one_stream(
 
 def state_files(served: Served) -> bytes:
     """Every byte of the zip service's SQLite files."""
-    folder = served.server.app.config.state_path
+    folder = served.server.services.config.state_path
     return b"".join(p.read_bytes() for p in sorted(folder.glob("zip.sqlite3*")))
 
 
