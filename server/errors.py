@@ -1,11 +1,19 @@
 """Where error values become HTTP replies.
 
-Each API surface owns the shape of its error bodies.  The server's usual shape is
-``{"error": "..."}`` (:func:`error_response`); a surface with another one (the drive API
-under ``/v2/`` answers ``{"code", "message"}``) registers an :data:`ErrorRenderer` with
-the router, which then picks the renderer for every error of a request, including
-those raised before any route runs (404, 405) and the connection's own (413, 408, 431).
-Whatever the shape, the headers an error implies come from :func:`error_headers`.
+Handlers raise :class:`~slipstream.errors.SlipstreamError` values; each API surface owns
+the shape of its error bodies and has one :data:`ErrorRenderer`, registered with the
+router by its route group (:meth:`~.router.Router.group`).  The router picks the
+renderer for every error of a request, including those raised before any route runs
+(404, 405) and the connection's own (413, 408, 431); the connection calls it, and an
+exception nobody documented becomes the renderer's 500 (:func:`unexpected_error_response`).
+
+The renderers: the usual ``{"error": "..."}`` (:func:`error_response`: ``/api/download``,
+presigned URLs, ``/healthz``, ``/api/zip``, and every path no surface owns); seed 004's
+html/json/redirect (``routes.zip_streams.render_zip_error``); the drive API's
+``{"code", "message"}`` under ``/v2/`` (``routes.drive_errors.render_drive_error``); seed
+001's ``{"success": false, "error"}`` (``routes.remote_downloads.render_download_error``).
+The websocket surface answers with packet statuses (``ws.ws_status``).  Whatever the
+shape, the headers an error implies come from :func:`error_headers`.
 """
 
 from __future__ import annotations
