@@ -57,7 +57,9 @@ def test_the_scan_sees_relative_and_type_checking_imports() -> None:
     assert not imported(module, "from ..router import Router\n") & FORBIDDEN
 
 
-@pytest.mark.parametrize(("module", "path"), route_modules(), ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("module", "path"), route_modules(), ids=[module for module, _ in route_modules()]
+)
 def test_no_route_module_imports_the_app(module: str, path: Path) -> None:
     assert path.is_file(), path
     assert not imported(module, path.read_text(encoding="utf-8")) & FORBIDDEN
