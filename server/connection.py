@@ -20,7 +20,7 @@ import h11
 import trio
 
 from slipstream.errors import SlipstreamError
-from slipstream.http.conditional import http_date
+from slipstream.http.dates import http_date
 from slipstream.numeric import InvalidNumber, parse_uint
 from slipstream.send import BodyTruncated, StreamedBody, send_all_within, send_segments
 

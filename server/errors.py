@@ -27,6 +27,7 @@ from slipstream.errors import (
     RangeNotSatisfiable,
     SlipstreamError,
 )
+from slipstream.http.contentrange import unsatisfied_range
 
 from .http import Response, json_response
 
@@ -53,7 +54,7 @@ def error_headers(error: SlipstreamError) -> list[tuple[str, str]]:
     """
     headers: list[tuple[str, str]] = []
     if isinstance(error, RangeNotSatisfiable):
-        headers.append(("Content-Range", f"bytes */{error.size}"))
+        headers.append(("Content-Range", unsatisfied_range(error.size)))
     if error.status == 401:
         headers.append(("WWW-Authenticate", 'Bearer realm="slipstream"'))
     if isinstance(error, MethodNotAllowed):

@@ -15,17 +15,13 @@ import trio
 
 from slipstream.digests import DigestCache
 from slipstream.errors import PreconditionFailed, RangeNotSatisfiable
-from slipstream.http.conditional import (
-    Precondition,
-    Validators,
-    evaluate_preconditions,
-    http_date,
-    if_range_matches,
-)
+from slipstream.http.conditional import Precondition, evaluate_preconditions, if_range_matches
+from slipstream.http.dates import http_date
 from slipstream.http.disposition import content_disposition
 from slipstream.http.multipart import build_multipart, multipart_content_type, new_boundary
 from slipstream.http.ranges import RangeKind, decide_ranges
 from slipstream.http.representation import Representation, guess_content_type
+from slipstream.http.validators import Validators
 from slipstream.segments import SegmentMap
 from slipstream.storage import OpenFile
 

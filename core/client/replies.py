@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from slipstream.http.contentrange import content_range
 from slipstream.wsprotocol import Status
 
 from .errors import DownloadFailed, InvalidReply, ProtocolError, status_error
@@ -48,7 +49,8 @@ def check_status(reply: dict[str, Any], detail: str, details: dict[int, str] | N
 def check_partial(reply: httpx.Response, offset: int, size: int, etag: str | None) -> None:
     """A 206 must carry exactly ``offset``..end of the same version of the file."""
     # compared as text: no number in the header needs parsing
-    if reply.headers.get("content-range") != f"bytes {offset}-{size - 1}/{size}":
+    expected = content_range(offset, size, size) if 0 <= offset < size else None
+    if expected is None or reply.headers.get("content-range") != expected:
         raise DownloadFailed(
             f"server sent Content-Range {reply.headers.get('content-range')!r} "
             f"for bytes={offset}- of a {size}-byte file",

@@ -35,6 +35,7 @@ import httpx
 import trio
 import trio_websocket
 
+from slipstream.http.validators import is_strong_etag
 from slipstream.wsprotocol import PacketType
 
 from .errors import (
@@ -397,7 +398,7 @@ class SlipstreamClient:
                     offset = 0
                     new_etag = reply.headers.get("etag")
                     discard(part, etag_path)
-                    if new_etag and not new_etag.startswith("W/"):
+                    if is_strong_etag(new_etag):
                         write_etag(etag_path, new_etag)
                 else:
                     await reply.aread()

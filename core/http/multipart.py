@@ -44,9 +44,10 @@ def build_multipart(
     segments: list[Segment] = []
     delimiter = f"--{boundary}\r\n"
     for byte_range in ranges:
+        part = body.slice(byte_range.start, byte_range.stop)  # IndexError outside the body
         head = f"{delimiter}{type_line}Content-Range: {byte_range.content_range(size)}\r\n\r\n"
         segments.append(Literal(head.encode("latin-1")))
-        segments.extend(body.slice(byte_range.start, byte_range.stop))
+        segments.extend(part)
         delimiter = f"\r\n--{boundary}\r\n"
     segments.append(Literal(f"\r\n--{boundary}--\r\n".encode("latin-1")))
     return SegmentMap(segments)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from slipstream.numeric import parse_uint
 
+from .contentrange import content_range
+
 __all__ = [
     "ByteRange",
     "MalformedRange",
@@ -28,7 +30,6 @@ __all__ = [
     "RangeKind",
     "RangeSpec",
     "UnsupportedRangeUnit",
-    "content_range_unsatisfied",
     "decide_ranges",
     "parse_range_header",
     "resolve_ranges",
@@ -71,7 +72,7 @@ class ByteRange:
 
     def content_range(self, size: int) -> str:
         """The ``Content-Range`` value for this range of a ``size``-byte body."""
-        return f"bytes {self.start}-{self.stop - 1}/{size}"
+        return content_range(self.start, self.stop, size)
 
 
 class RangeKind(enum.Enum):
@@ -100,11 +101,6 @@ class MalformedRange(ValueError):
 
 class UnsupportedRangeUnit(ValueError):
     """A ``Range`` header that does not start with ``bytes=``."""
-
-
-def content_range_unsatisfied(size: int) -> str:
-    """The ``Content-Range`` value sent with a 416: ``bytes */SIZE``."""
-    return f"bytes */{size}"
 
 
 def parse_range_header(value: str) -> list[RangeSpec]:

@@ -48,6 +48,8 @@ from slipstream.errors import SlipstreamError
 from slipstream.ext import ALGORITHMS, MultiDigest
 from slipstream.fetch import Fetched, Fetcher, FetchError
 from slipstream.filenames import disposition_filename, part_name, safe_filename, url_filename
+from slipstream.http.contentrange import ContentRange, parse_content_range
+from slipstream.http.validators import strong_validator
 from slipstream.pathsafety import safe_relative_path
 
 from .files import PartFile, open_directory, publish
@@ -61,7 +63,6 @@ BLOCK_SIZE: Final = 1024 * 1024
 """Bytes gathered before one write+hash step in the worker thread."""
 _PIPELINE_DEPTH: Final = 2
 _SPEED_WINDOW: Final = 3.0
-_CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -129,11 +130,7 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 def _validator(fetched: Fetched) -> str | None:
-    etag: str | None = fetched.headers.get("etag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    modified: str | None = fetched.headers.get("last-modified")
-    return modified
+    return strong_validator(fetched.headers.get("etag"), fetched.headers.get("last-modified"))
 
 
 def _int_header(fetched: Fetched, name: str) -> int | None:
@@ -425,11 +422,11 @@ class Jobs:
         if status in (404, 410):
             raise _JobFailed("REMOTE_FILE_NOT_FOUND", f"upstream answered {status}")
         if offset and status == 206:
-            match = _CONTENT_RANGE.fullmatch(fetched.headers.get("content-range", ""))
-            if match is None or int(match[1]) != offset:
+            answered = parse_content_range(fetched.headers.get("content-range"))
+            if not isinstance(answered, ContentRange) or answered.first != offset:
                 raise _JobFailed("NETWORK_ERROR", "upstream resumed at the wrong offset")
             await trio.to_thread.run_sync(part.hash_existing, digest)
-            return int(match[3]) if match[3] != "*" else None
+            return answered.size
         if offset and status == 416 and record.expected_size == offset:
             # Everything had arrived before the restart; only publishing was left.
             await trio.to_thread.run_sync(part.hash_existing, digest)

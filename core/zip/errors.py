@@ -25,6 +25,7 @@ from typing import Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from slipstream.errors import SlipstreamError
+from slipstream.http.contentrange import unsatisfied_range
 
 __all__ = [
     "ALWAYS_HTML",
@@ -204,7 +205,7 @@ def render_error(
         fmt = "html"
     headers = []
     if error.status == 416 and error.size is not None:
-        headers.append(("Content-Range", f"bytes */{error.size}"))
+        headers.append(("Content-Range", unsatisfied_range(error.size)))
     if fmt == "json":
         payload = {
             "fs_error_key": error.key,

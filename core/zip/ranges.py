@@ -16,18 +16,24 @@ On this route the seed's contract wins over RFC 9110 (elsewhere the server follo
   ``-n`` the last ``n`` bytes (all of them when ``n`` exceeds the size).
 
 The unit is matched case-insensitively and blanks around the value are ignored, as in
-:func:`slipstream.http.ranges.parse_range_header`, which does the parsing of the single spec.
+:func:`slipstream.http.ranges.parse_range_header`, which does the parsing of the single spec;
+:func:`slipstream.http.ranges.resolve_ranges` resolves it against the size.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from slipstream.http.ranges import MalformedRange, UnsupportedRangeUnit, parse_range_header
+from slipstream.http.ranges import (
+    MalformedRange,
+    UnsupportedRangeUnit,
+    parse_range_header,
+    resolve_ranges,
+)
 
 from .errors import ZipError
 
-__all__ = ["content_range", "parse_zip_range"]
+__all__ = ["parse_zip_range"]
 
 _OWS: Final = " \t"
 
@@ -57,25 +63,8 @@ def parse_zip_range(header: str | None, size: int) -> tuple[int, int] | None:
         specs = parse_range_header(value)
     except (MalformedRange, UnsupportedRangeUnit):
         raise ZipError("MALFORMED_RANGE", size=size) from None
-    ((first, last),) = specs
-    if first is None:
-        # Suffix "-n" (parse_range_header never gives (None, None)).
-        assert last is not None
-        if last == 0 or size == 0:
-            raise ZipError("RANGE_NOT_SATISFIABLE", size=size)
-        return max(size - last, 0), size
-    if first >= size:
+    resolved = resolve_ranges(specs, size)  # the one spec, clamped as RFC 9110 says
+    if not resolved:
         raise ZipError("RANGE_NOT_SATISFIABLE", size=size)
-    stop = size if last is None else min(last + 1, size)
-    return first, stop
-
-
-def content_range(start: int, stop: int, size: int) -> str:
-    """The ``Content-Range`` of a ``206`` sending bytes ``[start, stop)`` of ``size``.
-
-    ``content_range(0, 10, 100) == "bytes 0-9/100"``.  ``ValueError`` unless
-    ``0 <= start < stop <= size``.
-    """
-    if not 0 <= start < stop <= size:
-        raise ValueError(f"bad range [{start}, {stop}) of {size} bytes")
-    return f"bytes {start}-{stop - 1}/{size}"
+    (only,) = resolved
+    return only.start, only.stop

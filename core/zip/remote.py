@@ -17,8 +17,6 @@ retried from the byte it stopped at; an error status (``404``, ``403``...) is no
 
 from __future__ import annotations
 
-import email.utils
-import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -26,6 +24,9 @@ from typing import Final
 import trio
 
 from slipstream.fetch import Fetched, Fetcher, FetchError
+from slipstream.http.contentrange import ContentRange, UnsatisfiedRange, parse_content_range
+from slipstream.http.dates import parse_http_date
+from slipstream.http.validators import strong_validator
 from slipstream.netpolicy import Target
 from slipstream.numeric import InvalidNumber, parse_uint
 
@@ -36,7 +37,6 @@ __all__ = [
     "MemberChanged",
     "RemoteObject",
     "UpstreamRefused",
-    "content_range",
     "probe_all",
     "probe_one",
     "read_member",
@@ -46,8 +46,6 @@ READ_TRIES: Final = 3
 """Attempts per member read (the first plus two retries from the same offset)."""
 SKIP_LIMIT: Final = 256 * 1024 * 1024
 """Most bytes read and discarded to reach an offset of an upstream that ignores Range."""
-_CONTENT_RANGE: Final = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
-_EMPTY_RANGE: Final = re.compile(r"bytes \*/0")
 
 CheckUrl = Callable[[Target], None]
 
@@ -84,36 +82,17 @@ class RemoteObject:
     """``Last-Modified`` as unix seconds (None when absent or unparsable); parsed once."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mtime", _unix_time(self.last_modified))
+        modified = self.last_modified
+        object.__setattr__(self, "mtime", parse_http_date(modified) if modified else None)
 
     @property
     def validator(self) -> str:
         """The strong ETag, else Last-Modified, else ``""`` (nothing to compare)."""
-        if self.etag and not self.etag.startswith("W/"):
-            return self.etag
-        return self.last_modified or ""
+        return strong_validator(self.etag, self.last_modified) or ""
 
 
-def _unix_time(http_date: str | None) -> int | None:
-    if not http_date:
-        return None
-    try:
-        return int(email.utils.parsedate_to_datetime(http_date).timestamp())
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def content_range(value: str) -> tuple[int, int, int]:
-    """``bytes FIRST-LAST/SIZE`` as numbers; ``ValueError`` unless well formed, each
-    number at most 2**63 - 1 (:func:`~slipstream.numeric.parse_uint`) and
-    ``FIRST <= LAST < SIZE``."""
-    match = _CONTENT_RANGE.fullmatch(value)
-    if match is None:
-        raise ValueError(f"unusable Content-Range {value!r}")
-    first, last, size = (parse_uint(match[k]) for k in (1, 2, 3))
-    if not first <= last < size:
-        raise ValueError(f"inconsistent Content-Range {value!r}")
-    return first, last, size
+def _content_range(got: Fetched) -> ContentRange | UnsatisfiedRange | None:
+    return parse_content_range(got.headers.get("content-range"))
 
 
 def _validators(fetched: Fetched) -> tuple[str | None, str | None]:
@@ -130,11 +109,14 @@ async def probe_one(
         etag, modified = _validators(got)
         disposition: str | None = got.headers.get("content-disposition")
         ranges = got.status != 200
+        answered = _content_range(got)
         if got.status == 206:
-            first, last, size = content_range(got.headers.get("content-range", ""))
-            if first != 0 or last != 0 or size < 1:
+            if not isinstance(answered, ContentRange) or answered.size is None:
+                raise ValueError("unusable Content-Range in the probe's 206")
+            if answered.first != 0 or answered.last != 0:
                 raise ValueError("bad Content-Range in the probe's 206")
-        elif got.status == 416 and _EMPTY_RANGE.fullmatch(got.headers.get("content-range", "")):
+            size = answered.size
+        elif got.status == 416 and answered == UnsatisfiedRange(0):
             size = 0
         elif got.status == 200 and "content-length" in got.headers:
             size = parse_uint(got.headers["content-length"])  # the upstream ignores Range
@@ -187,14 +169,6 @@ async def probe_all(
     return [results[i] for i in range(len(uris))]
 
 
-def _content_range(got: Fetched) -> tuple[int, int, int] | None:
-    """:func:`content_range` of the answer's Content-Range, else None."""
-    try:
-        return content_range(got.headers.get("content-range", ""))
-    except ValueError:
-        return None
-
-
 def _check_answer(
     got: Fetched, obj: RemoteObject, offset: int, length: int, skip_limit: int
 ) -> int:
@@ -202,20 +176,18 @@ def _check_answer(
     the whole object; returns how many leading body bytes to discard (``offset`` for a
     ``200``, 0 for a ``206``)."""
     status = got.status
-    if status == 416:
-        found = _content_range_size(got.headers.get("content-range", ""))
-        if found is not None and found != obj.size:
-            raise MemberChanged(f"{obj.uri} changed size to {found}")
+    answered = _content_range(got)
+    if status == 416 and isinstance(answered, UnsatisfiedRange) and answered.size != obj.size:
+        raise MemberChanged(f"{obj.uri} changed size to {answered.size}")
     if status not in (200, 206):
         raise UpstreamRefused(status)
     etag, modified = _validators(got)
     if obj.validator and obj.validator not in (etag, modified):
         raise MemberChanged(f"{obj.uri} changed (validator {etag or modified!r})")
     if status == 206:
-        answered = _content_range(got)
-        if answered is None:
+        if not isinstance(answered, ContentRange) or answered.size is None:
             raise FetchError("NETWORK_ERROR", "206 without a usable Content-Range")
-        first, last, size = answered
+        first, last, size = answered.first, answered.last, answered.size
         if size != obj.size:
             raise MemberChanged(f"{obj.uri} changed size to {size}")
         if first != offset or last != offset + length - 1:
@@ -232,18 +204,6 @@ def _check_answer(
             "NETWORK_ERROR", f"upstream ignores Range: {offset} bytes to skip is over the limit"
         )
     return offset
-
-
-def _content_range_size(value: str) -> int | None:
-    """The size of a ``bytes */size`` Content-Range (a 416's), else None."""
-    unit, _, rest = value.partition(" ")
-    star, slash, size = rest.partition("/")
-    if unit != "bytes" or star != "*" or not slash:
-        return None
-    try:
-        return parse_uint(size)
-    except InvalidNumber:
-        return None
 
 
 async def read_member(

@@ -26,11 +26,14 @@ import uuid
 import trio
 
 from slipstream.errors import SlipstreamError
-from slipstream.http.conditional import Validators, http_date, if_range_matches
+from slipstream.http.conditional import if_range_matches
+from slipstream.http.contentrange import content_range
+from slipstream.http.dates import http_date
 from slipstream.http.disposition import content_disposition
+from slipstream.http.validators import Validators
 from slipstream.zip.errors import ZipError
 from slipstream.zip.form import parse_zip_request
-from slipstream.zip.ranges import content_range, parse_zip_range
+from slipstream.zip.ranges import parse_zip_range
 from slipstream.zip.remote import MemberChanged
 from slipstream.zip.service import Manifest, ZipService
 from slipstream.zip.stream import MembersUnavailable

@@ -15,7 +15,6 @@ from slipstream.http.ranges import (
     RangeKind,
     RangeSpec,
     UnsupportedRangeUnit,
-    content_range_unsatisfied,
     decide_ranges,
     parse_range_header,
     resolve_ranges,
@@ -43,11 +42,6 @@ def test_byte_range_length_and_content_range() -> None:
 def test_byte_range_rejects_empty_or_negative(start: int, stop: int) -> None:
     with pytest.raises(ValueError):
         ByteRange(start, stop)
-
-
-def test_content_range_unsatisfied() -> None:
-    assert content_range_unsatisfied(1234) == "bytes */1234"
-    assert content_range_unsatisfied(0) == "bytes */0"
 
 
 # --- parse_range_header --------------------------------------------------------------

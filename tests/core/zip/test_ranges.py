@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from slipstream.http.contentrange import content_range
 from slipstream.zip.errors import ZipError, render_error
-from slipstream.zip.ranges import content_range, parse_zip_range
+from slipstream.zip.ranges import parse_zip_range
 
 SIZE = 1000
 
@@ -100,25 +101,6 @@ def test_refused_ranges(header: str, size: int, key: str, status: int) -> None:
 def test_negative_size_is_a_bug() -> None:
     with pytest.raises(ValueError):
         parse_zip_range("bytes=0-", -1)
-
-
-@pytest.mark.parametrize(
-    ("start", "stop", "size", "expected"),
-    [
-        (0, 1, 1, "bytes 0-0/1"),
-        (0, 1000, 1000, "bytes 0-999/1000"),
-        (900, 1000, 1000, "bytes 900-999/1000"),
-        (5, 6, 1 << 40, f"bytes 5-5/{1 << 40}"),
-    ],
-)
-def test_content_range(start: int, stop: int, size: int, expected: str) -> None:
-    assert content_range(start, stop, size) == expected
-
-
-@pytest.mark.parametrize(("start", "stop", "size"), [(0, 0, 5), (3, 2, 5), (-1, 2, 5), (0, 6, 5)])
-def test_content_range_refuses_empty_or_outside(start: int, stop: int, size: int) -> None:
-    with pytest.raises(ValueError):
-        content_range(start, stop, size)
 
 
 # --- agreement with a simple model --------------------------------------------------

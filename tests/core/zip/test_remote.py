@@ -11,7 +11,6 @@ from slipstream.zip.errors import ZipError
 from slipstream.zip.remote import (
     MemberChanged,
     UpstreamRefused,
-    content_range,
     probe_all,
     read_member,
 )
@@ -143,12 +142,3 @@ async def test_an_absurd_content_length_of_a_200_fails(upstream: Upstream, lengt
         with pytest.raises(ZipError) as info:
             await probe_all(fetcher, [url], [], anything)
     assert info.value.records == (url,)
-
-
-def test_content_range_parsing() -> None:
-    assert content_range("bytes 0-0/1") == (0, 0, 1)
-    assert content_range("bytes 5-9/10") == (5, 9, 10)
-    assert content_range("bytes 000-0/07") == (0, 0, 7)
-    for bad in ["bytes 0-0/\u0661", "bytes \u0660-0/5", "bytes 0-0/10 ", "bytes=0-0/5", ""]:
-        with pytest.raises(ValueError):
-            content_range(bad)
