@@ -1,4 +1,9 @@
-"""``send_segments``: the one body writer every response goes through.
+"""``send_body``: the one way every reply goes out, head and body, through a
+:class:`BodyWriter`.
+
+A segment map (files, multipart, a local zip) is written segment by segment
+(``send_segments``); a :class:`StreamedBody` (a zip of remote objects) writes itself
+through the same writer, which sends the head with its first bytes.
 
 Literals are written with ``send_all`` (memoryviews, no copies); file slices go out
 with zero-copy ``os.sendfile`` straight from the page cache, in bounded chunks with a
@@ -17,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
-from slipstream.segments import FileSlice, Literal, Segment, UpstreamSlice
+from slipstream.segments import FileSlice, Literal, Segment, SegmentMap, UpstreamSlice
 
 SENDFILE_CHUNK = 4 * 1024 * 1024
 """Largest single sendfile call; a checkpoint follows each one."""
@@ -38,8 +43,8 @@ class StreamedBody(abc.ABC):
     """A body produced while it is sent (a zip of remote objects), not a segment map.
 
     ``total`` is its exact length, known before the head goes out; :meth:`write` sends
-    exactly that many bytes or raises (:class:`BodyTruncated` when a source failed);
-    :meth:`aclose` always follows.
+    exactly that many bytes through the reply's :class:`BodyWriter` or raises
+    (:class:`BodyTruncated` when a source failed); :meth:`aclose` always follows.
     """
 
     @property
@@ -48,13 +53,36 @@ class StreamedBody(abc.ABC):
         """Body length in bytes."""
 
     @abc.abstractmethod
-    async def write(self, stream: trio.SocketStream, head: bytes, send_timeout: float) -> None:
-        """Send ``head`` and then the body to ``stream``."""
+    async def write(self, out: BodyWriter) -> None:
+        """Send the body through ``out`` (which holds the reply's head, not yet sent)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the body holds; called once when its reply has ended, whether
         :meth:`write` ran, failed, or never started (a ``HEAD``, a failed head).  Must
         not raise ``Exception``."""
+
+
+Body = SegmentMap | StreamedBody | bytes
+"""Every kind of reply body :func:`send_body` sends."""
+
+
+async def send_body(
+    stream: trio.SocketStream, body: Body, *, head: bytes = b"", send_timeout: float = 30.0
+) -> None:
+    """Write ``head`` and then ``body`` to ``stream``: the one entry for every reply.
+
+    A segment map goes out as :func:`send_segments` sends it, bytes are coalesced with
+    the head, and a :class:`StreamedBody` writes itself through the same
+    :class:`BodyWriter` (which sends the head with its first bytes).
+    """
+    out = BodyWriter(stream, head, send_timeout)
+    if isinstance(body, SegmentMap):
+        await out.write_segments(body.segments)
+    elif isinstance(body, StreamedBody):
+        await body.write(out)
+    else:
+        await out.write(body)
+    await out.flush()
 
 
 async def send_segments(
@@ -66,40 +94,73 @@ async def send_segments(
     upstream: UpstreamWriter | None = None,
 ) -> int:
     """Write ``head`` then every segment to ``stream``; return the body bytes written."""
-    pending = bytearray(head)
-    sent = 0
-
-    async def flush() -> None:
-        if pending:
-            await send_all_within(stream, pending, send_timeout)
-            pending.clear()
-
-    for segment in segments:
-        if isinstance(segment, Literal):
-            data = segment.data
-            if len(pending) + len(data) <= COALESCE_LIMIT:
-                pending += data
-            else:
-                await flush()
-                await send_all_within(stream, data, send_timeout)
-        elif isinstance(segment, FileSlice):
-            if segment.length <= SMALL_SLICE:
-                pending += _pread_exact(segment)
-                if len(pending) >= COALESCE_LIMIT:
-                    await flush()
-            else:
-                await flush()
-                await _sendfile(stream, segment, send_timeout)
-        elif isinstance(segment, UpstreamSlice):
-            if upstream is None:
-                raise TypeError("this body has upstream segments but no upstream writer")
-            await flush()
-            await upstream(stream, segment)
-        else:  # pragma: no cover - SegmentMap only holds the three kinds
-            raise TypeError(f"unknown segment {segment!r}")
-        sent += segment.length
-    await flush()
+    out = BodyWriter(stream, head, send_timeout)
+    sent = await out.write_segments(segments, upstream)
+    await out.flush()
     return sent
+
+
+class BodyWriter:
+    """Writes one reply to its socket: the head first, small pieces coalesced with it.
+
+    Bytes wait in a buffer (which starts as the head) until it would pass
+    :data:`COALESCE_LIMIT`; larger pieces, relayed chunks (:meth:`send`) and large file
+    slices (``sendfile``) go out directly after it is flushed.  Every wait for the
+    socket has ``send_timeout`` as its deadline (:class:`trio.TooSlowError`).
+    """
+
+    __slots__ = ("_pending", "_timeout", "stream")
+
+    def __init__(self, stream: trio.SocketStream, head: bytes = b"", send_timeout: float = 30.0):
+        self.stream = stream
+        self._pending = bytearray(head)
+        self._timeout = send_timeout
+
+    async def flush(self) -> None:
+        """Send what is buffered."""
+        if self._pending:
+            await send_all_within(self.stream, self._pending, self._timeout)
+            self._pending.clear()
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer ``data`` if it fits under :data:`COALESCE_LIMIT`, else flush and send it."""
+        if len(self._pending) + len(data) <= COALESCE_LIMIT:
+            self._pending += data
+        else:
+            await self.flush()
+            await send_all_within(self.stream, data, self._timeout)
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Flush, then send ``data`` at once (relayed chunks: no copy into the buffer)."""
+        await self.flush()
+        await send_all_within(self.stream, data, self._timeout)
+
+    async def write_segments(
+        self, segments: Iterable[Segment], upstream: UpstreamWriter | None = None
+    ) -> int:
+        """Write every segment (see the module docstring); return the bytes written."""
+        pending = self._pending
+        sent = 0
+        for segment in segments:
+            if isinstance(segment, Literal):
+                await self.write(segment.data)
+            elif isinstance(segment, FileSlice):
+                if segment.length <= SMALL_SLICE:
+                    pending += _pread_exact(segment)
+                    if len(pending) >= COALESCE_LIMIT:
+                        await self.flush()
+                else:
+                    await self.flush()
+                    await _sendfile(self.stream, segment, self._timeout)
+            elif isinstance(segment, UpstreamSlice):
+                if upstream is None:
+                    raise TypeError("this body has upstream segments but no upstream writer")
+                await self.flush()
+                await upstream(self.stream, segment)
+            else:  # pragma: no cover - SegmentMap only holds the three kinds
+                raise TypeError(f"unknown segment {segment!r}")
+            sent += segment.length
+        return sent
 
 
 async def send_all_within(

@@ -2,7 +2,7 @@
 
 Reads requests (with head-size, header-count, head-time and idle limits the
 library does not enforce for us), hands them to the application, writes the
-response head and streams the body through ``send_segments``, then loops for
+response head and the body through ``send_body``, then loops for
 keep-alive / pipelined requests.  Every failure becomes one JSON error reply (or a
 closed socket when a reply is no longer possible); no traceback reaches a client.
 """
@@ -22,7 +22,7 @@ import trio
 from slipstream.errors import SlipstreamError
 from slipstream.http.dates import http_date
 from slipstream.numeric import InvalidNumber, parse_uint
-from slipstream.send import BodyTruncated, StreamedBody, send_all_within, send_segments
+from slipstream.send import BodyTruncated, StreamedBody, send_all_within, send_body
 
 from .config import Limits
 from .errors import ErrorRenderer, StatusError, error_response, unexpected_error_response
@@ -330,15 +330,9 @@ class HTTPConnection:
             await self._send_bytes(head + tail)
             return 0
         conn.send_with_data_passthrough(h11.Data(data=_Length(length)))  # type: ignore[arg-type]
-        body = response.body
-        if isinstance(body, bytes):
-            await self._send_bytes(head + body)
-        elif isinstance(body, StreamedBody):
-            await body.write(self.stream, head, self.limits.send_timeout)
-        else:
-            await send_segments(
-                self.stream, body.segments, head=head, send_timeout=self.limits.send_timeout
-            )
+        await send_body(
+            self.stream, response.body, head=head, send_timeout=self.limits.send_timeout
+        )
         conn.send(h11.EndOfMessage())
         return length
 

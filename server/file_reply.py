@@ -1,28 +1,27 @@
-"""Turn a :class:`~slipstream.http.representation.Representation` into a 200/206/304/412/416
-reply.
+"""A stored file's reply: its :class:`~slipstream.http.representation.Representation`
+(integrity headers from the digest cache) through the one reply function.
 
-The decisions are the sans-IO ones of ``slipstream.http.conditional`` and
-``slipstream.http.ranges`` (RFC 9110, as nginx applies them); this module only maps
-them onto a Response whose body is a slice of the representation's SegmentMap.
+The decision (200/206/304/412/416, header fields, body slice) is
+:func:`slipstream.http.reply.decide_reply`'s under the RFC 9110 policy; this module
+adds ``Content-Digest`` to a 206, renders a refusal in the server's usual error shape,
+and maps the result onto a :class:`Response` (:func:`reply_response`, which the zip
+service's route uses too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
 
 from slipstream.digests import DigestCache
-from slipstream.errors import PreconditionFailed, RangeNotSatisfiable
-from slipstream.http.conditional import Precondition, evaluate_preconditions, if_range_matches
-from slipstream.http.dates import http_date
 from slipstream.http.disposition import content_disposition
-from slipstream.http.multipart import build_multipart, multipart_content_type, new_boundary
-from slipstream.http.ranges import RangeKind, decide_ranges
+from slipstream.http.reply import RFC9110, Refusal, Reply, decide_reply
 from slipstream.http.representation import Representation, guess_content_type
 from slipstream.http.validators import Validators
 from slipstream.segments import SegmentMap
+from slipstream.send import StreamedBody
 from slipstream.storage import OpenFile
 
 from .config import DEFAULT_CONTENT_DIGEST_MAX
@@ -58,10 +57,10 @@ async def stored_file_reply(
     except BaseException:
         opened.close()
         raise
-    representation = Representation(
+    representation: Representation[Refusal] = Representation(
         body=SegmentMap([opened.segment()]),
-        etag=opened.stat.etag,
-        last_modified=opened.stat.last_modified,
+        validators=Validators(opened.stat.etag, opened.stat.last_modified),
+        policy=RFC9110,
         content_type=content_type or guess_content_type(opened.name),
         headers=[
             ("Content-Disposition", disposition or content_disposition(opened.name)),
@@ -75,7 +74,7 @@ async def stored_file_reply(
 
 async def file_reply(
     request: Request,
-    representation: Representation,
+    representation: Representation[Refusal],
     *,
     content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX,
 ) -> Response:
@@ -84,20 +83,24 @@ async def file_reply(
     A 206 to a GET whose body is at most ``content_digest_max`` bytes (0: any size)
     carries a ``Content-Digest`` of exactly the bytes it sends.  A HEAD reply never does:
     it has no content to digest, and hashing the bytes a GET would send is work a HEAD
-    must not cause.
+    must not cause.  A refusal (412, 416) is the server's usual error reply.
     """
     try:
-        response = await _reply(request, representation)
-        body = response.body
-        if (
-            response.status == 206
-            and request.method != "HEAD"
-            and isinstance(body, SegmentMap)
-            and (not content_digest_max or body.total <= content_digest_max)
-        ):
-            sha256 = await content_sha256(body.segments)
-            if sha256 is not None:
-                response.headers.append(("Content-Digest", content_digest(sha256)))
+        outcome = decide_reply(request.method, request.headers, representation)
+        if not isinstance(outcome, Reply):
+            response = error_response(outcome)
+        else:
+            response = reply_response(outcome, representation.on_done)
+            body = response.body
+            if (
+                response.status == 206
+                and request.method != "HEAD"
+                and isinstance(body, SegmentMap)
+                and (not content_digest_max or body.total <= content_digest_max)
+            ):
+                sha256 = await content_sha256(body.segments)
+                if sha256 is not None:
+                    response.headers.append(("Content-Digest", content_digest(sha256)))
     except BaseException:
         if representation.on_done is not None:
             representation.on_done()
@@ -108,53 +111,12 @@ async def file_reply(
     return response
 
 
-async def _reply(request: Request, representation: Representation) -> Response:
-    validators = Validators(etag=representation.etag, last_modified=representation.last_modified)
-    common = [
-        ("ETag", representation.etag),
-        ("Last-Modified", http_date(representation.last_modified)),
-        ("Accept-Ranges", "bytes"),
-    ]
-    outcome = evaluate_preconditions(request.method, request.headers, validators)
-    if outcome is Precondition.NOT_MODIFIED:
-        return Response(304, common)
-    if outcome is Precondition.FAILED:
-        return error_response(PreconditionFailed())
-
-    size = representation.size
-    range_header = request.headers.get("range")
-    if range_header is not None and not if_range_matches(request.headers, validators):
-        range_header = None
-    decision = decide_ranges(range_header, size)
-    headers = [*common, *representation.headers]
-
-    if decision.kind is RangeKind.UNSATISFIABLE:
-        return error_response(RangeNotSatisfiable(size))
-    if decision.kind is RangeKind.FULL:
-        return Response(
-            200,
-            [("Content-Type", representation.content_type), *headers],
-            representation.body,
-            on_done=representation.on_done,
-        )
-    if len(decision.ranges) == 1:
-        only = decision.ranges[0]
-        return Response(
-            206,
-            [
-                ("Content-Type", representation.content_type),
-                ("Content-Range", only.content_range(size)),
-                *headers,
-            ],
-            SegmentMap(representation.body.slice(only.start, only.stop)),
-            on_done=representation.on_done,
-        )
-    boundary = new_boundary()
-    return Response(
-        206,
-        [("Content-Type", multipart_content_type(boundary)), *headers],
-        build_multipart(
-            representation.body, decision.ranges, representation.content_type, boundary
-        ),
-        on_done=representation.on_done,
-    )
+def reply_response(reply: Reply, on_done: Callable[[], None] | None = None) -> Response:
+    """The :class:`Response` sending ``reply``; ``on_done`` goes with a body (a 304 has
+    none: its caller releases what the representation holds)."""
+    body = reply.body
+    if body is None:
+        return Response(reply.status, reply.headers)
+    if not isinstance(body, SegmentMap | StreamedBody):
+        raise TypeError(f"a reply body must be a SegmentMap or a StreamedBody, not {body!r}")
+    return Response(reply.status, reply.headers, body, on_done=on_done)

@@ -28,7 +28,9 @@ import trio
 from slipstream.digests import DigestCache, FileChanged, FileKey
 from slipstream.filenames import deduplicate, is_part_file, safe_filename
 from slipstream.http.disposition import content_disposition
+from slipstream.http.reply import RFC9110, Refusal
 from slipstream.http.representation import Representation
+from slipstream.http.validators import Validators
 from slipstream.segments import FileSlice, Literal, Segment, SegmentMap
 from slipstream.send import BodyTruncated
 
@@ -141,8 +143,9 @@ async def _crc32s(entries: Sequence[LocalEntry], digests: DigestCache) -> list[i
 
 async def local_zip(
     directory: str, zip_name: str, digests: DigestCache, hidden: Sequence[str] = ()
-) -> Representation:
-    """The zip of ``directory`` (a resolved real path) as a :class:`Representation`.
+) -> Representation[Refusal]:
+    """The zip of ``directory`` (a resolved real path) as a :class:`Representation`
+    (served under the RFC 9110 policy, like a file).
 
     Raises :class:`BodyTruncated` if a file changes while it is hashed.
     """
@@ -158,14 +161,14 @@ async def local_zip(
             segments.append(FileSlice(_LazyFile(files, entry), 0, entry.stat.st_size))
         segments.append(Literal(layout.descriptor_bytes(index, crcs[index])))
     segments.append(Literal(layout.central_bytes(crcs)))
-    validators = [
+    versions = [
         f"{e.stat.st_dev}-{e.stat.st_ino}-{e.stat.st_size}-{e.stat.st_mtime_ns}" for e in entries
     ]
     mtimes = [int(e.stat.st_mtime) for e in entries]
     return Representation(
         body=SegmentMap(segments),
-        etag=manifest_etag(members, validators),
-        last_modified=max(mtimes, default=0),
+        validators=Validators(manifest_etag(members, versions), max(mtimes, default=0)),
+        policy=RFC9110,
         content_type="application/zip",
         headers=[("Content-Disposition", content_disposition(zip_name))],
         on_done=files.close,

@@ -18,22 +18,34 @@ On this route the seed's contract wins over RFC 9110 (elsewhere the server follo
 The unit is matched case-insensitively and blanks around the value are ignored, as in
 :func:`slipstream.http.ranges.parse_range_header`, which does the parsing of the single spec;
 :func:`slipstream.http.ranges.resolve_ranges` resolves it against the size.
+
+:class:`ZipStreamRanges` is these rules as the :class:`~slipstream.http.representation.RangePolicy`
+of a ``/stream`` reply: the one reply function (:func:`slipstream.http.reply.decide_reply`)
+applies them, and the route renders the errors in the manifest's format.  The seed defines
+no preconditions, so ``If-Match``, ``If-None-Match`` and the date conditions are not
+evaluated there (``If-Range`` is, as on every reply).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Final
 
+from slipstream.http.conditional import Precondition
 from slipstream.http.ranges import (
+    ByteRange,
     MalformedRange,
+    RangeDecision,
+    RangeKind,
     UnsupportedRangeUnit,
     parse_range_header,
     resolve_ranges,
 )
+from slipstream.http.validators import Validators
 
 from .errors import ZipError
 
-__all__ = ["parse_zip_range"]
+__all__ = ["ZipStreamRanges", "parse_zip_range"]
 
 _OWS: Final = " \t"
 
@@ -68,3 +80,36 @@ def parse_zip_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise ZipError("RANGE_NOT_SATISFIABLE", size=size)
     (only,) = resolved
     return only.start, only.stop
+
+
+_WHOLE: Final = RangeDecision(RangeKind.FULL)
+
+
+class ZipStreamRanges:
+    """The seed's rules as a range policy (see the module docstring).
+
+    ``possible(start, stop)`` says whether a range can be served as one; when it cannot
+    (too deep into a member whose upstream ignores ``Range``), the whole zip is the
+    answer, as the seed says FileSlide does.
+    """
+
+    __slots__ = ("possible",)
+
+    def __init__(self, possible: Callable[[int, int], bool] | None = None) -> None:
+        self.possible = possible
+
+    def preconditions(
+        self, method: str, headers: Mapping[str, str], validators: Validators
+    ) -> Precondition:
+        """Always ``PROCEED``: the seed defines no preconditions on ``/stream``."""
+        return Precondition.PROCEED
+
+    def ranges(self, header: str | None, size: int) -> RangeDecision | ZipError:
+        """:func:`parse_zip_range` as a decision: the whole zip, one range, or the error."""
+        try:
+            chosen = parse_zip_range(header, size)
+        except ZipError as error:
+            return error
+        if chosen is None or (self.possible is not None and not self.possible(*chosen)):
+            return _WHOLE
+        return RangeDecision(RangeKind.PARTIAL, (ByteRange(*chosen),))

@@ -3,8 +3,10 @@
 A :class:`ZipSource` is one manifest made live: the deterministic layout
 (:mod:`slipstream.zip.plan`), the probed objects, the headers to send upstream, and a
 :class:`~slipstream.zip.crc.CrcBook` that knows or finds every member's CRC-32.
-:meth:`ZipSource.body` returns a :class:`ZipBody` for any byte range; the connection
-sends it.
+:meth:`ZipSource.body` returns a :class:`ZipBody` for any byte range, and
+:meth:`ZipSource.parts` wraps that as the streamed body of a representation, so the one
+reply function (:func:`slipstream.http.reply.decide_reply`) picks the range; the
+connection sends the body through ``slipstream.send.send_body``.
 
 CRCs are needed only in the data descriptors and the central directory, so a reply
 never waits for them up front.  A member whose data a reply streams whole gets its CRC
@@ -44,14 +46,14 @@ import trio
 
 from slipstream.ext import crc
 from slipstream.fetch import Fetcher, FetchError
-from slipstream.send import BodyTruncated, StreamedBody, send_all_within
+from slipstream.send import BodyTruncated, BodyWriter, StreamedBody
 
 from .crc import CRC_CHUNK, CrcBook, first_failure
 from .plan import Piece, ZipLayout
 from .remote import READ_TRIES, SKIP_LIMIT, CheckUrl, MemberChanged, RemoteObject, read_member
 from .state import ZipState
 
-__all__ = ["CRC_CHUNK", "CrcBook", "MembersUnavailable", "ZipBody", "ZipSource"]
+__all__ = ["CRC_CHUNK", "CrcBook", "MembersUnavailable", "ZipBody", "ZipParts", "ZipSource"]
 
 log = logging.getLogger("slipstream.zip")
 
@@ -155,6 +157,16 @@ class ZipSource:
         """
         return ZipBody(self, start, stop, background, on_complete, on_close)
 
+    def parts(
+        self,
+        background: trio.Nursery,
+        on_complete: Callable[[int, int], Awaitable[None]] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> ZipParts:
+        """This zip as the streamed body of a reply's representation: the reply
+        function picks the range, :meth:`ZipParts.part` makes its :class:`ZipBody`."""
+        return ZipParts(self, background, on_complete, on_close)
+
     async def central(self, nursery: trio.Nursery) -> bytes:
         """The central directory and end records (every CRC needed)."""
         if self._central is None:
@@ -162,6 +174,34 @@ class ZipSource:
             values = [await self.crcs.get(i, nursery) for i in range(len(self.objects))]
             self._central = self.layout.central_bytes(values)
         return self._central
+
+
+class ZipParts:
+    """A :class:`ZipSource` as a :class:`~slipstream.http.representation.StreamedSource`:
+    its length, and the :class:`ZipBody` of any range (see :meth:`ZipSource.body`)."""
+
+    __slots__ = ("background", "on_close", "on_complete", "source")
+
+    def __init__(
+        self,
+        source: ZipSource,
+        background: trio.Nursery,
+        on_complete: Callable[[int, int], Awaitable[None]] | None,
+        on_close: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self.source = source
+        self.background = background
+        self.on_complete = on_complete
+        self.on_close = on_close
+
+    @property
+    def total(self) -> int:
+        """The zip's length in bytes."""
+        return self.source.layout.total
+
+    def part(self, start: int, stop: int) -> ZipBody:
+        """The reply body of bytes ``[start, stop)`` (not opened yet)."""
+        return self.source.body(start, stop, self.background, self.on_complete, self.on_close)
 
 
 class ZipBody(StreamedBody):
@@ -341,7 +381,8 @@ class ZipBody(StreamedBody):
             data = await source.central(self.background)
         return data[piece.skip : piece.skip + piece.length]
 
-    async def write(self, stream: trio.SocketStream, head: bytes, send_timeout: float) -> None:
+    async def write(self, out: BodyWriter) -> None:
+        """Send the bytes (opening the reply first if :meth:`open` was not called)."""
         source = self.source
         try:
             if not self._opened:
@@ -349,29 +390,18 @@ class ZipBody(StreamedBody):
                     await self.open()
                 except (MemberChanged, MembersUnavailable) as exc:
                     raise BodyTruncated(f"zip reply could not start: {exc}") from exc
-            pending = bytearray(head)
-            pending += self._ready
-            self._ready.clear()
+            await out.write(self._ready)
+            self._ready = bytearray()
             try:
                 piece, reader, first = self._reading, self._reader, self._first
                 if piece is not None and reader is not None:
                     self._reading, self._reader, self._first = None, None, b""
-                    await send_all_within(stream, pending, send_timeout)
-                    pending.clear()
-                    await self._send_data(stream, piece, send_timeout, reader, first)
+                    await self._send_data(out, piece, reader, first)
                 for piece in self._pieces:
                     if piece.kind == "data":
-                        if pending:
-                            await send_all_within(stream, pending, send_timeout)
-                            pending.clear()
-                        await self._send_data(stream, piece, send_timeout)
-                        continue
-                    pending += await self._render(piece)
-                    if len(pending) >= _COALESCE:
-                        await send_all_within(stream, pending, send_timeout)
-                        pending.clear()
-                if pending:
-                    await send_all_within(stream, pending, send_timeout)
+                        await self._send_data(out, piece)
+                    else:
+                        await out.write(await self._render(piece))
             except (FetchError, MemberChanged) as exc:
                 if isinstance(exc, MemberChanged):
                     source.failure = exc
@@ -387,9 +417,8 @@ class ZipBody(StreamedBody):
 
     async def _send_data(
         self,
-        stream: trio.SocketStream,
+        out: BodyWriter,
         piece: Piece,
-        send_timeout: float,
         reader: AsyncGenerator[bytes, None] | None = None,
         first: bytes = b"",
     ) -> None:
@@ -405,11 +434,11 @@ class ZipBody(StreamedBody):
                 if first:
                     if whole:
                         value = crc("crc32", first, value)
-                    await send_all_within(stream, first, send_timeout)
+                    await out.send(first)
                 async for chunk in data:
                     if whole:
                         value = crc("crc32", chunk, value)
-                    await send_all_within(stream, chunk, send_timeout)
+                    await out.send(chunk)
             except FetchError:
                 source.unavailable.add(index)
                 raise

@@ -5,8 +5,10 @@ list.  Handlers raise :class:`~slipstream.zip.errors.ZipError` values carrying t
 request's format (html, json or redirect); the routes are one route group whose renderer,
 :func:`render_zip_error`, turns them into replies (MISSING_REQUEST_ID, MALFORMED_UUID and
 DOWNLOAD_EXPIRED are always HTML), and gives any other error the usual ``{"error"}``.
-On ``/stream`` the seed's Range rules win over RFC 9110 (see :mod:`slipstream.zip.ranges`).
-The work is done by :class:`slipstream.zip.service.ZipService`.
+A ``/stream`` reply goes through the one reply function
+(:func:`slipstream.http.reply.decide_reply`) with the seed's Range rules as its policy
+(:class:`slipstream.zip.ranges.ZipStreamRanges`), which win over RFC 9110 there.  The work
+is done by :class:`slipstream.zip.service.ZipService`.
 
 A ``GET /stream`` reply is opened before its head is sent (see
 :meth:`slipstream.zip.stream.ZipBody.open`): members it cannot fetch then are ``502
@@ -26,19 +28,19 @@ import uuid
 import trio
 
 from slipstream.errors import SlipstreamError
-from slipstream.http.conditional import if_range_matches
-from slipstream.http.contentrange import content_range
-from slipstream.http.dates import http_date
 from slipstream.http.disposition import content_disposition
+from slipstream.http.reply import decide_reply
+from slipstream.http.representation import Representation
 from slipstream.http.validators import Validators
 from slipstream.zip.errors import ZipError
 from slipstream.zip.form import parse_zip_request
-from slipstream.zip.ranges import parse_zip_range
+from slipstream.zip.ranges import ZipStreamRanges
 from slipstream.zip.remote import MemberChanged
 from slipstream.zip.service import Manifest, ZipService
-from slipstream.zip.stream import MembersUnavailable
+from slipstream.zip.stream import MembersUnavailable, ZipBody
 
 from ..errors import error_response
+from ..file_reply import reply_response
 from ..http import Request, Response
 from ..router import Route, Router
 
@@ -155,37 +157,30 @@ async def _zip_reply(
     if source.failure is not None:
         key = "CHECKSUM_ERROR" if isinstance(source.failure, MemberChanged) else "UPSTREAM_ERROR"
         raise ZipError(key, fmt=fmt, redirect_uri=redirect)
-    total = source.layout.total
-    validators = Validators(manifest.etag, manifest.last_modified)
-    header = request.headers.get("range")
-    if header is not None and not if_range_matches(request.headers, validators):
-        header = None
-    try:
-        chosen = parse_zip_range(header, total)
-    except ZipError as error:
-        raise error.with_format(fmt, redirect) from None
-    if chosen is not None and not source.range_possible(*chosen):
-        chosen = None  # too deep into a member whose upstream ignores Range: the whole zip
-    start, stop = chosen if chosen is not None else (0, total)
-    headers = [
-        ("Content-Type", "application/zip"),
-        ("Content-Disposition", content_disposition(manifest.file_name)),
-        ("Accept-Ranges", "bytes"),
-        ("ETag", manifest.etag),
-        ("Last-Modified", http_date(manifest.last_modified)),
-        ("Cache-Control", "private, no-transform"),
-    ]
-    if chosen is not None:
-        headers.append(("Content-Range", content_range(start, stop, total)))
-    service.begin(ident)
 
     async def delivered(first: int, end: int) -> None:
-        await service.delivered(ident, first, end, total)
+        await service.delivered(ident, first, end, source.layout.total)
 
     async def release() -> None:
         await service.release(ident)
 
-    body = source.body(start, stop, background, delivered, release)
+    representation = Representation(
+        body=source.parts(background, delivered, release),
+        validators=Validators(manifest.etag, manifest.last_modified),
+        policy=ZipStreamRanges(source.range_possible),
+        content_type="application/zip",
+        headers=[
+            ("Content-Disposition", content_disposition(manifest.file_name)),
+            ("Cache-Control", "private, no-transform"),
+        ],
+    )
+    outcome = decide_reply(request.method, request.headers, representation)
+    if isinstance(outcome, ZipError):
+        raise outcome.with_format(fmt, redirect)
+    body = outcome.body
+    if not isinstance(body, ZipBody):  # pragma: no cover - the policy never answers 304
+        raise TypeError(f"a zip reply without a zip body: {outcome.status}")
+    service.begin(ident)  # released by ``body.aclose()``, which the connection calls
     if request.method != "HEAD":
         try:
             await body.open()
@@ -201,4 +196,4 @@ async def _zip_reply(
             await body.aclose()
             raise
     # The connection sends the body and then calls ``body.aclose()`` (which releases it).
-    return Response(206 if chosen is not None else 200, headers, body)
+    return reply_response(outcome)

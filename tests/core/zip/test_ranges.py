@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slipstream.http.contentrange import content_range
+from slipstream.http.reply import Reply, decide_reply
+from slipstream.http.representation import Representation
+from slipstream.http.validators import Validators
 from slipstream.zip.errors import ZipError, render_error
-from slipstream.zip.ranges import parse_zip_range
+from slipstream.zip.ranges import ZipStreamRanges, parse_zip_range
 
 SIZE = 1000
 
@@ -183,3 +188,108 @@ def test_agrees_with_model(header: str | None, size: int) -> None:
         start, stop = got
         assert 0 <= start < stop <= size
         assert content_range(start, stop, size) == f"bytes {start}-{stop - 1}/{size}"
+
+
+# --- the rules as the reply function's policy ----------------------------------------
+
+
+@dataclass
+class Part:
+    start: int
+    stop: int
+
+    @property
+    def total(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Zip:
+    total: int
+
+    def part(self, start: int, stop: int) -> Part:
+        return Part(start, stop)
+
+
+ZIP_ETAG = '"zip-1"'
+ZIP_MTIME = 784111777
+
+
+def zip_reply(
+    headers: dict[str, str],
+    possible: Callable[[int, int], bool] | None = None,
+    size: int = SIZE,
+) -> Reply | ZipError:
+    rep = Representation(
+        body=Zip(size),
+        validators=Validators(ZIP_ETAG, ZIP_MTIME),
+        policy=ZipStreamRanges(possible),
+        content_type="application/zip",
+        headers=[("Cache-Control", "private, no-transform")],
+    )
+    return decide_reply("GET", headers, rep)
+
+
+def test_policy_whole_zip_and_one_range() -> None:
+    common = [
+        ("ETag", ZIP_ETAG),
+        ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ("Accept-Ranges", "bytes"),
+        ("Cache-Control", "private, no-transform"),
+    ]
+    whole = zip_reply({})
+    assert isinstance(whole, Reply) and whole.status == 200 and whole.body == Part(0, SIZE)
+    assert whole.headers == [("Content-Type", "application/zip"), *common]
+    ranged = zip_reply({"range": "bytes=-100"})
+    assert isinstance(ranged, Reply) and ranged.status == 206 and ranged.body == Part(900, SIZE)
+    assert ranged.headers == [
+        ("Content-Type", "application/zip"),
+        ("Content-Range", f"bytes 900-999/{SIZE}"),
+        *common,
+    ]
+
+
+@pytest.mark.parametrize(("header", "size", "key", "status"), ERROR_CASES)
+def test_policy_refusals_are_the_seeds_errors(
+    header: str, size: int, key: str, status: int
+) -> None:
+    error = zip_reply({"range": header}, size=size)
+    assert isinstance(error, ZipError)
+    assert (error.key, error.status) == (key, status)
+    assert error.size == (size if status == 416 else None)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"if-none-match": ZIP_ETAG},
+        {"if-match": '"other"'},
+        {"if-modified-since": "Sun, 06 Nov 1994 08:49:37 GMT"},
+        {"if-unmodified-since": "Sat, 05 Nov 1994 08:49:37 GMT"},
+    ],
+)
+def test_policy_evaluates_no_preconditions(headers: dict[str, str]) -> None:
+    reply = zip_reply({**headers, "range": "bytes=0-9"})
+    assert isinstance(reply, Reply) and reply.status == 206 and reply.body == Part(0, 10)
+
+
+@pytest.mark.parametrize(("if_range", "status"), [(ZIP_ETAG, 206), ('"old"', 200)])
+def test_policy_if_range(if_range: str, status: int) -> None:
+    # A failed If-Range drops even a header the seed's rules would refuse.
+    header = "bytes=0-9" if status == 206 else "items=0-1"
+    reply = zip_reply({"range": header, "if-range": if_range})
+    assert isinstance(reply, Reply) and reply.status == status
+
+
+def test_policy_serves_the_whole_zip_when_a_range_is_not_possible() -> None:
+    asked: list[tuple[int, int]] = []
+
+    def possible(start: int, stop: int) -> bool:
+        asked.append((start, stop))
+        return start < 500
+
+    near = zip_reply({"range": "bytes=100-"}, possible)
+    deep = zip_reply({"range": "bytes=600-"}, possible)
+    assert isinstance(near, Reply) and near.status == 206 and near.body == Part(100, SIZE)
+    assert isinstance(deep, Reply) and deep.status == 200 and deep.body == Part(0, SIZE)
+    assert asked == [(100, SIZE), (600, SIZE)]
