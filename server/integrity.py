@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import trio
 
-from slipstream.digests import DigestCache, Digests, FileChanged, FileKey
+from slipstream.digests import DigestCache, Digests, FileKey
+from slipstream.filedigests import OnChange, opened_file_digests
 from slipstream.segments import FileSlice, Literal, Segment, UpstreamSlice
 from slipstream.storage import OpenFile
 
@@ -47,7 +48,11 @@ def integrity_headers(digests: Digests) -> tuple[tuple[str, str], ...]:
 async def file_digests(
     cache: DigestCache, opened: OpenFile, background: trio.Nursery | None
 ) -> Digests | None:
-    """Cached digests of ``opened``, hashing small cold files now and large ones later."""
+    """Cached digests of ``opened``, hashing small cold files now and large ones later.
+
+    None (no integrity headers) for a large cold file, a file without a descriptor (an
+    in-memory layer), and a file that changes while it is hashed (``OnChange.NONE``).
+    """
     fileno = getattr(opened, "fileno", None)
     if fileno is None:  # in-memory layers have no descriptor to hash from
         return None
@@ -55,15 +60,11 @@ async def file_digests(
     found = cache.lookup(key)
     if found is not None:
         return found
-    fd: int = fileno()
-    if key.size <= INLINE_HASH_MAX or background is None:
-        if key.size > INLINE_HASH_MAX:
-            return None
-        try:
-            return await cache.get(key, fd)
-        except FileChanged:
-            return None
-    cache.schedule(background, key, fd)
+    if key.size <= INLINE_HASH_MAX:
+        _, digests = await opened_file_digests(cache, opened, on_change=OnChange.NONE)
+        return digests
+    if background is not None:
+        cache.schedule(background, key, fileno())
     return None
 
 

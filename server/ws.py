@@ -35,7 +35,7 @@ import trio
 import trio_websocket
 
 from slipstream import wsprotocol
-from slipstream.digests import FileChanged, FileKey
+from slipstream.digests import FileChanged
 from slipstream.errors import (
     FileNotFound,
     FileNotReadable,
@@ -45,6 +45,7 @@ from slipstream.errors import (
     PathNotAllowed,
     SlipstreamError,
 )
+from slipstream.filedigests import OnChange, opened_file_digests
 from slipstream.wsprotocol import (
     CLOSE_REASONS,
     CloseCode,
@@ -127,10 +128,8 @@ async def create_download_url(
         size = opened.stat.size
         if resume_at < 0 or resume_at >= size:
             raise InvalidResumeOffset()
-        fileno = getattr(opened, "fileno", None)
-        if fileno is None:
-            raise TypeError(f"space {space!r} has no file descriptors to hash")
-        digests = await hub.digests.get(FileKey.from_stat(opened.stat), fileno())
+        # a file that changes while it is hashed raises FileChanged: status 6 (the caller)
+        _, digests = await opened_file_digests(hub.digests, opened, on_change=OnChange.FAIL)
         url, _ = hub.urls.issue(space, opened, expires_in=expires_in)
     return {
         "presigned_url": url,

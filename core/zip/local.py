@@ -26,6 +26,7 @@ from typing import Final
 import trio
 
 from slipstream.digests import DigestCache, FileChanged, FileKey
+from slipstream.filedigests import OnChange, opened_file_digests
 from slipstream.filenames import deduplicate, is_part_file, safe_filename
 from slipstream.http.disposition import content_disposition
 from slipstream.http.reply import RFC9110, Refusal
@@ -115,23 +116,41 @@ class _LazyFile:
         return self.files.fd(self.entry)
 
 
+class _ListedFile:
+    """A member file opened to be hashed, with the version seen when it was listed (so a
+    file that changed since counts as changed)."""
+
+    __slots__ = ("_fd", "stat")
+
+    def __init__(self, entry: LocalEntry) -> None:
+        self.stat = entry.stat
+        self._fd = os.open(entry.path, _OPEN_FLAGS)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 async def _crc32s(entries: Sequence[LocalEntry], digests: DigestCache) -> list[int]:
     """Every entry's CRC-32, from the digest cache or hashed now (two files at a time)."""
     values: list[int] = [0] * len(entries)
     limiter = trio.CapacityLimiter(_HASHERS)
 
     async def one(index: int, entry: LocalEntry) -> None:
-        key = FileKey.from_stat(entry.stat)
-        found = digests.lookup(key)
+        found = digests.lookup(FileKey.from_stat(entry.stat))
         if found is None:
             async with limiter:
-                fd = os.open(entry.path, _OPEN_FLAGS)
+                listed = _ListedFile(entry)
                 try:
-                    found = await digests.get(key, fd)
+                    _, found = await opened_file_digests(digests, listed, on_change=OnChange.FAIL)
                 except FileChanged:
                     raise BodyTruncated(f"{entry.name} changed while it was hashed") from None
                 finally:
-                    os.close(fd)
+                    listed.close()
         values[index] = int.from_bytes(found.raw("crc32"), "big")
 
     async with trio.open_nursery() as nursery:

@@ -65,10 +65,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from slipstream.digests import DigestCache, Digests, FileChanged, FileKey
+from slipstream.digests import DigestCache, Digests, FileChanged
 from slipstream.errors import IsADirectory, SlipstreamError, Unauthorized
+from slipstream.filedigests import OnChange, opened_file_digests
 from slipstream.pathsafety import safe_relative_path
-from slipstream.storage import DirEntry, LocalOpenFile, LocalStorage
+from slipstream.storage import DirEntry, LocalStorage, OpenFile
 
 from ..auth import presented_token, token_is_valid
 from ..config import Config
@@ -95,7 +96,6 @@ MAX_LIST_LIMIT = 200
 ROOT_ID = "root"
 API_PREFIX = "/v2/"
 """Every error of a request under this prefix is drive-shaped (404, 405, 413 included)."""
-_HASH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,25 +240,23 @@ def _drive(drives: Drives, params: Mapping[str, Any]) -> tuple[str, LocalStorage
 
 async def _open_hashed(
     cache: DigestCache, storage: LocalStorage, file_id: str
-) -> tuple[LocalOpenFile, Digests]:
+) -> tuple[OpenFile, Digests]:
     """Open ``file_id`` and get its digests (cached, else hashed now).
 
-    A file rewritten while it is hashed is reopened, up to ``_HASH_ATTEMPTS`` times.
+    A file rewritten while it is hashed is reopened (``OnChange.RETRY``, three versions
+    in all); one that keeps changing is ``503 ServiceUnavailable.FileBusy``.
     """
-    for _ in range(_HASH_ATTEMPTS):
-        opened = storage.open(file_id)
-        try:
-            if not isinstance(opened, LocalOpenFile):  # pragma: no cover - LocalStorage invariant
-                raise DriveError(500, "InternalError", "internal server error")
-            digests = await cache.get(FileKey.from_stat(opened.stat), opened.fileno())
-        except FileChanged:
-            opened.close()
-            continue
-        except BaseException:
-            opened.close()
-            raise
-        return opened, digests
-    raise DriveError(503, "ServiceUnavailable.FileBusy", "file kept changing while being hashed")
+    try:
+        return await opened_file_digests(
+            cache,
+            storage.open(file_id),
+            on_change=OnChange.RETRY,
+            reopen=lambda: storage.open(file_id),
+        )
+    except FileChanged:
+        raise DriveError(
+            503, "ServiceUnavailable.FileBusy", "file kept changing while being hashed"
+        ) from None
 
 
 def _folder_entry(storage: LocalStorage, segments: tuple[str, ...]) -> DirEntry:

@@ -27,6 +27,7 @@ IO_MODULES = {
     "slipstream.background",
     "slipstream.digests",
     "slipstream.fetch",
+    "slipstream.filedigests",
     "slipstream.send",
     "slipstream.zip.crc",
     "slipstream.zip.local",
