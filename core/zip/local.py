@@ -35,6 +35,7 @@ from slipstream.http.validators import Validators
 from slipstream.segments import FileSlice, Literal, Segment, SegmentMap
 from slipstream.send import BodyTruncated
 
+from .crc import first_failure
 from .plan import ZipMember, manifest_etag, plan_zip
 
 __all__ = ["LocalEntry", "list_entries", "local_zip"]
@@ -153,10 +154,13 @@ async def _crc32s(entries: Sequence[LocalEntry], digests: DigestCache) -> list[i
                     listed.close()
         values[index] = int.from_bytes(found.raw("crc32"), "big")
 
-    async with trio.open_nursery() as nursery:
-        for index, entry in enumerate(entries):
-            if entry.stat.st_size:
-                nursery.start_soon(one, index, entry)
+    try:
+        async with trio.open_nursery() as nursery:
+            for index, entry in enumerate(entries):
+                if entry.stat.st_size:
+                    nursery.start_soon(one, index, entry)
+    except* BodyTruncated as group:
+        raise first_failure(group) from None  # not a group: the caller answers 503
     return values
 
 

@@ -61,6 +61,14 @@ async def test_websocket_type7_is_status_6(served: Served, monkeypatch: pytest.M
     assert len(asked) == 1
 
 
+async def test_local_zip_is_503(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    changing(served, monkeypatch, times=1)
+    async with served.client() as client:
+        reply = await client.get("/api/zip", params={"path": ""}, headers=served.auth)
+    assert reply.status_code == 503
+    assert "changed while it was hashed" in reply.json()["error"]
+
+
 async def test_drive_hashes_again_until_the_file_holds_still(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
