@@ -2,7 +2,7 @@
 
 The digest cache raises ``FileChanged`` when the file no longer has the version it was
 opened with; ``slipstream.filedigests.opened_file_digests`` turns that into each
-caller's policy.  Here the cache is made to report the change (``app.digests.get``
+caller's policy.  Here the cache is made to report the change (``services.digests.get``
 raises it a given number of times), so no timing is involved.
 """
 
@@ -23,7 +23,7 @@ from tests.helpers.ws import connect, url_for
 def changing(served: Served, monkeypatch: pytest.MonkeyPatch, times: int) -> list[FileKey]:
     """Make the first ``times`` hashes of the served app find their file changed; the
     keys asked for, in order."""
-    cache = served.server.app.digests
+    cache = served.server.services.digests
     real_get = cache.get
     asked: list[FileKey] = []
 
