@@ -75,6 +75,15 @@ async def wait_until_downloaded(jobs: Jobs, job_id: str, at_least: int) -> int:
             await trio.sleep(0.01)
 
 
+async def wait_until_on_disk(part: Path) -> None:
+    """Poll until the part file ``part`` holds bytes: progress counts bytes as they
+    arrive, the file gets them a block later (much later while the pure-Python twins
+    hash), and a restart can only resume what is on disk."""
+    with trio.fail_after(TIMEOUT):
+        while not (part.exists() and part.stat().st_size > 0):
+            await trio.sleep(0.01)
+
+
 async def test_start_wait_and_events(root: Path, store: JobStore, upstream: Upstream) -> None:
     data = payload(100_000)
     url = upstream.add("/a/b.bin", Blob(data))
@@ -143,11 +152,8 @@ async def test_shutdown_checkpoints_and_restart_resumes_with_range(
     async with running(root, store) as jobs:
         record = await jobs.start(url, "dl")
         await wait_until_downloaded(jobs, record.id, MIB)
-        # Progress counts bytes as they arrive; the part file gets them a block later.
         part = root / "dl" / f".{record.id}.part"
-        with trio.fail_after(TIMEOUT):
-            while not (part.exists() and part.stat().st_size > 0):
-                await trio.sleep(0.01)
+        await wait_until_on_disk(part)
     # Shut down mid-body: the row stays active with its validator, the part file synced.
     (saved,) = store.active()
     assert saved.id == record.id
@@ -183,6 +189,7 @@ async def test_restart_starts_over_when_it_cannot_resume(
     async with running(root, store) as jobs:
         record = await jobs.start(url, "")
         await wait_until_downloaded(jobs, record.id, MIB)
+        await wait_until_on_disk(root / f".{record.id}.part")
     second = payload(3 * MIB, seed=4) if change == "content" else first
     upstream.add("/f.bin", Blob(second, **validators))
     upstream.reset()
