@@ -25,6 +25,7 @@ import slipstream
 FRAMEWORKS = ("trio", "h11", "httpx")
 IO_MODULES = {
     "slipstream.background",
+    "slipstream.digestcache",
     "slipstream.digests",
     "slipstream.fetch",
     "slipstream.filedigests",

@@ -1,0 +1,222 @@
+"""Digests on demand: :class:`DigestCache` answers from the store or hashes the file once.
+
+A lookup goes to the :class:`~slipstream.digeststore.DigestStore` (LRU, then SQLite).  A
+miss is hashed by :func:`~slipstream.hashing.hash_fd` in ``trio.to_thread`` under a
+:class:`trio.CapacityLimiter`; concurrent requests for the same file version share one
+computation (one "flight").  :meth:`DigestCache.schedule` warms the cache in the
+background, so a reply never has to wait for a cold large file; such a task logs and
+contains its own failure (:func:`slipstream.background.spawn`), since its nursery lives as
+long as the server.
+
+Threads: the store and the flights are touched only by the thread that created the cache
+(the Trio event-loop thread); worker threads only read and hash a duplicated file
+descriptor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from types import TracebackType
+from typing import Self
+
+import trio
+
+from .background import spawn
+from .digeststore import DigestStore
+from .digesttypes import Digests, FileChanged, FileKey
+from .hashing import Hasher, hash_fd
+
+__all__ = ["DigestCache"]
+
+log = logging.getLogger("slipstream.digests")
+
+
+class _Flight:
+    """One running computation; waiters read ``result`` or ``error`` once ``done`` is set.
+
+    Neither set after ``done`` means the leader was cancelled: a waiter takes over.
+    """
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: Digests | None = None
+        self.error: Exception | None = None
+
+
+class DigestCache:
+    """Digests of file versions: in-memory LRU, then SQLite, then a bounded worker pool.
+
+    ``path`` is the SQLite file, ``max_rows``, ``lru_size``, ``trim_every`` and
+    ``busy_timeout`` are those of its :class:`~slipstream.digeststore.DigestStore` (a
+    statement runs on the event loop, so ``busy_timeout`` keeps another process's write
+    lock from stalling it for long).  At most ``max_jobs`` files are hashed at once.
+    ``hasher`` replaces :func:`~slipstream.hashing.hash_fd` in the workers.
+
+    Use from one thread only (the Trio thread that created it).
+    """
+
+    def __init__(
+        self,
+        path: os.PathLike[str] | str,
+        *,
+        max_jobs: int = 2,
+        max_rows: int = 100_000,
+        lru_size: int = 4096,
+        trim_every: int = 1000,
+        busy_timeout: float = 0.25,
+        hasher: Hasher | None = None,
+    ) -> None:
+        self._hasher = hasher
+        self._limiter = trio.CapacityLimiter(max_jobs)
+        self._flights: dict[FileKey, _Flight] = {}
+        self._scheduled: set[FileKey] = set()
+        self._stopping = threading.Event()
+        self._store = DigestStore(
+            path,
+            max_rows=max_rows,
+            lru_size=lru_size,
+            trim_every=trim_every,
+            busy_timeout=busy_timeout,
+        )
+
+    @property
+    def path(self) -> str:
+        """The SQLite file."""
+        return self._store.path
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._store.closed
+
+    def lookup(self, key: FileKey) -> Digests | None:
+        """The cached digests of ``key``, or None.  Synchronous and fast (LRU, then SQLite)."""
+        return self._store.lookup(key)
+
+    def is_running(self, key: FileKey) -> bool:
+        """True while ``key`` is being hashed (or queued for hashing)."""
+        return key in self._flights or key in self._scheduled
+
+    def store(self, key: FileKey, digests: Digests) -> None:
+        """Record ``digests`` for ``key`` (e.g. computed by :func:`hash_path`)."""
+        self._store.store(key, digests)
+
+    async def get(self, key: FileKey, fd: int) -> Digests:
+        """The digests of ``key``: cached, or computed from ``fd`` in a worker thread.
+
+        ``fd`` is duplicated before this coroutine first yields, so the caller may close
+        its own descriptor as soon as the call has started.  Concurrent calls for the same
+        key share one computation and all see its result or its error.  Raises
+        :class:`FileChanged` (and stores nothing) if ``fd`` does not match ``key`` before
+        or after hashing.
+        """
+        while True:
+            cached = self.lookup(key)
+            if cached is not None:
+                return cached
+            if self.closed:
+                raise RuntimeError("DigestCache is closed")
+            own = os.dup(fd)  # ours until we return: the caller may close ``fd`` meanwhile
+            try:
+                flight = self._flights.get(key)
+                if flight is None:
+                    return await self._lead(key, own)
+                await flight.done.wait()
+            finally:
+                os.close(own)
+            if flight.result is not None:
+                return flight.result
+            if flight.error is not None:
+                raise flight.error
+            # The leader was cancelled before finishing: try again (and maybe lead).
+
+    async def _lead(self, key: FileKey, fd: int) -> Digests:
+        flight = _Flight()
+        self._flights[key] = flight
+        try:
+            digests = await trio.to_thread.run_sync(
+                self._work, fd, key, self._hasher or hash_fd, self._stopping, limiter=self._limiter
+            )
+            self.store(key, digests)
+            flight.result = digests
+            return digests
+        except Exception as exc:
+            flight.error = exc
+            raise
+        finally:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            flight.done.set()
+
+    @staticmethod
+    def _work(fd: int, key: FileKey, hasher: Hasher, stopping: threading.Event) -> Digests:
+        """Worker thread: check the key, hash, check the key again."""
+        if FileKey.from_stat(os.fstat(fd)) != key:
+            raise FileChanged("file does not match its key")
+        if hasher is hash_fd:
+
+            def check_stop(_: int) -> None:
+                if stopping.is_set():
+                    raise FileChanged("digest cache is shutting down")
+
+            digests = hash_fd(fd, key.size, check_stop)
+        else:
+            digests = hasher(fd, key.size)
+        if FileKey.from_stat(os.fstat(fd)) != key:
+            raise FileChanged("file changed while it was being hashed")
+        return digests
+
+    def schedule(self, nursery: trio.Nursery, key: FileKey, fd: int) -> None:
+        """Warm the cache for ``key`` in the background (in ``nursery``).
+
+        Does nothing if ``key`` is cached or already being hashed.  ``fd`` is duplicated
+        now, so the caller may close it at once.  Never raises; failures are logged.
+        """
+        try:
+            if self.closed or self.is_running(key) or self.lookup(key) is not None:
+                return
+            own = os.dup(fd)
+        except Exception:
+            log.warning("digest cache: cannot schedule %s", key, exc_info=True)
+            return
+        try:
+            spawn(nursery, f"hashing {key}", self._background, key, own, logger=log)
+        except Exception:
+            os.close(own)
+            log.warning("digest cache: cannot schedule %s", key, exc_info=True)
+            return
+        self._scheduled.add(key)
+
+    async def _background(self, key: FileKey, fd: int) -> None:
+        try:
+            await self.get(key, fd)
+        except FileChanged as exc:
+            log.debug("digest cache: %s not stored: %s", key, exc)
+        except Exception:
+            log.warning("digest cache: hashing %s failed", key, exc_info=True)
+        finally:
+            os.close(fd)
+            self._scheduled.discard(key)
+
+    def stop(self) -> None:
+        """Make running computations give up at their next chunk (for a prompt shutdown)."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Close the database (idempotent).  Running computations finish but are not stored."""
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,199 @@
+"""Where digests are kept: an in-memory LRU in front of a small SQLite table.
+
+:class:`DigestStore` maps a file version (:class:`~slipstream.digesttypes.FileKey`) to its
+:class:`~slipstream.digesttypes.Digests`.  The database is in WAL mode in the state
+directory; every statement is a single-row lookup or insert, except an occasional trim
+that deletes the oldest rows beyond ``max_rows``.  A failing statement is logged and
+counts as a miss (it is only a cache).  Use from one thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections import OrderedDict
+
+from slipstream.ext import ALGORITHMS
+from slipstream.privatefiles import private_sqlite
+
+from .digesttypes import CRC_WIDTHS, Digests, FileKey
+
+__all__ = ["DigestStore"]
+
+log = logging.getLogger("slipstream.digests")
+
+_HASHES = ("sha1", "sha256", "xxh3_128")
+_SCHEMA_VERSION = 1
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+
+_COLUMNS = ("dev", "ino", "size", "mtime_ns", *ALGORITHMS, "created_at")
+_CREATE = """
+CREATE TABLE IF NOT EXISTS digests (
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    crc32 INTEGER NOT NULL,
+    crc32c INTEGER NOT NULL,
+    crc64xz INTEGER NOT NULL,       -- unsigned 64-bit stored as signed
+    crc64nvme INTEGER NOT NULL,     -- unsigned 64-bit stored as signed
+    sha1 BLOB NOT NULL,
+    sha256 BLOB NOT NULL,
+    xxh3_128 BLOB NOT NULL,
+    created_at INTEGER NOT NULL,    -- time.time_ns() of the insert; trimming drops the oldest
+    PRIMARY KEY (dev, ino, size, mtime_ns)
+)
+"""
+_SELECT = (
+    f"SELECT {', '.join(ALGORITHMS)} FROM digests"
+    " WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?"
+)
+_INSERT = (
+    f"INSERT OR REPLACE INTO digests ({', '.join(_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_TRIM = (
+    "DELETE FROM digests WHERE rowid IN"
+    " (SELECT rowid FROM digests ORDER BY created_at, rowid LIMIT ?)"
+)
+
+
+def _i64(value: int) -> int:
+    """An unsigned 64-bit value as SQLite's signed INTEGER (two's complement)."""
+    return value - _U64 if value > _I64_MAX else value
+
+
+def _u64(value: int) -> int:
+    return value + _U64 if value < 0 else value
+
+
+class DigestStore:
+    """Digests of file versions: an in-memory LRU of ``lru_size``, then SQLite.
+
+    ``path`` is the SQLite file (created with its parent directory if missing; WAL mode,
+    ``synchronous=NORMAL``).  The table is trimmed to ``max_rows`` (oldest first) at open
+    and every ``trim_every`` inserts.  ``busy_timeout`` bounds how long a statement may
+    wait for another process's write lock.  After :meth:`close` the LRU still answers
+    and remembers; nothing reaches the database.
+    """
+
+    def __init__(
+        self,
+        path: os.PathLike[str] | str,
+        *,
+        max_rows: int = 100_000,
+        lru_size: int = 4096,
+        trim_every: int = 1000,
+        busy_timeout: float = 0.25,
+    ) -> None:
+        if max_rows < 1 or lru_size < 0 or trim_every < 1:
+            raise ValueError("max_rows and trim_every must be >= 1, lru_size >= 0")
+        self._path = os.fspath(path)
+        self._max_rows = max_rows
+        self._lru_size = lru_size
+        self._trim_every = trim_every
+        self._lru: OrderedDict[FileKey, Digests] = OrderedDict()
+        self._inserts = 0
+        self._db: sqlite3.Connection | None = self._open(busy_timeout)
+        self._trim()
+
+    @property
+    def path(self) -> str:
+        """The SQLite file."""
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._db is None
+
+    def lookup(self, key: FileKey) -> Digests | None:
+        """The kept digests of ``key``, or None (the LRU, then SQLite)."""
+        hit = self._lru.get(key)
+        if hit is not None:
+            self._lru.move_to_end(key)
+            return hit
+        found = self._select(key)
+        if found is not None:
+            self._remember(key, found)
+        return found
+
+    def store(self, key: FileKey, digests: Digests) -> None:
+        """Keep ``digests`` for ``key``; a ``ValueError`` if their sizes differ."""
+        if digests.size != key.size:
+            raise ValueError(f"digests of {digests.size} bytes for a key of {key.size}")
+        self._remember(key, digests)
+        if self._db is None:
+            return
+        crcs = [_i64(getattr(digests, name)) for name in CRC_WIDTHS]
+        hashes = [getattr(digests, name) for name in _HASHES]
+        row = (_i64(key.dev), _i64(key.ino), key.size, key.mtime_ns, *crcs, *hashes)
+        try:
+            self._db.execute(_INSERT, (*row, time.time_ns()))
+        except sqlite3.Error:
+            log.warning("digest cache: insert into %s failed", self._path, exc_info=True)
+            return
+        self._inserts += 1
+        if self._inserts % self._trim_every == 0:
+            self._trim()
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+    def _open(self, busy_timeout: float) -> sqlite3.Connection:
+        private_sqlite(self._path)  # 0600, and so are SQLite's -wal/-shm
+        db = sqlite3.connect(self._path, timeout=busy_timeout, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version not in (0, _SCHEMA_VERSION):  # another layout: it is only a cache
+                db.execute("DROP TABLE IF EXISTS digests")
+            db.execute(_CREATE)
+            db.execute("CREATE INDEX IF NOT EXISTS digests_created ON digests (created_at)")
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _trim(self) -> None:
+        if self._db is None:
+            return
+        try:
+            (rows,) = self._db.execute("SELECT count(*) FROM digests").fetchone()
+            if rows > self._max_rows:
+                self._db.execute(_TRIM, (rows - self._max_rows,))
+        except sqlite3.Error:
+            log.warning("digest cache: trimming %s failed", self._path, exc_info=True)
+
+    def _select(self, key: FileKey) -> Digests | None:
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute(
+                _SELECT, (_i64(key.dev), _i64(key.ino), key.size, key.mtime_ns)
+            ).fetchone()
+        except sqlite3.Error:
+            log.warning("digest cache: lookup in %s failed", self._path, exc_info=True)
+            return None
+        if row is None:
+            return None
+        values: dict[str, int | bytes] = {}
+        for name, value in zip(ALGORITHMS, row, strict=True):
+            values[name] = _u64(value) if name in CRC_WIDTHS else bytes(value)
+        return Digests.from_values(key.size, values)
+
+    def _remember(self, key: FileKey, digests: Digests) -> None:
+        if self._lru_size == 0:
+            return
+        self._lru[key] = digests
+        self._lru.move_to_end(key)
+        while len(self._lru) > self._lru_size:
+            self._lru.popitem(last=False)

@@ -1,0 +1,78 @@
+"""Hashing a file with every algorithm of :data:`slipstream.ext.ALGORITHMS` in one read
+pass (blocking: the digest cache runs it in worker threads, the CLI calls it directly)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from collections.abc import Callable
+
+from slipstream.ext import ALGORITHMS, MultiDigest
+
+from .digesttypes import Digests, FileChanged
+
+__all__ = ["CHUNK_SIZE", "Hasher", "hash_fd", "hash_path"]
+
+CHUNK_SIZE = 4 * 1024 * 1024
+"""Bytes read per ``preadv`` by :func:`hash_fd` (the one buffer it allocates)."""
+
+Hasher = Callable[[int, int], Digests]
+"""``hasher(fd, size) -> Digests``: what the digest cache runs in its worker threads."""
+
+
+def hash_fd(
+    fd: int,
+    size: int,
+    progress: Callable[[int], None] | None = None,
+    *,
+    chunk: int = CHUNK_SIZE,
+) -> Digests:
+    """Hash the first ``size`` bytes of ``fd`` with every algorithm, in one read pass.
+
+    Blocking.  Reads with ``os.preadv`` (the file offset is left alone, so a shared or
+    duplicated descriptor is not disturbed) into one reused ``chunk``-sized buffer.
+    ``progress(n)`` is called after each read with the number of bytes just hashed
+    (an increment, as for ``rich``'s ``advance``).  Raises :class:`FileChanged` if the
+    file ends before ``size`` bytes.
+    """
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    if chunk <= 0:
+        raise ValueError("chunk must be > 0")
+    digest = MultiDigest(ALGORITHMS)
+    buffer = bytearray(min(chunk, size))
+    with memoryview(buffer) as view:
+        done = 0
+        while done < size:
+            want = min(len(view), size - done)
+            got = os.preadv(fd, [view[:want]], done)
+            if got == 0:
+                raise FileChanged(f"file ended after {done} of {size} bytes")
+            digest.update(view[:got])
+            done += got
+            if progress is not None:
+                progress(got)
+    return Digests.from_values(size, digest.digest())
+
+
+def hash_path(
+    path: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+) -> Digests:
+    """Open ``path`` and hash it with :func:`hash_fd` (for the ``slipstream digest`` command).
+
+    Raises ``OSError`` for a path that cannot be opened or is not a regular file.  The
+    open never blocks: ``O_NONBLOCK`` keeps a FIFO without a writer (or a device) from
+    waiting forever, and the type is checked on the open descriptor before any read.
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            code = errno.EISDIR if stat_mod.S_ISDIR(st.st_mode) else errno.EINVAL
+            raise OSError(code, "not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+        return hash_fd(fd, st.st_size, progress)
+    finally:
+        os.close(fd)
