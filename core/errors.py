@@ -5,7 +5,7 @@ Most documented errors are a class here (``FileNotFound``, ``PathNotAllowed``...
 seeds that name their errors by key build them from the key instead, with the same
 three fields: the zip service's :class:`~slipstream.zip.errors.ZipError`, outbound
 fetches' :class:`~slipstream.fetch.FetchError`, refused remote-download jobs'
-:class:`~slipstream.jobs.runner.JobRefused`.
+:class:`~slipstream.jobs.settings.JobRefused`.
 
 Library code raises them and never renders them: each API surface of the server has
 one renderer that turns them into its replies (``{"error"}`` JSON, seed 004's

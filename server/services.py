@@ -30,7 +30,8 @@ import trio
 from slipstream.background import start
 from slipstream.digests import DigestCache
 from slipstream.fetch import Dialer, Fetcher, Resolver, system_resolver
-from slipstream.jobs.runner import Jobs, JobSettings
+from slipstream.jobs.runner import Jobs
+from slipstream.jobs.settings import JobSettings
 from slipstream.jobs.store import JobStore
 from slipstream.netpolicy import NetworkPolicy
 from slipstream.presign import Signer

@@ -9,11 +9,12 @@
         done = await jobs.wait(record.id)
 
 A job streams the body into a hidden ``.part`` file beside its target while one
-``MultiDigest`` pass computes every checksum; receiving and writing+hashing run as a
-pipeline (writing and hashing each in a worker thread, in blocks of :data:`BLOCK_SIZE`).  The
-finished file is fsynced, checked against an optional SHA-256, published without
-overwriting anything (see :mod:`slipstream.jobs.files`) and its digests stored in the
-digest cache, so it is servable with checksums at once.
+``MultiDigest`` pass computes every checksum (:class:`~slipstream.jobs.transfer.Transfer`:
+receiving and writing+hashing run as a pipeline).  The finished file is fsynced, checked
+against an optional SHA-256, published without overwriting anything (see
+:mod:`slipstream.jobs.files`) and its digests stored in the digest cache, so it is servable
+with checksums at once.  What a start request may ask is checked by
+:func:`~slipstream.jobs.settings.check_start`.
 
 Jobs are rows in a :class:`~slipstream.jobs.store.JobStore`, written from worker threads
 (``trio.to_thread``) so a slow commit never stalls the event loop.  Every job runs in
@@ -31,72 +32,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 import trio
 
 from slipstream.background import spawn
-from slipstream.digests import DigestCache, Digests, FileKey
-from slipstream.errors import SlipstreamError
-from slipstream.ext import ALGORITHMS, MultiDigest
-from slipstream.fetch import Fetched, Fetcher, FetchError
-from slipstream.filenames import disposition_filename, part_name, safe_filename, url_filename
-from slipstream.http.contentrange import ContentRange, parse_content_range
-from slipstream.http.validators import strong_validator
-from slipstream.pathsafety import safe_relative_path
+from slipstream.digests import DigestCache
+from slipstream.fetch import Fetcher, FetchError
+from slipstream.filenames import part_name, safe_filename, url_filename
 
-from .files import PartFile, open_directory, publish
+from .files import PartFile, open_directory
+from .settings import JobRefused, JobSettings, check_start
 from .store import JobRecord, JobStore, active_fields, history_fields
+from .transfer import JobFailed, Transfer
 
-__all__ = ["BLOCK_SIZE", "JobRefused", "JobSettings", "Jobs"]
+__all__ = ["JobRefused", "JobSettings", "Jobs"]
 
 log = logging.getLogger("slipstream.jobs")
 
-BLOCK_SIZE: Final = 1024 * 1024
-"""Bytes gathered before one write+hash step in the worker thread."""
-_PIPELINE_DEPTH: Final = 2
 _SPEED_WINDOW: Final = 3.0
-_SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class JobRefused(SlipstreamError):
-    """A start request refused before any work: the seed-001 ``key`` (its ``code``) and
-    the HTTP ``status`` to answer."""
-
-    def __init__(self, key: str, status: int, message: str) -> None:
-        super().__init__(message, code=key, status=status)
-
-    @property
-    def key(self) -> str:
-        """The seed's error key (the same as ``code``)."""
-        return self.code
-
-
-class _JobFailed(Exception):
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-@dataclass(slots=True)
-class JobSettings:
-    """Where jobs write and the limits they run under."""
-
-    root: Path
-    hidden: tuple[Path, ...] = ()
-    """Directories inside ``root`` never written to (the state dir)."""
-    max_concurrent: int = 8
-    max_fetch_size: int | None = None
-    default_timeout: float = 300.0
-    progress_interval: float = 0.25
-    """Least seconds between two progress events of one job (4 a second)."""
 
 
 @dataclass(eq=False)
@@ -105,7 +64,6 @@ class _Job:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
     cancel_requested: bool = False
-    digest: MultiDigest | None = None
     samples: deque[tuple[float, int]] = field(default_factory=deque)
     last_event: float = float("-inf")
 
@@ -119,23 +77,6 @@ class _Job:
         self.samples.append((now, size))
         while len(self.samples) > 2 and now - self.samples[0][0] > _SPEED_WINDOW:
             self.samples.popleft()
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The failure a pipeline nursery reports (its group holds one real error)."""
-    for exc in group.exceptions:
-        if not isinstance(exc, trio.Cancelled):
-            return _single(exc) if isinstance(exc, BaseExceptionGroup) else exc
-    return group
-
-
-def _validator(fetched: Fetched) -> str | None:
-    return strong_validator(fetched.headers.get("etag"), fetched.headers.get("last-modified"))
-
-
-def _int_header(fetched: Fetched, name: str) -> int | None:
-    value = fetched.headers.get(name)
-    return int(value) if value is not None and value.isdigit() else None
 
 
 class Jobs:
@@ -193,11 +134,7 @@ class Jobs:
         """Check and queue a job; raises :class:`JobRefused` or ``PathNotAllowed``."""
         if self._nursery is None:
             raise RuntimeError("Jobs.run() is not running")
-        folder = "/".join(safe_relative_path(directory)) if directory not in ("", "/") else ""
-        if sha256 is not None and not _SHA256.fullmatch(sha256):
-            raise JobRefused("INVALID_SHA256", 400, "sha256 must be 64 hexadecimal digits")
-        if timeout is not None and not 0 < timeout <= 86_400 * 7:
-            raise JobRefused("INVALID_TIMEOUT", 400, "timeout must be 1 to 604800 seconds")
+        folder = check_start(directory, timeout, sha256)
         try:
             target = await self.fetcher.preflight(url)
         except FetchError as exc:
@@ -315,14 +252,22 @@ class Jobs:
                             part = PartFile(
                                 dir_fd, part_name(record.id), resume=record.validator is not None
                             )
-                            await self._transfer(job, part)
-                            await self._complete(job, part, dir_fd)
+                            transfer = Transfer(
+                                record,
+                                part,
+                                self.fetcher,
+                                self.settings.max_fetch_size,
+                                progress=lambda: self._progress(job),
+                                downloading=lambda: self._set_status(job, "downloading"),
+                            )
+                            await transfer.run()
+                            await transfer.complete(dir_fd, self.digests)
                     outcome = ("completed", None)
                 except trio.TooSlowError:
                     outcome = ("failed", "DOWNLOAD_TIMEOUT")
                 except FetchError as exc:
                     outcome = ("failed", exc.key)
-                except _JobFailed as exc:
+                except JobFailed as exc:
                     log.info("download %s failed: %s", record.id, exc)
                     outcome = ("failed", exc.key)
                 except OSError as exc:
@@ -389,121 +334,3 @@ class Jobs:
         return open_directory(
             settings.root, record.directory, hidden=settings.hidden, create=create
         )
-
-    async def _transfer(self, job: _Job, part: PartFile) -> None:
-        record = job.record
-        offset = part.size
-        headers: list[tuple[str, str]] = []
-        if offset and record.validator:
-            headers = [("Range", f"bytes={offset}-"), ("If-Range", record.validator)]
-        elif offset:
-            part.restart()
-            offset = 0
-        digest = job.digest = MultiDigest(ALGORITHMS)
-        async with self.fetcher.stream(record.url, headers) as fetched:
-            expected = await self._accept(job, part, fetched, offset, digest)
-            record.current_size = part.size
-            record.expected_size = expected
-            limit = self.settings.max_fetch_size
-            if limit and expected is not None and expected > limit:
-                raise _JobFailed("FILE_TOO_LARGE", f"{expected} bytes is over the limit")
-            await self._set_status(job, "downloading")
-            if fetched.status != 416:
-                await self._stream_body(job, part, fetched, digest)
-        if expected is not None and part.size != expected:
-            raise _JobFailed("NETWORK_ERROR", f"body ended at {part.size} of {expected} bytes")
-
-    async def _accept(
-        self, job: _Job, part: PartFile, fetched: Fetched, offset: int, digest: MultiDigest
-    ) -> int | None:
-        """Decide from the response head whether to append, restart or fail; the size."""
-        record = job.record
-        status = fetched.status
-        if status in (404, 410):
-            raise _JobFailed("REMOTE_FILE_NOT_FOUND", f"upstream answered {status}")
-        if offset and status == 206:
-            answered = parse_content_range(fetched.headers.get("content-range"))
-            if not isinstance(answered, ContentRange) or answered.first != offset:
-                raise _JobFailed("NETWORK_ERROR", "upstream resumed at the wrong offset")
-            await trio.to_thread.run_sync(part.hash_existing, digest)
-            return answered.size
-        if offset and status == 416 and record.expected_size == offset:
-            # Everything had arrived before the restart; only publishing was left.
-            await trio.to_thread.run_sync(part.hash_existing, digest)
-            return offset
-        if not 200 <= status < 300 or status == 206:
-            raise _JobFailed("NETWORK_ERROR", f"upstream answered {status}")
-        if offset:
-            part.restart()
-        record.validator = _validator(fetched)
-        if not record.name_given:
-            given = disposition_filename(fetched.headers.get("content-disposition", ""))
-            if given:
-                record.filename = safe_filename(given)
-        return _int_header(fetched, "content-length")
-
-    async def _stream_body(
-        self, job: _Job, part: PartFile, fetched: Fetched, digest: MultiDigest
-    ) -> None:
-        """Receive into blocks; two stages, each in a worker thread, write and hash them.
-
-        The stages run independently (each has its own queue of blocks), so the slower
-        of writing and hashing sets the pace, not their sum; both release the GIL.
-        """
-        record = job.record
-        limit = self.settings.max_fetch_size
-        to_disk, for_disk = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
-        to_hash, for_hash = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
-
-        async def stage(
-            blocks: trio.MemoryReceiveChannel[bytes], work: Callable[[bytes], object]
-        ) -> None:
-            async with blocks:
-                async for block in blocks:
-                    await trio.to_thread.run_sync(work, block)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stage, for_disk, part.write)
-                nursery.start_soon(stage, for_hash, digest.update)
-                async with to_disk, to_hash:
-                    received = part.size
-                    pending: list[bytes] = []
-                    pending_size = 0
-                    async for chunk in fetched.chunks():
-                        received += len(chunk)
-                        if limit and received > limit:
-                            raise _JobFailed("FILE_TOO_LARGE", f"more than {limit} bytes")
-                        record.current_size = received  # progress counts bytes as they arrive
-                        self._progress(job)
-                        pending.append(chunk)
-                        pending_size += len(chunk)
-                        if pending_size >= BLOCK_SIZE:
-                            block = b"".join(pending)
-                            await to_disk.send(block)
-                            await to_hash.send(block)
-                            pending, pending_size = [], 0
-                    if pending:
-                        block = b"".join(pending)
-                        await to_disk.send(block)
-                        await to_hash.send(block)
-        except BaseExceptionGroup as group:
-            raise _single(group) from None
-
-    async def _complete(self, job: _Job, part: PartFile, dir_fd: int) -> None:
-        """fsync, verify, publish under a free name, record the digests."""
-        record = job.record
-        assert job.digest is not None
-        await trio.to_thread.run_sync(part.sync)
-        digests = Digests.from_values(part.size, job.digest.digest())
-        sha256 = digests.hex("sha256")
-        if record.expected_sha256 and sha256 != record.expected_sha256:
-            raise _JobFailed("CHECKSUM_MISMATCH", f"sha256 {sha256} does not match")
-        name, st = await trio.to_thread.run_sync(publish, dir_fd, part.name, record.filename)
-        part.close()
-        record.filename = name
-        record.sha256 = sha256
-        record.total_bytes = part.size
-        record.current_size = part.size
-        if self.digests is not None and not self.digests.closed:
-            self.digests.store(FileKey.from_stat(st), digests)

@@ -24,7 +24,8 @@ from typing import Final
 
 from slipstream.errors import SlipstreamError
 from slipstream.filenames import safe_filename, url_filename
-from slipstream.jobs.runner import JobRefused, Jobs
+from slipstream.jobs.runner import Jobs
+from slipstream.jobs.settings import JobRefused
 from slipstream.numeric import InvalidNumber, parse_uint
 from slipstream.pathsafety import safe_relative_path
 

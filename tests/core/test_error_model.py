@@ -7,7 +7,7 @@ import pytest
 
 from slipstream.errors import FileNotFound, InternalError, SlipstreamError
 from slipstream.fetch import FetchError
-from slipstream.jobs.runner import JobRefused
+from slipstream.jobs.settings import JobRefused
 from slipstream.zip.errors import ZIP_ERRORS, ZipError
 from slipstream.zip.remote import UpstreamRefused
 

@@ -21,7 +21,8 @@ import trio
 
 from slipstream.errors import PathNotAllowed
 from slipstream.fetch import Fetcher
-from slipstream.jobs.runner import JobRefused, Jobs, JobSettings
+from slipstream.jobs.runner import Jobs
+from slipstream.jobs.settings import JobRefused, JobSettings
 from slipstream.jobs.store import JobRecord, JobStore
 from slipstream.netpolicy import NetworkPolicy
 from tests.helpers.upstream import Blob, Upstream

@@ -1,0 +1,187 @@
+"""One job's transfer: request the body (resuming a ``.part`` file if it can), decide from
+the response head, stream the body through write and hash stages, then verify and publish.
+
+:class:`Transfer` owns the bytes of one job; the runner (:mod:`slipstream.jobs.runner`)
+owns when it runs, its deadline, its status and how its end is recorded.  A failure with
+a seed-001 key is a :class:`JobFailed`; a ``FetchError`` or ``OSError`` passes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from slipstream.digests import DigestCache, Digests, FileKey
+from slipstream.ext import ALGORITHMS, MultiDigest
+from slipstream.fetch import Fetched, Fetcher
+from slipstream.filenames import disposition_filename, safe_filename
+from slipstream.http.contentrange import ContentRange, parse_content_range
+from slipstream.http.validators import strong_validator
+
+from .files import PartFile, publish
+from .store import JobRecord
+
+__all__ = ["BLOCK_SIZE", "JobFailed", "Transfer"]
+
+BLOCK_SIZE: Final = 1024 * 1024
+"""Bytes gathered before one write+hash step in the worker thread."""
+_PIPELINE_DEPTH: Final = 2
+
+
+class JobFailed(Exception):
+    """The job failed with the seed-001 error ``key``."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The failure a pipeline nursery reports (its group holds one real error)."""
+    for exc in group.exceptions:
+        if not isinstance(exc, trio.Cancelled):
+            return _single(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    return group
+
+
+def _validator(fetched: Fetched) -> str | None:
+    return strong_validator(fetched.headers.get("etag"), fetched.headers.get("last-modified"))
+
+
+def _int_header(fetched: Fetched, name: str) -> int | None:
+    value = fetched.headers.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+@dataclass(eq=False)
+class Transfer:
+    """The bytes of one job: ``record``'s URL into ``part``, every digest on the way.
+
+    ``progress()`` is called as bytes arrive (``record.current_size`` counts them);
+    ``downloading()`` once the response head is accepted and the size is known.  One
+    attempt: :meth:`run`, then :meth:`complete`, once each.
+    """
+
+    record: JobRecord
+    part: PartFile
+    fetcher: Fetcher
+    max_fetch_size: int | None
+    progress: Callable[[], None]
+    downloading: Callable[[], Awaitable[None]]
+    digest: MultiDigest = field(default_factory=lambda: MultiDigest(ALGORITHMS))
+
+    async def run(self) -> None:
+        """Fetch the body into the part file (appending to what it holds, if it can)."""
+        record, part = self.record, self.part
+        offset = part.size
+        headers: list[tuple[str, str]] = []
+        if offset and record.validator:
+            headers = [("Range", f"bytes={offset}-"), ("If-Range", record.validator)]
+        elif offset:
+            part.restart()
+            offset = 0
+        async with self.fetcher.stream(record.url, headers) as fetched:
+            expected = await self._accept(fetched, offset)
+            record.current_size = part.size
+            record.expected_size = expected
+            limit = self.max_fetch_size
+            if limit and expected is not None and expected > limit:
+                raise JobFailed("FILE_TOO_LARGE", f"{expected} bytes is over the limit")
+            await self.downloading()
+            if fetched.status != 416:
+                await self._stream_body(fetched)
+        if expected is not None and part.size != expected:
+            raise JobFailed("NETWORK_ERROR", f"body ended at {part.size} of {expected} bytes")
+
+    async def _accept(self, fetched: Fetched, offset: int) -> int | None:
+        """Decide from the response head whether to append, restart or fail; the size."""
+        record, part = self.record, self.part
+        status = fetched.status
+        if status in (404, 410):
+            raise JobFailed("REMOTE_FILE_NOT_FOUND", f"upstream answered {status}")
+        if offset and status == 206:
+            answered = parse_content_range(fetched.headers.get("content-range"))
+            if not isinstance(answered, ContentRange) or answered.first != offset:
+                raise JobFailed("NETWORK_ERROR", "upstream resumed at the wrong offset")
+            await trio.to_thread.run_sync(part.hash_existing, self.digest)
+            return answered.size
+        if offset and status == 416 and record.expected_size == offset:
+            # Everything had arrived before the restart; only publishing was left.
+            await trio.to_thread.run_sync(part.hash_existing, self.digest)
+            return offset
+        if not 200 <= status < 300 or status == 206:
+            raise JobFailed("NETWORK_ERROR", f"upstream answered {status}")
+        if offset:
+            part.restart()
+        record.validator = _validator(fetched)
+        if not record.name_given:
+            given = disposition_filename(fetched.headers.get("content-disposition", ""))
+            if given:
+                record.filename = safe_filename(given)
+        return _int_header(fetched, "content-length")
+
+    async def _stream_body(self, fetched: Fetched) -> None:
+        """Receive into blocks; two stages, each in a worker thread, write and hash them.
+
+        The stages run independently (each has its own queue of blocks), so the slower
+        of writing and hashing sets the pace, not their sum; both release the GIL.
+        """
+        record, part = self.record, self.part
+        limit = self.max_fetch_size
+        to_disk, for_disk = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
+        to_hash, for_hash = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
+
+        async def stage(
+            blocks: trio.MemoryReceiveChannel[bytes], work: Callable[[bytes], object]
+        ) -> None:
+            async with blocks:
+                async for block in blocks:
+                    await trio.to_thread.run_sync(work, block)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stage, for_disk, part.write)
+                nursery.start_soon(stage, for_hash, self.digest.update)
+                async with to_disk, to_hash:
+                    received = part.size
+                    pending: list[bytes] = []
+                    pending_size = 0
+                    async for chunk in fetched.chunks():
+                        received += len(chunk)
+                        if limit and received > limit:
+                            raise JobFailed("FILE_TOO_LARGE", f"more than {limit} bytes")
+                        record.current_size = received  # progress counts bytes as they arrive
+                        self.progress()
+                        pending.append(chunk)
+                        pending_size += len(chunk)
+                        if pending_size >= BLOCK_SIZE:
+                            block = b"".join(pending)
+                            await to_disk.send(block)
+                            await to_hash.send(block)
+                            pending, pending_size = [], 0
+                    if pending:
+                        block = b"".join(pending)
+                        await to_disk.send(block)
+                        await to_hash.send(block)
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+
+    async def complete(self, dir_fd: int, digests: DigestCache | None) -> None:
+        """fsync, verify, publish under a free name in ``dir_fd``, record the digests."""
+        record, part = self.record, self.part
+        await trio.to_thread.run_sync(part.sync)
+        found = Digests.from_values(part.size, self.digest.digest())
+        sha256 = found.hex("sha256")
+        if record.expected_sha256 and sha256 != record.expected_sha256:
+            raise JobFailed("CHECKSUM_MISMATCH", f"sha256 {sha256} does not match")
+        name, st = await trio.to_thread.run_sync(publish, dir_fd, part.name, record.filename)
+        part.close()
+        record.filename = name
+        record.sha256 = sha256
+        record.total_bytes = part.size
+        record.current_size = part.size
+        if digests is not None and not digests.closed:
+            digests.store(FileKey.from_stat(st), found)
