@@ -1,4 +1,5 @@
-"""Fixtures of the core tests: ``digest_cache``, a fresh cache in the test's directory."""
+"""Fixtures of the core tests: ``digest_cache`` (a fresh cache in the test's directory) and
+``target`` (a loopback upstream an attack on the fetcher would like to reach)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from slipstream.digests import DigestCache
+from tests.helpers.upstream import Blob, Upstream
 
 
 @pytest.fixture
@@ -15,3 +18,12 @@ def digest_cache(tmp_path: Path) -> Iterator[DigestCache]:
     """A :class:`DigestCache` on ``state/digests.sqlite3`` under ``tmp_path``, closed after."""
     with DigestCache(tmp_path / "state" / "digests.sqlite3") as c:
         yield c
+
+
+@pytest.fixture
+async def target(nursery: trio.Nursery) -> Upstream:
+    """A second upstream: where an attack would like to land (must see no connection)."""
+    server = Upstream()
+    await nursery.start(server.run)
+    server.add("/secret", Blob(b"internal secret\n"))
+    return server
