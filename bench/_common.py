@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmarks: timing, medians, JSON results and PNG charts.
+"""Small helpers shared by the benchmarks: progress lines, timing, medians, JSON results
+and PNG charts.
 
 Every benchmark writes ``bench/results/<name>.json`` (and usually ``<name>.png``).
 matplotlib is imported only by :func:`bar_chart`, so the rest works without it.
@@ -7,12 +8,18 @@ matplotlib is imported only by :func:`bar_chart`, so the rest works without it.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(text: str) -> None:
+    """A progress line on stderr (stdout carries the results table)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def median(xs: Sequence[float]) -> float:

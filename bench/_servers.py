@@ -2,7 +2,8 @@
 
 nginx (the anchor: one worker, sendfile, no access log), slipstream as a subprocess,
 ``wrk`` with a Lua hook that reports JSON, and the ``/proc`` samplers for RSS and CPU.
-Used by ``throughput.py`` and ``small_requests.py``.
+Used by ``throughput.py`` and ``small_requests.py``; ``fetch.py`` and ``zip.py`` use the
+servers (through :mod:`_feature_servers`) and the samplers.
 """
 
 from __future__ import annotations

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -48,14 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, median, write_results
+from _common import RESULTS, log, write_results
+from _feature_servers import JOB_DIR, JobServer, run_jobs
+from _fetch_report import SINGLE_TARGET, TOOLS, draw_chart, print_table, summarize
 from _floors import httpx_receive
 from _servers import (
     RSS_LIMIT_MIB,
-    TOKEN,
     Nginx,
     RssSampler,
-    Slipstream,
     machine_info,
     nginx_binary,
     proc_cpu_seconds,
@@ -66,26 +65,8 @@ from _servers import (
 MIB = 1024**2
 BIG = "big.bin"
 SMALL = "small.bin"
-JOB_DIR = "fetched"  # slipstream downloads land in <root>/fetched
-SINGLE_TARGET = 0.8  # slipstream bytes/s over curl's, single 1 GiB download
-JOB_TIMEOUT_S = 1800  # per slipstream job, and for waiting on a whole batch
-POLL_AFTER_S = 2.0  # without a final event for this long, look in the history too
-FINAL = ("completed", "failed", "cancelled")
-TOOLS = ("slipstream", "curl", "aria2c_x1", "aria2c_default")
 DEFAULTS = {"size_mib": 1024, "jobs": 50, "job_mib": 20, "rounds": 3}
 QUICK = {"size_mib": 128, "jobs": 50, "job_mib": 2, "rounds": 1}
-
-
-class JobServer(Slipstream):
-    """slipstream with remote downloads enabled (loopback allowed), quiet logs."""
-
-    def extra_args(self, tmp: Path) -> list[str]:
-        return [
-            "--allow-download",
-            "--allow-private-networks",
-            "--download-timeout",
-            str(JOB_TIMEOUT_S),
-        ]
 
 
 @dataclass
@@ -141,82 +122,6 @@ def needed_bytes(size: int, job_size: int, jobs: int) -> int:
 
 
 # -- slipstream jobs -----------------------------------------------------------------------
-
-
-@dataclass
-class JobsRun:
-    """One batch of jobs: wall time to the last final event, and the final events."""
-
-    seconds: float
-    finals: dict[str, dict[str, Any]]
-    from_poll: int  # final events the websocket never delivered (found in the history)
-    headers_s: dict[str, float]  # start request -> the job's "downloading" event (head read)
-
-
-async def run_jobs(port: int, requests: list[tuple[str, str]]) -> JobsRun:
-    """Start one job per ``(url, filename)`` and wait until every one has ended.
-
-    A websocket subscribed to download events (type 20) timestamps each job's final
-    event.  Should the server drop one (a slow subscriber loses events), the history is
-    polled after 2 s without news, so a lost event costs accuracy, not a hang.
-    """
-    import httpx
-    import trio
-    from trio_websocket import open_websocket_url
-
-    finals: dict[str, tuple[float, dict[str, Any]]] = {}
-    downloading: dict[str, float] = {}
-    news = trio.Event()
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    base = f"http://127.0.0.1:{port}"
-    async with (
-        open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws,
-        httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client,
-    ):
-        for packet in ({"type": 1, "id": 1, "token": TOKEN}, {"type": 20, "id": 2}):
-            await ws.send_message(json.dumps(packet))
-            reply = json.loads(await ws.get_message())
-            if reply != {"id": packet["id"], "status": 1}:
-                raise RuntimeError(f"websocket packet {packet['type']} answered {reply}")
-
-        async def read_events() -> None:
-            nonlocal news
-            while True:
-                event = json.loads(await ws.get_message())
-                if event.get("event") != "download":
-                    continue
-                if event.get("status") == "downloading":
-                    downloading.setdefault(event["id"], time.perf_counter())
-                elif event.get("status") in FINAL:
-                    finals.setdefault(event["id"], (time.perf_counter(), event))
-                    news.set()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_events)
-            began = time.perf_counter()
-            ids: list[str] = []
-            for url, name in requests:
-                params = {"download": url, "filename": name}
-                reply = await client.get(f"/{JOB_DIR}", params=params)
-                if reply.status_code != 202:
-                    raise RuntimeError(f"job start answered {reply.status_code}: {reply.text}")
-                ids.append(reply.json()["download_id"])
-            from_poll = 0
-            with trio.fail_after(JOB_TIMEOUT_S):
-                while missing := [i for i in ids if i not in finals]:
-                    with trio.move_on_after(POLL_AFTER_S) as quiet:
-                        await news.wait()
-                    news = trio.Event()
-                    if quiet.cancelled_caught:
-                        history = (await client.get("/", params={"download_history": ""})).json()
-                        for row in history["history"]:
-                            if row["id"] in missing and row["id"] not in finals:
-                                finals[row["id"]] = (time.perf_counter(), row)
-                                from_poll += 1
-            nursery.cancel_scope.cancel()
-    ended = max(finals[i][0] for i in ids)
-    heads = {i: downloading[i] - began for i in ids if i in downloading}
-    return JobsRun(ended - began, {i: finals[i][1] for i in ids}, from_poll, heads)
 
 
 def check_job(bench: Bench, event: dict[str, Any], size: int, sha256: str) -> Path:
@@ -343,10 +248,6 @@ def curl_batch(bench: Bench, rnd: int) -> dict[str, Any]:
 # -- the run -------------------------------------------------------------------------------
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def measure(bench: Bench, rounds: int) -> dict[str, Any]:
     """Warm up, then ``rounds`` rounds of the single download and of the batch."""
     single: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
@@ -396,124 +297,7 @@ def measure(bench: Bench, rounds: int) -> dict[str, Any]:
     return {"single": single, "batch": batch, "floors": floors}
 
 
-def summarize(raw: dict[str, Any], hwm_mib: float) -> dict[str, Any]:
-    """Medians, ratios (slipstream / other, in bytes/s), RSS peaks and the verdicts."""
-    single, batch = raw["single"], raw["batch"]
-    rate = {tool: median([s["bytes_per_s"] for s in runs]) for tool, runs in single.items()}
-    seconds = {tool: median([s["seconds"] for s in runs]) for tool, runs in single.items()}
-    fsync_s = median([s["fsync_after_s"] for s in single["curl"]])
-    ratios = {
-        f"slipstream/{tool}": rate["slipstream"] / rate[tool]
-        for tool in TOOLS
-        if tool != "slipstream"
-    }
-    ratios["slipstream/curl+fsync"] = (seconds["curl"] + fsync_s) / seconds["slipstream"]
-    floor_rate = {
-        name: median([s["bytes_per_s"] for s in runs]) for name, runs in raw["floors"].items()
-    }
-    for name, value in floor_rate.items():
-        ratios[f"floor {name}/curl"] = value / rate["curl"]
-    batch_s = {tool: median([s["seconds"] for s in runs]) for tool, runs in batch.items()}
-    ratios["batch slipstream/curl"] = batch_s["curl"] / batch_s["slipstream"]
-    peak = {
-        "single": max(s["rss_max_mib"] for s in single["slipstream"]),
-        "batch": max(s["rss_max_mib"] for s in batch["slipstream"]),
-        "vmhwm": hwm_mib,
-    }
-    passed = {
-        "single_vs_curl": ratios["slipstream/curl"] >= SINGLE_TARGET,
-        "rss": max(peak.values()) < RSS_LIMIT_MIB,
-    }
-    return {
-        "median_bytes_per_s": rate,
-        "median_seconds": seconds,
-        "floor_bytes_per_s": floor_rate,
-        "curl_fsync_after_s": fsync_s,
-        "batch_median_seconds": batch_s,
-        "ratios": ratios,
-        "rss_peak_mib": peak,
-        "passed": passed,
-    }
-
-
-def print_table(bench: Bench, summary: dict[str, Any]) -> None:
-    rate, secs = summary["median_bytes_per_s"], summary["median_seconds"]
-    size_mib = bench.size // MIB
-    print(f"single download of {size_mib} MiB (median of rounds)")
-    print(f"{'tool':<16}{'seconds':>9}{'MB/s':>9}{'slipstream/tool':>17}")
-    for tool in TOOLS:
-        ratio = rate["slipstream"] / rate[tool]
-        print(f"{tool:<16}{secs[tool]:>9.2f}{rate[tool] / 1e6:>9.1f}{ratio:>17.2f}")
-    ratios = summary["ratios"]
-    verdict = "PASS" if summary["passed"]["single_vs_curl"] else "FAIL"
-    print(
-        f"target slipstream/curl >= {SINGLE_TARGET}: {ratios['slipstream/curl']:.2f} {verdict}"
-        f"  (curl + fsync of its file {summary['curl_fsync_after_s']:.2f} s: "
-        f"ratio {ratios['slipstream/curl+fsync']:.2f}, for information)"
-    )
-    floors = summary["floor_bytes_per_s"]
-    print(
-        "floors (in-process, no disk, same URL): httpx on Trio receive "
-        f"{floors['httpx'] / 1e6:.1f} MB/s = {ratios['floor httpx/curl']:.2f} x curl; "
-        f"+ all digests {floors['httpx+digests'] / 1e6:.1f} MB/s = "
-        f"{ratios['floor httpx+digests/curl']:.2f} x curl"
-    )
-    batch = summary["batch_median_seconds"]
-    print(
-        f"{bench.jobs} concurrent x {bench.job_size // MIB} MiB: "
-        f"slipstream {batch['slipstream']:.2f} s (8 at a time), "
-        f"{bench.jobs} curls {batch['curl']:.2f} s,"
-        f" ratio {ratios['batch slipstream/curl']:.2f}"
-    )
-    peak = summary["rss_peak_mib"]
-    verdict = "PASS" if summary["passed"]["rss"] else "FAIL"
-    print(
-        f"slipstream RSS peak: single {peak['single']:.1f} MiB, batch {peak['batch']:.1f} MiB,"
-        f" VmHWM {peak['vmhwm']:.1f} MiB; target < {RSS_LIMIT_MIB:.0f} MiB {verdict}"
-    )
-    print("(MB = 10^6 bytes; ratios are slipstream / other in bytes/s)")
-
-
-def draw_chart(path: Path, bench: Bench, summary: dict[str, Any]) -> None:
-    """Single-download MB/s per tool; the batch's total time; slipstream's RSS peaks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4.8))
-    rate = summary["median_bytes_per_s"]
-    bars = left.bar(list(TOOLS), [rate[t] / 1e6 for t in TOOLS], color="#3b7dd8")
-    left.bar_label(bars, labels=[f"{rate[t] / 1e6:.0f}" for t in TOOLS], fontsize=8)
-    left.axhline(
-        SINGLE_TARGET * rate["curl"] / 1e6,
-        color="red",
-        linestyle="dashed",
-        label=f"{SINGLE_TARGET} x curl (target)",
-    )
-    left.set_title(f"One {bench.size // MIB} MiB download (median)")
-    left.set_ylabel("MB/s (10^6 bytes)")
-    left.tick_params(axis="x", labelrotation=15, labelsize=8)
-    left.legend()
-    batch = summary["batch_median_seconds"]
-    names = ["slipstream", "curl"]
-    bars = middle.bar(names, [batch[n] for n in names], color=["#3b7dd8", "#999999"])
-    middle.bar_label(bars, labels=[f"{batch[n]:.2f} s" for n in names], fontsize=8)
-    middle.set_title(f"{bench.jobs} concurrent x {bench.job_size // MIB} MiB: total time")
-    middle.set_ylabel("seconds (lower is better)")
-    peak = summary["rss_peak_mib"]
-    keys = ["single", "batch", "vmhwm"]
-    bars = right.bar(keys, [peak[k] for k in keys], color="#3b7dd8")
-    right.bar_label(bars, labels=[f"{peak[k]:.0f}" for k in keys], fontsize=8)
-    right.axhline(RSS_LIMIT_MIB, color="red", linestyle="dashed", label="limit")
-    right.set_title("slipstream RSS (MiB)")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def run(args: argparse.Namespace) -> tuple[Bench, dict[str, Any]]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     """Make the files, start nginx and slipstream, measure, stop them."""
     info = machine_info()
     info["curl"] = tool_version(["curl", "--version"])
@@ -564,7 +348,7 @@ def run(args: argparse.Namespace) -> tuple[Bench, dict[str, Any]]:
         **summary,
         "samples": raw,
     }
-    return bench, data
+    return data
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -610,18 +394,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (e.g. from run_all.py) unwinds like Ctrl-C, so the servers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        bench, data = run(args)
+        data = run(args)
     except KeyboardInterrupt:
         log("fetch: interrupted; servers stopped")
         return 130
     except RuntimeError as exc:
         log(f"FAIL: fetch: {exc}")
         return 1
-    print_table(bench, data)
+    print_table(data)
     if args.full:
         out = write_results("fetch", data)
         chart = RESULTS / "fetch.png"
-        draw_chart(chart, bench, data)
+        draw_chart(chart, data)
         print(f"wrote {out} and {chart}")
     else:
         print("partial run (--quick or sizes changed): bench/results/ left as it was")
