@@ -20,6 +20,7 @@ from slipstream.fetch import Fetched, Fetcher
 from slipstream.filenames import disposition_filename, safe_filename
 from slipstream.http.contentrange import ContentRange, parse_content_range
 from slipstream.http.validators import strong_validator
+from slipstream.numeric import parse_uint_or_none
 
 from .files import PartFile, publish
 from .store import JobRecord
@@ -52,8 +53,8 @@ def _validator(fetched: Fetched) -> str | None:
 
 
 def _int_header(fetched: Fetched, name: str) -> int | None:
-    value = fetched.headers.get(name)
-    return int(value) if value is not None and value.isdigit() else None
+    """Header field ``name`` as a number of ASCII digits (None: absent or not one)."""
+    return parse_uint_or_none(fetched.headers.get(name))
 
 
 @dataclass(eq=False)
