@@ -21,8 +21,7 @@ from collections.abc import Sequence
 
 import trio
 
-from slipstream.digests import DigestCache, Digests, FileKey
-from slipstream.filedigests import OnChange, opened_file_digests
+from slipstream.digests import DigestCache, Digests, FileKey, OnChange, opened_file_digests
 from slipstream.segments import FileSlice, Literal, Segment, UpstreamSlice
 from slipstream.storage import OpenFile
 

@@ -35,7 +35,7 @@ import trio
 import trio_websocket
 
 from slipstream import wsprotocol
-from slipstream.digests import FileChanged
+from slipstream.digests import FileChanged, OnChange, opened_file_digests
 from slipstream.errors import (
     FileNotFound,
     FileNotReadable,
@@ -45,7 +45,6 @@ from slipstream.errors import (
     PathNotAllowed,
     SlipstreamError,
 )
-from slipstream.filedigests import OnChange, opened_file_digests
 from slipstream.wsprotocol import (
     CLOSE_REASONS,
     CloseCode,

@@ -25,8 +25,7 @@ from typing import Final
 
 import trio
 
-from slipstream.digests import DigestCache, FileChanged, FileKey
-from slipstream.filedigests import OnChange, opened_file_digests
+from slipstream.digests import DigestCache, FileChanged, FileKey, OnChange, opened_file_digests
 from slipstream.filenames import deduplicate, is_part_file, safe_filename
 from slipstream.http.disposition import content_disposition
 from slipstream.http.reply import RFC9110, Refusal

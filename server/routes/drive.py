@@ -65,9 +65,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from slipstream.digests import DigestCache, Digests, FileChanged
+from slipstream.digests import DigestCache, Digests, FileChanged, OnChange, opened_file_digests
 from slipstream.errors import IsADirectory, SlipstreamError, Unauthorized
-from slipstream.filedigests import OnChange, opened_file_digests
 from slipstream.pathsafety import safe_relative_path
 from slipstream.storage import DirEntry, LocalStorage, OpenFile
 

@@ -25,10 +25,9 @@ import slipstream
 FRAMEWORKS = ("trio", "h11", "httpx")
 IO_MODULES = {
     "slipstream.background",
-    "slipstream.digestcache",
-    "slipstream.digests",
+    "slipstream.digests.cache",
+    "slipstream.digests.opened",
     "slipstream.fetch",
-    "slipstream.filedigests",
     "slipstream.send",
     "slipstream.zip.crc",
     "slipstream.zip.local",

@@ -1,7 +1,7 @@
 """A file that changes while it is hashed: each caller's documented outcome.
 
 The digest cache raises ``FileChanged`` when the file no longer has the version it was
-opened with; ``slipstream.filedigests.opened_file_digests`` turns that into each
+opened with; ``slipstream.digests.opened_file_digests`` turns that into each
 caller's policy.  Here the cache is made to report the change (``services.digests.get``
 raises it a given number of times), so no timing is involved.
 """

@@ -21,7 +21,8 @@ import enum
 from collections.abc import Callable
 from typing import Final, Literal, Protocol, TypeVar, overload
 
-from .digests import DigestCache, Digests, FileChanged, FileKey
+from .cache import DigestCache
+from .values import Digests, FileChanged, FileKey
 
 __all__ = ["RETRY_ATTEMPTS", "HashableFile", "OnChange", "opened_file_digests"]
 

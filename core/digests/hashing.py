@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from slipstream.ext import ALGORITHMS, MultiDigest
 
-from .digesttypes import Digests, FileChanged
+from .values import Digests, FileChanged
 
 __all__ = ["CHUNK_SIZE", "Hasher", "hash_fd", "hash_path"]
 

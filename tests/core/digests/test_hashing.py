@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from slipstream.digesttypes import FileChanged
+from slipstream.digests.hashing import CHUNK_SIZE, hash_fd, hash_path
+from slipstream.digests.values import FileChanged
 from slipstream.ext import ALGORITHMS
-from slipstream.hashing import CHUNK_SIZE, hash_fd, hash_path
 from tests.helpers.digests import open_key, write
 from tests.helpers.reference import REFLECTED_POLYS, reference_crc
 

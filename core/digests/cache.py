@@ -1,7 +1,7 @@
 """Digests on demand: :class:`DigestCache` answers from the store or hashes the file once.
 
-A lookup goes to the :class:`~slipstream.digeststore.DigestStore` (LRU, then SQLite).  A
-miss is hashed by :func:`~slipstream.hashing.hash_fd` in ``trio.to_thread`` under a
+A lookup goes to the :class:`~slipstream.digests.store.DigestStore` (LRU, then SQLite).  A
+miss is hashed by :func:`~slipstream.digests.hashing.hash_fd` in ``trio.to_thread`` under a
 :class:`trio.CapacityLimiter`; concurrent requests for the same file version share one
 computation (one "flight").  :meth:`DigestCache.schedule` warms the cache in the
 background, so a reply never has to wait for a cold large file; such a task logs and
@@ -23,10 +23,11 @@ from typing import Self
 
 import trio
 
-from .background import spawn
-from .digeststore import DigestStore
-from .digesttypes import Digests, FileChanged, FileKey
+from slipstream.background import spawn
+
 from .hashing import Hasher, hash_fd
+from .store import DigestStore
+from .values import Digests, FileChanged, FileKey
 
 __all__ = ["DigestCache"]
 
@@ -51,10 +52,10 @@ class DigestCache:
     """Digests of file versions: in-memory LRU, then SQLite, then a bounded worker pool.
 
     ``path`` is the SQLite file, ``max_rows``, ``lru_size``, ``trim_every`` and
-    ``busy_timeout`` are those of its :class:`~slipstream.digeststore.DigestStore` (a
+    ``busy_timeout`` are those of its :class:`~slipstream.digests.store.DigestStore` (a
     statement runs on the event loop, so ``busy_timeout`` keeps another process's write
     lock from stalling it for long).  At most ``max_jobs`` files are hashed at once.
-    ``hasher`` replaces :func:`~slipstream.hashing.hash_fd` in the workers.
+    ``hasher`` replaces :func:`~slipstream.digests.hashing.hash_fd` in the workers.
 
     Use from one thread only (the Trio thread that created it).
     """

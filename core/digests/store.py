@@ -1,7 +1,7 @@
 """Where digests are kept: an in-memory LRU in front of a small SQLite table.
 
-:class:`DigestStore` maps a file version (:class:`~slipstream.digesttypes.FileKey`) to its
-:class:`~slipstream.digesttypes.Digests`.  The database is in WAL mode in the state
+:class:`DigestStore` maps a file version (:class:`~slipstream.digests.values.FileKey`) to its
+:class:`~slipstream.digests.values.Digests`.  The database is in WAL mode in the state
 directory; every statement is a single-row lookup or insert, except an occasional trim
 that deletes the oldest rows beyond ``max_rows``.  A failing statement is logged and
 counts as a miss (it is only a cache).  Use from one thread only.
@@ -18,7 +18,7 @@ from collections import OrderedDict
 from slipstream.ext import ALGORITHMS
 from slipstream.privatefiles import private_sqlite
 
-from .digesttypes import CRC_WIDTHS, Digests, FileKey
+from .values import CRC_WIDTHS, Digests, FileKey
 
 __all__ = ["DigestStore"]
 

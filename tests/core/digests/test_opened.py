@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from slipstream.digests import DigestCache, Digests, FileChanged, hash_fd
+from slipstream.digests import (
+    DigestCache,
+    Digests,
+    FileChanged,
+    OnChange,
+    hash_fd,
+    opened_file_digests,
+)
 from slipstream.errors import FileNotFound
-from slipstream.filedigests import OnChange, opened_file_digests
 from slipstream.storage import LocalStorage, MemoryStorage, OpenFile
 
 
