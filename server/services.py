@@ -21,6 +21,7 @@ layers, how outbound fetches resolve and connect, the zip manifest store.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -60,13 +61,16 @@ class App:
     ``filesystems`` are extra ``fstype`` layers for ``/api/download`` (or replacements
     of ``OsFs`` / ``MemFs``); ``resolver`` and ``dialer`` replace how outbound fetches
     resolve names and connect to checked addresses (see :mod:`slipstream.fetch`);
-    ``zip_state`` opens the zip service's store.
+    ``zip_state`` opens the zip service's store; ``url_clock`` is the wall clock
+    presigned URLs are issued and verified against.
     """
 
     filesystems: Mapping[str, Storage] = field(default_factory=dict)
     resolver: Resolver = system_resolver
     dialer: Dialer | None = None
     zip_state: ZipStateFactory = ZipState
+    url_clock: Callable[[], float] = time.time
+    """Unix seconds now, for presigned URLs (``time.time``; tests pass a fake clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +132,8 @@ async def open_app(
         block_domains=tuple(config.block_domains),
         allow_private_networks=config.allow_private_networks,
     )
-    urls = UrlIssuer(spaces, Signer(config.secret or "", config.previous_secrets), base)
+    signer = Signer(config.secret or "", config.previous_secrets)
+    urls = UrlIssuer(spaces, signer, base, clock=app.url_clock)
     async with contextlib.AsyncExitStack() as stack:  # exits in reverse order
         digests = DigestCache(config.state_path / "digests.sqlite3")
         stack.callback(digests.close)

@@ -76,6 +76,7 @@ class WsHub:
     limiter: RateLimiter
     options: WsOptions = field(default_factory=WsOptions)
     clock: Callable[[], float] = trio.current_time
+    """Seconds now, as the rate limiter counts them (a test may put a fake clock here)."""
     connections: int = 0
     sessions: set[Stoppable] = field(default_factory=set)
     """Open sessions, so a draining server can close them at once (1001)."""

@@ -16,7 +16,7 @@ and ``response-content-disposition`` overrides applied.  No size limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -39,12 +39,15 @@ class UrlIssuer:
     """Signs URLs for the presigned route: the folders they point into, the key, the base.
 
     ``spaces`` maps ``root``, ``app-NAME`` and ``drive-ID`` to their folders;
-    ``public_url`` is the base of issued URLs (no trailing slash).
+    ``public_url`` is the base of issued URLs (no trailing slash); ``clock`` gives the
+    current time in unix seconds, which URLs are issued and verified against.
     """
 
     spaces: Mapping[str, LocalStorage]
     signer: Signer
     public_url: str
+    clock: Callable[[], float] = time.time
+    """Unix seconds now (``time.time``; a test passes a fake one to expire URLs at once)."""
 
     def issue(
         self,
@@ -63,7 +66,7 @@ class UrlIssuer:
         space.  ``content_type`` and ``filename`` become signed ``response-content-type``
         / ``response-content-disposition`` (``attachment`` with an RFC 6266 ``filename*``
         for non-ASCII names).  ``base`` replaces :attr:`public_url` (e.g. a drive's
-        internal or CDN URL).  ``now`` (unix seconds, default the current time) lets one
+        internal or CDN URL).  ``now`` (unix seconds, default :attr:`clock`) lets one
         caller issue several URLs with the same expiry.
 
         Returns ``(url, expires)`` with ``expires`` in unix seconds.  Raises ValueError
@@ -75,7 +78,7 @@ class UrlIssuer:
             raise ValueError(f"unknown URL space {space!r}")
         if expires_in < 1:
             raise ValueError("expires_in must be at least 1 second")
-        expires = int(time.time() if now is None else now) + expires_in
+        expires = int(self.clock() if now is None else now) + expires_in
         params = self.signer.sign(
             space,
             opened.path,
@@ -106,7 +109,7 @@ def register(router: Router, *, urls: UrlIssuer, files: StoredFiles) -> None:
             if len(values) != 1:
                 raise PresignTampered(f"repeated parameter {name}")
             query[name] = values[0]
-        grant = urls.signer.verify(request.method, space, path, query, time.time())
+        grant = urls.signer.verify(request.method, space, path, query, urls.clock())
         storage = urls.spaces.get(grant.space)
         if storage is None:
             raise NotFound(f"no such file space {grant.space}")

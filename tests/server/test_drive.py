@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
-import trio
 
+from slipstream.server import App
+from tests.helpers.clock import FakeClock
 from tests.helpers.drive import (
     GET,
     ITEM_KEYS,
@@ -171,11 +172,14 @@ async def test_expire_sec_out_of_range_or_mistyped(served: Served, expire_sec: A
     assert_error(response, 400, "InvalidParameter.ExpireSec")
 
 
-async def test_expired_url_is_refused(served: Served) -> None:
+async def test_expired_url_is_refused(start_server: StartServer) -> None:
+    clock = FakeClock()
+    served = await start_server(app=App(url_clock=clock))
     body = (await post(served, URL, {"file_id": "small.txt", "expire_sec": 1})).json()
     expires = parse_time(body["expiration"]).timestamp()
-    while time.time() < expires + 1.05:
-        await trio.sleep(0.1)
+    assert expires == int(clock()) + 1
+    assert (await fetch(body["url"])).status_code == 200
+    clock.advance(1.05)
     response = await fetch(body["url"])
     assert response.status_code == 403
     assert "expired" in response.text

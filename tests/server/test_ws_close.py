@@ -13,6 +13,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from slipstream.wsprotocol import CloseCode, Status
+from tests.helpers.clock import FakeClock
 from tests.helpers.raw_http import RawClient, get
 from tests.helpers.server import TOKEN, Served, StartServer, wait_for
 from tests.helpers.ws import TIMEOUT, close_reason, connect, expect_close, reply, url_for
@@ -156,8 +157,16 @@ async def test_connections_are_released(served: Served) -> None:
 # --- rate limit ----------------------------------------------------------------------
 
 
+def rate_clock(served: Served) -> FakeClock:
+    """Put a fake clock in ``served``'s rate limiter (moved by hand, no waiting)."""
+    clock = FakeClock(start=0.0)
+    served.server.services.ws.clock = clock
+    return clock
+
+
 async def test_rate_limit_blocks_then_expires(start_server: StartServer) -> None:
     served = await start_server(ws_rate_limit=4, ws_rate_window=30, ws_block_seconds=1.5)
+    clock = rate_clock(served)
     async with connect(served) as ws:  # packet 1
         for i in range(3):  # packets 2..4
             assert (await url_for(ws, "small.txt", id=i))["status"] == Status.OK
@@ -166,28 +175,32 @@ async def test_rate_limit_blocks_then_expires(start_server: StartServer) -> None
     # a new connection from the blocked IP is closed at once with the seconds left
     async with connect(served, initialize=False) as ws:
         assert await close_reason(ws) == (CloseCode.RATE_LIMIT_HIT, "rate limited, 2 seconds left")
-    await trio.sleep(1.55)
+    clock.advance(0.6)
+    async with connect(served, initialize=False) as ws:
+        assert await close_reason(ws) == (CloseCode.RATE_LIMIT_HIT, "rate limited, 1 seconds left")
+    clock.advance(0.9)  # the block has ended
     async with connect(served) as ws:
         assert (await url_for(ws, "small.txt"))["status"] == Status.OK
 
 
 async def test_rate_limit_counts_every_connection_of_an_ip(start_server: StartServer) -> None:
     served = await start_server(ws_rate_limit=3, ws_rate_window=30, ws_block_seconds=5)
+    rate_clock(served)
     async with connect(served) as first, connect(served) as second:  # packets 1, 2
         assert (await url_for(first, "small.txt"))["status"] == Status.OK  # 3
         await second.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))  # 4
         assert await close_reason(second) == (CloseCode.RATE_LIMIT_HIT, "rate limit hit")
         await first.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))
         code, reason = await close_reason(first)
-    assert code == CloseCode.RATE_LIMIT_HIT
-    assert reason in ("rate limited, 5 seconds left", "rate limited, 4 seconds left")
+    assert (code, reason) == (CloseCode.RATE_LIMIT_HIT, "rate limited, 5 seconds left")
 
 
 async def test_rate_window_slides(start_server: StartServer) -> None:
     served = await start_server(ws_rate_limit=3, ws_rate_window=1.0, ws_block_seconds=30)
+    clock = rate_clock(served)
     async with connect(served) as ws:  # 1
         assert (await url_for(ws, "small.txt"))["status"] == Status.OK  # 2
-        await trio.sleep(1.05)  # both left the window
+        clock.advance(1.0)  # both left the window
         for i in range(3):
             assert (await url_for(ws, "small.txt", id=i))["status"] == Status.OK
         await ws.send_message(json.dumps({"type": 1, "id": 1, "token": TOKEN}))
