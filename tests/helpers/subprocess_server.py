@@ -138,6 +138,15 @@ class CliServer:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 10) -> None:
+        """Poll the server's log until ``text`` appears in it (AssertionError after
+        ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never logged; log={self.log!r}")
+            time.sleep(0.01)
+
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url.rstrip("/"), timeout=10, verify=False, **kwargs)  # type: ignore[arg-type]
 

@@ -219,7 +219,7 @@ def test_signal_drains_a_slow_download(site: Path, signum: int) -> None:
             received = bytearray(sock.recv(65536))
             assert received.startswith(b"HTTP/1.1 200 ")
             server.proc.send_signal(signum)
-            time.sleep(0.3)  # the server is draining now; we are still mid-body
+            server.wait_for_log("draining")  # we are still mid-body
             assert server.proc.poll() is None
             while chunk := sock.recv(256 * 1024):
                 received += chunk

@@ -135,10 +135,11 @@ async def test_progress_shows_on_a_slow_small_download(env: Env) -> None:
     the whole body is smaller than the write block (a slow link must not look stalled)."""
     blob = slow_blob(20_000, chunk=1000, delay=0.1)  # 2 s, 10 kB/s
     job_id = await env.start_ok(env.upstream.add("/trickle.bin", blob))
-    await trio.sleep(1.0)
-    (row,) = await env.active()
+    # 5000 bytes arrive after ~0.5 s; they must show long before the body ends (2 s)
+    (row,) = await poll_active(
+        env, lambda rows: len(rows) == 1 and rows[0]["current_size"] >= 5000, timeout=1.5
+    )
     assert row["status"] == "downloading"
-    assert row["current_size"] >= 5000, row
     jobs = env.served.server.services.jobs
     assert jobs is not None
     jobs.cancel(job_id)
