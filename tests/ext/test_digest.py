@@ -6,7 +6,6 @@ import array
 import hashlib
 import itertools
 import mmap
-import os
 import random
 import threading
 import zlib
@@ -17,8 +16,11 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import slipstream.ext
 from tests.helpers.twins import load_twin
+
+pytestmark = pytest.mark.twins
+"""Each twin is loaded by name, whatever twin the environment selected: run once, in the
+first pass of ``make pytest`` (see the README, "The compiled extension and its twins")."""
 
 CRCS = ("crc32", "crc32c", "crc64xz", "crc64nvme")
 HASHES = ("sha1", "sha256", "xxh3_128")
@@ -330,22 +332,6 @@ def test_combine_with_long_zero_runs_and_huge_lengths(
         assert c.combine(name, c.combine(name, crc_a, crc_b1, half), crc_b2, len_b - half) == (
             c.combine(name, crc_a, joined, len_b)
         )
-
-
-# --- dispatcher ------------------------------------------------------------------------
-
-
-def test_dispatcher_exports_the_selected_twin() -> None:
-    expected = "python" if slipstream.ext.PURE else "c"
-    if os.environ.get("SLIPSTREAM_REQUIRE_EXT") == "1" or slipstream.ext.PURE:
-        assert slipstream.ext.IMPLEMENTATIONS["digest"] == expected
-    kind = "py" if slipstream.ext.IMPLEMENTATIONS["digest"] == "python" else "c"
-    module = load_twin("digest", kind)
-    assert slipstream.ext.MultiDigest is module.MultiDigest
-    assert slipstream.ext.crc is module.crc
-    assert slipstream.ext.combine is module.combine
-    assert slipstream.ext.ALGORITHMS == module.ALGORITHMS
-    assert slipstream.ext.crc("crc64xz", b"123456789") == CHECK["crc64xz"]
 
 
 def test_compiled_twin_uses_a_folding_kernel_where_the_cpu_has_pclmul(c: ModuleType) -> None:

@@ -1,4 +1,8 @@
-"""The twin dispatcher in ``slipstream.ext`` loads what the environment asks for."""
+"""The twin dispatcher in ``slipstream.ext`` loads what the environment asks for.
+
+These tests run in both passes of ``make pytest`` (the environment selects the twin),
+except the fresh-process probes, which set their own environment (marked ``twins``: they
+run in the first pass only)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,10 @@ import subprocess
 import sys
 from types import ModuleType
 
+import pytest
+
 import slipstream.ext as ext
+from tests.helpers.twins import load_twin
 
 PURE = os.environ.get("SLIPSTREAM_PURE", "") == "1"
 REQUIRE_EXT = os.environ.get("SLIPSTREAM_REQUIRE_EXT", "") == "1" and not PURE
@@ -35,6 +42,28 @@ def compiled_twin_importable(name: str) -> bool:
 def test_segmap_is_dispatched() -> None:
     assert "segmap" in ext.IMPLEMENTATIONS
     assert set(ext.IMPLEMENTATIONS.values()) <= {"c", "python"}
+
+
+def test_digest_dispatcher_exports_the_selected_twin() -> None:
+    expected = "python" if ext.PURE else "c"
+    if os.environ.get("SLIPSTREAM_REQUIRE_EXT") == "1" or ext.PURE:
+        assert ext.IMPLEMENTATIONS["digest"] == expected
+    kind = "py" if ext.IMPLEMENTATIONS["digest"] == "python" else "c"
+    module = load_twin("digest", kind)
+    assert ext.MultiDigest is module.MultiDigest
+    assert ext.crc is module.crc
+    assert ext.combine is module.combine
+    assert ext.ALGORITHMS == module.ALGORITHMS
+    assert ext.crc("crc64xz", b"123456789") == 0x995DC9BBDF1939FA  # its published check value
+
+
+def test_zipfmt_package_exports_the_loaded_twin() -> None:
+    kind = {"c": "c", "python": "py"}[ext.IMPLEMENTATIONS["zipfmt"]]
+    assert ext.local_file_header is load_twin("zipfmt", kind).local_file_header
+    if REQUIRE_EXT:
+        assert ext.IMPLEMENTATIONS["zipfmt"] == "c"
+    if PURE:
+        assert ext.IMPLEMENTATIONS["zipfmt"] == "python"
 
 
 def test_implementations_match_environment() -> None:
@@ -81,12 +110,14 @@ def probe(**env: str) -> tuple[dict[str, str], str]:
     return implementations, module
 
 
+@pytest.mark.twins
 def test_pure_env_forces_python_in_a_fresh_process() -> None:
     implementations, module = probe(SLIPSTREAM_PURE="1", SLIPSTREAM_REQUIRE_EXT="1")
     assert implementations and set(implementations.values()) == {"python"}
     assert module == "slipstream.ext._segmap_py"
 
 
+@pytest.mark.twins
 def test_default_env_prefers_compiled_in_a_fresh_process() -> None:
     implementations, module = probe()
     for name, kind in implementations.items():
@@ -95,6 +126,7 @@ def test_default_env_prefers_compiled_in_a_fresh_process() -> None:
     assert module == f"slipstream.ext._segmap_{expected}"
 
 
+@pytest.mark.twins
 def test_require_env_in_a_fresh_process() -> None:
     if compiled_twin_importable("segmap"):
         implementations, module = probe(SLIPSTREAM_REQUIRE_EXT="1")

@@ -12,6 +12,10 @@ from hypothesis import strategies as st
 from slipstream.ext._segtypes import FileSlice, Literal, Segment, UpstreamSlice
 from tests.helpers.twins import load_twin
 
+pytestmark = pytest.mark.twins
+"""Each twin is loaded by name, whatever twin the environment selected: run once, in the
+first pass of ``make pytest`` (see the README, "The compiled extension and its twins")."""
+
 MapFactory = Callable[[Any], Any]
 
 # Deterministic contents for the sources the FileSlices and UpstreamSlices point at.

@@ -20,6 +20,10 @@ from hypothesis import strategies as st
 
 from tests.helpers.twins import load_twin
 
+pytestmark = pytest.mark.twins
+"""Each twin is loaded by name, whatever twin the environment selected: run once, in the
+first pass of ``make pytest`` (see the README, "The compiled extension and its twins")."""
+
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF
 U64 = 0xFFFFFFFFFFFFFFFF
@@ -36,17 +40,6 @@ def test_compiled_twin_is_an_extension_module() -> None:
     c = load_twin("zipfmt", "c")
     assert c.__file__ is not None
     assert c.__file__.endswith(".so")
-
-
-def test_package_exports_the_loaded_twin() -> None:
-    import slipstream.ext as ext
-
-    kind = {"c": "c", "python": "py"}[ext.IMPLEMENTATIONS["zipfmt"]]
-    assert ext.local_file_header is load_twin("zipfmt", kind).local_file_header
-    if os.environ.get("SLIPSTREAM_REQUIRE_EXT") == "1":
-        assert ext.IMPLEMENTATIONS["zipfmt"] == "c"
-    if os.environ.get("SLIPSTREAM_PURE") == "1":
-        assert ext.IMPLEMENTATIONS["zipfmt"] == "python"
 
 
 # ---------------------------------------------------------------- field level
