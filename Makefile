@@ -32,9 +32,12 @@ typecheck: .stamp-test-install
 # Twice: every test on the compiled twins, then the server and the core again on the pure
 # ones.  Tests marked `twins` load each twin by name whatever the environment selected, so
 # the second pass leaves them out (see the README, "The compiled extension and its twins").
+# Two pytest-xdist workers: most tests wait on sockets, timeouts and subprocesses, and
+# every test has its own port (bound at 0), temporary directory and server.
+PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider -n 2
 pytest: .stamp-test-install
-	SLIPSTREAM_REQUIRE_EXT=1 $(VENV)/bin/pytest -q -p no:cacheprovider
-	SLIPSTREAM_PURE=1 $(VENV)/bin/pytest -q -p no:cacheprovider -m "not twins"
+	SLIPSTREAM_REQUIRE_EXT=1 $(PYTEST)
+	SLIPSTREAM_PURE=1 $(PYTEST) -m "not twins"
 
 bench: .stamp-bench-install bench-deps
 	$(PY) bench/run_all.py
