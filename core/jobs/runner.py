@@ -95,6 +95,8 @@ class Jobs:
         self.digests = digests
         self._limiter = trio.CapacityLimiter(max(1, settings.max_concurrent))
         self._jobs: dict[str, _Job] = {}
+        self._ending: dict[str, _Job] = {}
+        """Jobs out of the active set whose final record is being written."""
         self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
         self._nursery: trio.Nursery | None = None
 
@@ -187,7 +189,7 @@ class Jobs:
 
     async def wait(self, job_id: str) -> JobRecord | None:
         """Wait until job ``job_id`` finishes; its final record (None if unknown)."""
-        job = self._jobs.get(job_id)
+        job = self._jobs.get(job_id) or self._ending.get(job_id)
         if job is not None:
             await job.done.wait()
         return self.store.get(job_id)
@@ -316,8 +318,14 @@ class Jobs:
         record.end_time = int(time.time())
         if outcome[0] != "completed":
             record.total_bytes = None
-        self._jobs.pop(record.id, None)  # no longer active, whether or not the write succeeds
-        await trio.to_thread.run_sync(self.store.finish, record)
+        # No longer active, whether or not the write succeeds; until it is written, a
+        # wait() still finds the job (and so returns the final record, not the active row).
+        self._jobs.pop(record.id, None)
+        self._ending[record.id] = job
+        try:
+            await trio.to_thread.run_sync(self.store.finish, record)
+        finally:
+            del self._ending[record.id]
         self._publish({"event": "download", **history_fields(record)})
 
     def _remove_part(self, record: JobRecord) -> None:

@@ -261,3 +261,36 @@ async def test_a_store_refusing_the_final_write_costs_that_job_only(
     assert caplog.text.count("recording how it ended") == 2
     assert "database or disk is full (injected)" in caplog.text
     assert store.save_threads and threading.get_ident() not in store.save_threads
+
+
+async def test_wait_returns_the_final_record_while_it_is_being_written(
+    root: Path, store: JobStore, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wait() that starts after the job left the active set, but before its final
+    # record reached the store, still returns that record (not the active row).
+    url = upstream.add("/w.bin", Blob(b"written"))
+    writing, release = threading.Event(), threading.Event()
+    real_finish = store.finish
+
+    def slow_finish(record: JobRecord) -> None:
+        writing.set()
+        release.wait(TIMEOUT)
+        real_finish(record)
+
+    monkeypatch.setattr(store, "finish", slow_finish)
+    async with running(root, store) as jobs:
+        record = await jobs.start(url, "")
+        with trio.fail_after(TIMEOUT):
+            while not writing.is_set():
+                await trio.sleep(0.005)
+        async with trio.open_nursery() as nursery:
+            results: list[JobRecord | None] = []
+
+            async def waiter() -> None:
+                results.append(await jobs.wait(record.id))
+
+            nursery.start_soon(waiter)
+            await trio.sleep(0.05)
+            release.set()
+        (done,) = results
+        assert done is not None and done.status == "completed", done
