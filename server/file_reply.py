@@ -3,7 +3,7 @@
 
 The decision (200/206/304/412/416, header fields, body slice) is
 :func:`slipstream.http.reply.decide_reply`'s under the RFC 9110 policy; this module
-adds ``Content-Digest`` to a 206, renders a refusal in the server's usual error shape,
+adds ``Content-Digest`` to a 206, raises a refusal for the route's error renderer,
 and maps the result onto a :class:`Response` (:func:`reply_response`, which the zip
 service's route uses too).
 """
@@ -25,7 +25,6 @@ from slipstream.send import StreamedBody
 from slipstream.storage import OpenFile
 
 from .config import DEFAULT_CONTENT_DIGEST_MAX
-from .errors import error_response
 from .http import Request, Response
 from .integrity import content_digest, content_sha256, file_digests, integrity_headers
 
@@ -83,30 +82,29 @@ async def file_reply(
     A 206 to a GET whose body is at most ``content_digest_max`` bytes (0: any size)
     carries a ``Content-Digest`` of exactly the bytes it sends.  A HEAD reply never does:
     it has no content to digest, and hashing the bytes a GET would send is work a HEAD
-    must not cause.  A refusal (412, 416) is the server's usual error reply.
+    must not cause.  A refusal (412, 416) is raised, for the route's error renderer.
     """
     try:
         outcome = decide_reply(request.method, request.headers, representation)
         if not isinstance(outcome, Reply):
-            response = error_response(outcome)
-        else:
-            response = reply_response(outcome, representation.on_done)
-            body = response.body
-            if (
-                response.status == 206
-                and request.method != "HEAD"
-                and isinstance(body, SegmentMap)
-                and (not content_digest_max or body.total <= content_digest_max)
-            ):
-                sha256 = await content_sha256(body.segments)
-                if sha256 is not None:
-                    response.headers.append(("Content-Digest", content_digest(sha256)))
+            raise outcome  # a value until the surface's renderer (412, 416)
+        response = reply_response(outcome, representation.on_done)
+        body = response.body
+        if (
+            response.status == 206
+            and request.method != "HEAD"
+            and isinstance(body, SegmentMap)
+            and (not content_digest_max or body.total <= content_digest_max)
+        ):
+            sha256 = await content_sha256(body.segments)
+            if sha256 is not None:
+                response.headers.append(("Content-Digest", content_digest(sha256)))
     except BaseException:
         if representation.on_done is not None:
             representation.on_done()
         raise
     if response.on_done is None and representation.on_done is not None:
-        # bodiless replies (304/412/416) release the file right away
+        # a bodiless reply (304) releases the file right away
         representation.on_done()
     return response
 
