@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Reinstall (and rebuild the extension) when the build inputs or the set of files change
 # (the strict editable install links each file: a new module needs a new link).  One level
-# of subpackages: core/http, core/zip, core/jobs, core/client, server/routes.
+# of subpackages: core/http, core/zip, core/jobs, core/client, core/digests, server/routes.
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxi ext/csrc/*) \
                 $(wildcard core/*.py core/*/*.py ext/*.py server/*.py server/*/*.py)
 
