@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -13,6 +12,7 @@ from slipstream.http.reply import RFC9110, Refusal, Reply, Rfc9110Ranges, decide
 from slipstream.http.representation import Representation
 from slipstream.http.validators import Validators
 from slipstream.segments import Literal, SegmentMap
+from tests.helpers.streamed import Part, RecordingSource
 
 DATA = b"0123456789abcdefghij"  # 20 bytes
 ETAG = '"v1"'
@@ -176,28 +176,8 @@ def test_failed_precondition_is_the_policys_412(headers: dict[str, str]) -> None
 # --- a streamed body under the RFC policy ---------------------------------------------
 
 
-@dataclass
-class Part:
-    start: int
-    stop: int
-
-    @property
-    def total(self) -> int:
-        return self.stop - self.start
-
-
-@dataclass
-class Streamed:
-    total: int
-    made: list[tuple[int, int]] = field(default_factory=list)
-
-    def part(self, start: int, stop: int) -> Part:
-        self.made.append((start, stop))
-        return Part(start, stop)
-
-
 def test_a_streamed_body_makes_the_part_it_needs() -> None:
-    source = Streamed(100)
+    source = RecordingSource(100)
     rep: Representation[Refusal] = Representation(source, VALIDATORS, RFC9110)
     whole = decide_reply("GET", {}, rep)
     ranged = decide_reply("GET", {"range": "bytes=10-19"}, rep)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +15,7 @@ from slipstream.http.representation import Representation
 from slipstream.http.validators import Validators
 from slipstream.zip.errors import ZipError, render_error
 from slipstream.zip.ranges import ZipStreamRanges, parse_zip_range
+from tests.helpers.streamed import Part, RecordingSource
 
 SIZE = 1000
 
@@ -193,24 +193,6 @@ def test_agrees_with_model(header: str | None, size: int) -> None:
 # --- the rules as the reply function's policy ----------------------------------------
 
 
-@dataclass
-class Part:
-    start: int
-    stop: int
-
-    @property
-    def total(self) -> int:
-        return self.stop - self.start
-
-
-@dataclass
-class Zip:
-    total: int
-
-    def part(self, start: int, stop: int) -> Part:
-        return Part(start, stop)
-
-
 ZIP_ETAG = '"zip-1"'
 ZIP_MTIME = 784111777
 
@@ -221,7 +203,7 @@ def zip_reply(
     size: int = SIZE,
 ) -> Reply | ZipError:
     rep = Representation(
-        body=Zip(size),
+        body=RecordingSource(size),
         validators=Validators(ZIP_ETAG, ZIP_MTIME),
         policy=ZipStreamRanges(possible),
         content_type="application/zip",
