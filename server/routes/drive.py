@@ -183,18 +183,14 @@ async def get_file(drives: Drives, params: Mapping[str, Any]) -> Response:
     assert file_id is not None
     param_str(params, "share_id")
     if file_id == ROOT_ID:
-        mtime = os.stat(storage.base).st_mtime_ns
-        return json_response(200, _item(drive_id, (), DirEntry(ROOT_ID, True, 0, mtime)))
+        return json_response(200, _item(drive_id, (), _root_entry(storage)))
     try:
         with storage.open(file_id) as opened:
             segments = tuple(opened.path.split("/"))
             entry = DirEntry(opened.name, False, opened.stat.size, opened.stat.mtime_ns)
     except IsADirectory:
         segments = safe_relative_path(file_id)
-        if not segments:
-            mtime = os.stat(storage.base).st_mtime_ns
-            return json_response(200, _item(drive_id, (), DirEntry(ROOT_ID, True, 0, mtime)))
-        entry = _folder_entry(storage, segments)
+        entry = _folder_entry(storage, segments) if segments else _root_entry(storage)
     return json_response(200, _item(drive_id, segments, entry))
 
 
@@ -256,6 +252,11 @@ async def _open_hashed(
         raise DriveError(
             503, "ServiceUnavailable.FileBusy", "file kept changing while being hashed"
         ) from None
+
+
+def _root_entry(storage: LocalStorage) -> DirEntry:
+    """The drive's root folder as an entry (id ``root``, its directory's mtime)."""
+    return DirEntry(ROOT_ID, True, 0, os.stat(storage.base).st_mtime_ns)
 
 
 def _folder_entry(storage: LocalStorage, segments: tuple[str, ...]) -> DirEntry:
