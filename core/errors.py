@@ -95,6 +95,17 @@ class ServiceUnavailable(SlipstreamError):
     code, status, default_message = "service_unavailable", 503, "server is busy"
 
 
+class StateUnavailable(ServiceUnavailable):
+    """A store in the state dir cannot be used now (disk full, I/O error, a lock held
+    too long); the request may succeed later, and the server recovers without a restart.
+    The details are in the server's log, not in the reply."""
+
+    code, default_message = (
+        "STATE_UNAVAILABLE",
+        "the server cannot record this now (its state storage failed); try again later",
+    )
+
+
 class InternalError(SlipstreamError):
     code, status, default_message = "internal_error", 500, "internal server error"
 

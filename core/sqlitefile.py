@@ -17,26 +17,43 @@ median 30-120 us, a 99th percentile of 4-6 ms and a maximum of 30-110 ms.  So a
 
 A ``:memory:`` database (tests) is one connection, so both paths share the lock.
 No trio here: callers choose where each call runs.
+
+The file is opened by :func:`slipstream.statefiles.open_store` (checked, migrated; a
+damaged record store raises :class:`~slipstream.statefiles.StateDamaged`).  Once open, a
+statement that fails for a reason outside the program (disk full, an I/O error, a lock
+held past the timeout, damage found mid-run) raises
+:class:`~slipstream.errors.StateUnavailable` (503): the caller's request fails, the next
+one tries again, and the first failure and the recovery are each logged once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .privatefiles import private_sqlite
+from .errors import StateUnavailable
+from .statefiles import Schema, open_store
 
-__all__ = ["SQLiteFile"]
+__all__ = ["SQLiteFile", "outside_failure"]
+
+log = logging.getLogger("slipstream.state")
+
+
+def outside_failure(exc: BaseException) -> bool:
+    """True for a SQLite error the program did not cause (disk, I/O, locks, damage),
+    False for a bug such as a constraint or a misuse (those stay what they are)."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
 class SQLiteFile:
     """A WAL-mode SQLite database: a locked writer connection and a reader connection.
 
-    ``schema`` is run once (``executescript``) on the writer.  ``busy_timeout`` bounds
+    ``schema`` names the store, its kind and its migrations.  ``busy_timeout`` bounds
     how long a statement waits for another process's lock (seconds); the reader waits at
     most ``read_timeout``, since it runs on the event loop.
     """
@@ -44,22 +61,17 @@ class SQLiteFile:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        schema: str,
+        schema: Schema,
         *,
         busy_timeout: float = 5.0,
         read_timeout: float = 1.0,
     ) -> None:
         self.path = os.fspath(path)
+        self.schema = schema
         memory = self.path == ":memory:"
-        private_sqlite(self.path)  # 0600, and so are SQLite's -wal/-shm
-        writer = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        writer = open_store(self.path, schema, timeout=busy_timeout)
         reader = writer
         try:
-            writer.execute("PRAGMA journal_mode=WAL")
-            writer.execute("PRAGMA synchronous=NORMAL")
-            writer.executescript(schema)
             if not memory:
                 reader = sqlite3.connect(
                     self.path, timeout=read_timeout, isolation_level=None, check_same_thread=False
@@ -73,31 +85,68 @@ class SQLiteFile:
         self._lock = threading.Lock()
         self._read_lock = self._lock if memory else threading.Lock()
         self._closed = False
+        self._failing = False
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[sqlite3.Connection]:
         """The writer connection, held for the block (from any one thread at a time).
 
-        Raises ``sqlite3.ProgrammingError`` once the file is closed.
+        Raises ``sqlite3.ProgrammingError`` once the file is closed, and
+        :class:`~slipstream.errors.StateUnavailable` when a statement fails for an
+        outside reason (an open transaction is rolled back first).
         """
         with self._lock:
             if self._closed:
                 raise sqlite3.ProgrammingError("the database is closed")
-            yield self._writer
+            try:
+                yield self._writer
+            except sqlite3.Error as exc:
+                if not outside_failure(exc):
+                    raise
+                if self._writer.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._writer.execute("ROLLBACK")
+                raise self._failed(exc) from exc
+            self._worked()
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """Every row of one read-only statement, on the reader connection."""
-        with self._read_lock:
-            if self._closed:
-                raise sqlite3.ProgrammingError("the database is closed")
-            return self._reader.execute(sql, args).fetchall()
+        with self._reading() as reader:
+            return reader.execute(sql, args).fetchall()
 
     def read_one(self, sql: str, args: Sequence[Any] = ()) -> Any:
         """The first row of one read-only statement (None when there is none)."""
+        with self._reading() as reader:
+            return reader.execute(sql, args).fetchone()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
         with self._read_lock:
             if self._closed:
                 raise sqlite3.ProgrammingError("the database is closed")
-            return self._reader.execute(sql, args).fetchone()
+            try:
+                yield self._reader
+            except sqlite3.Error as exc:
+                if not outside_failure(exc):
+                    raise
+                raise self._failed(exc) from exc
+
+    def _failed(self, exc: sqlite3.Error) -> StateUnavailable:
+        """The error to raise for ``exc``; the first of a streak is logged."""
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "state store %s failed: %s; what needs it fails (503 STATE_UNAVAILABLE) "
+                "until it works again",
+                self.path,
+                exc,
+            )
+        return StateUnavailable()
+
+    def _worked(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("state store %s works again", self.path)
 
     def close(self) -> None:
         """Close both connections (idempotent); waits for a write in progress."""

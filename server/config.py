@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import re
 import secrets
 import socket
@@ -13,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from slipstream.privatefiles import private_dir
+from slipstream.statefiles import load_or_create_secret
 from slipstream.zip.allow import AllowList
 
 DEFAULT_MAX_DOWNLOAD_SIZE = 52_428_800  # seed 002: "max size is 50 MB"
@@ -226,15 +226,6 @@ def _existing_dir(path: Path) -> Path:
 
 def load_or_create(state_dir: Path, name: str) -> str:
     """A random value persisted as ``state_dir/name`` (the token, the URL secret),
-    generated on first start."""
-    path = state_dir / name
-    try:
-        token = path.read_text().strip()
-    except FileNotFoundError:
-        token = ""
-    if not token:
-        token = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token + "\n")
-    return token
+    generated on first start; a damaged file raises
+    :class:`~slipstream.statefiles.StateDamaged`."""
+    return load_or_create_secret(state_dir / name, lambda: secrets.token_urlsafe(24))

@@ -30,14 +30,17 @@ import trio
 
 from slipstream.background import start
 from slipstream.digests import DigestCache
+from slipstream.digests.store import SCHEMA as DIGESTS
 from slipstream.fetch import Dialer, Fetcher, Resolver, system_resolver
 from slipstream.jobs.runner import Jobs
 from slipstream.jobs.settings import JobSettings
+from slipstream.jobs.store import SCHEMA as DOWNLOADS
 from slipstream.jobs.store import JobStore
 from slipstream.netpolicy import NetworkPolicy
 from slipstream.presign import Signer
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
 from slipstream.zip.service import ZipService
+from slipstream.zip.state import SCHEMA as ZIP_MANIFESTS
 from slipstream.zip.state import ZipState
 
 from .config import Config, ConfigError
@@ -135,13 +138,13 @@ async def open_app(
     signer = Signer(config.secret or "", config.previous_secrets)
     urls = UrlIssuer(spaces, signer, base, clock=app.url_clock)
     async with contextlib.AsyncExitStack() as stack:  # exits in reverse order
-        digests = DigestCache(config.state_path / "digests.sqlite3")
+        # A damaged cache is set aside and started afresh; a damaged record store raises
+        # StateDamaged (one line: the file, what is wrong, the way out).
+        digests = DigestCache(config.state_path / DIGESTS.name)
         stack.callback(digests.close)
-        job_store = JobStore(
-            config.state_path / "downloads.sqlite3", history_limit=config.history_limit
-        )
+        job_store = JobStore(config.state_path / DOWNLOADS.name, history_limit=config.history_limit)
         stack.callback(job_store.close)
-        zip_state = app.zip_state(config.state_path / "zip.sqlite3", ttl=config.zip_ttl)
+        zip_state = app.zip_state(config.state_path / ZIP_MANIFESTS.name, ttl=config.zip_ttl)
         stack.callback(zip_state.close)
         fetcher = Fetcher(policy, resolver=app.resolver, dialer=app.dialer)
         # The zip service's security is its prefix allow list, set by the administrator

@@ -16,37 +16,44 @@ import time
 from collections import OrderedDict
 
 from slipstream.ext import ALGORITHMS
-from slipstream.privatefiles import private_sqlite
+from slipstream.statefiles import Kind, Schema, open_store
 
 from .values import CRC_WIDTHS, Digests, FileKey
 
-__all__ = ["DigestStore"]
+__all__ = ["SCHEMA", "DigestStore"]
 
 log = logging.getLogger("slipstream.digests")
 
 _HASHES = ("sha1", "sha256", "xxh3_128")
-_SCHEMA_VERSION = 1
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
 _COLUMNS = ("dev", "ino", "size", "mtime_ns", *ALGORITHMS, "created_at")
-_CREATE = """
-CREATE TABLE IF NOT EXISTS digests (
-    dev INTEGER NOT NULL,
-    ino INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    crc32 INTEGER NOT NULL,
-    crc32c INTEGER NOT NULL,
-    crc64xz INTEGER NOT NULL,       -- unsigned 64-bit stored as signed
-    crc64nvme INTEGER NOT NULL,     -- unsigned 64-bit stored as signed
-    sha1 BLOB NOT NULL,
-    sha256 BLOB NOT NULL,
-    xxh3_128 BLOB NOT NULL,
-    created_at INTEGER NOT NULL,    -- time.time_ns() of the insert; trimming drops the oldest
-    PRIMARY KEY (dev, ino, size, mtime_ns)
+SCHEMA = Schema(
+    "digests.sqlite3",
+    Kind.CACHE,
+    (
+        (
+            """CREATE TABLE IF NOT EXISTS digests (
+                dev INTEGER NOT NULL,
+                ino INTEGER NOT NULL,
+                size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL,
+                crc32 INTEGER NOT NULL,
+                crc32c INTEGER NOT NULL,
+                crc64xz INTEGER NOT NULL,       -- unsigned 64-bit stored as signed
+                crc64nvme INTEGER NOT NULL,     -- unsigned 64-bit stored as signed
+                sha1 BLOB NOT NULL,
+                sha256 BLOB NOT NULL,
+                xxh3_128 BLOB NOT NULL,
+                created_at INTEGER NOT NULL,    -- time.time_ns() of the insert (trims: oldest)
+                PRIMARY KEY (dev, ino, size, mtime_ns)
+            )""",
+            "CREATE INDEX IF NOT EXISTS digests_created ON digests (created_at)",
+        ),
+    ),
 )
-"""
+"""The digest cache: rebuilt by hashing the files again, so a cache; version 1."""
 _SELECT = (
     f"SELECT {', '.join(ALGORITHMS)} FROM digests"
     " WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?"
@@ -74,7 +81,8 @@ class DigestStore:
     """Digests of file versions: an in-memory LRU of ``lru_size``, then SQLite.
 
     ``path`` is the SQLite file (created with its parent directory if missing; WAL mode,
-    ``synchronous=NORMAL``).  The table is trimmed to ``max_rows`` (oldest first) at open
+    ``synchronous=NORMAL``; set aside and started afresh when damaged, see
+    :mod:`slipstream.statefiles`).  The table is trimmed to ``max_rows`` (oldest first) at open
     and every ``trim_every`` inserts.  ``busy_timeout`` bounds how long a statement may
     wait for another process's write lock.  After :meth:`close` the LRU still answers
     and remembers; nothing reaches the database.
@@ -97,6 +105,7 @@ class DigestStore:
         self._trim_every = trim_every
         self._lru: OrderedDict[FileKey, Digests] = OrderedDict()
         self._inserts = 0
+        self._failing = False
         self._db: sqlite3.Connection | None = self._open(busy_timeout)
         self._trim()
 
@@ -133,9 +142,10 @@ class DigestStore:
         row = (_i64(key.dev), _i64(key.ino), key.size, key.mtime_ns, *crcs, *hashes)
         try:
             self._db.execute(_INSERT, (*row, time.time_ns()))
-        except sqlite3.Error:
-            log.warning("digest cache: insert into %s failed", self._path, exc_info=True)
+        except sqlite3.Error as exc:
+            self._failed("insert into", exc)
             return
+        self._worked()
         self._inserts += 1
         if self._inserts % self._trim_every == 0:
             self._trim()
@@ -147,21 +157,24 @@ class DigestStore:
             db.close()
 
     def _open(self, busy_timeout: float) -> sqlite3.Connection:
-        private_sqlite(self._path)  # 0600, and so are SQLite's -wal/-shm
-        db = sqlite3.connect(self._path, timeout=busy_timeout, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version not in (0, _SCHEMA_VERSION):  # another layout: it is only a cache
-                db.execute("DROP TABLE IF EXISTS digests")
-            db.execute(_CREATE)
-            db.execute("CREATE INDEX IF NOT EXISTS digests_created ON digests (created_at)")
-            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        except BaseException:
-            db.close()
-            raise
-        return db
+        # A damaged or newer file is set aside and replaced by an empty one (a cache).
+        return open_store(self._path, SCHEMA, timeout=busy_timeout)
+
+    def _failed(self, what: str, exc: sqlite3.Error) -> None:
+        """Log the first failure of a streak (a full disk fails every insert)."""
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "digest cache: %s %s failed: %s (digests are kept in memory until it works again)",
+                what,
+                self._path,
+                exc,
+            )
+
+    def _worked(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("digest cache: %s works again", self._path)
 
     def _trim(self) -> None:
         if self._db is None:
@@ -170,8 +183,8 @@ class DigestStore:
             (rows,) = self._db.execute("SELECT count(*) FROM digests").fetchone()
             if rows > self._max_rows:
                 self._db.execute(_TRIM, (rows - self._max_rows,))
-        except sqlite3.Error:
-            log.warning("digest cache: trimming %s failed", self._path, exc_info=True)
+        except sqlite3.Error as exc:
+            self._failed("trimming", exc)
 
     def _select(self, key: FileKey) -> Digests | None:
         if self._db is None:
@@ -180,8 +193,8 @@ class DigestStore:
             row = self._db.execute(
                 _SELECT, (_i64(key.dev), _i64(key.ino), key.size, key.mtime_ns)
             ).fetchone()
-        except sqlite3.Error:
-            log.warning("digest cache: lookup in %s failed", self._path, exc_info=True)
+        except sqlite3.Error as exc:
+            self._failed("lookup in", exc)
             return None
         if row is None:
             return None

@@ -22,34 +22,50 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 from slipstream.sqlitefile import SQLiteFile
+from slipstream.statefiles import Kind, Schema
 
-__all__ = ["ACTIVE", "FINISHED", "JobRecord", "JobStore", "active_fields", "history_fields"]
+__all__ = [
+    "ACTIVE",
+    "FINISHED",
+    "SCHEMA",
+    "JobRecord",
+    "JobStore",
+    "active_fields",
+    "history_fields",
+]
 
 ACTIVE: Final = ("queued", "starting", "downloading")
 FINISHED: Final = ("completed", "failed", "cancelled")
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    url TEXT NOT NULL,
-    directory TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    name_given INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    current_size INTEGER NOT NULL,
-    expected_size INTEGER,
-    total_bytes INTEGER,
-    start_time INTEGER NOT NULL,
-    end_time INTEGER,
-    error TEXT,
-    sha256 TEXT,
-    expected_sha256 TEXT,
-    timeout REAL NOT NULL,
-    validator TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, end_time);
-"""
+SCHEMA: Final = Schema(
+    "downloads.sqlite3",
+    Kind.RECORD,
+    (
+        (
+            """CREATE TABLE IF NOT EXISTS jobs (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT UNIQUE NOT NULL,
+                url TEXT NOT NULL,
+                directory TEXT NOT NULL,
+                filename TEXT NOT NULL,
+                name_given INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                current_size INTEGER NOT NULL,
+                expected_size INTEGER,
+                total_bytes INTEGER,
+                start_time INTEGER NOT NULL,
+                end_time INTEGER,
+                error TEXT,
+                sha256 TEXT,
+                expected_sha256 TEXT,
+                timeout REAL NOT NULL,
+                validator TEXT
+            )""",
+            "CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, end_time)",
+        ),
+    ),
+)
+"""The jobs store: a record (nothing else knows a job's history); version 1."""
 
 
 @dataclass(slots=True)
@@ -135,7 +151,7 @@ class JobStore:
     def __init__(self, path: str | os.PathLike[str], *, history_limit: int = 10_000) -> None:
         self.path = os.fspath(path)
         self.history_limit = history_limit
-        self._db = SQLiteFile(self.path, _SCHEMA)
+        self._db = SQLiteFile(self.path, SCHEMA)
 
     def save(self, record: JobRecord) -> None:
         """Insert or update ``record`` (by id)."""

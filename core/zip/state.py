@@ -1,6 +1,6 @@
 """Durable state of the zip service (seed 004): one SQLite file in the state dir.
 
-Three tables:
+Two stores (see :mod:`slipstream.statefiles`):
 
 * ``manifests``: what ``POST /download`` decided (a JSON object chosen by the caller),
   with the time it was saved, an ``expired`` flag and the byte intervals of the zip
@@ -14,7 +14,9 @@ Three tables:
   zip was delivered at least once" (by one ``200`` or several ``206`` together): they are
   kept sorted, merged and JSON-encoded in the manifest's row, so the rule survives a
   restart (counting the replies in flight is the caller's business);
-* ``crcs``: a CRC-32 cache keyed by ``(uri, size, validator)``, trimmed to ``crc_limit``
+* ``crcs``, in a file of its own (``zip-crc.sqlite3`` beside ``zip.sqlite3``, since it is
+  a cache that may be set aside on its own when damaged): a CRC-32 cache keyed by
+  ``(uri, size, validator)``, trimmed to ``crc_limit``
   rows (least recently stored first).  An empty validator means the upstream gave no
   ``ETag``/``Last-Modified``, so a cached CRC could not be told from a stale one: for
   ``""`` :meth:`ZipState.get_crc` always misses and :meth:`ZipState.put_crc` stores nothing.
@@ -42,11 +44,15 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
+from slipstream.errors import StateUnavailable
 from slipstream.sqlitefile import SQLiteFile
+from slipstream.statefiles import Kind, Schema
 
 __all__ = [
     "CRC_LIMIT",
+    "CRC_SCHEMA",
     "DEFAULT_TTL",
+    "SCHEMA",
     "TOMBSTONE_RETENTION",
     "ManifestStatus",
     "ZipState",
@@ -65,25 +71,44 @@ ManifestStatus = Literal["live", "expired"]
 CRC_LIMIT: Final = 1_000_000
 """Default number of rows kept in the CRC-32 cache."""
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS manifests (
-    id TEXT PRIMARY KEY,
-    data TEXT NOT NULL,
-    created REAL NOT NULL,
-    expired INTEGER NOT NULL DEFAULT 0,
-    delivered TEXT NOT NULL DEFAULT '[]'
-);
-DROP INDEX IF EXISTS manifests_created;
-CREATE INDEX IF NOT EXISTS manifests_expiry ON manifests (expired, created);
-CREATE TABLE IF NOT EXISTS crcs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    uri TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    validator TEXT NOT NULL,
-    crc INTEGER NOT NULL,
-    UNIQUE (uri, size, validator)
-);
-"""
+SCHEMA: Final = Schema(
+    "zip.sqlite3",
+    Kind.RECORD,
+    (
+        (
+            """CREATE TABLE IF NOT EXISTS manifests (
+                id TEXT PRIMARY KEY,
+                data TEXT NOT NULL,
+                created REAL NOT NULL,
+                expired INTEGER NOT NULL DEFAULT 0,
+                delivered TEXT NOT NULL DEFAULT '[]'
+            )""",
+            "DROP INDEX IF EXISTS manifests_created",
+            "CREATE INDEX IF NOT EXISTS manifests_expiry ON manifests (expired, created)",
+            # Before version 1 the CRC-32 cache was a table here; it has its own file now.
+            "DROP TABLE IF EXISTS crcs",
+        ),
+    ),
+)
+"""The manifests store: a record (a stream URL's manifest exists nowhere else); version 1."""
+
+CRC_SCHEMA: Final = Schema(
+    "zip-crc.sqlite3",
+    Kind.CACHE,
+    (
+        (
+            """CREATE TABLE IF NOT EXISTS crcs (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                uri TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                validator TEXT NOT NULL,
+                crc INTEGER NOT NULL,
+                UNIQUE (uri, size, validator)
+            )""",
+        ),
+    ),
+)
+"""The CRC-32 cache: rebuilt by fetching the members again, so it is a cache; version 1."""
 
 Interval = tuple[int, int]
 
@@ -126,7 +151,8 @@ class ZipState:
     ``ttl`` is how many seconds a manifest lives after :meth:`save_manifest`; ``clock``
     gives the current time in seconds (``time.time``; inject another one in tests).
     ``crc_limit`` bounds the CRC-32 cache; ``retain`` is how long a tombstone outlives
-    the ttl.
+    the ttl.  ``crc_path`` is the CRC-32 cache's file (``NAME-crc.SUFFIX`` beside
+    ``path`` by default; ``:memory:`` with an in-memory ``path``).
     """
 
     def __init__(
@@ -137,22 +163,35 @@ class ZipState:
         clock: Callable[[], float] = time.time,
         crc_limit: int = CRC_LIMIT,
         retain: float = TOMBSTONE_RETENTION,
+        crc_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.ttl = ttl
         self.clock = clock
         self.crc_limit = crc_limit
         self.retain = retain
-        self._db = SQLiteFile(self.path, _SCHEMA)
-        with self._db.locked() as db:
-            db.execute("PRAGMA secure_delete=ON")  # erased credentials are zeroed on disk
-            # Rows expired by an older version still hold their data: erase it once.
-            stale = db.execute(
-                "UPDATE manifests SET data = '{}' WHERE expired = 1 AND data != '{}'"
-            ).rowcount
-            if stale:
-                _scrub(db)
-        self.purge()
+        if crc_path is None:
+            crc_path = _beside(self.path, "-crc")
+        self.crc_path = os.fspath(crc_path)
+        self._db = SQLiteFile(self.path, SCHEMA)
+        try:
+            self._crcs = SQLiteFile(self.crc_path, CRC_SCHEMA)
+            with self._db.locked() as db:
+                db.execute("PRAGMA secure_delete=ON")  # erased credentials are zeroed on disk
+        except BaseException:
+            self.close()
+            raise
+        try:
+            with self._db.locked() as db:
+                # Rows expired by an older version still hold their data: erase it once.
+                stale = db.execute(
+                    "UPDATE manifests SET data = '{}' WHERE expired = 1 AND data != '{}'"
+                ).rowcount
+                if stale:
+                    _scrub(db)
+            self.purge()
+        except StateUnavailable:  # a full disk must not stop the start: the sweeper retries
+            pass
 
     # --- manifests -------------------------------------------------------------------
 
@@ -284,10 +323,13 @@ class ZipState:
         """The cached CRC-32 of ``uri`` at ``size`` and ``validator``; ``None`` for ``""``."""
         if not validator:
             return None
-        row = self._db.read_one(
-            "SELECT crc FROM crcs WHERE uri = ? AND size = ? AND validator = ?",
-            (uri, size, validator),
-        )
+        try:
+            row = self._crcs.read_one(
+                "SELECT crc FROM crcs WHERE uri = ? AND size = ? AND validator = ?",
+                (uri, size, validator),
+            )
+        except StateUnavailable:  # a cache: a failing one is a miss (logged by SQLiteFile)
+            return None
         return None if row is None else int(row[0])
 
     def put_crc(self, uri: str, size: int, validator: str, crc: int) -> None:
@@ -296,7 +338,7 @@ class ZipState:
             raise ValueError(f"not a CRC-32: {crc}")
         if not validator:
             return
-        with self._db.locked() as db:
+        with self._crcs.locked() as db:
             cursor = db.execute(
                 "INSERT OR REPLACE INTO crcs (uri, size, validator, crc) VALUES (?, ?, ?, ?)",
                 (uri, size, validator, crc),
@@ -309,8 +351,11 @@ class ZipState:
     # --- lifetime -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Close both databases (idempotent)."""
         self._db.close()
+        crcs = getattr(self, "_crcs", None)
+        if crcs is not None:
+            crcs.close()
 
     def __enter__(self) -> Self:
         return self
@@ -322,6 +367,14 @@ class ZipState:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _beside(path: str, tag: str) -> str:
+    """``dir/NAMEtag.SUFFIX`` for ``dir/NAME.SUFFIX`` (``:memory:`` stays itself)."""
+    if path == ":memory:":
+        return path
+    stem, suffix = os.path.splitext(path)
+    return f"{stem}{tag}{suffix}"
 
 
 def _scrub(db: sqlite3.Connection) -> None:

@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from slipstream.errors import StateUnavailable
 from slipstream.sqlitefile import SQLiteFile
+from slipstream.statefiles import Kind, Schema
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);"
+SCHEMA = Schema(
+    "x.sqlite3",
+    Kind.RECORD,
+    (("CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)",),),
+)
 
 
 def test_reads_see_committed_writes_and_never_wait_for_the_writer(tmp_path: Path) -> None:
@@ -50,8 +56,10 @@ def test_reads_see_committed_writes_and_never_wait_for_the_writer(tmp_path: Path
 def test_the_reader_cannot_write(tmp_path: Path) -> None:
     db = SQLiteFile(tmp_path / "x.sqlite3", SCHEMA)
     try:
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(StateUnavailable) as raised:
             db.read("INSERT INTO t VALUES (1, 'x')")
+        assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+        assert "readonly" in str(raised.value.__cause__)
     finally:
         db.close()
 

@@ -37,7 +37,7 @@ class Clock:
         return self.now
 
 
-def count_rows(path: Path, table: str) -> int:
+def count_rows(path: Path | str, table: str) -> int:
     with sqlite3.connect(path) as db:
         (rows,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(rows)
@@ -363,7 +363,7 @@ def test_empty_validator_is_never_cached(tmp_path: Path) -> None:
     with ZipState(path) as state:
         state.put_crc("https://a.example/f", 10, "", 1234)
         assert state.get_crc("https://a.example/f", 10, "") is None
-        assert count_rows(path, "crcs") == 0
+        assert count_rows(state.crc_path, "crcs") == 0
 
 
 @pytest.mark.parametrize("crc", [-1, 1 << 32])
@@ -377,12 +377,12 @@ def test_crc_cache_trims_the_oldest(tmp_path: Path) -> None:
     with ZipState(path, crc_limit=3) as state:
         for index in range(5):
             state.put_crc(f"u{index}", 1, "v", index)
-        assert count_rows(path, "crcs") == 3
+        assert count_rows(state.crc_path, "crcs") == 3
         assert [state.get_crc(f"u{i}", 1, "v") for i in range(5)] == [None, None, 2, 3, 4]
         state.put_crc("u2", 1, "v", 2)  # stored again: now the newest
         state.put_crc("u5", 1, "v", 5)
         assert [state.get_crc(f"u{i}", 1, "v") for i in range(6)] == [None, None, 2, None, 4, 5]
-        assert count_rows(path, "crcs") == 3
+        assert count_rows(state.crc_path, "crcs") == 3
 
 
 def test_crc_cache_persists(tmp_path: Path) -> None:

@@ -1,0 +1,223 @@
+"""``slipstream.statefiles``: stores checked at open, migrated, set aside or refused when
+damaged; the token and secret files; no server here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from slipstream.errors import StateUnavailable
+from slipstream.sqlitefile import SQLiteFile
+from slipstream.statefiles import (
+    Kind,
+    Schema,
+    StateDamaged,
+    examine,
+    examine_secret,
+    load_or_create_secret,
+    open_store,
+)
+
+V1 = ("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)",)
+V2 = ("ALTER TABLE t ADD COLUMN w TEXT", "CREATE INDEX t_w ON t (w)")
+
+
+def schema(kind: Kind, *migrations: tuple[str, ...]) -> Schema:
+    return Schema("t.sqlite3", kind, migrations or (V1,))
+
+
+def filled(path: Path, rows: int = 2000) -> Path:
+    """A store of version 1 with ``rows`` rows (many pages), closed cleanly."""
+    db = open_store(path, schema(Kind.RECORD))
+    db.executemany("INSERT INTO t VALUES (?, ?)", ((k, "x" * 100) for k in range(rows)))
+    db.close()
+    return path
+
+
+def random_header(path: Path) -> None:
+    with path.open("r+b") as handle:
+        handle.write(os.urandom(4096))
+
+
+def truncated(path: Path) -> None:
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def zero_length(path: Path) -> None:
+    os.truncate(path, 0)
+
+
+def directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def newer(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 7")
+    db.close()
+
+
+DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "random header": (random_header, "header is damaged"),
+    "truncated": (truncated, ""),
+    "zero length": (zero_length, "empty"),
+    "directory": (directory, "directory"),
+    "newer schema": (newer, "newer slipstream (schema version 7; this one knows up to 1)"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_record_store_is_refused_with_one_line(tmp_path: Path, damage: str) -> None:
+    path = filled(tmp_path / "t.sqlite3")
+    hurt, expected = DAMAGES[damage]
+    hurt(path)
+    assert examine(path, schema(Kind.RECORD)).problem is not None
+    with pytest.raises(StateDamaged) as raised:
+        open_store(path, schema(Kind.RECORD))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path} ") and expected in message
+    assert f"slipstream state quarantine t --state-dir {tmp_path}" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.sqlite3"]  # nothing moved
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_cache_is_set_aside_and_started_empty(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = filled(tmp_path / "t.sqlite3")
+    DAMAGES[damage][0](path)
+    with caplog.at_level(logging.WARNING, logger="slipstream.state"):
+        db = open_store(path, schema(Kind.CACHE))
+    try:
+        assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        db.execute("INSERT INTO t VALUES (1, 'works')")
+    finally:
+        db.close()
+    aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and aside[0].startswith("t.sqlite3.corrupt-2"), aside
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and aside[0] in warnings[0] and "\n" not in warnings[0]
+    assert examine(path, schema(Kind.CACHE), full=True).problem is None
+
+
+def test_a_new_store_is_private_complete_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "t.sqlite3"
+    db = open_store(path, schema(Kind.RECORD, V1, V2))
+    db.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    health = examine(path, schema(Kind.RECORD, V1, V2), full=True)
+    assert (health.exists, health.problem, health.version) == (True, None, 2)
+    assert [p.name for p in path.parent.iterdir()] == ["t.sqlite3"]  # no temporary left
+
+
+def test_an_older_store_is_migrated_in_place(tmp_path: Path) -> None:
+    path = filled(tmp_path / "t.sqlite3", rows=10)
+    db = open_store(path, schema(Kind.RECORD, V1, V2))
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("SELECT count(*), count(w) FROM t").fetchone() == (10, 0)
+    finally:
+        db.close()
+
+
+def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
+    path = filled(tmp_path / "t.sqlite3", rows=10)
+    broken = ("ALTER TABLE t ADD COLUMN w TEXT", "CREATE INDEX t_w ON missing (w)")
+    with pytest.raises(sqlite3.OperationalError):
+        open_store(path, schema(Kind.RECORD, V1, broken))
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        columns = [row[1] for row in db.execute("PRAGMA table_info(t)")]
+        assert columns == ["k", "v"]  # the half-done step was rolled back
+    finally:
+        db.close()
+
+
+def test_a_missing_store_is_healthy_and_check_creates_nothing(tmp_path: Path) -> None:
+    health = examine(tmp_path / "t.sqlite3", schema(Kind.RECORD), full=True)
+    assert (health.exists, health.problem) == (False, None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_store_fails_as_state_unavailable_then_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite's own "database or disk is full" (``max_page_count`` reached): 503 errors,
+    one log line for the streak, and the next write works once there is room."""
+    db = SQLiteFile(tmp_path / "t.sqlite3", schema(Kind.RECORD))
+    try:
+        with db.locked() as writer:
+            (pages,) = writer.execute("PRAGMA page_count").fetchone()
+            writer.execute(f"PRAGMA max_page_count = {pages}")
+        with caplog.at_level(logging.WARNING, logger="slipstream.state"):
+            for attempt in range(3):
+                with pytest.raises(StateUnavailable) as raised, db.locked() as writer:
+                    writer.execute("BEGIN")
+                    rows = ((attempt * 1000 + k, "y" * 500) for k in range(100))
+                    writer.executemany("INSERT INTO t VALUES (?, ?)", rows)
+                    writer.execute("COMMIT")
+                assert raised.value.status == 503 and raised.value.code == "STATE_UNAVAILABLE"
+                assert "full" in str(raised.value.__cause__)
+            assert db.read_one("SELECT count(*) FROM t") == (0,)  # rolled back, readable
+            with db.locked() as writer:
+                writer.execute("PRAGMA max_page_count = 1000000")
+                writer.execute("INSERT INTO t VALUES (1, 'room again')")
+        assert db.read_one("SELECT v FROM t WHERE k = 1") == ("room again",)
+        messages = [r.getMessage() for r in caplog.records]
+        assert len(messages) == 2, messages
+        assert "failed" in messages[0] and "works again" in messages[1]
+    finally:
+        db.close()
+
+
+# --- the token and the secret ---------------------------------------------------------
+
+
+def test_a_secret_is_made_once_privately_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    made = iter(["first-value", "second-value"])
+    assert load_or_create_secret(path, lambda: next(made)) == "first-value"
+    assert load_or_create_secret(path, lambda: next(made)) == "first-value"
+    assert path.read_text() == "first-value\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "is empty"),
+        (b"\n\n", "is empty"),
+        (b"\x00\x17\xfe\xff garbage", "damaged"),
+        (b"two words\n", "damaged"),
+        (b"x" * 5000, "damaged"),
+    ],
+)
+def test_a_damaged_secret_is_refused_never_replaced(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    value, found = examine_secret(path)
+    assert value is None and found is not None and problem in found
+    with pytest.raises(StateDamaged) as raised:
+        load_or_create_secret(path, lambda: "never-used")
+    message = str(raised.value)
+    assert problem in message and "\n" not in message
+    assert "slipstream state quarantine token" in message and "new access token" in message
+    assert path.read_bytes() == content
+
+
+def test_a_directory_where_the_secret_belongs_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").mkdir()
+    with pytest.raises(StateDamaged, match="is a directory"):
+        load_or_create_secret(tmp_path / "secret", lambda: "never-used")
