@@ -1,9 +1,10 @@
-"""The ``slipstream`` command (also ``python -m slipstream``): serve, digest, get.
+"""The ``slipstream`` command (also ``python -m slipstream``): serve, digest, get, state.
 
 Every failure is one line on stderr: 2 for a bad flag or setting, 1 for a failure
-(a port in use, an unreadable file, a failed download), 130 for Ctrl-C.  Trio wraps
-exceptions of concurrent tasks in exception groups; :func:`leaves` looks inside them, so
-a wrapped ``OSError`` or ``KeyboardInterrupt`` is reported like a bare one.
+(a port in use, an unreadable file, a damaged record store, a failed download), 130 for
+Ctrl-C.  Trio wraps exceptions of concurrent tasks in exception groups; :func:`leaves`
+looks inside them, so a wrapped ``OSError`` or ``KeyboardInterrupt`` is reported like a
+bare one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -20,8 +22,11 @@ from pathlib import Path, PurePosixPath
 
 import trio
 
+from slipstream.statefiles import StateDamaged
+
 from .app import ListenError, Server
 from .cli_flags import build_parser, config_from_args
+from .cli_state import state_command
 from .config import Config, ConfigError
 
 __all__ = ["build_parser", "config_from_args", "entry", "main", "run_server"]
@@ -73,6 +78,8 @@ def serve_command(args: argparse.Namespace) -> int:
         config.prepare()
     except ValueError as exc:  # ConfigError, or a bad application/drive folder
         return fail(str(exc), 2)
+    except StateDamaged as exc:  # the token or the secret
+        return fail(str(exc), 1)
     except OSError as exc:
         return fail(f"cannot prepare {config.root}: {exc.strerror or exc}", 1)
     try:
@@ -86,6 +93,11 @@ def serve_command(args: argparse.Namespace) -> int:
         for leaf in found:
             if isinstance(leaf, ConfigError):
                 return fail(str(leaf), 2)
+        for leaf in found:
+            if isinstance(leaf, StateDamaged):  # a record store that failed its checks
+                return fail(str(leaf), 1)
+            if isinstance(leaf, sqlite3.Error):  # a read-only or locked state dir, say
+                return fail(f"cannot open the stores in {config.state_dir}: {leaf}", 1)
         for leaf in found:
             if isinstance(leaf, ListenError):
                 return fail(leaf.strerror or str(leaf), 1)
@@ -240,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return digest_files(args.files, as_json=args.json)
         if args.command == "get":
             return get_file(args)
+        if args.command == "state":
+            return state_command(args)
         return serve_command(args)
     except KeyboardInterrupt:
         print(f"slipstream {args.command}: interrupted", file=sys.stderr)

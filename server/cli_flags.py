@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from slipstream.numeric import INT64_MAX, InvalidNumber, parse_uint
 
+from .cli_state import add_state_parser
 from .config import DEFAULT_CONTENT_DIGEST_MAX, DEFAULT_MAX_DOWNLOAD_SIZE, Config, base_url_problem
 
 DESCRIPTION = """\
@@ -157,6 +158,7 @@ def build_parser() -> Parser:
     _add_serve(commands)
     _add_digest(commands)
     _add_get(commands)
+    add_state_parser(commands, Formatter)
     return parser
 
 
