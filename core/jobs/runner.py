@@ -17,7 +17,10 @@ with checksums at once.  What a start request may ask is checked by
 :func:`~slipstream.jobs.settings.check_start`.
 
 Jobs are rows in a :class:`~slipstream.jobs.store.JobStore`, written from worker threads
-(``trio.to_thread``) so a slow commit never stalls the event loop.  Every job runs in
+(``trio.to_thread``) so a slow commit never stalls the event loop.  When the store is
+unavailable (a full disk), a start is refused with ``STATE_UNAVAILABLE`` (503), while
+running jobs go on and their later rows are kept in memory and written again every
+``store_retry`` seconds until the store works.  Every job runs in
 the jobs nursery under :func:`slipstream.background.spawn`: a failure nobody expected
 (the store refusing the final write, say) is logged and costs that job only, never the
 nursery and the server around it.  When the process dies, the
@@ -43,12 +46,13 @@ import trio
 
 from slipstream.background import spawn
 from slipstream.digests import DigestCache
+from slipstream.errors import StateUnavailable
 from slipstream.fetch import Fetcher, FetchError
 from slipstream.filenames import part_name, safe_filename, url_filename
 
 from .files import PartFile, open_directory
 from .settings import JobRefused, JobSettings, check_start
-from .store import JobRecord, JobStore, active_fields, history_fields
+from .store import FINISHED, JobRecord, JobStore, active_fields, history_fields
 from .transfer import JobFailed, Transfer
 
 __all__ = ["JobRefused", "JobSettings", "Jobs"]
@@ -97,6 +101,9 @@ class Jobs:
         self._jobs: dict[str, _Job] = {}
         self._ending: dict[str, _Job] = {}
         """Jobs out of the active set whose final record is being written."""
+        self._unsaved: dict[str, JobRecord] = {}
+        """Records whose last write failed (the store was unavailable): written again
+        every ``settings.store_retry`` seconds, and answered from here meanwhile."""
         self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
         self._nursery: trio.Nursery | None = None
 
@@ -117,10 +124,19 @@ class Jobs:
                 for record in self.store.active() if resume else ():
                     record.status = "queued"
                     self._launch(record)
+                spawn(nursery, "writing job records again", self._retry_unsaved, logger=log)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
+                await self._write_unsaved()
+            if self._unsaved:
+                log.warning(
+                    "%d download job records could not be written (the state store failed): %s",
+                    len(self._unsaved),
+                    ", ".join(self._unsaved),
+                )
 
     # -- API ------------------------------------------------------------------------------
 
@@ -161,6 +177,8 @@ class Jobs:
             timeout=float(timeout or self.settings.default_timeout),
             expected_sha256=sha256.lower() if sha256 else None,
         )
+        # Raises StateUnavailable (503) when the store cannot record the job: a job that
+        # is not recorded would not be resumed or listed, so it does not start.
         await trio.to_thread.run_sync(self.store.save, record)
         self._launch(record)
         return record
@@ -176,6 +194,15 @@ class Jobs:
     async def history(self, directory: str | None = None) -> list[dict[str, Any]]:
         """Finished jobs, newest first (from the store: survives restarts)."""
         records = await trio.to_thread.run_sync(self.store.history, directory)
+        waiting = [
+            r
+            for r in self._unsaved.values()
+            if r.status in FINISHED and directory in (None, r.directory)
+        ]
+        if waiting:  # finished, not yet written: listed all the same
+            ids = {r.id for r in waiting}
+            records = [*waiting, *(r for r in records if r.id not in ids)]
+            records.sort(key=lambda r: r.end_time or 0, reverse=True)
         return [history_fields(r) for r in records]
 
     def cancel(self, job_id: str) -> bool:
@@ -192,7 +219,7 @@ class Jobs:
         job = self._jobs.get(job_id) or self._ending.get(job_id)
         if job is not None:
             await job.done.wait()
-        return self.store.get(job_id)
+        return self._unsaved.get(job_id) or self.store.get(job_id)
 
     @contextlib.contextmanager
     def subscribe(self, buffer: int = 256) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
@@ -236,8 +263,32 @@ class Jobs:
 
     async def _set_status(self, job: _Job, status: str) -> None:
         job.record.status = status
-        await trio.to_thread.run_sync(self.store.save, job.record)
+        await self._save(job.record)
         self._progress(job, force=True)
+
+    async def _save(self, record: JobRecord) -> bool:
+        """Write ``record`` (``finish`` once it ended); when the store is unavailable, keep
+        it for :meth:`_retry_unsaved` and go on: the job itself does not need the row."""
+        write = self.store.finish if record.status in FINISHED else self.store.save
+        try:
+            await trio.to_thread.run_sync(write, record)
+        except StateUnavailable:  # logged by the store
+            self._unsaved[record.id] = record
+            return False
+        if self._unsaved.get(record.id) is record:
+            del self._unsaved[record.id]
+        return True
+
+    async def _write_unsaved(self) -> None:
+        """One attempt at every unsaved record, stopping at the first failure."""
+        for record in list(self._unsaved.values()):
+            if not await self._save(record):
+                return
+
+    async def _retry_unsaved(self) -> None:
+        while True:
+            await trio.sleep(self.settings.store_retry)
+            await self._write_unsaved()
 
     async def _run_job(self, job: _Job) -> None:
         record = job.record
@@ -304,7 +355,7 @@ class Jobs:
                 record.current_size = part.size
                 part.close()
             record.status = "queued"
-            await trio.to_thread.run_sync(self.store.save, record)
+            await self._save(record)
             return
         if part is not None:
             with contextlib.suppress(OSError):
@@ -323,7 +374,7 @@ class Jobs:
         self._jobs.pop(record.id, None)
         self._ending[record.id] = job
         try:
-            await trio.to_thread.run_sync(self.store.finish, record)
+            await self._save(record)
         finally:
             del self._ending[record.id]
         self._publish({"event": "download", **history_fields(record)})

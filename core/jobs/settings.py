@@ -43,6 +43,8 @@ class JobSettings:
     default_timeout: float = 300.0
     progress_interval: float = 0.25
     """Least seconds between two progress events of one job (4 a second)."""
+    store_retry: float = 5.0
+    """Seconds between attempts to write job records the store refused (disk full)."""
 
 
 def check_start(directory: str, timeout: float | None, sha256: str | None) -> str:

@@ -83,6 +83,8 @@ ZIP_ERRORS: Final[dict[str, tuple[int, str]]] = {
         "One or more of the files requested for zipping could not be fetched",
     ),
     "UNKNOWN": (500, "Unknown server error"),
+    # Not in seed 004: the state store failed (disk full, I/O error); retrying later works.
+    "STATE_UNAVAILABLE": (503, "The server cannot record this download now; try again later"),
 }
 
 #: Keys rendered as HTML whatever format was asked for.  (The seed's third one,

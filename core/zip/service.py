@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import trio
 
+from slipstream.errors import StateUnavailable
 from slipstream.fetch import Fetcher
 from slipstream.filenames import deduplicate, disposition_filename, safe_filename, url_filename
 from slipstream.netpolicy import Target
@@ -54,6 +55,9 @@ MAX_ZIP_SIZE: Final = INT64_MAX
 
 SWEEP_INTERVAL: Final = 60.0
 """Longest pause of :meth:`ZipService.run` between two purges of expired manifests."""
+
+STORE_RETRY: Final = 5.0
+"""Seconds between attempts to write what the store refused (a full disk)."""
 
 MAX_SOURCES = 256
 """Live zip sources kept in memory (their layouts and known CRCs); older idle ones are
@@ -185,6 +189,12 @@ class ZipService:
         self._covered: set[str] = set()
         self._expiring: set[str] = set()
         self._creating: dict[str, trio.Event] = {}
+        self._unrecorded: dict[str, list[tuple[int, int, int]]] = {}
+        """Deliveries the store refused (disk full): written again by :meth:`run`."""
+        self._unexpired: set[str] = set()
+        """Manifests expired here whose expiry the store refused: expired all the same."""
+        self._refused = trio.Event()
+        """Set when the store refuses a write, so :meth:`run` retries in STORE_RETRY."""
 
     def allowed(self, uri: str) -> bool:
         """Whether ``uri`` is admitted by the allow list (none configured: never)."""
@@ -303,15 +313,33 @@ class ZipService:
         when the oldest live one's ttl ends, and at least every :data:`SWEEP_INTERVAL`."""
         task_status.started()
         while True:
-            try:
-                await trio.to_thread.run_sync(self.state.purge, self.state.clock())
-            except Exception:  # a failing disk must not stop the server; retried next round
-                log.exception("purging expired zip manifests failed")
-            pause = min(SWEEP_INTERVAL, self.state.ttl)
-            due = self.state.next_expiry()
-            if due is not None:
-                pause = min(pause, due - self.state.clock())
+            pause = await self._sweep()
+            if self._unrecorded or self._unexpired:
+                pause = min(pause, STORE_RETRY)
+            else:  # sleep, unless the store refuses a write meanwhile
+                self._refused = trio.Event()
+                with trio.move_on_after(max(pause, 0.001)):
+                    await self._refused.wait()
+                if not self._refused.is_set():
+                    continue
+                pause = STORE_RETRY
             await trio.sleep(max(pause, 0.001))
+
+    async def _sweep(self) -> float:
+        """One round of :meth:`run`: purge, write what the store refused before; the
+        seconds until the next round is due.  A failing store must not stop the sweeper:
+        it is logged (by the store) and the round is tried again later."""
+        pause = min(SWEEP_INTERVAL, self.state.ttl)
+        try:
+            await trio.to_thread.run_sync(self.state.purge, self.state.clock())
+            await self._write_pending()
+            due = self.state.next_expiry()
+        except StateUnavailable:
+            return min(pause, STORE_RETRY)
+        except Exception:
+            log.exception("purging expired zip manifests failed")
+            return min(pause, STORE_RETRY)
+        return pause if due is None else min(pause, due - self.state.clock())
 
     async def manifest(self, manifest_id: str) -> Manifest | None:
         """The live manifest (None when unknown or expired).
@@ -320,7 +348,7 @@ class ZipService:
         JSON text); later requests only ask the store whether it is still live, a point
         lookup cheap enough for the event loop.
         """
-        if manifest_id in self._expiring:
+        if manifest_id in self._expiring or manifest_id in self._unexpired:
             return None
         cached = self._manifests.get(manifest_id)
         if cached is not None:
@@ -364,10 +392,20 @@ class ZipService:
         self._in_flight[manifest_id] = self._in_flight.get(manifest_id, 0) + 1
 
     async def delivered(self, manifest_id: str, start: int, stop: int, total: int) -> None:
-        """Bytes ``[start, stop)`` reached the client; may complete the coverage."""
+        """Bytes ``[start, stop)`` reached the client; may complete the coverage.
+
+        When the store refuses the write, the interval is kept and written by :meth:`run`.
+        """
+        if manifest_id in self._unrecorded:  # keep the order: after those waiting
+            self._unrecorded[manifest_id].append((start, stop, total))
+            return
         record = self.state.record_delivered
-        if await trio.to_thread.run_sync(record, manifest_id, start, stop, total):
-            self._covered.add(manifest_id)
+        try:
+            if await trio.to_thread.run_sync(record, manifest_id, start, stop, total):
+                self._covered.add(manifest_id)
+        except StateUnavailable:  # logged by the store
+            self._unrecorded[manifest_id] = [(start, stop, total)]
+            self._refused.set()
 
     async def release(self, manifest_id: str) -> None:
         """A reply ended; expire the stream if it is fully delivered and none is left."""
@@ -377,12 +415,40 @@ class ZipService:
             return
         self._in_flight.pop(manifest_id, None)
         if manifest_id in self._covered:
-            self._forget(manifest_id)
-            self._expiring.add(manifest_id)  # expired from now, while the store catches up
-            try:
-                await trio.to_thread.run_sync(self.state.expire, manifest_id)
-            finally:
-                self._expiring.discard(manifest_id)
+            await self._expire(manifest_id)
+
+    async def _expire(self, manifest_id: str) -> None:
+        self._forget(manifest_id)
+        self._expiring.add(manifest_id)  # expired from now, while the store catches up
+        try:
+            await trio.to_thread.run_sync(self.state.expire, manifest_id)
+        except StateUnavailable:  # logged by the store; run() tries again
+            self._unexpired.add(manifest_id)
+            self._refused.set()
+        else:
+            self._unexpired.discard(manifest_id)
+        finally:
+            self._expiring.discard(manifest_id)
+
+    async def _write_pending(self) -> None:
+        """Write what the store refused before (deliveries, expiries); stops at a failure."""
+        record = self.state.record_delivered
+        for manifest_id, waiting in list(self._unrecorded.items()):
+            while waiting:
+                try:
+                    covered = await trio.to_thread.run_sync(record, manifest_id, *waiting[0])
+                except StateUnavailable:
+                    return
+                waiting.pop(0)
+                if covered:
+                    self._covered.add(manifest_id)
+            del self._unrecorded[manifest_id]
+            if manifest_id in self._covered and manifest_id not in self._in_flight:
+                await self._expire(manifest_id)
+        for manifest_id in list(self._unexpired):
+            await self._expire(manifest_id)
+            if manifest_id in self._unexpired:
+                return
 
     def _forget(self, manifest_id: str) -> None:
         self._sources.pop(manifest_id, None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from slipstream.errors import SlipstreamError
+from slipstream.errors import SlipstreamError, StateUnavailable
 from slipstream.filenames import safe_filename, url_filename
 from slipstream.jobs.runner import Jobs
 from slipstream.jobs.settings import JobRefused
@@ -69,7 +69,7 @@ def render_download_error(error: SlipstreamError) -> Response:
             "error": error.code,
         }
         return json_response(error.status, body)
-    if isinstance(error, DownloadError):
+    if isinstance(error, DownloadError | StateUnavailable):
         return json_response(error.status, {"success": False, "error": error.code})
     return error_response(error)
 
@@ -146,8 +146,9 @@ async def start_download(config: Config, jobs: Jobs, request: Request) -> Respon
             timeout=timeout,
             sha256=request.arg("sha256") or None,
         )
-    except SlipstreamError as exc:  # JobRefused, or PathNotAllowed for the directory
-        code = exc.code if isinstance(exc, JobRefused) else "PATH_NOT_ALLOWED"
+    except SlipstreamError as exc:  # JobRefused, PathNotAllowed, or StateUnavailable (503)
+        keep = isinstance(exc, JobRefused | StateUnavailable)
+        code = exc.code if keep else "PATH_NOT_ALLOWED"
         raise StartRefused(code, exc.status, exc.message, filename=filename, path=path) from None
     body = {
         "download_id": record.id,

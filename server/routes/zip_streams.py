@@ -27,7 +27,7 @@ import uuid
 
 import trio
 
-from slipstream.errors import SlipstreamError
+from slipstream.errors import SlipstreamError, StateUnavailable
 from slipstream.http.disposition import content_disposition
 from slipstream.http.reply import decide_reply
 from slipstream.http.representation import Representation
@@ -100,6 +100,9 @@ def unknown_in_post_format(handler: Route) -> Route:
             return await handler(request)
         except ZipError:
             raise
+        except StateUnavailable:  # logged by the store
+            fmt, redirect = post_format(request)
+            raise ZipError("STATE_UNAVAILABLE", fmt=fmt, redirect_uri=redirect) from None
         except Exception:
             log.exception("POST %s failed unexpectedly", request.path)
             fmt, redirect = post_format(request)
@@ -142,6 +145,8 @@ async def stream_reply(service: ZipService, background: trio.Nursery, request: R
         return await _zip_reply(service, background, manifest, request)
     except ZipError:
         raise
+    except StateUnavailable:  # logged by the store
+        raise ZipError("STATE_UNAVAILABLE", fmt=fmt, redirect_uri=redirect) from None
     except Exception:
         log.exception("%s %s failed unexpectedly", request.method, request.path)
         raise ZipError("UNKNOWN", fmt=fmt, redirect_uri=redirect) from None

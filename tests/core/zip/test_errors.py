@@ -12,7 +12,7 @@ import pytest
 from slipstream.zip.errors import ALWAYS_HTML, ZIP_ERRORS, ZipError, render_error
 from tests.helpers.zip import SEED_TABLE
 
-EXTENSIONS = {"MALFORMED_UUID": 400, "MALFORMED_HEADER": 400}
+EXTENSIONS = {"MALFORMED_UUID": 400, "MALFORMED_HEADER": 400, "STATE_UNAVAILABLE": 503}
 RECORDS = ("https://a.example/x?k=1&s=2", "https://b.example/<script>alert(1)</script>")
 REDIRECT = "https://mycompany.com/landing/fileslide-error"
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from slipstream.errors import StateUnavailable
 from slipstream.fetch import Fetcher
 from slipstream.netpolicy import NetworkPolicy
 from slipstream.zip.remote import RemoteObject
-from slipstream.zip.service import SWEEP_INTERVAL, Manifest, ZipService
+from slipstream.zip.service import STORE_RETRY, SWEEP_INTERVAL, Manifest, ZipService
 from slipstream.zip.state import ZipState
 
 SECRET = "Bearer ttl-bound-credential-5d2a"
@@ -96,3 +98,66 @@ def test_manifests_stored_before_range_support_was_recorded_still_load() -> None
     assert loaded.objects == old.objects
     assert loaded.objects[0].ranges is True
     assert loaded.etag == old.etag
+
+
+class Refusing:
+    """Makes a ZipState's writes fail as a full disk does while ``full`` is true."""
+
+    def __init__(self, state: ZipState, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+        self.full = True
+        for name in names:
+            original = getattr(state, name)
+
+            def refusing(*args: object, _original: Any = original) -> Any:
+                if self.full:
+                    raise StateUnavailable()
+                return _original(*args)
+
+            monkeypatch.setattr(state, name, refusing)
+
+
+async def test_deliveries_the_store_refused_are_written_later_and_expire_the_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.rate = 100  # the writes run in worker threads (see above)
+    with ZipState(tmp_path / "zip.sqlite3") as state:
+        disk = Refusing(state, monkeypatch, "record_delivered")
+        async with Fetcher(NetworkPolicy()) as fetcher, trio.open_nursery() as nursery:
+            service = ZipService(fetcher, state, ["http://u.example/"])
+            await nursery.start(service.run)
+            state.save_manifest("m", {})
+            for start in (0, 5):  # every byte, in two replies, while the disk is full
+                service.begin("m")
+                await service.delivered("m", start, start + 5, 10)
+                await service.release("m")
+            assert state.delivered("m") == [] and state.status("m") == "live"
+            await trio.sleep(3 * STORE_RETRY)
+            assert state.status("m") == "live"  # still refused: nothing lost, nothing done
+            disk.full = False
+            with trio.fail_after(3 * STORE_RETRY):
+                while state.status("m") != "expired":
+                    await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_expiry_the_store_refused_holds_at_once_and_is_written_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.rate = 100
+    with ZipState(tmp_path / "zip.sqlite3") as state:
+        disk = Refusing(state, monkeypatch, "expire")
+        async with Fetcher(NetworkPolicy()) as fetcher, trio.open_nursery() as nursery:
+            service = ZipService(fetcher, state, ["http://u.example/"])
+            await nursery.start(service.run)
+            state.save_manifest("m", {})
+            service.begin("m")
+            await service.delivered("m", 0, 10, 10)
+            await service.release("m")  # fully delivered: the stream expires now
+            assert await service.manifest("m") is None
+            assert state.status("m") == "live"  # the store has not heard of it yet
+            disk.full = False
+            with trio.fail_after(3 * STORE_RETRY):
+                while state.status("m") != "expired":
+                    await trio.sleep(0.5)
+            assert await service.manifest("m") is None
+            nursery.cancel_scope.cancel()
