@@ -16,6 +16,7 @@ import os
 import signal
 import sqlite3
 import sys
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -174,6 +175,10 @@ def get_file(args: argparse.Namespace) -> int:
     dest: Path = args.output if args.output is not None else Path(name)
     if dest.is_dir():
         dest = dest / name
+    # Trio raises Ctrl-C wherever the code is (outside its own protected parts), so a
+    # coroutine can be made and dropped unawaited (an ``async with``'s exit); Python then
+    # warns as it is collected.  The transfer resumes on the next run: only the one line.
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
     try:
         saved = _download(args, token, name, dest)
     except BaseException as exc:
