@@ -302,7 +302,11 @@ _SECRET_MAX = 1024
 
 def examine_secret(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
     """``(value, problem)`` of a token or secret file: the value when it is usable,
-    else what is wrong (both None when the file does not exist)."""
+    else what is wrong (both None when the file does not exist).
+
+    The file is one line of printable ASCII ending with a newline, as
+    :func:`load_or_create_secret` writes it; without the newline it was cut short.
+    """
     try:
         with open(path, "rb") as handle:
             data = handle.read(_SECRET_MAX + 2)
@@ -317,6 +321,8 @@ def examine_secret(path: str | os.PathLike[str]) -> tuple[str | None, str | None
         return None, "is empty"
     if len(text) > _SECRET_MAX or any(not 0x21 <= byte <= 0x7E for byte in text):
         return None, "is damaged (not one line of printable ASCII)"
+    if not data.endswith(b"\n"):  # written with its newline: a cut one lost the end
+        return None, "is truncated (its line has no newline at the end)"
     return text.decode("ascii"), None
 
 

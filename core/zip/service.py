@@ -332,12 +332,14 @@ class ZipService:
         pause = min(SWEEP_INTERVAL, self.state.ttl)
         try:
             await trio.to_thread.run_sync(self.state.purge, self.state.clock())
+        except StateUnavailable:
+            return min(pause, STORE_RETRY)
+        except Exception:  # anything else here is logged too, and retried next round
+            log.exception("purging expired zip manifests failed")
+        try:
             await self._write_pending()
             due = self.state.next_expiry()
         except StateUnavailable:
-            return min(pause, STORE_RETRY)
-        except Exception:
-            log.exception("purging expired zip manifests failed")
             return min(pause, STORE_RETRY)
         return pause if due is None else min(pause, due - self.state.clock())
 

@@ -200,6 +200,7 @@ def test_a_secret_is_made_once_privately_and_kept(tmp_path: Path) -> None:
         (b"\x00\x17\xfe\xff garbage", "damaged"),
         (b"two words\n", "damaged"),
         (b"x" * 5000, "damaged"),
+        (b"a-token-cut-shor", "truncated"),
     ],
 )
 def test_a_damaged_secret_is_refused_never_replaced(
