@@ -4,10 +4,8 @@ damaged; the token and secret files; no server here."""
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from slipstream.statefiles import (
     load_or_create_secret,
     open_store,
 )
+from tests.helpers.damage import DAMAGES
 
 V1 = ("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)",)
 V2 = ("ALTER TABLE t ADD COLUMN w TEXT", "CREATE INDEX t_w ON t (w)")
@@ -40,44 +39,20 @@ def filled(path: Path, rows: int = 2000) -> Path:
     return path
 
 
-def random_header(path: Path) -> None:
-    with path.open("r+b") as handle:
-        handle.write(os.urandom(4096))
-
-
-def truncated(path: Path) -> None:
-    os.truncate(path, path.stat().st_size // 2)
-
-
-def zero_length(path: Path) -> None:
-    os.truncate(path, 0)
-
-
-def directory(path: Path) -> None:
-    path.unlink()
-    path.mkdir()
-
-
-def newer(path: Path) -> None:
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 7")
-    db.close()
-
-
-DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
-    "random header": (random_header, "header is damaged"),
-    "truncated": (truncated, ""),
-    "zero length": (zero_length, "empty"),
-    "directory": (directory, "directory"),
-    "newer schema": (newer, "newer slipstream (schema version 7; this one knows up to 1)"),
+EXPECTED = {
+    "random header": "header is damaged",
+    "truncated": "",
+    "zero length": "empty",
+    "directory": "directory",
+    "newer schema": "newer slipstream (schema version 99; this one knows up to 1)",
 }
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_a_damaged_record_store_is_refused_with_one_line(tmp_path: Path, damage: str) -> None:
     path = filled(tmp_path / "t.sqlite3")
-    hurt, expected = DAMAGES[damage]
-    hurt(path)
+    DAMAGES[damage](path)
+    expected = EXPECTED[damage]
     assert examine(path, schema(Kind.RECORD)).problem is not None
     with pytest.raises(StateDamaged) as raised:
         open_store(path, schema(Kind.RECORD))
@@ -93,7 +68,7 @@ def test_a_damaged_cache_is_set_aside_and_started_empty(
     tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = filled(tmp_path / "t.sqlite3")
-    DAMAGES[damage][0](path)
+    DAMAGES[damage](path)
     with caplog.at_level(logging.WARNING, logger="slipstream.state"):
         db = open_store(path, schema(Kind.CACHE))
     try:

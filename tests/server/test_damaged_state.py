@@ -16,13 +16,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from slipstream.jobs.store import JobRecord, JobStore
 from slipstream.zip.state import ZipState
+from tests.helpers.damage import DAMAGES, random_header
 from tests.helpers.subprocess_server import CliServer
 
 STORES = {
@@ -68,37 +68,6 @@ def populated(base: Path) -> tuple[Path, Path]:
     return root, state
 
 
-def random_header(path: Path) -> None:
-    with path.open("r+b") as handle:
-        handle.write(os.urandom(min(4096, path.stat().st_size)))
-
-
-def truncated(path: Path) -> None:
-    os.truncate(path, path.stat().st_size // 2)
-
-
-def zero_length(path: Path) -> None:
-    os.truncate(path, 0)
-
-
-def directory(path: Path) -> None:
-    path.unlink()
-    path.mkdir()
-
-
-def newer_schema(path: Path) -> None:
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 99")
-    db.close()
-
-
-DAMAGES: dict[str, Callable[[Path], None]] = {
-    "random header": random_header,
-    "truncated": truncated,
-    "zero length": zero_length,
-    "directory": directory,
-    "newer schema": newer_schema,
-}
 CASES = [
     (name, damage)
     for name in STORES

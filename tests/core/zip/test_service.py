@@ -116,6 +116,13 @@ class Refusing:
             monkeypatch.setattr(state, name, refusing)
 
 
+async def expired_in_the_store(state: ZipState, ident: str) -> None:
+    """Poll (on the mock clock) until the store records ``ident`` as expired."""
+    with trio.fail_after(3 * STORE_RETRY):
+        while state.status(ident) != "expired":
+            await trio.sleep(0.5)
+
+
 async def test_deliveries_the_store_refused_are_written_later_and_expire_the_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock
 ) -> None:
@@ -134,9 +141,7 @@ async def test_deliveries_the_store_refused_are_written_later_and_expire_the_str
             await trio.sleep(3 * STORE_RETRY)
             assert state.status("m") == "live"  # still refused: nothing lost, nothing done
             disk.full = False
-            with trio.fail_after(3 * STORE_RETRY):
-                while state.status("m") != "expired":
-                    await trio.sleep(0.5)
+            await expired_in_the_store(state, "m")
             nursery.cancel_scope.cancel()
 
 
@@ -156,8 +161,6 @@ async def test_an_expiry_the_store_refused_holds_at_once_and_is_written_later(
             assert await service.manifest("m") is None
             assert state.status("m") == "live"  # the store has not heard of it yet
             disk.full = False
-            with trio.fail_after(3 * STORE_RETRY):
-                while state.status("m") != "expired":
-                    await trio.sleep(0.5)
+            await expired_in_the_store(state, "m")
             assert await service.manifest("m") is None
             nursery.cancel_scope.cancel()
