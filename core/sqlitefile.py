@@ -111,21 +111,25 @@ class SQLiteFile:
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """Every row of one read-only statement, on the reader connection."""
-        with self._reading() as reader:
-            return reader.execute(sql, args).fetchall()
-
-    def read_one(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        """The first row of one read-only statement (None when there is none)."""
-        with self._reading() as reader:
-            return reader.execute(sql, args).fetchone()
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
+        # try/except inline, not a context manager: these reads run on the event loop
+        # per request, and a generator-based one would cost 2 us more (40 %) each.
         with self._read_lock:
             if self._closed:
                 raise sqlite3.ProgrammingError("the database is closed")
             try:
-                yield self._reader
+                return self._reader.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                if not outside_failure(exc):
+                    raise
+                raise self._failed(exc) from exc
+
+    def read_one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """The first row of one read-only statement (None when there is none)."""
+        with self._read_lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the database is closed")
+            try:
+                return self._reader.execute(sql, args).fetchone()
             except sqlite3.Error as exc:
                 if not outside_failure(exc):
                     raise
