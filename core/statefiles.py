@@ -49,6 +49,7 @@ __all__ = [
     "Kind",
     "Schema",
     "StateDamaged",
+    "busy",
     "connect_store",
     "examine",
     "examine_secret",
@@ -106,11 +107,15 @@ class Health:
     """The schema version read from the file (None when it could not be read)."""
 
 
-def examine(path: str | os.PathLike[str], schema: Schema, *, full: bool = False) -> Health:
+def examine(
+    path: str | os.PathLike[str], schema: Schema, *, full: bool = False, timeout: float = 5.0
+) -> Health:
     """Check ``path`` as a store of ``schema`` without changing what it holds.
 
     ``full`` runs ``PRAGMA integrity_check`` (every page and index) instead of
-    ``quick_check``.  A missing file is healthy (it is created when opened).
+    ``quick_check``.  A missing file is healthy (it is created when opened).  A store
+    another process keeps locked past ``timeout`` seconds is not damaged: that
+    ``sqlite3.OperationalError`` (:func:`busy`) is raised.
     """
     name = os.fspath(path)
     try:
@@ -133,7 +138,7 @@ def examine(path: str | os.PathLike[str], schema: Schema, *, full: bool = False)
         return Health(name, True, "is not a SQLite database (its header is damaged)", None)
     version: int | None = None
     try:
-        db = sqlite3.connect(name, timeout=5.0, isolation_level=None)
+        db = sqlite3.connect(name, timeout=timeout, isolation_level=None)
         try:
             db.execute("PRAGMA query_only=1")
             (version,) = db.execute("PRAGMA user_version").fetchone()
@@ -142,6 +147,8 @@ def examine(path: str | os.PathLike[str], schema: Schema, *, full: bool = False)
         finally:
             db.close()
     except sqlite3.Error as exc:
+        if busy(exc):  # in use by another process, not damaged: the caller's failure
+            raise
         return Health(name, True, f"is damaged ({_first_line(exc)})", version)
     found = [str(row[0]) for row in rows]
     if found != ["ok"]:
@@ -214,6 +221,7 @@ def open_store(
             aside.name,
         )
     if not os.path.lexists(name):
+        _set_orphans_aside(name)
         _create(name, schema, timeout)
     private_sqlite(name)  # an existing store and its sidecars: 0600
     return connect_store(name, schema, timeout=timeout)
@@ -365,6 +373,23 @@ def load_or_create_secret(path: str | os.PathLike[str], make: Callable[[], str])
         os.unlink(temporary)
     _sync_directory(os.path.dirname(os.path.abspath(name)))
     return value
+
+
+def busy(exc: BaseException) -> bool:
+    """True for SQLite's "busy" or "locked" (another connection holds a lock)."""
+    code = getattr(exc, "sqlite_errorname", "")
+    return isinstance(code, str) and code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
+def _set_orphans_aside(name: str) -> None:
+    """Move aside a ``-wal``/``-shm``/``-journal`` whose database file is gone: SQLite
+    would apply an old write-ahead log to the new, empty store."""
+    for suffix in SQLITE_SIDECARS:
+        if os.path.lexists(name + suffix):
+            aside = set_aside(name + suffix)
+            log.warning(
+                "%s%s has no database beside it: moved it aside to %s", name, suffix, aside.name
+            )
 
 
 def _remove_store(name: str) -> None:

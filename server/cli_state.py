@@ -11,6 +11,7 @@ first; neither command starts one or changes a healthy store.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TypeVar
@@ -98,7 +99,12 @@ def check(state_dir: Path) -> int:
     """Print one line per store; 1 when any is damaged."""
     damaged = 0
     for schema in STORES:
-        health = examine(state_dir / schema.name, schema, full=True)
+        try:
+            health = examine(state_dir / schema.name, schema, full=True)
+        except sqlite3.Error as exc:  # busy: another process holds a lock on it
+            damaged += 1
+            print(f"{schema.name:<18} {schema.kind.value:<7} NOT CHECKED: {exc}")
+            continue
         if not health.exists:
             verdict = "missing (made empty at the next start)"
         elif health.problem is not None:
@@ -124,7 +130,8 @@ def check(state_dir: Path) -> int:
         print(f"{aside.name:<18} set aside earlier (delete it once you no longer need it)")
     if damaged:
         print(
-            f"{damaged} damaged: `slipstream state quarantine NAME` moves one aside",
+            f"{damaged} damaged or not checked: `slipstream state quarantine NAME` moves a "
+            "damaged one aside",
             file=sys.stderr,
         )
     return 1 if damaged else 0
@@ -147,7 +154,12 @@ def quarantine(state_dir: Path, names: list[str], *, force: bool) -> int:
             print(f"slipstream state: {path} does not exist; nothing to move", file=sys.stderr)
             status = 1
             continue
-        problem = _problem(path, name)
+        try:
+            problem = _problem(path, name)
+        except sqlite3.Error as exc:  # busy: another process holds a lock on it
+            print(f"slipstream state: {path} could not be checked: {exc}", file=sys.stderr)
+            status = 1
+            continue
         if problem is None and not force:
             print(
                 f"slipstream state: {path} is not damaged; add --force to move it aside anyway",

@@ -16,6 +16,7 @@ from slipstream.statefiles import (
     Kind,
     Schema,
     StateDamaged,
+    busy,
     examine,
     examine_secret,
     load_or_create_secret,
@@ -197,3 +198,42 @@ def test_a_directory_where_the_secret_belongs_is_refused(tmp_path: Path) -> None
     (tmp_path / "secret").mkdir()
     with pytest.raises(StateDamaged, match="is a directory"):
         load_or_create_secret(tmp_path / "secret", lambda: "never-used")
+
+
+def test_a_write_ahead_log_without_its_database_is_set_aside_not_replayed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``-wal`` left where the database file was deleted holds another file's pages:
+    SQLite would replay them into the new store."""
+    other = open_store(tmp_path / "other.sqlite3", schema(Kind.RECORD))
+    try:
+        other.execute("PRAGMA wal_autocheckpoint=0")
+        other.executemany("INSERT INTO t VALUES (?, 'stale')", ((k,) for k in range(50)))
+        (tmp_path / "t.sqlite3-wal").write_bytes((tmp_path / "other.sqlite3-wal").read_bytes())
+    finally:
+        other.close()
+    with caplog.at_level(logging.WARNING, logger="slipstream.state"):
+        db = open_store(tmp_path / "t.sqlite3", schema(Kind.RECORD))
+    try:
+        assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    finally:
+        db.close()
+    assert any(p.name.startswith("t.sqlite3-wal.corrupt-") for p in tmp_path.iterdir())
+    assert "has no database beside it" in caplog.text
+    assert examine(tmp_path / "t.sqlite3", schema(Kind.RECORD), full=True).problem is None
+
+
+def test_a_store_locked_by_another_process_is_busy_not_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)  # a rollback journal, not WAL
+    try:
+        holder.execute("CREATE TABLE t (k INTEGER)")
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(sqlite3.OperationalError) as raised:
+            examine(path, schema(Kind.CACHE), timeout=0.05)
+        assert busy(raised.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert examine(path, schema(Kind.CACHE)).problem is None
+    assert not busy(sqlite3.OperationalError("database or disk is full"))
