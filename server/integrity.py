@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import trio
 
+from slipstream.buffers import aligned_buffer
 from slipstream.digests import DigestCache, Digests, FileKey, OnChange, opened_file_digests
 from slipstream.segments import FileSlice, Literal, Segment, UpstreamSlice
 from slipstream.storage import OpenFile
@@ -84,8 +85,7 @@ async def content_sha256(segments: Sequence[Segment]) -> bytes | None:
 
 def _hash_segments(segments: Sequence[Segment]) -> bytes | None:
     sha = hashlib.sha256()
-    buffer = bytearray(_READ_CHUNK)
-    with memoryview(buffer) as view:
+    with aligned_buffer(_READ_CHUNK) as view:
         for segment in segments:
             if isinstance(segment, Literal):
                 sha.update(segment.data)

@@ -8,6 +8,7 @@ import os
 import stat as stat_mod
 from collections.abc import Callable
 
+from slipstream.buffers import aligned_buffer
 from slipstream.ext import ALGORITHMS, MultiDigest
 
 from .values import Digests, FileChanged
@@ -31,7 +32,8 @@ def hash_fd(
     """Hash the first ``size`` bytes of ``fd`` with every algorithm, in one read pass.
 
     Blocking.  Reads with ``os.preadv`` (the file offset is left alone, so a shared or
-    duplicated descriptor is not disturbed) into one reused ``chunk``-sized buffer.
+    duplicated descriptor is not disturbed) into one reused, page-aligned ``chunk``-sized
+    buffer (:func:`slipstream.buffers.aligned_buffer`).
     ``progress(n)`` is called after each read with the number of bytes just hashed
     (an increment, as for ``rich``'s ``advance``).  Raises :class:`FileChanged` if the
     file ends before ``size`` bytes.
@@ -41,8 +43,7 @@ def hash_fd(
     if chunk <= 0:
         raise ValueError("chunk must be > 0")
     digest = MultiDigest(ALGORITHMS)
-    buffer = bytearray(min(chunk, size))
-    with memoryview(buffer) as view:
+    with aligned_buffer(min(chunk, size)) as view:  # aligned: 4x cheaper reads, see buffers
         done = 0
         while done < size:
             want = min(len(view), size - done)

@@ -19,6 +19,7 @@ import errno
 import os
 from collections.abc import Sequence
 
+from slipstream.buffers import aligned_buffer
 from slipstream.errors import PathNotAllowed
 from slipstream.ext import MultiDigest
 from slipstream.filenames import numbered
@@ -103,8 +104,7 @@ class PartFile:
 
     def hash_existing(self, digest: MultiDigest) -> None:
         """Feed the bytes already in the file to ``digest`` (resuming after a restart)."""
-        buffer = bytearray(min(_READ_CHUNK, max(self.size, 1)))
-        with memoryview(buffer) as view:
+        with aligned_buffer(min(_READ_CHUNK, max(self.size, 1))) as view:
             done = 0
             while done < self.size:
                 got = os.preadv(self.fd, [view[: min(len(view), self.size - done)]], done)
