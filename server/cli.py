@@ -20,15 +20,16 @@ import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path, PurePosixPath
-
-import trio
+from typing import TYPE_CHECKING
 
 from slipstream.statefiles import StateDamaged
 
-from .app import ListenError, Server
 from .cli_flags import build_parser, config_from_args
 from .cli_state import state_command
 from .config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from slipstream.digests import Digests
 
 __all__ = ["build_parser", "config_from_args", "entry", "main", "run_server"]
 
@@ -53,6 +54,10 @@ def _one_line(text: str) -> str:
 
 async def run_server(config: Config) -> None:
     """Serve until SIGINT/SIGTERM, then drain in-flight replies and return."""
+    import trio
+
+    from .app import Server
+
     server = Server(config)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -69,6 +74,11 @@ async def run_server(config: Config) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """``slipstream serve``: validate, prepare, listen; one line and a status on failure."""
+    # Trio and the server are imported by the commands that use them (here, and ``get``),
+    # so ``slipstream digest`` and ``slipstream state`` start in a fraction of the time.
+    import trio
+
+    from .app import ListenError
 
     def fail(message: str, status: int) -> int:
         print(f"slipstream serve: {_one_line(message)}", file=sys.stderr)
@@ -116,34 +126,14 @@ PROGRESS_MIN_SIZE = 64 * 1024 * 1024
 
 def digest_files(paths: Sequence[Path], *, as_json: bool = False) -> int:
     """``slipstream digest``: hash each file once with every algorithm and print the values."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     from slipstream.digests import hash_path
 
-    errors = Console(stderr=True)
     status = 0
     for path in paths:
         try:
             size = path.stat().st_size
-            if size >= PROGRESS_MIN_SIZE and errors.is_terminal:
-                with Progress(
-                    "[progress.description]{task.description}",
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    TimeRemainingColumn(),
-                    console=errors,
-                    transient=True,
-                ) as progress:
-                    task = progress.add_task(path.name, total=size)
-                    digests = hash_path(path, partial(progress.advance, task))
+            if size >= PROGRESS_MIN_SIZE and sys.stderr.isatty():
+                digests = _hash_with_progress(path, size)
             else:
                 digests = hash_path(path)
         except OSError as exc:
@@ -159,6 +149,33 @@ def digest_files(paths: Sequence[Path], *, as_json: bool = False) -> int:
                 print(f"  {name:<10} {value}")
             print(f"  {'crc64ecma':<10} {digests.crc64xz} (decimal, as object stores print it)")
     return status
+
+
+def _hash_with_progress(path: Path, size: int) -> Digests:
+    """:func:`~slipstream.digests.hash_path` with a progress bar on stderr (rich is
+    imported only here: it costs a tenth of a second at start)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from slipstream.digests import hash_path
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(path.name, total=size)
+        return hash_path(path, partial(progress.advance, task))
 
 
 def get_file(args: argparse.Namespace) -> int:
@@ -199,6 +216,7 @@ def get_file(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace, token: str, name: str, dest: Path) -> Path:
     """Run the download with a progress bar (on a terminal); return the saved path."""
+    import trio
     from rich.console import Console
     from rich.progress import (
         BarColumn,

@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import TypeVar
 
-from slipstream.digests.store import SCHEMA as DIGESTS
-from slipstream.jobs.store import SCHEMA as DOWNLOADS
 from slipstream.statefiles import (
     SECRET_FILES,
     Kind,
@@ -26,15 +24,24 @@ from slipstream.statefiles import (
     examine_secret,
     set_aside,
 )
-from slipstream.zip.state import CRC_SCHEMA as ZIP_CRCS
-from slipstream.zip.state import SCHEMA as ZIP_MANIFESTS
 
-__all__ = ["STORES", "add_state_parser", "state_command"]
+__all__ = ["STORE_NAMES", "add_state_parser", "state_command", "stores"]
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
 
-STORES: tuple[Schema, ...] = (DOWNLOADS, ZIP_MANIFESTS, ZIP_CRCS, DIGESTS)
-"""The SQLite stores of a server's state dir (their ``name`` is the file name)."""
+
+def stores() -> tuple[Schema, ...]:
+    """The SQLite stores of a server's state dir (their ``name`` is the file name).
+
+    Imported when asked for: the packages that define them import Trio, which
+    ``slipstream --help`` and ``slipstream digest`` have no use for.
+    """
+    from slipstream.digests.store import SCHEMA as DIGESTS
+    from slipstream.jobs.store import SCHEMA as DOWNLOADS
+    from slipstream.zip.state import CRC_SCHEMA as ZIP_CRCS
+    from slipstream.zip.state import SCHEMA as ZIP_MANIFESTS
+
+    return (DOWNLOADS, ZIP_MANIFESTS, ZIP_CRCS, DIGESTS)
 
 
 def add_state_parser(
@@ -98,7 +105,7 @@ def state_command(args: argparse.Namespace) -> int:
 def check(state_dir: Path) -> int:
     """Print one line per store; 1 when any is damaged."""
     damaged = 0
-    for schema in STORES:
+    for schema in stores():
         try:
             health = examine(state_dir / schema.name, schema, full=True)
         except sqlite3.Error as exc:  # busy: another process holds a lock on it
@@ -172,20 +179,25 @@ def quarantine(state_dir: Path, names: list[str], *, force: bool) -> int:
     return status
 
 
+STORE_NAMES = ("downloads", "zip", "zip-crc", "digests", *SECRET_FILES)
+"""What ``quarantine`` accepts (a test checks it against :func:`stores`); spelled out so
+that building the parser imports none of the stores."""
+
+
 def _names() -> list[str]:
-    return [schema.name.removesuffix(".sqlite3") for schema in STORES] + list(SECRET_FILES)
+    return list(STORE_NAMES)
 
 
 def _file_name(given: str) -> str | None:
     """The file name of the store ``given`` names (with or without ``.sqlite3``)."""
-    for schema in STORES:
+    for schema in stores():
         if given in (schema.name, schema.name.removesuffix(".sqlite3")):
             return schema.name
     return given if given in SECRET_FILES else None
 
 
 def _problem(path: Path, name: str) -> str | None:
-    for schema in STORES:
+    for schema in stores():
         if schema.name == name:
             return examine(path, schema, full=True).problem
     return examine_secret(path)[1]

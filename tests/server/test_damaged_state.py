@@ -165,3 +165,12 @@ def test_an_older_zip_store_is_migrated_and_its_crc_table_moves_out(tmp_path: Pa
         db.close()
     check = slipstream("state", "check", "--root", str(root))
     assert check.returncode == 0 and "zip.sqlite3        record  ok, schema 1" in check.stdout
+
+
+def test_the_names_quarantine_takes_are_the_stores() -> None:
+    from slipstream.server.cli_state import STORE_NAMES, stores
+    from slipstream.statefiles import SECRET_FILES
+
+    named = [schema.name.removesuffix(".sqlite3") for schema in stores()]
+    assert list(STORE_NAMES) == [*named, *SECRET_FILES]
+    assert sorted(STORES) == sorted([schema.name for schema in stores()] + list(SECRET_FILES))
