@@ -74,12 +74,12 @@ system-deps:
 	fi
 
 # The anchors `make bench` measures against, the same way.
-BENCH_TOOLS := nginx wrk aria2c curl
+BENCH_TOOLS := nginx wrk aria2c curl openssl
 bench-deps:
 	@missing=""; for t in $(BENCH_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light wrk aria2 curl; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light wrk aria2 curl openssl; \
 	fi
 
 clean:
