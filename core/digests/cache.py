@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
@@ -25,7 +26,7 @@ import trio
 
 from slipstream.background import spawn
 
-from .hashing import Hasher, hash_fd
+from .hashing import Hasher, complete_digests, hash_fd
 from .store import DigestStore
 from .values import Digests, FileChanged, FileKey
 
@@ -106,8 +107,13 @@ class DigestCache:
         """Record ``digests`` for ``key`` (e.g. computed by :func:`hash_path`)."""
         self._store.store(key, digests)
 
-    async def get(self, key: FileKey, fd: int) -> Digests:
+    async def get(self, key: FileKey, fd: int, *, need: Iterable[str] = ()) -> Digests:
         """The digests of ``key``: cached, or computed from ``fd`` in a worker thread.
+
+        A cached row that lacks an algorithm of ``need`` (one of
+        :data:`~slipstream.digests.values.ON_DEMAND`, such as the SHA-1 a download job
+        leaves out) is completed: only the missing algorithms are computed, in one read.
+        A computed result is always complete.
 
         ``fd`` is duplicated before this coroutine first yields, so the caller may close
         its own descriptor as soon as the call has started.  Concurrent calls for the same
@@ -115,9 +121,10 @@ class DigestCache:
         :class:`FileChanged` (and stores nothing) if ``fd`` does not match ``key`` before
         or after hashing.
         """
+        need = tuple(need)
         while True:
             cached = self.lookup(key)
-            if cached is not None:
+            if cached is not None and cached.has(need):
                 return cached
             if self.closed:
                 raise RuntimeError("DigestCache is closed")
@@ -125,7 +132,7 @@ class DigestCache:
             try:
                 flight = self._flights.get(key)
                 if flight is None:
-                    return await self._lead(key, own)
+                    return await self._lead(key, own, cached)
                 await flight.done.wait()
             finally:
                 os.close(own)
@@ -135,12 +142,18 @@ class DigestCache:
                 raise flight.error
             # The leader was cancelled before finishing: try again (and maybe lead).
 
-    async def _lead(self, key: FileKey, fd: int) -> Digests:
+    async def _lead(self, key: FileKey, fd: int, partial: Digests | None) -> Digests:
         flight = _Flight()
         self._flights[key] = flight
         try:
             digests = await trio.to_thread.run_sync(
-                self._work, fd, key, self._hasher or hash_fd, self._stopping, limiter=self._limiter
+                self._work,
+                fd,
+                key,
+                self._hasher or hash_fd,
+                self._stopping,
+                partial,
+                limiter=self._limiter,
             )
             self.store(key, digests)
             flight.result = digests
@@ -154,8 +167,15 @@ class DigestCache:
             flight.done.set()
 
     @staticmethod
-    def _work(fd: int, key: FileKey, hasher: Hasher, stopping: threading.Event) -> Digests:
-        """Worker thread: check the key, hash, check the key again."""
+    def _work(
+        fd: int,
+        key: FileKey,
+        hasher: Hasher,
+        stopping: threading.Event,
+        partial: Digests | None,
+    ) -> Digests:
+        """Worker thread: check the key, hash (only what ``partial`` lacks, when given),
+        check the key again."""
         if FileKey.from_stat(os.fstat(fd)) != key:
             raise FileChanged("file does not match its key")
         if hasher is hash_fd:
@@ -164,7 +184,10 @@ class DigestCache:
                 if stopping.is_set():
                     raise FileChanged("digest cache is shutting down")
 
-            digests = hash_fd(fd, key.size, check_stop)
+            if partial is not None:
+                digests = complete_digests(fd, partial, check_stop)
+            else:
+                digests = hash_fd(fd, key.size, check_stop)
         else:
             digests = hasher(fd, key.size)
         if FileKey.from_stat(os.fstat(fd)) != key:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from slipstream.buffers import aligned_buffer
 from slipstream.ext import ALGORITHMS, MultiDigest
 
 from .values import Digests, FileChanged
 
-__all__ = ["CHUNK_SIZE", "Hasher", "hash_fd", "hash_path"]
+__all__ = ["CHUNK_SIZE", "Hasher", "complete_digests", "hash_fd", "hash_path"]
 
 CHUNK_SIZE = 4 * 1024 * 1024
 """Bytes read per ``preadv`` by :func:`hash_fd` (the one buffer it allocates)."""
@@ -28,21 +28,44 @@ def hash_fd(
     progress: Callable[[int], None] | None = None,
     *,
     chunk: int = CHUNK_SIZE,
+    algorithms: Iterable[str] = ALGORITHMS,
 ) -> Digests:
-    """Hash the first ``size`` bytes of ``fd`` with every algorithm, in one read pass.
+    """Hash the first ``size`` bytes of ``fd`` with ``algorithms`` (every one by default,
+    else at least all but :data:`~slipstream.digests.values.ON_DEMAND`), in one read pass.
 
     Blocking.  Reads with ``os.preadv`` (the file offset is left alone, so a shared or
     duplicated descriptor is not disturbed) into one reused, page-aligned ``chunk``-sized
-    buffer (:func:`slipstream.buffers.aligned_buffer`).
-    ``progress(n)`` is called after each read with the number of bytes just hashed
-    (an increment, as for ``rich``'s ``advance``).  Raises :class:`FileChanged` if the
-    file ends before ``size`` bytes.
+    buffer (:func:`slipstream.buffers.aligned_buffer`).  ``progress(n)`` is called after
+    each read with the number of bytes just hashed (an increment, as for ``rich``'s
+    ``advance``).  Raises :class:`FileChanged` if the file ends before ``size`` bytes.
     """
+    return Digests.from_values(size, _hash_values(fd, size, progress, chunk, algorithms))
+
+
+def complete_digests(
+    fd: int, found: Digests, progress: Callable[[int], None] | None = None
+) -> Digests:
+    """``found`` with its :attr:`~Digests.missing` algorithms computed from ``fd`` (one
+    read pass, of those algorithms only)."""
+    missing = found.missing
+    if not missing:
+        return found
+    values = _hash_values(fd, found.size, progress, CHUNK_SIZE, missing)
+    return Digests.from_values(found.size, {**found.values(), **values})
+
+
+def _hash_values(
+    fd: int,
+    size: int,
+    progress: Callable[[int], None] | None,
+    chunk: int,
+    algorithms: Iterable[str],
+) -> dict[str, int | bytes]:
     if size < 0:
         raise ValueError("size must be >= 0")
     if chunk <= 0:
         raise ValueError("chunk must be > 0")
-    digest = MultiDigest(ALGORITHMS)
+    digest = MultiDigest(algorithms)
     with aligned_buffer(min(chunk, size)) as view:  # aligned: 4x cheaper reads, see buffers
         done = 0
         while done < size:
@@ -54,7 +77,7 @@ def hash_fd(
             done += got
             if progress is not None:
                 progress(got)
-    return Digests.from_values(size, digest.digest())
+    return digest.digest()
 
 
 def hash_path(

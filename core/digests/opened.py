@@ -18,7 +18,7 @@ otherwise.  What a caller does then is its own documented outcome, chosen here b
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final, Literal, Protocol, TypeVar, overload
 
 from .cache import DigestCache
@@ -61,13 +61,21 @@ F = TypeVar("F", bound=HashableFile)
 
 @overload
 async def opened_file_digests(
-    cache: DigestCache, opened: F, *, on_change: Literal[OnChange.NONE]
+    cache: DigestCache,
+    opened: F,
+    *,
+    on_change: Literal[OnChange.NONE],
+    need: Iterable[str] = (),
 ) -> tuple[F, Digests | None]: ...
 
 
 @overload
 async def opened_file_digests(
-    cache: DigestCache, opened: F, *, on_change: Literal[OnChange.FAIL]
+    cache: DigestCache,
+    opened: F,
+    *,
+    on_change: Literal[OnChange.FAIL],
+    need: Iterable[str] = (),
 ) -> tuple[F, Digests]: ...
 
 
@@ -79,6 +87,7 @@ async def opened_file_digests(
     on_change: Literal[OnChange.RETRY],
     reopen: Callable[[], F],
     attempts: int = RETRY_ATTEMPTS,
+    need: Iterable[str] = (),
 ) -> tuple[F, Digests]: ...
 
 
@@ -89,6 +98,7 @@ async def opened_file_digests(
     on_change: OnChange,
     reopen: Callable[[], F] | None = None,
     attempts: int = RETRY_ATTEMPTS,
+    need: Iterable[str] = (),
 ) -> tuple[F, Digests | None]:
     """``(file, digests)``: the digests of ``opened``, cached or hashed now (in a worker
     thread, see :meth:`DigestCache.get`), and the file they belong to.
@@ -100,8 +110,10 @@ async def opened_file_digests(
     closes anything.
 
     A file without a descriptor (an in-memory layer) has no digests: ``None`` under
-    ``NONE``, ``TypeError`` otherwise.
+    ``NONE``, ``TypeError`` otherwise.  ``need`` names on-demand algorithms the caller
+    uses (``("sha1",)``), computed if the cached row lacks them (:meth:`DigestCache.get`).
     """
+    need = tuple(need)
     if on_change is OnChange.RETRY and (reopen is None or attempts < 1):
         raise ValueError("OnChange.RETRY needs reopen and attempts >= 1")
     current = opened
@@ -114,7 +126,8 @@ async def opened_file_digests(
                     return current, None
                 raise TypeError(f"{current!r} has no file descriptor to hash")
             try:
-                return current, await cache.get(FileKey.from_stat(current.stat), fileno())
+                key = FileKey.from_stat(current.stat)
+                return current, await cache.get(key, fileno(), need=need)
             except FileChanged:
                 if on_change is OnChange.NONE:
                     return current, None

@@ -29,31 +29,39 @@ _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
 _COLUMNS = ("dev", "ino", "size", "mtime_ns", *ALGORITHMS, "created_at")
+_TABLE = """CREATE TABLE {name} (
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    crc32 INTEGER NOT NULL,
+    crc32c INTEGER NOT NULL,
+    crc64xz INTEGER NOT NULL,       -- unsigned 64-bit stored as signed
+    crc64nvme INTEGER NOT NULL,     -- unsigned 64-bit stored as signed
+    sha1 BLOB{sha1_null},          -- NULL: not computed yet (version 2)
+    sha256 BLOB NOT NULL,
+    xxh3_128 BLOB NOT NULL,
+    created_at INTEGER NOT NULL,    -- time.time_ns() of the insert (trims: oldest)
+    PRIMARY KEY (dev, ino, size, mtime_ns)
+)"""
 SCHEMA = Schema(
     "digests.sqlite3",
     Kind.CACHE,
     (
         (
-            """CREATE TABLE IF NOT EXISTS digests (
-                dev INTEGER NOT NULL,
-                ino INTEGER NOT NULL,
-                size INTEGER NOT NULL,
-                mtime_ns INTEGER NOT NULL,
-                crc32 INTEGER NOT NULL,
-                crc32c INTEGER NOT NULL,
-                crc64xz INTEGER NOT NULL,       -- unsigned 64-bit stored as signed
-                crc64nvme INTEGER NOT NULL,     -- unsigned 64-bit stored as signed
-                sha1 BLOB NOT NULL,
-                sha256 BLOB NOT NULL,
-                xxh3_128 BLOB NOT NULL,
-                created_at INTEGER NOT NULL,    -- time.time_ns() of the insert (trims: oldest)
-                PRIMARY KEY (dev, ino, size, mtime_ns)
-            )""",
+            _TABLE.format(name="IF NOT EXISTS digests", sha1_null=" NOT NULL"),
             "CREATE INDEX IF NOT EXISTS digests_created ON digests (created_at)",
+        ),
+        (  # version 2: a row may lack its SHA-1 (computed when first asked for)
+            _TABLE.format(name="digests_v2", sha1_null=""),
+            "INSERT INTO digests_v2 SELECT * FROM digests",
+            "DROP TABLE digests",
+            "ALTER TABLE digests_v2 RENAME TO digests",
+            "CREATE INDEX digests_created ON digests (created_at)",
         ),
     ),
 )
-"""The digest cache: rebuilt by hashing the files again, so a cache; version 1."""
+"""The digest cache: rebuilt by hashing the files again, so a cache; version 2."""
 _SELECT = (
     f"SELECT {', '.join(ALGORITHMS)} FROM digests"
     " WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?"
@@ -200,7 +208,8 @@ class DigestStore:
             return None
         values: dict[str, int | bytes] = {}
         for name, value in zip(ALGORITHMS, row, strict=True):
-            values[name] = _u64(value) if name in CRC_WIDTHS else bytes(value)
+            if value is not None:  # NULL: an on-demand algorithm not computed yet
+                values[name] = _u64(value) if name in CRC_WIDTHS else bytes(value)
         return Digests.from_values(key.size, values)
 
     def _remember(self, key: FileKey, digests: Digests) -> None:

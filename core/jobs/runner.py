@@ -9,7 +9,8 @@
         done = await jobs.wait(record.id)
 
 A job streams the body into a hidden ``.part`` file beside its target while one
-``MultiDigest`` pass computes every checksum (:class:`~slipstream.jobs.transfer.Transfer`:
+``MultiDigest`` pass computes the checksums (all but SHA-1, computed on first demand by the
+digest cache; :class:`~slipstream.jobs.transfer.Transfer`:
 receiving and writing+hashing run as a pipeline).  The finished file is fsynced, checked
 against an optional SHA-256, published without overwriting anything (see
 :mod:`slipstream.jobs.files`) and its digests stored in the digest cache, so it is servable

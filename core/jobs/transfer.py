@@ -15,6 +15,7 @@ from typing import Final
 import trio
 
 from slipstream.digests import DigestCache, Digests, FileKey
+from slipstream.digests.values import ON_DEMAND
 from slipstream.ext import ALGORITHMS, MultiDigest
 from slipstream.fetch import Fetched, Fetcher
 from slipstream.filenames import disposition_filename, safe_filename
@@ -25,7 +26,11 @@ from slipstream.numeric import parse_uint_or_none
 from .files import PartFile, publish
 from .store import JobRecord
 
-__all__ = ["BLOCK_SIZE", "JobFailed", "Transfer"]
+__all__ = ["BLOCK_SIZE", "INLINE_ALGORITHMS", "JobFailed", "Transfer"]
+
+INLINE_ALGORITHMS: Final = tuple(name for name in ALGORITHMS if name not in ON_DEMAND)
+"""What a job hashes as the bytes arrive: every algorithm but SHA-1, which only the drive
+API's ``content_hash`` uses; the digest cache computes it when it is first asked for."""
 
 BLOCK_SIZE: Final = 1024 * 1024
 """Bytes gathered before one write+hash step in the worker thread."""
@@ -59,7 +64,8 @@ def _int_header(fetched: Fetched, name: str) -> int | None:
 
 @dataclass(eq=False)
 class Transfer:
-    """The bytes of one job: ``record``'s URL into ``part``, every digest on the way.
+    """The bytes of one job: ``record``'s URL into ``part``, its digests on the way
+    (:data:`INLINE_ALGORITHMS`).
 
     ``progress()`` is called as bytes arrive (``record.current_size`` counts them);
     ``downloading()`` once the response head is accepted and the size is known.  One
@@ -72,7 +78,7 @@ class Transfer:
     max_fetch_size: int | None
     progress: Callable[[], None]
     downloading: Callable[[], Awaitable[None]]
-    digest: MultiDigest = field(default_factory=lambda: MultiDigest(ALGORITHMS))
+    digest: MultiDigest = field(default_factory=lambda: MultiDigest(INLINE_ALGORITHMS))
 
     async def run(self) -> None:
         """Fetch the body into the part file (appending to what it holds, if it can)."""

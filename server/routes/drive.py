@@ -247,6 +247,7 @@ async def _open_hashed(
             storage.open(file_id),
             on_change=OnChange.RETRY,
             reopen=lambda: storage.open(file_id),
+            need=("sha1",),  # content_hash; a downloaded file's row lacks it until asked
         )
     except FileChanged:
         raise DriveError(
@@ -302,7 +303,7 @@ def _download_reply(urls: list[str], expires: int, digests: Digests) -> dict[str
         "expiration": rfc3339(expires * 1_000_000_000),
         "size": digests.size,
         "crc64_hash": str(digests.crc64xz),
-        "content_hash": digests.sha1.hex().upper(),
+        "content_hash": digests.hex("sha1").upper(),
         "content_hash_name": "sha1",
     }
 

@@ -27,11 +27,11 @@ def changing(served: Served, monkeypatch: pytest.MonkeyPatch, times: int) -> lis
     real_get = cache.get
     asked: list[FileKey] = []
 
-    async def get(key: FileKey, fd: int) -> Digests:
+    async def get(key: FileKey, fd: int, **options: Any) -> Digests:
         asked.append(key)
         if len(asked) <= times:
             raise FileChanged("file changed while it was being hashed")
-        return await real_get(key, fd)
+        return await real_get(key, fd, **options)
 
     monkeypatch.setattr(cache, "get", get)
     return asked

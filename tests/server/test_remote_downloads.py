@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from slipstream.digests import FileKey
 from tests.helpers.raw_http import get
 from tests.helpers.remote_downloads import HISTORY_KEYS, REPLY_KEYS, Env, MakeEnv, payload, sha256
 from tests.helpers.server import TOKEN, download_target
@@ -325,3 +326,23 @@ async def test_history_limit_trims_the_oldest(make_env: MakeEnv) -> None:
     assert [row["id"] for row in await env.history()] == ids[:1:-1]
     # The files stay: the limit trims records, not downloads.
     assert len(env.listing()) == 5
+
+
+async def test_a_downloaded_file_gets_its_sha1_when_the_drive_api_first_asks(env: Env) -> None:
+    """A job hashes everything but SHA-1 inline; the drive API's ``content_hash`` is then
+    computed on first demand and kept."""
+    data = payload(300_000, seed=7)
+    row = await env.fetch(env.upstream.add("/files/lazy.bin", Blob(data)))
+    assert row["status"] == "completed", row
+    cache = env.served.server.services.digests
+    key = FileKey.from_stat((env.root / "dl" / "lazy.bin").stat())
+    stored = cache.lookup(key)
+    assert stored is not None and stored.sha1 is None
+    assert stored.hex("sha256") == sha256(data)
+    reply = await env.http.post(
+        "/v2/file/get_download_url", json={"drive_id": "1", "file_id": "dl/lazy.bin"}
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["content_hash"] == hashlib.sha1(data).hexdigest().upper()
+    completed = cache.lookup(key)
+    assert completed is not None and completed.sha1 == hashlib.sha1(data).digest()

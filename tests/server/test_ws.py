@@ -205,7 +205,7 @@ async def test_type7_internal_failure_is_status_6(
 async def test_type7_hashing_failure_is_status_6(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def failing_get(key: Any, fd: int) -> Any:
+    async def failing_get(key: Any, fd: int, **options: Any) -> Any:
         raise RuntimeError("hash worker died")
 
     monkeypatch.setattr(served.server.services.digests, "get", failing_get)
@@ -281,10 +281,10 @@ async def test_replies_come_out_of_order(served: Served, monkeypatch: pytest.Mon
     slow_size = len(served.files["random.bin"])
     release = trio.Event()
 
-    async def slow_get(key: Any, fd: int) -> Any:
+    async def slow_get(key: Any, fd: int, **options: Any) -> Any:
         if key.size == slow_size:
             await release.wait()
-        return await real_get(key, fd)
+        return await real_get(key, fd, **options)
 
     monkeypatch.setattr(digests, "get", slow_get)
     async with connect(served) as ws:
@@ -311,13 +311,13 @@ async def test_in_flight_requests_are_bounded(
     peak = 0
     release = trio.Event()
 
-    async def counting_get(key: Any, fd: int) -> Any:
+    async def counting_get(key: Any, fd: int, **options: Any) -> Any:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
         try:
             await release.wait()
-            return await real_get(key, fd)
+            return await real_get(key, fd, **options)
         finally:
             running -= 1
 
