@@ -18,6 +18,8 @@ from typing import Any
 
 from _servers import TOKEN, Slipstream
 
+from slipstream.zip.state import CRC_SCHEMA
+
 JOB_DIR = "fetched"  # slipstream downloads land in <root>/fetched
 JOB_TIMEOUT_S = 1800  # per slipstream job, and for waiting on a whole batch
 POLL_AFTER_S = 2.0  # without a final event for this long, look in the history too
@@ -146,7 +148,7 @@ class ZipServer(Slipstream):
 
     def cached_crcs(self, suffix: str) -> int:
         """How many CRC-32s the server's cache holds for URIs ending in ``suffix``."""
-        db = sqlite3.connect(f"file:{self.state / 'zip.sqlite3'}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{self.state / CRC_SCHEMA.name}?mode=ro", uri=True)
         try:
             row = db.execute(
                 "SELECT count(*) FROM crcs WHERE substr(uri, -length(?)) = ?", (suffix, suffix)
