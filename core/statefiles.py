@@ -220,6 +220,7 @@ def open_store(
             health.problem,
             aside.name,
         )
+    _remove_stale_temporaries(name)
     if not os.path.lexists(name):
         _set_orphans_aside(name)
         _create(name, schema, timeout)
@@ -342,6 +343,7 @@ def load_or_create_secret(path: str | os.PathLike[str], make: Callable[[], str])
     a new value would lock out whoever holds the old one, so that is the operator's call.
     """
     name = os.fspath(path)
+    _remove_stale_temporaries(name)
     value, problem = examine_secret(name)
     if problem is not None:
         cost = SECRET_FILES.get(os.path.basename(name), "whoever holds the old value loses it")
@@ -390,6 +392,33 @@ def _set_orphans_aside(name: str) -> None:
             log.warning(
                 "%s%s has no database beside it: moved it aside to %s", name, suffix, aside.name
             )
+
+
+def _remove_stale_temporaries(name: str) -> None:
+    """Delete the ``NAME.new-<pid>`` files (and sidecars) of creators that died before
+    linking them into place (a SIGKILL mid-creation); a live process's are left alone."""
+    prefix = f"{os.path.basename(name)}.new-"
+    try:
+        entries = os.listdir(os.path.dirname(os.path.abspath(name)))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        pid = entry[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(os.path.dirname(os.path.abspath(name)), entry))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _remove_store(name: str) -> None:

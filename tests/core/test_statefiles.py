@@ -4,8 +4,11 @@ damaged; the token and secret files; no server here."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -237,3 +240,27 @@ def test_a_store_locked_by_another_process_is_busy_not_damaged(tmp_path: Path) -
         holder.close()
     assert examine(path, schema(Kind.CACHE)).problem is None
     assert not busy(sqlite3.OperationalError("database or disk is full"))
+
+
+def test_what_a_killed_creator_left_is_removed_and_a_live_ones_is_not(tmp_path: Path) -> None:
+    """A SIGKILL while a store or a secret is being made leaves ``NAME.new-<pid>`` (and a
+    ``-journal``); the next open removes those of dead processes only."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    litter = [
+        f"t.sqlite3.new-{dead_pid}",
+        f"t.sqlite3.new-{dead_pid}-journal",
+        f"token.new-{dead_pid}",
+    ]
+    alive = f"t.sqlite3.new-{os.getppid()}"  # our parent: alive, maybe creating right now
+    for name in [*litter, alive]:
+        (tmp_path / name).write_bytes(b"half made")
+    open_store(tmp_path / "t.sqlite3", schema(Kind.RECORD)).close()
+    load_or_create_secret(tmp_path / "token", lambda: "a-new-token")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["t.sqlite3", "token", alive])
