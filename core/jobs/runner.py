@@ -194,12 +194,17 @@ class Jobs:
 
     async def history(self, directory: str | None = None) -> list[dict[str, Any]]:
         """Finished jobs, newest first (from the store: survives restarts)."""
-        records = await trio.to_thread.run_sync(self.store.history, directory)
+        # A job leaves the active list before its final row is written (or while the
+        # store refuses it): list it from memory meanwhile, so it is never in neither
+        # list.  Looked at before the store is read: a row written after this point is
+        # in what the store returns.
+        ending = [job.record for job in self._ending.values()]
         waiting = [
             r
-            for r in self._unsaved.values()
+            for r in {r.id: r for r in (*ending, *self._unsaved.values())}.values()
             if r.status in FINISHED and directory in (None, r.directory)
         ]
+        records = await trio.to_thread.run_sync(self.store.history, directory)
         if waiting:  # finished, not yet written: listed all the same
             ids = {r.id for r in waiting}
             records = [*waiting, *(r for r in records if r.id not in ids)]

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
+import trio
 
 from slipstream.digests import FileKey
 from tests.helpers.raw_http import get
@@ -346,3 +349,32 @@ async def test_a_downloaded_file_gets_its_sha1_when_the_drive_api_first_asks(env
     assert reply.json()["content_hash"] == hashlib.sha1(data).hexdigest().upper()
     completed = cache.lookup(key)
     assert completed is not None and completed.sha1 == hashlib.sha1(data).digest()
+
+
+async def test_a_job_whose_final_row_is_still_being_written_is_in_the_history(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between leaving the active list and its final row's commit, a job is listed in
+    the history from memory: it is never in neither list."""
+    store = env.served.server.services.job_store
+    real_finish = store.finish
+    release = threading.Event()
+
+    def slow_finish(record: Any) -> None:
+        release.wait(10)
+        real_finish(record)
+
+    monkeypatch.setattr(store, "finish", slow_finish)
+    data = payload(50_000, seed=9)
+    job_id = await env.start_ok(env.upstream.add("/files/slow-row.bin", Blob(data)))
+    try:
+        with trio.fail_after(10):
+            while any(row["id"] == job_id for row in await env.active()):
+                await trio.sleep(0.02)
+        rows = [row for row in await env.history() if row["id"] == job_id]
+        assert len(rows) == 1 and rows[0]["status"] == "completed", rows
+        assert rows[0]["sha256"] == sha256(data)
+    finally:
+        release.set()
+    row = await env.wait(job_id)
+    assert row["status"] == "completed"
