@@ -12,21 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers.twins import load_twin
+from tests.helpers.zipfmt import MTIME, U16, U32, U64
 
 pytestmark = pytest.mark.twins
 """Each twin is loaded by name, whatever twin the environment selected: run once, in the
 first pass of ``make pytest`` (see the README, "The compiled extension and its twins")."""
-
-U16 = 0xFFFF
-U32 = 0xFFFFFFFF
-U64 = 0xFFFFFFFFFFFFFFFF
-MTIME = 1700000001  # 2023-11-14 22:13:21 UTC; odd, so the DOS time (2 s steps) differs
-TOOLS_HINT = "`make test` installs it (Debian packages unzip p7zip-full libarchive-tools)"
-
-
-@pytest.fixture
-def zf(twin_kind: str) -> ModuleType:
-    return load_twin("zipfmt", twin_kind)
 
 
 def test_compiled_twin_is_an_extension_module() -> None:

@@ -16,21 +16,11 @@ from types import ModuleType
 
 import pytest
 
-from tests.helpers.twins import load_twin
+from tests.helpers.zipfmt import MTIME, TOOLS_HINT, U16
 
 pytestmark = pytest.mark.twins
 """Each twin is loaded by name, whatever twin the environment selected: run once, in the
 first pass of ``make pytest`` (see the README, "The compiled extension and its twins")."""
-
-U16 = 0xFFFF
-U32 = 0xFFFFFFFF
-MTIME = 1700000001  # 2023-11-14 22:13:21 UTC; odd, so the DOS time (2 s steps) differs
-TOOLS_HINT = "`make test` installs it (Debian packages unzip p7zip-full libarchive-tools)"
-
-
-@pytest.fixture
-def zf(twin_kind: str) -> ModuleType:
-    return load_twin("zipfmt", twin_kind)
 
 
 Member = tuple[str, bytes, bool]  # name, data, force zip64
