@@ -67,7 +67,6 @@ class SQLiteFile:
         read_timeout: float = 1.0,
     ) -> None:
         self.path = os.fspath(path)
-        self.schema = schema
         memory = self.path == ":memory:"
         writer = open_store(self.path, schema, timeout=busy_timeout)
         reader = writer

@@ -176,6 +176,10 @@ class ZipState:
         self._db = SQLiteFile(self.path, SCHEMA)
         try:
             self._crcs = SQLiteFile(self.crc_path, CRC_SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
+        try:
             with self._db.locked() as db:
                 db.execute("PRAGMA secure_delete=ON")  # erased credentials are zeroed on disk
         except BaseException:
@@ -353,9 +357,7 @@ class ZipState:
     def close(self) -> None:
         """Close both databases (idempotent)."""
         self._db.close()
-        crcs = getattr(self, "_crcs", None)
-        if crcs is not None:
-            crcs.close()
+        self._crcs.close()
 
     def __enter__(self) -> Self:
         return self
