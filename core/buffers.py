@@ -12,10 +12,12 @@ from ordinary heap memory.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
+from collections.abc import Iterator
 
-__all__ = ["aligned_buffer"]
+__all__ = ["BufferPool", "aligned_buffer"]
 
 
 def aligned_buffer(size: int) -> memoryview:
@@ -33,3 +35,38 @@ def aligned_buffer(size: int) -> memoryview:
     address = ctypes.addressof(ctypes.c_char.from_buffer(storage))
     start = -address % mmap.PAGESIZE
     return memoryview(storage)[start : start + size]
+
+
+class BufferPool:
+    """Aligned buffers of ``size`` bytes, reused: at most ``keep`` idle ones are kept.
+
+    Receiving into a buffer that was used before costs no page faults; a new one
+    faults in every page on first touch.  Not thread-safe: use it from one thread (the
+    event loop).
+    """
+
+    __slots__ = ("_idle", "keep", "size")
+
+    def __init__(self, size: int, keep: int) -> None:
+        self.size = size
+        self.keep = keep
+        self._idle: list[memoryview] = []
+
+    def acquire(self) -> memoryview:
+        """A buffer of :attr:`size` bytes (contents unspecified); give it back with
+        :meth:`release` once nothing refers to it any more."""
+        return self._idle.pop() if self._idle else aligned_buffer(self.size)
+
+    def release(self, buffer: memoryview) -> None:
+        """Take back a buffer :meth:`acquire` gave."""
+        if len(self._idle) < self.keep and len(buffer) == self.size:
+            self._idle.append(buffer)
+
+    @contextlib.contextmanager
+    def borrowed(self) -> Iterator[memoryview]:
+        """:meth:`acquire` for the duration of a ``with`` block."""
+        buffer = self.acquire()
+        try:
+            yield buffer
+        finally:
+            self.release(buffer)

@@ -27,18 +27,21 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import urljoin
 
+import h11
 import httpcore
 import httpx
 import trio
 
+from .buffers import BufferPool
 from .errors import SlipstreamError
 from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
+from .upstream import BodyEndedEarly, BodyTimeout, ConnectionPool, HeadFailed, exchange
 
 __all__ = [
+    "BodySource",
     "Dialer",
     "FetchError",
     "FetchKey",
@@ -46,6 +49,7 @@ __all__ = [
     "Fetcher",
     "GuardedBackend",
     "Resolver",
+    "as_fetch_error",
     "as_sent",
     "system_resolver",
 ]
@@ -87,6 +91,10 @@ async def system_resolver(host: str, port: int) -> list[str]:
 READ_SIZE: Final = 256 * 1024
 """Bytes asked of the socket per read (httpcore asks for 64 KiB; larger reads double the
 throughput of one connection, measured on loopback)."""
+BODY_BUFFER: Final = 1024 * 1024
+"""Size of the pooled buffers that bodies are read into (:attr:`Fetcher.buffers`)."""
+BODY_BUFFERS_KEPT: Final = 16
+"""Idle body buffers kept for reuse (16 MiB at most)."""
 
 
 class _LargeReads(httpcore.AsyncNetworkStream):
@@ -177,48 +185,111 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await trio.sleep(seconds)
 
 
-@dataclass(slots=True)
+class BodySource(Protocol):
+    """Where a response body comes from: ``await readinto(buffer)`` -> bytes read (0: end)."""
+
+    async def readinto(self, buffer: memoryview, /) -> int: ...
+
+
+class _ResponseBody:
+    """An httpx response's raw body as a :class:`BodySource` (TLS and non-GET requests)."""
+
+    __slots__ = ("_chunks", "_left")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._chunks = response.aiter_raw()
+        self._left = memoryview(b"")
+
+    async def readinto(self, buffer: memoryview, /) -> int:
+        left = self._left
+        while not left:
+            try:
+                left = memoryview(await anext(self._chunks))
+            except StopAsyncIteration:
+                return 0
+        count = min(len(buffer), len(left))
+        buffer[:count] = left[:count]
+        self._left = left[count:]
+        return count
+
+
 class Fetched:
-    """A response whose head has arrived; the body is read with :meth:`chunks`."""
+    """A response whose head has arrived; the body is read with :meth:`readinto`."""
 
-    response: httpx.Response
-    url: str
-    """The final URL (after redirects)."""
+    __slots__ = ("_body", "headers", "status", "url")
 
-    @property
-    def status(self) -> int:
+    def __init__(self, status: int, headers: httpx.Headers, url: str, body: BodySource) -> None:
+        self.status = status
         """The HTTP status code."""
-        return self.response.status_code
-
-    @property
-    def headers(self) -> httpx.Headers:
+        self.headers = headers
         """The response headers (case-insensitive)."""
-        return self.response.headers
+        self.url = url
+        """The final URL (after redirects)."""
+        self._body = body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body bytes as they arrive, exactly as sent (no content decoding)."""
-        with fetch_errors():
-            async for chunk in self.response.aiter_raw():
-                yield chunk
+    @classmethod
+    def from_response(cls, response: httpx.Response, url: str) -> Fetched:
+        """An httpx response (head received, body unread) as a :class:`Fetched`."""
+        return cls(response.status_code, response.headers, url, _ResponseBody(response))
+
+    async def readinto(self, buffer: memoryview) -> int:
+        """Read body bytes, exactly as sent (no content decoding), into ``buffer``;
+        how many (0 at the end of the body).  Raises :class:`FetchError`."""
+        try:
+            return await self._body.readinto(buffer)
+        except Exception as exc:
+            converted = as_fetch_error(exc)
+            if converted is exc:
+                raise
+            raise converted from exc
+
+    async def chunks(self, size: int = READ_SIZE) -> AsyncIterator[bytes]:
+        """The body as ``bytes`` chunks of at most ``size`` (a copy each: the data plane
+        reads with :meth:`readinto` into its own buffers instead)."""
+        buffer = memoryview(bytearray(size))
+        while count := await self.readinto(buffer):
+            yield bytes(buffer[:count])
+
+
+def as_fetch_error(exc: Exception) -> Exception:
+    """The :class:`FetchError` an httpx / h11 / policy / resolver / socket exception
+    means; any other exception is returned as it is."""
+    if isinstance(exc, UrlRejected):
+        return FetchError(exc.key, exc.message)
+    if isinstance(exc, httpx.InvalidURL):  # not an HTTPError: a URL our parser took, httpx did not
+        return FetchError("INVALID_URL", f"invalid URL: {exc}")
+    if isinstance(exc, httpx.ReadTimeout | BodyTimeout) or (
+        isinstance(exc, HeadFailed) and exc.timeout
+    ):
+        return FetchError("DOWNLOAD_TIMEOUT", "no data received within the read timeout")
+    if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
+        return FetchError("NETWORK_ERROR", f"timed out: {type(exc).__name__}")
+    if isinstance(exc, BodyEndedEarly):
+        return FetchError("NETWORK_ERROR", f"upstream body ended early: {exc}")
+    if isinstance(
+        exc,
+        HeadFailed
+        | httpx.HTTPError
+        | httpcore.NetworkError
+        | h11.ProtocolError
+        | UnicodeEncodeError
+        | OSError
+        | ssl.SSLError,
+    ):
+        return FetchError("NETWORK_ERROR", str(exc) or type(exc).__name__)
+    return exc
 
 
 @contextlib.contextmanager
 def fetch_errors() -> Iterator[None]:
-    """Turn httpx / policy / resolver exceptions into :class:`FetchError`."""
+    """Turn httpx / h11 / policy / resolver / socket exceptions into :class:`FetchError`."""
     try:
         yield
-    except UrlRejected as exc:
-        raise FetchError(exc.key, exc.message) from exc
-    except httpx.InvalidURL as exc:  # not an HTTPError: a URL our parser took, httpx did not
-        raise FetchError("INVALID_URL", f"invalid URL: {exc}") from exc
-    except httpx.ReadTimeout as exc:
-        raise FetchError("DOWNLOAD_TIMEOUT", "no data received within the read timeout") from exc
-    except httpx.TimeoutException as exc:
-        raise FetchError("NETWORK_ERROR", f"timed out: {type(exc).__name__}") from exc
-    except httpx.HTTPError as exc:
-        raise FetchError("NETWORK_ERROR", str(exc) or type(exc).__name__) from exc
-    except (OSError, ssl.SSLError) as exc:
-        raise FetchError("NETWORK_ERROR", str(exc) or type(exc).__name__) from exc
+    except Exception as exc:
+        converted = as_fetch_error(exc)
+        if converted is exc:
+            raise
+        raise converted from exc
 
 
 def as_sent(target: Target) -> httpx.URL:
@@ -241,6 +312,11 @@ class Fetcher:
 
     ``check_url(target)`` runs for every hop after the policy's domain lists (raise
     ``UrlRejected`` to refuse).  ``read_timeout`` is the longest wait for the next byte.
+
+    Plaintext ``GET`` requests go through :mod:`slipstream.upstream` (h11 for the head,
+    the body read from the socket into the caller's buffer, keep-alive connections per
+    origin); ``https://`` and other methods through httpx.  ``pump=False`` sends
+    everything through httpx (the reference path the tests compare with).
     """
 
     def __init__(
@@ -254,11 +330,21 @@ class Fetcher:
         max_connections: int = 100,
         user_agent: str = "slipstream",
         dialer: Dialer | None = None,
+        pump: bool = True,
+        max_idle_per_host: int = 8,
     ) -> None:
         self.policy = policy
         self.max_redirects = max_redirects
         self.backend = GuardedBackend(policy, resolver, dialer)
         self._user_agent = user_agent
+        self._read_timeout = read_timeout
+        self._pump = pump
+        self.pool = ConnectionPool(
+            self.backend.connect_tcp, connect_timeout=connect_timeout, max_idle=max_idle_per_host
+        )
+        """Idle plaintext connections the pumped requests reuse."""
+        self.buffers = BufferPool(BODY_BUFFER, BODY_BUFFERS_KEPT)
+        """Aligned buffers that callers read bodies into (:meth:`Fetched.readinto`)."""
         transport = httpx.AsyncHTTPTransport(trust_env=False)
         # httpx has no public way to give its transport a network backend; the pool it
         # builds is replaced by one with the same settings plus our guarded backend, so
@@ -287,6 +373,7 @@ class Fetcher:
 
     async def __aexit__(self, *exc_info: object) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self.pool.aclose()
             await self._client.aclose()
 
     async def aclose(self) -> None:
@@ -355,22 +442,56 @@ class Fetcher:
         target = self.check(url, check_url)
         origin = (target.scheme, target.host, target.port)
         for _hop in range(self.max_redirects + 1):
-            with fetch_errors():
-                request = self._client.build_request(method, as_sent(target), headers=sent)
-                response = await self._client.send(request, stream=True)
-            location = response.headers.get("location")
-            if response.status_code in REDIRECT_STATUSES and location:
-                await response.aclose()
-                target = self.check(urljoin(target.url, location), check_url)
-                if (target.scheme, target.host, target.port) != origin:
-                    sent = [h for h in sent if h[0].lower() not in _CREDENTIAL_HEADERS]
-                if response.status_code == 303:
-                    method = "GET" if method != "HEAD" else method
-                continue
-            try:
-                yield Fetched(response, target.url)
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await response.aclose()
-            return
+            async with self._send(target, method, sent) as response:
+                location = response.headers.get("location")
+                if response.status not in REDIRECT_STATUSES or not location:
+                    yield response
+                    return
+            target = self.check(urljoin(target.url, location), check_url)
+            if (target.scheme, target.host, target.port) != origin:
+                sent = [h for h in sent if h[0].lower() not in _CREDENTIAL_HEADERS]
+            if response.status == 303:
+                method = "GET" if method != "HEAD" else method
         raise FetchError("NETWORK_ERROR", f"more than {self.max_redirects} redirects")
+
+    def _send(
+        self, target: Target, method: str, headers: Sequence[tuple[str, str]]
+    ) -> contextlib.AbstractAsyncContextManager[Fetched]:
+        if self._pump and method == "GET" and target.scheme == "http":
+            return self._send_pumped(target, method, headers)
+        return self._send_httpx(target, method, headers)
+
+    @contextlib.asynccontextmanager
+    async def _send_httpx(
+        self, target: Target, method: str, headers: Sequence[tuple[str, str]]
+    ) -> AsyncIterator[Fetched]:
+        with fetch_errors():
+            request = self._client.build_request(method, as_sent(target), headers=headers)
+            response = await self._client.send(request, stream=True)
+        try:
+            yield Fetched.from_response(response, target.url)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await response.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _send_pumped(
+        self, target: Target, method: str, headers: Sequence[tuple[str, str]]
+    ) -> AsyncIterator[Fetched]:
+        with fetch_errors():
+            url = as_sent(target)
+            lines = [(b"Host", url.netloc)]
+            lines += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+            answer = await exchange(
+                self.pool,
+                target.host,
+                target.port,
+                method,
+                url.raw_path,
+                lines,
+                read_timeout=self._read_timeout,
+            )
+        try:
+            yield Fetched(answer.status, httpx.Headers(answer.headers), target.url, answer)
+        finally:
+            await answer.finish()

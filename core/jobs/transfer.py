@@ -14,6 +14,7 @@ from typing import Final
 
 import trio
 
+from slipstream.buffers import aligned_buffer
 from slipstream.digests import DigestCache, Digests, FileKey
 from slipstream.digests.values import ON_DEMAND
 from slipstream.ext import ALGORITHMS, MultiDigest
@@ -34,7 +35,8 @@ API's ``content_hash`` uses; the digest cache computes it when it is first asked
 
 BLOCK_SIZE: Final = 1024 * 1024
 """Bytes gathered before one write+hash step in the worker thread."""
-_PIPELINE_DEPTH: Final = 2
+_BLOCKS: Final = 4
+"""Blocks per transfer (4 MiB): one being filled while the stages work on the others."""
 
 
 class JobFailed(Exception):
@@ -133,20 +135,31 @@ class Transfer:
     async def _stream_body(self, fetched: Fetched) -> None:
         """Receive into blocks; two stages, each in a worker thread, write and hash them.
 
-        The stages run independently (each has its own queue of blocks), so the slower
-        of writing and hashing sets the pace, not their sum; both release the GIL.
+        The body is read straight into :data:`_BLOCKS` reused aligned blocks (no copy
+        besides the kernel's).  The stages run independently (each has its own queue of
+        blocks), so the slower of writing and hashing sets the pace, not their sum; both
+        release the GIL.  A block is refilled once both stages are done with it.
         """
         record, part = self.record, self.part
         limit = self.max_fetch_size
-        to_disk, for_disk = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
-        to_hash, for_hash = trio.open_memory_channel[bytes](_PIPELINE_DEPTH)
+        free_in, free = trio.open_memory_channel[memoryview](_BLOCKS)
+        for _ in range(_BLOCKS):
+            free_in.send_nowait(aligned_buffer(BLOCK_SIZE))
+        to_disk, for_disk = trio.open_memory_channel[tuple[memoryview, int]](_BLOCKS)
+        to_hash, for_hash = trio.open_memory_channel[tuple[memoryview, int]](_BLOCKS)
+        users: dict[int, int] = {}
+        """id(block) -> stages not done with it yet."""
 
         async def stage(
-            blocks: trio.MemoryReceiveChannel[bytes], work: Callable[[bytes], object]
+            blocks: trio.MemoryReceiveChannel[tuple[memoryview, int]],
+            work: Callable[[memoryview], object],
         ) -> None:
             async with blocks:
-                async for block in blocks:
-                    await trio.to_thread.run_sync(work, block)
+                async for block, filled in blocks:
+                    await trio.to_thread.run_sync(work, block[:filled])
+                    users[id(block)] -= 1
+                    if not users[id(block)]:
+                        free_in.send_nowait(block)
 
         try:
             async with trio.open_nursery() as nursery:
@@ -154,25 +167,27 @@ class Transfer:
                 nursery.start_soon(stage, for_hash, self.digest.update)
                 async with to_disk, to_hash:
                     received = part.size
-                    pending: list[bytes] = []
-                    pending_size = 0
-                    async for chunk in fetched.chunks():
-                        received += len(chunk)
-                        if limit and received > limit:
-                            raise JobFailed("FILE_TOO_LARGE", f"more than {limit} bytes")
-                        record.current_size = received  # progress counts bytes as they arrive
-                        self.progress()
-                        pending.append(chunk)
-                        pending_size += len(chunk)
-                        if pending_size >= BLOCK_SIZE:
-                            block = b"".join(pending)
-                            await to_disk.send(block)
-                            await to_hash.send(block)
-                            pending, pending_size = [], 0
-                    if pending:
-                        block = b"".join(pending)
-                        await to_disk.send(block)
-                        await to_hash.send(block)
+                    ended = False
+                    while not ended:
+                        block = await free.receive()
+                        filled = 0
+                        while filled < BLOCK_SIZE:
+                            count = await fetched.readinto(block[filled:])
+                            if not count:
+                                ended = True
+                                break
+                            filled += count
+                            received += count
+                            if limit and received > limit:
+                                raise JobFailed("FILE_TOO_LARGE", f"more than {limit} bytes")
+                            record.current_size = received  # progress counts arriving bytes
+                            self.progress()
+                        if filled:
+                            users[id(block)] = 2
+                            await to_disk.send((block, filled))
+                            await to_hash.send((block, filled))
+                        else:
+                            free_in.send_nowait(block)
         except BaseExceptionGroup as group:
             raise _single(group) from None
 

@@ -122,8 +122,9 @@ async def probe_one(
             size = parse_uint(got.headers["content-length"])  # the upstream ignores Range
         else:
             raise ValueError(f"upstream answered {got.status}")
-        if got.status == 206:
-            async for _ in got.chunks():  # one byte: drain it so the connection is reused
+        if got.status == 206:  # one byte: read it (and the end) so the connection is reused
+            scratch = memoryview(bytearray(16))
+            while await got.readinto(scratch):
                 pass
     return RemoteObject(uri, size, etag, modified, disposition, ranges)
 
@@ -216,8 +217,11 @@ async def read_member(
     *,
     tries: int = READ_TRIES,
     skip_limit: int = SKIP_LIMIT,
-) -> AsyncGenerator[bytes, None]:
+) -> AsyncGenerator[memoryview, None]:
     """Yield exactly bytes ``[offset, offset + length)`` of ``obj``.
+
+    The chunks are views of one buffer from ``fetcher.buffers``: each is valid until the
+    generator is advanced or closed (copy it to keep it longer).
 
     Raises :class:`MemberChanged` when the upstream object changed, ``FetchError`` when
     the bytes could not be fetched within ``tries`` attempts (:class:`UpstreamRefused`
@@ -226,34 +230,38 @@ async def read_member(
     """
     done = 0
     attempt = 0
-    while done < length:
-        attempt += 1
-        start = offset + done
-        want = length - done
-        ranged = [*headers, ("Range", f"bytes={start}-{start + want - 1}")]
-        try:
-            async with fetcher.stream(obj.uri, ranged, check_url=check_url) as got:
-                skip = _check_answer(got, obj, start, want, skip_limit)
-                async for chunk in got.chunks():
-                    if skip:
-                        dropped = min(skip, len(chunk))
-                        skip -= dropped
-                        chunk = chunk[dropped:]
-                        if not chunk:
+    buffers = fetcher.buffers
+    buffer = buffers.acquire()
+    try:
+        while done < length:
+            attempt += 1
+            start = offset + done
+            want = length - done
+            ranged = [*headers, ("Range", f"bytes={start}-{start + want - 1}")]
+            try:
+                async with fetcher.stream(obj.uri, ranged, check_url=check_url) as got:
+                    skip = _check_answer(got, obj, start, want, skip_limit)
+                    while done < length:
+                        wanted = min(len(buffer), skip + length - done)
+                        count = await got.readinto(buffer[:wanted])
+                        if not count:
+                            break
+                        if skip >= count:
+                            skip -= count
                             continue
-                    if len(chunk) > length - done:
-                        chunk = chunk[: length - done]
-                    done += len(chunk)
-                    yield chunk
-                    if done >= length:
-                        break
-            if done < length:
-                raise FetchError("NETWORK_ERROR", "upstream body ended early")
-        except UpstreamRefused as exc:
-            if exc.final or attempt >= tries:
-                raise
-            await trio.sleep(0.05 * attempt)
-        except FetchError:
-            if attempt >= tries:
-                raise
-            await trio.sleep(0.05 * attempt)
+                        chunk = buffer[skip:count]
+                        skip = 0
+                        done += len(chunk)
+                        yield chunk
+                if done < length:
+                    raise FetchError("NETWORK_ERROR", "upstream body ended early")
+            except UpstreamRefused as exc:
+                if exc.final or attempt >= tries:
+                    raise
+                await trio.sleep(0.05 * attempt)
+            except FetchError:
+                if attempt >= tries:
+                    raise
+                await trio.sleep(0.05 * attempt)
+    finally:
+        buffers.release(buffer)

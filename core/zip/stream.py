@@ -129,7 +129,7 @@ class ZipSource:
 
     def read(
         self, index: int, offset: int, length: int, *, tries: int = READ_TRIES
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[memoryview, None]:
         """Bytes ``[offset, offset + length)`` of member ``index`` (see ``read_member``)."""
         return read_member(
             self.fetcher,
@@ -233,8 +233,8 @@ class ZipBody(StreamedBody):
         self._ready = bytearray()
         """Body bytes rendered by :meth:`open` (before the first member data)."""
         self._reading: Piece | None = None
-        self._reader: AsyncGenerator[bytes, None] | None = None
-        self._first = b""
+        self._reader: AsyncGenerator[memoryview, None] | None = None
+        self._first: bytes | memoryview = b""
 
     @property
     def total(self) -> int:
@@ -419,8 +419,8 @@ class ZipBody(StreamedBody):
         self,
         out: BodyWriter,
         piece: Piece,
-        reader: AsyncGenerator[bytes, None] | None = None,
-        first: bytes = b"",
+        reader: AsyncGenerator[memoryview, None] | None = None,
+        first: bytes | memoryview = b"",
     ) -> None:
         """Relay one member's bytes; a member streamed whole gets its CRC on the way."""
         source = self.source

@@ -29,6 +29,7 @@ IO_MODULES = {
     "slipstream.digests.opened",
     "slipstream.fetch",
     "slipstream.send",
+    "slipstream.upstream",
     "slipstream.zip.crc",
     "slipstream.zip.local",
     "slipstream.zip.remote",

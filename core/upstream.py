@@ -1,0 +1,361 @@
+"""Plaintext HTTP/1.1 exchanges with upstreams: h11 reads the head, the body comes
+straight from the socket.
+
+:class:`slipstream.fetch.Fetcher` sends its ``http://`` GETs through here (``https://``
+and other methods go through httpx).  The head of a request and of its response are
+h11's job, as everywhere else in slipstream.  A body framed by ``Content-Length`` is then
+read by :meth:`Exchange.readinto` with ``recv_into`` into the caller's buffer: no
+``bytes`` object per chunk and no copy besides the kernel's, so the caller can CRC the
+buffer and send (or ``pwrite``) the same memory.  The bytes h11 had already received past
+the head (``trailing_data``) go first.  Chunked and close-delimited bodies are read
+through h11's events (one copy; they are rare for files).
+
+Why not httpcore here: the pump needs the socket and the bytes already buffered past the
+head, and h11 exposes those publicly (``trailing_data``) where httpcore keeps both
+private.  Connections come from the caller's ``connect`` (the fetcher's guarded backend:
+one resolution, every address checked by the network policy), so this module never opens
+a socket the policy did not see, and only ever talks to the host it was given.
+
+Idle connections are kept per origin (:class:`ConnectionPool`) for
+``keepalive_expiry`` seconds: a zip of many members from one host reuses a few
+connections instead of opening one per member.  A connection goes back to the pool only
+when its response was read exactly to its end, nothing more arrived, and both sides
+allow keep-alive; anything else closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import h11
+import httpcore
+import trio
+
+from .numeric import InvalidNumber, parse_uint
+
+__all__ = [
+    "BodyEndedEarly",
+    "BodyTimeout",
+    "ConnectionPool",
+    "Exchange",
+    "HeadFailed",
+    "UpstreamConnection",
+    "exchange",
+]
+
+HEAD_READ: Final = 64 * 1024
+"""Bytes asked of the stream per read while the head is awaited."""
+MAX_HEAD: Final = 64 * 1024
+"""Largest response head accepted (h11's ``max_incomplete_event_size``)."""
+CLOSE_TIMEOUT: Final = 5.0
+
+Connect = Callable[[str, int, "float | None"], Awaitable[httpcore.AsyncNetworkStream]]
+"""``await connect(host, port, timeout)`` -> a stream to a checked address of ``host``."""
+
+
+class HeadFailed(Exception):
+    """No usable response head: the connection broke, timed out or spoke bad HTTP.
+
+    ``stale`` is True when nothing at all came back (on a connection reused from the
+    pool, the upstream had closed it meanwhile: the request may be sent again);
+    ``timeout`` when the read timeout passed.
+    """
+
+    def __init__(self, message: str, *, timeout: bool = False, stale: bool = False) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.stale = stale
+
+
+class BodyEndedEarly(Exception):
+    """The connection ended (or broke) before the announced body length arrived."""
+
+
+class BodyTimeout(Exception):
+    """No body byte arrived within the read timeout."""
+
+
+class UpstreamConnection:
+    """One connected stream to an origin, and the socket under it."""
+
+    __slots__ = ("idle_since", "origin", "socket", "stream")
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream, origin: tuple[str, int]) -> None:
+        self.stream = stream
+        self.socket: trio.socket.SocketType = stream.get_extra_info("socket")
+        self.origin = origin
+        self.idle_since = 0.0
+
+    async def aclose(self) -> None:
+        """Close the stream (shielded, bounded)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            await self.stream.aclose()
+
+
+class ConnectionPool:
+    """Idle keep-alive connections per ``(host, port)``; at most ``max_idle`` each."""
+
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        connect_timeout: float,
+        max_idle: int = 8,
+        keepalive_expiry: float = 5.0,
+    ) -> None:
+        self._connect = connect
+        self._connect_timeout = connect_timeout
+        self.max_idle = max_idle
+        self.keepalive_expiry = keepalive_expiry
+        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self.opened = 0
+        """Connections opened so far (tests check reuse with it)."""
+
+    async def acquire(self, host: str, port: int) -> tuple[UpstreamConnection, bool]:
+        """A connection to ``host:port``: an idle one (True) or a new one (False)."""
+        origin = (host, port)
+        idle = self._idle.get(origin)
+        now = trio.current_time()
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since < self.keepalive_expiry and not conn.socket.is_readable():
+                return conn, True
+            await conn.aclose()  # expired, or the upstream closed it / sent stray bytes
+        stream = await self._connect(host, port, self._connect_timeout)
+        self.opened += 1
+        return UpstreamConnection(stream, origin), False
+
+    async def release(self, conn: UpstreamConnection) -> None:
+        """Keep ``conn`` for reuse (or close it when the origin has enough idle ones)."""
+        idle = self._idle.setdefault(conn.origin, [])
+        if len(idle) >= self.max_idle:
+            await conn.aclose()
+            return
+        conn.idle_since = trio.current_time()
+        idle.append(conn)
+
+    async def aclose(self) -> None:
+        """Close every idle connection."""
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                await conn.aclose()
+
+
+def _keep_alive(response: h11.Response) -> bool:
+    if response.http_version != b"1.1":
+        return False
+    for name, value in response.headers:
+        if name == b"connection" and b"close" in (t.strip().lower() for t in value.split(b",")):
+            return False
+    return True
+
+
+def _content_length(response: h11.Response) -> int | None:
+    """The body length when it is framed by Content-Length alone (h11 has checked the
+    value: one plain decimal number); None for chunked, close-delimited or no body.
+    Raises :class:`HeadFailed` for a length over ``INT64_MAX``."""
+    if 100 <= response.status_code < 200 or response.status_code in (204, 304):
+        return None
+    length: int | None = None
+    for name, value in response.headers:
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            try:
+                length = parse_uint(value)  # h11 has checked it is one decimal number
+            except InvalidNumber as exc:
+                raise HeadFailed(f"unusable Content-Length: {exc}") from exc
+    return length
+
+
+class Exchange:
+    """One response on one connection: its head, and its body through :meth:`readinto`.
+
+    Call :meth:`finish` when done with it (whether or not the body was read): the
+    connection goes back to the pool only if the body was read exactly to its end.
+    """
+
+    __slots__ = (
+        "_buffered",
+        "_conn",
+        "_h11",
+        "_keep",
+        "_left",
+        "_pending",
+        "_pool",
+        "_remaining",
+        "_timeout",
+        "headers",
+        "status",
+    )
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        conn: UpstreamConnection,
+        machine: h11.Connection,
+        response: h11.Response,
+        read_timeout: float,
+    ) -> None:
+        self._pool = pool
+        self._conn: UpstreamConnection | None = conn
+        self._h11 = machine
+        self._timeout = read_timeout
+        self.status: int = response.status_code
+        self.headers: list[tuple[bytes, bytes]] = list(response.headers)
+        self._keep = _keep_alive(response)
+        length = _content_length(response)
+        self._remaining = length
+        """Body bytes still to come when framed by Content-Length (None: h11 frames it)."""
+        self._buffered = memoryview(machine.trailing_data[0]) if length is not None else None
+        self._left = memoryview(b"")
+        """Data h11 handed over that did not fit the caller's buffer (chunked bodies)."""
+        self._pending = True
+
+    async def readinto(self, buffer: memoryview) -> int:
+        """Read body bytes into ``buffer``; how many (0 at the end of the body).
+
+        Raises :class:`BodyEndedEarly` when the connection ends short of the announced
+        length, :class:`BodyTimeout` when no byte comes within the read timeout, and
+        ``h11.RemoteProtocolError`` for a malformed chunked body.
+        """
+        remaining = self._remaining
+        if remaining is None:
+            return await self._read_event(buffer)
+        if not remaining:
+            self._pending = False
+            return 0
+        size = min(len(buffer), remaining)
+        buffered = self._buffered
+        if buffered:
+            count = min(size, len(buffered))
+            buffer[:count] = buffered[:count]
+            self._buffered = buffered[count:]
+        else:
+            conn = self._conn
+            assert conn is not None, "read after finish()"
+            with trio.CancelScope(deadline=trio.current_time() + self._timeout) as scope:
+                try:
+                    count = await conn.socket.recv_into(buffer, size)
+                except OSError as exc:
+                    raise BodyEndedEarly(f"connection broke: {exc}") from exc
+            if scope.cancelled_caught:
+                raise BodyTimeout("no data received within the read timeout")
+            if not count:
+                raise BodyEndedEarly(f"upstream closed with {remaining} body bytes missing")
+        self._remaining = remaining - count
+        return count
+
+    async def _read_event(self, buffer: memoryview) -> int:
+        left = self._left
+        while not left:
+            if not self._pending:
+                return 0
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA:
+                self._h11.receive_data(await self._receive())
+            elif isinstance(event, h11.Data):
+                left = memoryview(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._pending = False
+            else:  # ConnectionClosed before the end: h11 raises for a cut chunked body
+                raise BodyEndedEarly(f"unexpected {type(event).__name__} in the body")
+        count = min(len(buffer), len(left))
+        buffer[:count] = left[:count]
+        self._left = left[count:]
+        return count
+
+    async def _receive(self) -> bytes:
+        conn = self._conn
+        assert conn is not None, "read after finish()"
+        try:
+            return await conn.stream.read(HEAD_READ, self._timeout)
+        except httpcore.ReadTimeout as exc:
+            raise BodyTimeout("no data received within the read timeout") from exc
+        except (httpcore.NetworkError, OSError) as exc:
+            raise BodyEndedEarly(f"connection broke: {exc}") from exc
+
+    def _reusable(self) -> bool:
+        if not self._keep:
+            return False
+        if self._remaining is not None:  # more than announced arrived: never reuse
+            return not self._remaining and not self._buffered
+        if self._pending:
+            return False
+        machine = self._h11
+        return machine.their_state is h11.DONE and not machine.trailing_data[0]
+
+    async def finish(self) -> None:
+        """Give the connection back to the pool if it can serve another request, else close it."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._reusable():
+            await self._pool.release(conn)
+        else:
+            await conn.aclose()
+
+
+async def exchange(
+    pool: ConnectionPool,
+    host: str,
+    port: int,
+    method: str,
+    target: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    read_timeout: float,
+) -> Exchange:
+    """Send ``method target`` to ``host:port`` (``headers`` include ``Host``) and read
+    the response head; the body is left for :meth:`Exchange.readinto`.
+
+    A request on a reused connection that gets no byte back (the upstream closed it
+    meanwhile) is sent once more on a new connection.  Raises :class:`HeadFailed`, or
+    what ``connect`` raises.
+    """
+    for _attempt in range(2):
+        conn, reused = await pool.acquire(host, port)
+        try:
+            return await _send_and_read_head(pool, conn, method, target, headers, read_timeout)
+        except HeadFailed as exc:
+            await conn.aclose()
+            if not (reused and exc.stale):
+                raise
+        except BaseException:
+            await conn.aclose()
+            raise
+    raise HeadFailed("the upstream closed the connection twice")  # pragma: no cover
+
+
+async def _send_and_read_head(
+    pool: ConnectionPool,
+    conn: UpstreamConnection,
+    method: str,
+    target: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    read_timeout: float,
+) -> Exchange:
+    machine = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+    data = machine.send(h11.Request(method=method, target=target, headers=list(headers)))
+    data += machine.send(h11.EndOfMessage()) or b""
+    received = False
+    try:
+        await conn.stream.write(data or b"", read_timeout)
+        while True:
+            event = machine.next_event()
+            if event is h11.NEED_DATA:
+                chunk = await conn.stream.read(HEAD_READ, read_timeout)
+                received = received or bool(chunk)
+                machine.receive_data(chunk)
+            elif isinstance(event, h11.Response):
+                return Exchange(pool, conn, machine, event, read_timeout)
+            elif not isinstance(event, h11.InformationalResponse):
+                raise HeadFailed("the upstream closed the connection", stale=not received)
+    except httpcore.ReadTimeout as exc:
+        raise HeadFailed("no response within the read timeout", timeout=True) from exc
+    except (httpcore.NetworkError, OSError) as exc:
+        raise HeadFailed(f"connection broke: {exc}", stale=not received) from exc
+    except h11.RemoteProtocolError as exc:
+        raise HeadFailed(f"bad response head: {exc}", stale=not received) from exc
