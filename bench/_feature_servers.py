@@ -2,7 +2,8 @@
 
 :class:`JobServer` (remote downloads, for ``fetch.py``) starts jobs over HTTP and waits
 for their final websocket events (:func:`run_jobs`); :class:`ZipServer` (the zip service,
-for ``zip.py``) creates zips and reads its CRC-32 cache.
+for ``zip.py``) creates zips and reads its CRC-32 cache, per URI suffix (cold manifests) or
+per URI (warm ones).
 """
 
 from __future__ import annotations
@@ -115,11 +116,11 @@ async def run_jobs(port: int, requests: list[tuple[str, str]]) -> JobsRun:
 
 
 class ZipServer(Slipstream):
-    """slipstream allowed to zip what the nginx upstream serves; quiet logs."""
+    """slipstream allowed to zip what the upstreams serve (one allowed prefix each)."""
 
-    def __init__(self, prefix: str, timeout_s: float) -> None:
+    def __init__(self, prefixes: Sequence[str], timeout_s: float) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.prefixes = list(prefixes)
         self.timeout_s = timeout_s
         """Socket timeout of :meth:`create`."""
         self.state = Path()
@@ -127,7 +128,7 @@ class ZipServer(Slipstream):
 
     def extra_args(self, tmp: Path) -> list[str]:
         self.state = self.state_dir(tmp)
-        return ["--zip-allow-prefix", self.prefix]
+        return [arg for prefix in self.prefixes for arg in ("--zip-allow-prefix", prefix)]
 
     def create(self, uris: Sequence[str]) -> tuple[str, float]:
         """``POST /download`` (JSON); the ``/stream/<id>`` path and the seconds it took."""
@@ -156,3 +157,12 @@ class ZipServer(Slipstream):
         finally:
             db.close()
         return int(row[0])
+
+    def cached_crc(self, uri: str) -> bool:
+        """Whether the server's cache holds a CRC-32 for exactly ``uri``."""
+        db = sqlite3.connect(f"file:{self.state / CRC_SCHEMA.name}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT count(*) FROM crcs WHERE uri = ?", (uri,)).fetchone()
+        finally:
+            db.close()
+        return bool(row[0])

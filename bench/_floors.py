@@ -11,7 +11,9 @@ benchmark's own process, against the same nginx URL:
   algorithms, in a worker-thread stage pipelined with the receiving, as a job does.
 
 A target above the floor's ratio cannot be met while those blocks are required: the
-real thing does strictly more work on the same bytes.
+real thing does strictly more work on the same bytes.  ``zip.py`` has a second floor, a
+bare Trio relay with and without a CRC-32 per chunk, that runs as a server of its own
+(``_pump_server.py``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The servers and the load generator shared by the HTTP benchmarks.
 
-nginx (the anchor: one worker, sendfile, no access log), slipstream as a subprocess,
-``wrk`` with a Lua hook that reports JSON, and the ``/proc`` samplers for RSS and CPU.
-Used by ``throughput.py`` and ``small_requests.py``; ``fetch.py`` and ``zip.py`` use the
-servers (through :mod:`_feature_servers`) and the samplers.
+nginx (the anchor: one worker, sendfile, no access log), a second nginx that
+``proxy_pass``es to it, slipstream as a subprocess, the benchmark's own small servers
+(``python bench/<script> ... PORT``), ``wrk`` with a Lua hook that reports JSON, and the
+``/proc`` samplers for RSS and CPU.  Used by ``throughput.py`` and ``small_requests.py``;
+``fetch.py`` and ``zip.py`` use the servers (through :mod:`_feature_servers`) and the
+samplers.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ http {{
     scgi_temp_path {tmp}/scgi;
     server {{
         listen 127.0.0.1:{port}{listen_options};
-        root {root};
+        {server_body}
     }}
 }}
 """
@@ -208,13 +210,18 @@ class Nginx(BenchServer):
         super().__init__()
         self.sndbuf = sndbuf
 
+    def server_body(self, root: Path) -> str:
+        """What the ``server`` block does besides listening: serve ``root``."""
+        return f"root {root};"
+
     def start(self, root: Path, tmp: Path) -> None:
         self.port = free_port()
         tmp.mkdir()
         conf = tmp / "nginx.conf"
         options = f" sndbuf={self.sndbuf}" if self.sndbuf else ""
+        body = self.server_body(root)
         conf.write_text(
-            NGINX_CONF.format(tmp=tmp, port=self.port, root=root, listen_options=options)
+            NGINX_CONF.format(tmp=tmp, port=self.port, server_body=body, listen_options=options)
         )
         self.proc = subprocess.Popen(
             [nginx_binary(), "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
@@ -239,6 +246,50 @@ class Nginx(BenchServer):
                 return int(children[0])
             time.sleep(0.05)
         raise RuntimeError("nginx worker process not found")
+
+
+class NginxProxy(Nginx):
+    """A second nginx that ``proxy_pass``es every request to an upstream on 127.0.0.1.
+
+    One worker, like the upstream; every proxy setting is nginx's default, so proxy
+    buffering is on (``proxy_buffers 8 4k|8k``, a body the client is slower to take is
+    spooled to a temporary file in the run's directory, up to ``proxy_max_temp_file_size``
+    1 GiB) and the upstream is spoken to in HTTP/1.0, one connection per request.
+    ``root`` of :meth:`start` is not used.
+    """
+
+    name = "nginx proxy_pass"
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__()
+        self.upstream_port = upstream_port
+
+    def server_body(self, root: Path) -> str:
+        return f"location / {{ proxy_pass http://127.0.0.1:{self.upstream_port}; }}"
+
+
+class ScriptServer(BenchServer):
+    """One of the benchmark's own small servers: ``python bench/<script> ARGS... PORT``."""
+
+    def __init__(self, script: str, args: Sequence[str]) -> None:
+        super().__init__()
+        self.name = script
+        self.script = Path(__file__).resolve().parent / script
+        self.args = list(args)
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(self.script), *self.args, str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        wait_for_port(self.port, self.proc)
+
+    def url(self, file: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{file}"
 
 
 class Slipstream(BenchServer):

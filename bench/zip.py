@@ -1,41 +1,60 @@
 """Zip-as-a-service: slipstream's ``/stream`` zips against nginx and zipstream-ng, in one run.
 
 nginx on 127.0.0.1 is the upstream: it serves a temporary directory with one big file
-(random bytes), many 1 MiB files (random bytes) and many sparse files that add up to
-10 GiB.  slipstream runs as a subprocess (``python -m slipstream serve
---zip-allow-prefix http://127.0.0.1:<nginx>/``).  Each zip is made by ``POST
+(random bytes), many 1 MiB and 256 KiB files (random bytes) and many sparse files that add
+up to 10 GiB.  slipstream runs as a subprocess (``python -m slipstream serve
+--zip-allow-prefix http://127.0.0.1:<nginx>/ --zip-allow-prefix
+http://127.0.0.1:<delaying proxy>/``), a fresh process for each case of each round, so
+that its ``VmHWM`` (``/proc/<pid>/status``) after the case is the peak RSS of that case
+alone (after a warm-up zip of one file from each upstream).  Each zip is made by ``POST
 /download`` (a JSON body, so a fresh random ``fs_request_id``) and read with ``GET
 /stream/<id>`` by a small blocking-socket HTTP client in this process, which also times
-the first byte of the body.  Three cases, the order alternating between rounds:
+the first byte of the body.  A **cold** manifest lists URIs never seen before (the files
+plus a query string unique to the request, which nginx ignores), so the CRC-32 cache,
+keyed by URI, holds none of them: the script checks that in slipstream's SQLite state
+before the ``GET``.  Four cases; in each, the order of the sides reverses every round:
 
-(a) ``big``: the 200 of a zip of the 1 GiB file, against nginx serving that file
-    directly.  Judged on bytes/s, slipstream / nginx; target >= 0.8.
-(b) ``many``: the 200 of a zip of 1,000 files of 1 MiB, against zipstream-ng building
-    the same zip (STORED, same names, sized) in this process from the same files on
-    disk, its bytes thrown away.  The ratio slipstream / zipstream-ng in bytes/s is
-    reported only, for the ``GET`` alone and with the ``POST`` (1,000 probes) added.
+(a) ``big``: the 200 of a zip of the 1 GiB file, against **nginx** ``proxy_pass``: a
+    second nginx (one worker, nginx's proxy defaults, so buffering on) in front of the
+    upstream.  Two slipstream figures: ``cold`` (a cold manifest) and ``warm`` (a new
+    manifest of the plain URI, whose CRC a warm-up zip cached; checked before the
+    ``GET``).  Targets in bytes/s: cold >= 0.7 x proxy_pass, warm >= 0.9 x proxy_pass.
+    Reported beside them: nginx serving the file itself; the **pump floor**
+    (``_pump_server.py``, a subprocess: a Trio loop that connects to the upstream, sends
+    the ``GET`` and relays the body by ``recv_into`` of a 1 MiB buffer and ``send_all`` of
+    that memoryview to the client's socket), without and with ``slipstream.ext.crc`` on
+    every chunk; and the file received through slipstream's fetcher (httpx on Trio) in
+    this process and dropped (``_floors.py``).
+(b) ``many``: the 200 of a cold zip of 1,000 files of 1 MiB, against zipstream-ng
+    building the same zip (STORED, same names, sized, every CRC computed) in this process
+    from the same files on disk, its bytes thrown away: that ratio is reported, for the
+    ``GET`` alone and with the ``POST`` (1,000 probes) added.  Target: the ``GET``'s
+    bytes/s >= 0.7 x (a) cold's of the same run (medians).
 (c) ``resume``: on a cold 10 GiB, 1,000-member zip, the time to the first body byte of
-    ``Range: bytes=<90%>-`` against the same request at offset 0 (``bytes=0-``).  Each
-    request gets its own manifest of fresh URIs (the files plus a query string unique
-    to the request, which nginx ignores), so the CRC-32 cache, keyed by URI, holds none
-    of them; the script checks that in slipstream's SQLite state before the request.
-    The offset-0 reply is closed after its first body byte; the resumed one is read to
-    the end (it needs every earlier member's CRC for the central directory, computed
-    in the background by ranged fetches).  Targets: median first byte at 90% < 50 ms
-    and <= 2 x the median at offset 0.  The resumed transfer's total time is reported.
-    "90%" is 90% of the members' bytes, a hair below 90% of the zip; the JSON records
-    the exact fraction.
+    ``Range: bytes=<90%>-`` against the same request at offset 0 (``bytes=0-``), each
+    on its own cold manifest.  The offset-0 reply is closed after its first body byte;
+    the resumed one is read to the end (it needs every earlier member's CRC for the
+    central directory, computed in the background by ranged fetches).  Targets: median
+    first byte at 90% < 50 ms and <= 2 x the median at offset 0.  The resumed
+    transfer's total time is reported.  "90%" is 90% of the members' bytes, a hair below
+    90% of the zip; the JSON records the exact fraction.
+(d) ``slow``: a cold zip of 200 files of 256 KiB fetched through ``_delay_proxy.py``, a
+    Trio TCP proxy in front of the upstream that holds back every response (probes
+    included) until 20 ms after its request head arrived.  Target: ``POST`` + ``GET``
+    <= 2.0 s; the ``GET`` alone is reported.  Each round also reads one member straight
+    from the proxy and fails unless its first body byte took at least the delay.
 
-Every zip reply is checked: status, ``Content-Length`` equal to the bytes read, and the
+Peak RSS: target < 150 MiB during (a), (b) and (d); (c)'s is reported.  Every zip reply
+is checked: status, ``Content-Length`` equal to the bytes read, and the
 end-of-central-directory signature at its end.  A failed check fails the run.
 
 Usage: ``python bench/zip.py [--quick] [--rounds N] [--tmpdir DIR] [--out DIR]``.
 ``--quick`` (development): a 128 MiB file, 100 x 1 MiB, a 1 GiB cold zip of 1,000
-members, one round.  A full run writes ``bench/results/zip.json`` and ``zip.png``; a quick
-one writes nothing unless ``--out DIR`` is given.  Exit status: 0 when the targets are
-met, 1 when one is missed or a check fails, 2 when nginx or disk space is missing, 130
-on Ctrl-C.  The temporary directory (sparse files included) is removed on every exit
-except SIGKILL.
+members, (d) at full size, one round.  A full run writes ``bench/results/zip.json`` and
+``zip.png``; a quick one writes nothing unless ``--out DIR`` is given.  Exit status: 0
+when the targets are met, 1 when one is missed or a check fails, 2 when nginx or disk
+space is missing, 130 on Ctrl-C.  The temporary directory (sparse files included) is
+removed on every exit except SIGKILL.
 """
 
 from __future__ import annotations
@@ -59,22 +78,16 @@ from _common import RESULTS, log
 from _feature_servers import ZipServer
 from _floors import httpx_receive
 from _servers import (
+    BenchServer,
     Nginx,
-    RssSampler,
+    NginxProxy,
+    ScriptServer,
     machine_info,
     nginx_binary,
     proc_cpu_seconds,
     proc_status_kib,
 )
-from _zip_report import (
-    BIG_TARGET,
-    RESUME_AT,
-    TTFB_FACTOR,
-    TTFB_LIMIT_S,
-    print_table,
-    summarize,
-    write,
-)
+from _zip_report import RESUME_AT, TARGETS, print_table, summarize, write
 
 MIB = 1024**2
 GIB = 1024**3
@@ -92,11 +105,14 @@ class Sizes:
     many_size: int  # (b) bytes per file
     cold_members: int  # (c) number of (sparse) files
     cold_total: int  # (c) their bytes together
+    slow: int  # (d) number of files
+    slow_size: int  # (d) bytes per file
+    delay_ms: int  # (d) the upstream's wait before each response's first byte
     rounds: int
 
 
-FULL = Sizes(GIB, 1000, MIB, 1000, 10 * GIB, 3)
-QUICK = Sizes(128 * MIB, 100, MIB, 1000, GIB, 1)
+FULL = Sizes(GIB, 1000, MIB, 1000, 10 * GIB, 200, 256 * 1024, 20, 3)
+QUICK = Sizes(128 * MIB, 100, MIB, 1000, GIB, 200, 256 * 1024, 20, 1)
 
 
 # -- HTTP client ---------------------------------------------------------------------------
@@ -172,17 +188,22 @@ def check_zip(reply: Reply, status: int, what: str) -> None:
 
 
 def make_files(root: Path, sizes: Sizes) -> None:
-    """``big.bin``, ``many/mNNNN.bin`` (random bytes) and ``cold/cNNNN.bin`` (sparse)."""
+    """``big.bin``, ``many/mNNNN.bin``, ``slow/sNNNN.bin`` (random bytes), ``cold/cNNNN.bin``
+    (sparse)."""
     block = os.urandom(MIB)
     with open(root / "big.bin", "wb") as handle:
         for offset in range(0, sizes.big, MIB):
             handle.write(block[: min(MIB, sizes.big - offset)])
-    for folder in ("many", "cold"):
+    for folder in ("many", "cold", "slow"):
         (root / folder).mkdir(mode=0o755)
-    for i in range(sizes.many):
-        # Each file differs: its index, then the random block, repeated as needed.
-        data = (i.to_bytes(8, "big") + block) * (sizes.many_size // MIB + 1)
-        (root / "many" / f"m{i:04d}.bin").write_bytes(data[: sizes.many_size])
+    for folder, count, size in (
+        ("many", sizes.many, sizes.many_size),
+        ("slow", sizes.slow, sizes.slow_size),
+    ):
+        for i in range(count):
+            # Each file differs: its index, then the random block, repeated as needed.
+            data = (i.to_bytes(8, "big") + block) * (size // MIB + 1)
+            (root / folder / f"{folder[0]}{i:04d}.bin").write_bytes(data[:size])
     for i in range(sizes.cold_members):
         with open(root / "cold" / f"c{i:04d}.bin", "wb") as handle:
             handle.truncate(cold_member_size(sizes, i))
@@ -195,8 +216,9 @@ def cold_member_size(sizes: Sizes, index: int) -> int:
 
 
 def needed_bytes(sizes: Sizes) -> int:
-    """Disk space for a run: the real files and 1 GiB to spare (sparse files take none)."""
-    return sizes.big + sizes.many * sizes.many_size + GIB
+    """Disk space for a run: the real files, room for nginx ``proxy_pass`` to spool the big
+    one, and 1 GiB to spare (sparse files take none)."""
+    return 2 * sizes.big + sizes.many * sizes.many_size + sizes.slow * sizes.slow_size + GIB
 
 
 # -- the cases -----------------------------------------------------------------------------
@@ -204,15 +226,47 @@ def needed_bytes(sizes: Sizes) -> int:
 
 @dataclass
 class Bench:
-    """Everything one run works with."""
+    """Everything one run works with: the upstream, the anchors, the floor, slipstream."""
 
     root: Path
+    tmp: Path
     sizes: Sizes
     nginx: Nginx
+    proxy: NginxProxy
+    pump: ScriptServer
+    slow: ScriptServer  # the delaying proxy in front of nginx
     slip: ZipServer
 
     def upstream(self, path: str) -> str:
         return f"http://127.0.0.1:{self.nginx.port}/{path}"
+
+    def slow_upstream(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.slow.port}/{path}"
+
+    def restart(self) -> float:
+        """A fresh slipstream process (same state), warmed up; its idle VmRSS in MiB.
+
+        Fresh per case, so that its ``VmHWM`` afterwards is the peak of that case alone.
+        The warm-up zips one file from nginx and one through the delaying proxy (imports,
+        SQLite, a connection to each upstream); after the first, their CRCs are cached.
+        """
+        self.slip.stop()
+        self.slip.start(self.tmp / "slip-root", self.tmp)
+        warm = [self.upstream("many/m0000.bin"), self.slow_upstream("slow/s0000.bin")]
+        check_zip(http_get(self.slip.port, self.slip.create(warm)[0]), 200, "warm-up zip")
+        return (proc_status_kib(self.slip.worker_pid(), "VmRSS") or 0) / 1024
+
+    def cold_manifest(
+        self, paths: Sequence[str], tag: str, slow: bool = False
+    ) -> tuple[str, float]:
+        """``POST /download`` of fresh URIs (``?cold=<tag>``); check none has a cached CRC."""
+        suffix = f"?cold={tag}"
+        at = self.slow_upstream if slow else self.upstream
+        location, create_s = self.slip.create([at(path + suffix) for path in paths])
+        cached = self.slip.cached_crcs(suffix)
+        if cached:
+            raise RuntimeError(f"{tag}: {cached} CRCs cached before the first request")
+        return location, create_s
 
 
 def timed(slip: ZipServer, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -224,17 +278,25 @@ def timed(slip: ZipServer, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return sample
 
 
-def big_nginx(bench: Bench) -> dict[str, Any]:
-    reply = http_get(bench.nginx.port, "/big.bin")
-    if reply.status != 200 or reply.body_bytes != bench.sizes.big:
-        raise RuntimeError(f"nginx /big.bin: status {reply.status}, {reply.body_bytes} bytes")
+def plain_file(port: int, target: str, size: int, what: str) -> dict[str, Any]:
+    """A ``GET`` of one file (nginx, nginx ``proxy_pass``, the pump): 200 and every byte."""
+    reply = http_get(port, target)
+    if reply.status != 200 or reply.body_bytes != size:
+        raise RuntimeError(f"{what} {target}: status {reply.status}, {reply.body_bytes} bytes")
     return {"seconds": reply.total_s, "bytes": reply.body_bytes, "bytes_per_s": reply.bytes_per_s()}
 
 
-def big_slipstream(bench: Bench) -> dict[str, Any]:
-    location, create_s = bench.slip.create([bench.upstream("big.bin")])
+def big_slipstream(bench: Bench, tag: str, warm: bool) -> dict[str, Any]:
+    """The zip of ``big.bin``: cold (a URI never seen) or warm (its CRC cached)."""
+    if warm:
+        uri = bench.upstream("big.bin")
+        if not bench.slip.cached_crc(uri):
+            raise RuntimeError(f"big zip, warm: no CRC cached for {uri}")
+        location, create_s = bench.slip.create([uri])
+    else:
+        location, create_s = bench.cold_manifest(["big.bin"], tag)
     reply = http_get(bench.slip.port, location)
-    check_zip(reply, 200, "big zip")
+    check_zip(reply, 200, f"big zip ({'warm' if warm else 'cold'})")
     return {
         "create_s": create_s,
         "seconds": reply.total_s,
@@ -259,9 +321,10 @@ def many_zipstream(bench: Bench) -> dict[str, Any]:
     return {"seconds": seconds, "bytes": produced, "bytes_per_s": produced / seconds}
 
 
-def many_slipstream(bench: Bench) -> dict[str, Any]:
-    uris = [bench.upstream(f"many/m{i:04d}.bin") for i in range(bench.sizes.many)]
-    location, create_s = bench.slip.create(uris)
+def many_slipstream(bench: Bench, tag: str) -> dict[str, Any]:
+    """The zip of the 1 MiB files, cold (as zipstream-ng, it computes every CRC)."""
+    paths = [f"many/m{i:04d}.bin" for i in range(bench.sizes.many)]
+    location, create_s = bench.cold_manifest(paths, tag)
     reply = http_get(bench.slip.port, location)
     check_zip(reply, 200, "many zip")
     return {
@@ -273,15 +336,44 @@ def many_slipstream(bench: Bench) -> dict[str, Any]:
     }
 
 
+def slow_slipstream(bench: Bench, tag: str) -> dict[str, Any]:
+    """The cold zip of the 256 KiB files through the delaying proxy: POST and GET timed."""
+    paths = [f"slow/s{i:04d}.bin" for i in range(bench.sizes.slow)]
+    location, create_s = bench.cold_manifest(paths, tag, slow=True)
+    reply = http_get(bench.slip.port, location)
+    check_zip(reply, 200, "slow zip")
+    whole = create_s + reply.total_s
+    return {
+        "create_s": create_s,
+        "get_s": reply.total_s,
+        "seconds": whole,
+        "first_body_s": reply.first_body_s,
+        "bytes": reply.body_bytes,
+        "bytes_per_s": reply.body_bytes / whole,
+    }
+
+
+def slow_check(bench: Bench) -> dict[str, Any]:
+    """One member straight from the delaying proxy: it must wait its delay, then send."""
+    reply = http_get(bench.slow.port, "/slow/s0001.bin")
+    if reply.status != 200 or reply.body_bytes != bench.sizes.slow_size:
+        raise RuntimeError(f"delaying proxy: status {reply.status}, {reply.body_bytes} bytes")
+    first = reply.first_body_s or 0.0
+    if first < bench.sizes.delay_ms / 1000:
+        raise RuntimeError(f"delaying proxy: first body byte after {first * 1e3:.1f} ms")
+    return {
+        "seconds": reply.total_s,
+        "first_body_s": first,
+        "bytes": reply.body_bytes,
+        "bytes_per_s": reply.bytes_per_s(),
+    }
+
+
 def resume(bench: Bench, tag: str, fraction: float) -> dict[str, Any]:
     """``Range: bytes=<fraction of the members' bytes>-`` on a fresh, cold manifest."""
     sizes = bench.sizes
-    suffix = f"?cold={tag}"
-    uris = [bench.upstream(f"cold/c{i:04d}.bin{suffix}") for i in range(sizes.cold_members)]
-    location, create_s = bench.slip.create(uris)
-    cached = bench.slip.cached_crcs(suffix)
-    if cached:
-        raise RuntimeError(f"resume {tag}: {cached} CRCs cached before the first request")
+    paths = [f"cold/c{i:04d}.bin" for i in range(sizes.cold_members)]
+    location, create_s = bench.cold_manifest(paths, tag)
     start = int(fraction * sizes.cold_total)
     first_only = fraction == 0
     reply = http_get(bench.slip.port, location, [("Range", f"bytes={start}-")], first_only)
@@ -306,58 +398,98 @@ def resume(bench: Bench, tag: str, fraction: float) -> dict[str, Any]:
         sample["total_s"] = reply.total_s
         sample["bytes"] = reply.body_bytes
         sample["bytes_per_s"] = reply.bytes_per_s()
-        sample["crcs_cached_after"] = bench.slip.cached_crcs(suffix)
+        sample["crcs_cached_after"] = bench.slip.cached_crcs(f"?cold={tag}")
     return sample
 
 
-def measure(bench: Bench) -> dict[str, Any]:
-    """Every case for ``rounds`` rounds, alternating the order; the raw samples."""
-    raw: dict[str, dict[str, list[dict[str, Any]]]] = {
-        "big": {"nginx": [], "slipstream": [], "floor_httpx": []},
-        "many": {"zipstream_ng": [], "slipstream": []},
-        "resume": {"offset0": [], "offset90": []},
-    }
-    cases: dict[str, dict[str, Callable[[], dict[str, Any]]]] = {
+Side = Callable[[str], dict[str, Any]]  # one measurement, given its cold-URI tag
+
+
+def cases(bench: Bench) -> dict[str, dict[str, Side]]:
+    """Every case's sides, in their order of an even round."""
+    size = bench.sizes.big
+    return {
         "big": {
-            "nginx": lambda: big_nginx(bench),
-            "slipstream": lambda: big_slipstream(bench),
-            "floor_httpx": lambda: httpx_receive(bench.upstream("big.bin")),
+            "nginx": lambda tag: plain_file(bench.nginx.port, "/big.bin", size, "nginx"),
+            "proxy_pass": lambda tag: plain_file(bench.proxy.port, "/big.bin", size, "proxy"),
+            "pump": lambda tag: plain_file(bench.pump.port, "/plain/big.bin", size, "pump"),
+            "pump_crc": lambda tag: plain_file(bench.pump.port, "/crc/big.bin", size, "pump"),
+            "floor_httpx": lambda tag: httpx_receive(bench.upstream("big.bin")),
+            "cold": lambda tag: big_slipstream(bench, tag, warm=False),
+            "warm": lambda tag: big_slipstream(bench, tag, warm=True),
         },
         "many": {
-            "zipstream_ng": lambda: many_zipstream(bench),
-            "slipstream": lambda: many_slipstream(bench),
+            "zipstream_ng": lambda tag: many_zipstream(bench),
+            "slipstream": lambda tag: many_slipstream(bench, tag),
+        },
+        "slow": {
+            "proxy_check": lambda tag: slow_check(bench),
+            "slipstream": lambda tag: slow_slipstream(bench, tag),
+        },
+        "resume": {
+            "offset0": lambda tag: resume(bench, tag, 0.0),
+            "offset90": lambda tag: resume(bench, tag, RESUME_AT),
         },
     }
+
+
+def describe(case: str, sample: dict[str, Any]) -> str:
+    """A sample as a progress line."""
+    if case == "resume":
+        whole = f", whole in {sample['total_s']:.2f} s" if "total_s" in sample else ""
+        return (
+            f"first byte {sample['first_body_s'] * 1e3:.1f} ms "
+            f"(POST {sample['create_s']:.2f} s){whole}"
+        )
+    if case == "slow":
+        if "get_s" in sample:
+            return (
+                f"{sample['seconds']:.2f} s (POST {sample['create_s']:.2f} s, "
+                f"GET {sample['get_s']:.2f} s)"
+            )
+        return f"one member, first body byte {sample['first_body_s'] * 1e3:.1f} ms"
+    return f"{sample['bytes_per_s'] / 1e6:>8.1f} MB/s in {sample['seconds']:.2f} s"
+
+
+def measure(bench: Bench) -> dict[str, Any]:
+    """Every case for ``rounds`` rounds, the order of its sides alternating; raw samples.
+
+    Each case of each round gets a fresh slipstream process, whose ``VmHWM`` after the
+    case is that case's peak RSS.
+    """
+    plan = cases(bench)
+    raw: dict[str, Any] = {case: {side: [] for side in sides} for case, sides in plan.items()}
+    raw["rss"] = {case: [] for case in plan}
     rounds = bench.sizes.rounds
     for rnd in range(rounds):
-        for i, (case, sides) in enumerate(cases.items()):
+        for i, (case, sides) in enumerate(plan.items()):
+            idle = bench.restart()
             order = list(sides.items())
             for side, fn in order if (rnd + i) % 2 == 0 else order[::-1]:
-                sample = timed(bench.slip, fn)
+                sample = timed(bench.slip, partial(fn, f"{case}-{side}-r{rnd}"))
                 raw[case][side].append(sample)
-                log(
-                    f"round {rnd + 1}/{rounds} {case:<5} {side:<12} "
-                    f"{sample['bytes_per_s'] / 1e6:>8.1f} MB/s in {sample['seconds']:.2f} s"
-                )
+                log(f"round {rnd + 1}/{rounds} {case:<6} {side:<12} {describe(case, sample)}")
                 time.sleep(0.5)
-        kinds = [("offset0", 0.0), ("offset90", RESUME_AT)]
-        for kind, fraction in kinds if rnd % 2 == 0 else kinds[::-1]:
-            sample = timed(bench.slip, partial(resume, bench, f"r{rnd}-{kind}", fraction))
-            raw["resume"][kind].append(sample)
-            extra = f", whole in {sample['total_s']:.2f} s" if "total_s" in sample else ""
-            log(
-                f"round {rnd + 1}/{rounds} resume {kind:<8} first byte "
-                f"{sample['first_body_s'] * 1e3:.1f} ms (POST {sample['create_s']:.2f} s){extra}"
-            )
-            time.sleep(0.5)
+            hwm = (proc_status_kib(bench.slip.worker_pid(), "VmHWM") or 0) / 1024
+            raw["rss"][case].append({"idle_mib": idle, "hwm_mib": hwm})
+            log(f"round {rnd + 1}/{rounds} {case:<6} RSS idle {idle:.1f} MiB, peak {hwm:.1f} MiB")
     return raw
 
 
 # -- run -----------------------------------------------------------------------------------
 
 
+def wait_cached(slip: ZipServer, uri: str) -> None:
+    """Wait (5 s at most) until the CRC of ``uri`` is in slipstream's cache."""
+    deadline = time.monotonic() + 5.0
+    while not slip.cached_crc(uri):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no CRC cached for {uri} after a whole zip of it")
+        time.sleep(0.05)
+
+
 def run(sizes: Sizes, tmpdir: str | None) -> dict[str, Any]:
-    """Make the files, start nginx and slipstream, measure, stop them, clean up."""
+    """Make the files, start the servers, measure, stop them, clean up."""
     try:
         info = machine_info()
     except OSError:  # machine_info() also asks wrk for its version; this script needs no wrk
@@ -371,43 +503,49 @@ def run(sizes: Sizes, tmpdir: str | None) -> dict[str, Any]:
         log("zip: writing the files")
         make_files(root, sizes)
         nginx = Nginx()
-        slip: ZipServer | None = None
+        proxy: NginxProxy | None = None
+        servers: list[BenchServer] = [nginx]
         try:
             nginx.start(root, tmp / "nginx")
-            slip = ZipServer(f"http://127.0.0.1:{nginx.port}/", TIMEOUT_S)
-            slip.start(tmp / "slip-root", tmp)
-            bench = Bench(root, sizes, nginx, slip)
-            # Warm-up (imports, SQLite, connections), and the page cache for every file.
-            http_get(nginx.port, "/big.bin")
+            proxy = NginxProxy(nginx.port)
+            servers.append(proxy)
+            proxy.start(root, tmp / "nginx-proxy")
+            pump = ScriptServer("_pump_server.py", [str(nginx.port)])
+            servers.append(pump)
+            pump.start()
+            slow = ScriptServer("_delay_proxy.py", [str(nginx.port), str(sizes.delay_ms)])
+            servers.append(slow)
+            slow.start()
+            prefixes = [f"http://127.0.0.1:{port}/" for port in (nginx.port, slow.port)]
+            slip = ZipServer(prefixes, TIMEOUT_S)
+            servers.append(slip)
+            bench = Bench(root, tmp, sizes, nginx, proxy, pump, slow, slip)
+            bench.restart()
+            # Warm-up: the page cache for every file, and the CRC of big.bin for (a) warm.
+            for port in (nginx.port, proxy.port):
+                plain_file(port, "/big.bin", sizes.big, "warm-up")
             check_zip(
-                http_get(slip.port, slip.create([bench.upstream("many/m0000.bin")])[0]),
-                200,
-                "warm-up zip",
+                http_get(slip.port, slip.create([bench.upstream("big.bin")])[0]), 200, "warm-up"
             )
+            wait_cached(slip, bench.upstream("big.bin"))
             many_zipstream(bench)
-            pid = slip.worker_pid()
-            idle = (proc_status_kib(pid, "VmRSS") or 0) / 1024
-            with RssSampler([pid]) as sampler:
-                raw = measure(bench)
-            peak = sampler.max_kib[pid] / 1024
+            raw = measure(bench)
         finally:
-            if slip is not None:
-                slip.stop()
-            nginx.stop()
+            for server in reversed(servers):
+                server.stop()
     info["loadavg_end"] = os.getloadavg()
     return {
         "benchmark": "zip",
         "method": "POST /download (JSON) then GET /stream/<id> read by a blocking-socket client "
-        "(times from before connect); upstream nginx on loopback; (b) anchor is zipstream-ng "
-        "in-process; (c) every request on a fresh manifest of fresh URIs (cold CRC cache)",
+        "(times from before connect); upstream nginx on loopback; (a) anchor nginx proxy_pass "
+        "of the same upstream, floors a Trio pump (subprocess) with and without CRC-32; cold "
+        "= every request on a manifest of fresh URIs (no CRC cached), warm = the URI's CRC "
+        "cached; (b) anchor zipstream-ng in-process, target against (a) cold; (c) cold "
+        "manifests; (d) cold, through a proxy delaying every response's first byte; a fresh "
+        "slipstream process per case and round, RSS = its VmHWM after the case",
         "sizes": asdict(sizes),
-        "targets": {
-            "big_ratio": BIG_TARGET,
-            "resume_first_byte_s": TTFB_LIMIT_S,
-            "resume_factor": TTFB_FACTOR,
-        },
+        "targets": TARGETS,
         "machine": info,
-        "slipstream_rss_mib": {"idle": idle, "peak": peak},
         "summary": summarize(raw),
         "samples": raw,
     }
@@ -455,15 +593,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"FAIL: zip: {exc}")
         return 1
     print_table(data["sizes"], data["summary"])
-    rss = data["slipstream_rss_mib"]
-    print(f"slipstream RSS MiB: idle {rss['idle']:.1f}, peak {rss['peak']:.1f}")
     if args.out:
         write(Path(args.out), data)
     elif not args.quick:
         write(RESULTS, data)
     else:
         print("quick run: bench/results/ left as it was (--out DIR writes the results)")
-    failed = [key for key, res in data["summary"].items() if res["passed"] is False]
+    failed = [key for key, passed in data["summary"]["verdicts"].items() if not passed]
     if failed:
         log(f"FAIL: below target: {', '.join(failed)}")
         return 1
