@@ -38,7 +38,14 @@ import trio
 from .buffers import BufferPool
 from .errors import SlipstreamError
 from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
-from .upstream import BodyEndedEarly, BodyTimeout, ConnectionPool, HeadFailed, exchange
+from .upstream import (
+    BodyEndedEarly,
+    BodyTimeout,
+    ConnectionPool,
+    Exchange,
+    HeadFailed,
+    exchange,
+)
 
 __all__ = [
     "BodySource",
@@ -242,6 +249,27 @@ class Fetched:
             if converted is exc:
                 raise
             raise converted from exc
+
+    @property
+    def can_splice(self) -> bool:
+        """Whether :meth:`splice_to` works for this body (plaintext, Content-Length, Linux)."""
+        return isinstance(self._body, Exchange) and self._body.can_splice
+
+    @property
+    def spliced(self) -> int:
+        """Body bytes :meth:`splice_to` has delivered so far (also after it raised)."""
+        return self._body.spliced if isinstance(self._body, Exchange) else 0
+
+    async def splice_to(self, out: trio.socket.SocketType, count: int, send_timeout: float) -> None:
+        """Move the next ``count`` body bytes to the socket ``out`` with ``os.splice``
+        (only when :attr:`can_splice`).  Raises :class:`FetchError` for the upstream,
+        ``trio.BrokenResourceError`` / ``trio.TooSlowError`` for ``out``."""
+        if not isinstance(self._body, Exchange):
+            raise TypeError("this body cannot be spliced")
+        try:
+            await self._body.splice_to(out, count, send_timeout)
+        except (BodyEndedEarly, BodyTimeout) as exc:
+            raise as_fetch_error(exc) from exc
 
     async def chunks(self, size: int = READ_SIZE) -> AsyncIterator[bytes]:
         """The body as ``bytes`` chunks of at most ``size`` (a copy each: the data plane

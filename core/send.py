@@ -19,6 +19,7 @@ import abc
 import errno
 import os
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 import trio
 
@@ -32,6 +33,14 @@ COALESCE_LIMIT = 64 * 1024
 """Pending bytes are flushed once they reach this size."""
 
 UpstreamWriter = Callable[[trio.SocketStream, UpstreamSlice], Awaitable[None]]
+
+
+class Spliceable(Protocol):
+    """A source that moves its bytes into a socket itself (an upstream body, by ``splice``)."""
+
+    async def splice_to(
+        self, out: trio.socket.SocketType, count: int, send_timeout: float, /
+    ) -> None: ...
 
 
 class BodyTruncated(Exception):
@@ -134,6 +143,11 @@ class BodyWriter:
         """Flush, then send ``data`` at once (relayed chunks: no copy into the buffer)."""
         await self.flush()
         await send_all_within(self.stream, data, self._timeout)
+
+    async def splice(self, source: Spliceable, count: int) -> None:
+        """Flush, then let ``source`` move ``count`` bytes into the socket (zero copy)."""
+        await self.flush()
+        await source.splice_to(self.stream.socket, count, self._timeout)
 
     async def write_segments(
         self, segments: Iterable[Segment], upstream: UpstreamWriter | None = None

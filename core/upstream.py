@@ -25,6 +25,10 @@ allow keep-alive; anything else closes it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
@@ -49,6 +53,10 @@ HEAD_READ: Final = 64 * 1024
 MAX_HEAD: Final = 64 * 1024
 """Largest response head accepted (h11's ``max_incomplete_event_size``)."""
 CLOSE_TIMEOUT: Final = 5.0
+SPLICE_CHUNK: Final = 1024 * 1024
+"""Most bytes moved by one ``splice`` call (and the pipe's size)."""
+_SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+_GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN})
 
 Connect = Callable[[str, int, "float | None"], Awaitable[httpcore.AsyncNetworkStream]]
 """``await connect(host, port, timeout)`` -> a stream to a checked address of ``host``."""
@@ -188,6 +196,7 @@ class Exchange:
         "_remaining",
         "_timeout",
         "headers",
+        "spliced",
         "status",
     )
 
@@ -213,6 +222,68 @@ class Exchange:
         self._left = memoryview(b"")
         """Data h11 handed over that did not fit the caller's buffer (chunked bodies)."""
         self._pending = True
+        self.spliced = 0
+        """Body bytes :meth:`splice_to` has delivered so far."""
+
+    @property
+    def can_splice(self) -> bool:
+        """Whether :meth:`splice_to` may be used (a Content-Length body, Linux)."""
+        return self._remaining is not None and hasattr(os, "splice")
+
+    async def splice_to(self, out: trio.socket.SocketType, count: int, send_timeout: float) -> None:
+        """Move the next ``count`` body bytes to the socket ``out`` without copying them
+        through user memory: upstream socket -> pipe -> ``out`` with ``os.splice``.
+
+        Bytes h11 had already buffered are sent first.  :attr:`spliced` counts the bytes
+        delivered, also when this raises midway: :class:`BodyEndedEarly` or
+        :class:`BodyTimeout` for the upstream, ``trio.BrokenResourceError`` or
+        ``trio.TooSlowError`` for ``out``.
+        """
+        remaining = self._remaining
+        conn = self._conn
+        if remaining is None or conn is None or count > remaining:
+            raise ValueError("splice_to needs that many bytes of a Content-Length body")
+        buffered = self._buffered
+        if buffered:
+            head = buffered[:count]
+            await _send_all(out, head, send_timeout)
+            self._buffered = buffered[len(head) :]
+            self._remaining = remaining = remaining - len(head)
+            self.spliced += len(head)
+            count -= len(head)
+        if not count:
+            return
+        source = conn.socket
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):  # the default 64 KiB pipe works too
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, SPLICE_CHUNK)
+            while count:
+                moved = await self._splice_in(source, write_end, min(count, SPLICE_CHUNK))
+                self._remaining = remaining = remaining - moved
+                count -= moved
+                await _splice_out(read_end, out, moved, send_timeout)
+                self.spliced += moved
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+
+    async def _splice_in(self, source: trio.socket.SocketType, pipe: int, size: int) -> int:
+        fd = source.fileno()
+        while True:
+            try:
+                moved = os.splice(fd, pipe, size, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                with trio.move_on_after(self._timeout) as scope:
+                    await trio.lowlevel.wait_readable(source)
+                if scope.cancelled_caught:
+                    raise BodyTimeout("no data received within the read timeout") from None
+                continue
+            except OSError as exc:
+                raise BodyEndedEarly(f"connection broke: {exc}") from exc
+            if not moved:
+                raise BodyEndedEarly(f"upstream closed with {self._remaining} body bytes missing")
+            return moved
 
     async def readinto(self, buffer: memoryview) -> int:
         """Read body bytes into ``buffer``; how many (0 at the end of the body).
@@ -296,6 +367,36 @@ class Exchange:
             await self._pool.release(conn)
         else:
             await conn.aclose()
+
+
+async def _send_all(out: trio.socket.SocketType, data: memoryview, timeout: float) -> None:
+    with trio.fail_after(timeout):
+        while data:
+            try:
+                sent = await out.send(data)
+            except OSError as exc:
+                if exc.errno in _GONE:
+                    raise trio.BrokenResourceError(str(exc)) from exc
+                raise
+            data = data[sent:]
+
+
+async def _splice_out(pipe: int, out: trio.socket.SocketType, size: int, timeout: float) -> None:
+    """Move ``size`` bytes from ``pipe`` to ``out`` (each wait for ``out`` within ``timeout``)."""
+    fd = out.fileno()
+    while size:
+        try:
+            sent = os.splice(pipe, fd, size, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            with trio.fail_after(timeout):
+                await trio.lowlevel.wait_writable(out)
+            continue
+        except OSError as exc:
+            if exc.errno in _GONE:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            raise
+        size -= sent
+    await trio.lowlevel.checkpoint()
 
 
 async def exchange(

@@ -29,12 +29,14 @@ from slipstream.http.dates import parse_http_date
 from slipstream.http.validators import strong_validator
 from slipstream.netpolicy import Target
 from slipstream.numeric import InvalidNumber, parse_uint
+from slipstream.send import BodyWriter
 
 from .errors import ZipError
 
 __all__ = [
     "SKIP_LIMIT",
     "MemberChanged",
+    "Relay",
     "RemoteObject",
     "UpstreamRefused",
     "probe_all",
@@ -52,6 +54,16 @@ CheckUrl = Callable[[Target], None]
 
 class MemberChanged(Exception):
     """An upstream object no longer matches the manifest (validator, size or bytes)."""
+
+
+class Relay:
+    """Where :func:`read_member` may move the bytes itself (see its ``relay``)."""
+
+    __slots__ = ("out",)
+
+    def __init__(self) -> None:
+        self.out: BodyWriter | None = None
+        """Set it to have the rest of the read spliced into this writer's socket."""
 
 
 class UpstreamRefused(FetchError):
@@ -217,11 +229,15 @@ async def read_member(
     *,
     tries: int = READ_TRIES,
     skip_limit: int = SKIP_LIMIT,
+    relay: Relay | None = None,
 ) -> AsyncGenerator[memoryview, None]:
     """Yield exactly bytes ``[offset, offset + length)`` of ``obj``.
 
     The chunks are views of one buffer from ``fetcher.buffers``: each is valid until the
-    generator is advanced or closed (copy it to keep it longer).
+    generator is advanced or closed (copy it to keep it longer).  Once the caller sets
+    ``relay.out``, the bytes not yielded yet are moved into that writer's socket with
+    ``splice`` instead, where the answer allows it (plaintext, framed by length): the
+    generator then ends without yielding them.
 
     Raises :class:`MemberChanged` when the upstream object changed, ``FetchError`` when
     the bytes could not be fetched within ``tries`` attempts (:class:`UpstreamRefused`
@@ -242,6 +258,14 @@ async def read_member(
                 async with fetcher.stream(obj.uri, ranged, check_url=check_url) as got:
                     skip = _check_answer(got, obj, start, want, skip_limit)
                     while done < length:
+                        out = relay.out if relay is not None else None
+                        if out is not None and not skip and got.can_splice:
+                            before = got.spliced
+                            try:
+                                await out.splice(got, length - done)
+                            finally:
+                                done += got.spliced - before
+                            break
                         wanted = min(len(buffer), skip + length - done)
                         count = await got.readinto(buffer[:wanted])
                         if not count:

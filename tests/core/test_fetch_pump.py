@@ -260,3 +260,64 @@ async def test_pump_and_httpx_read_the_same_bytes(
             want = await fetch_all(reference, url, buffer_size)
         nursery.cancel_scope.cancel()
     assert got == want == (200, body)
+
+
+async def _drain(sock: trio.socket.SocketType, out: bytearray) -> None:
+    while data := await sock.recv(65536):
+        out += data
+
+
+async def splice_all(
+    fetcher: Fetcher, url: str, count: int | None = None
+) -> tuple[bytes, int, FetchError | None]:
+    """Splice ``count`` body bytes (default: all) into a socket pair: the bytes that
+    arrived there, :attr:`Fetched.spliced`, and the error if the splice failed."""
+    left, right = trio.socket.socketpair()
+    received = bytearray()
+    error: FetchError | None = None
+    with left, right:
+        async with fetcher.stream(url) as got, trio.open_nursery() as nursery:
+            nursery.start_soon(_drain, right, received)
+            assert got.can_splice
+            size = int(got.headers["content-length"])
+            try:
+                await got.splice_to(left, size if count is None else count, 5.0)
+            except FetchError as exc:
+                error = exc
+            finally:
+                left.shutdown(socket.SHUT_WR)
+    return bytes(received), got.spliced, error
+
+
+async def test_splice_moves_the_buffered_bytes_then_the_rest(nursery: trio.Nursery) -> None:
+    big = BODY * 200  # 2 MB: more than one pipe's worth
+    script = Script([[head(len(big)) + big[:3000], big[3000:]], [head(3) + b"abc"]])
+    upstream, url = await serve(nursery, script)
+    async with Fetcher(OPEN) as f:
+        assert await splice_all(f, url) == (big, len(big), None)
+        assert await fetch_all(f, url) == (200, b"abc")
+    assert upstream.connections == 1  # spliced to its end: the connection is reused
+
+
+async def test_splice_of_a_part_of_the_body(nursery: trio.Nursery) -> None:
+    _, url = await serve(nursery, Script([[head(len(BODY)), BODY]]))
+    async with Fetcher(OPEN) as f:
+        assert await splice_all(f, url, 5000) == (BODY[:5000], 5000, None)
+
+
+async def test_splice_of_a_cut_body_counts_what_was_delivered(nursery: trio.Nursery) -> None:
+    script = Script([[head(len(BODY)) + BODY[:100], BODY[100:4000]]], close_after={0})
+    _, url = await serve(nursery, script)
+    async with Fetcher(OPEN) as f:
+        received, spliced, error = await splice_all(f, url)
+    assert error is not None and error.key == "NETWORK_ERROR"
+    assert received == BODY[:4000] and spliced == 4000
+
+
+async def test_a_chunked_or_httpx_body_cannot_be_spliced(nursery: trio.Nursery) -> None:
+    wire = head(None, "Transfer-Encoding: chunked\r\n") + chunked(BODY, 999)
+    _, url = await serve(nursery, Script([[wire], [head(3) + b"abc"]]))
+    async with Fetcher(OPEN) as f, f.stream(url) as got:
+        assert not got.can_splice
+    async with Fetcher(OPEN, pump=False) as f, f.stream(url) as got:
+        assert not got.can_splice
