@@ -85,13 +85,14 @@ class CrcBook:
         self._hosts: dict[str, trio.Semaphore] = {}
         self._queue: deque[int] = deque()
         self._workers = 0
-        for index, obj in enumerate(objects):
+        cached: Sequence[int | None] = [None] * len(objects)
+        if state is not None:
+            cached = state.get_crcs([(obj.uri, obj.size, obj.validator) for obj in objects])
+        for index, (obj, value) in enumerate(zip(objects, cached, strict=True)):
             if obj.size == 0:
                 self._known[index] = 0
-            elif state is not None:
-                cached = state.get_crc(obj.uri, obj.size, obj.validator)
-                if cached is not None:
-                    self._known[index] = cached
+            elif value is not None:
+                self._known[index] = value
 
     def known(self, index: int) -> int | None:
         """The CRC of member ``index`` if it is known now."""

@@ -40,13 +40,16 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
 from slipstream.errors import StateUnavailable
 from slipstream.sqlitefile import SQLiteFile
 from slipstream.statefiles import Kind, Schema
+
+_IN_BATCH: Final = 500
+"""URIs per ``IN (...)`` list of :meth:`ZipState.get_crcs` (under SQLite's variable limit)."""
 
 __all__ = [
     "CRC_LIMIT",
@@ -335,6 +338,24 @@ class ZipState:
         except StateUnavailable:  # a cache: a failing one is a miss (logged by SQLiteFile)
             return None
         return None if row is None else int(row[0])
+
+    def get_crcs(self, keys: Sequence[tuple[str, int, str]]) -> list[int | None]:
+        """:meth:`get_crc` of every ``(uri, size, validator)`` in ``keys``, in a few
+        queries (a zip of thousands of members opens without a query per member)."""
+        found: dict[tuple[str, int, str], int] = {}
+        wanted = sorted({uri for uri, _, validator in keys if validator})
+        try:
+            for start in range(0, len(wanted), _IN_BATCH):
+                batch = wanted[start : start + _IN_BATCH]
+                rows = self._crcs.read(
+                    "SELECT uri, size, validator, crc FROM crcs WHERE uri IN "
+                    f"({','.join('?' * len(batch))})",
+                    batch,
+                )
+                found.update(((uri, size, validator), crc) for uri, size, validator, crc in rows)
+        except StateUnavailable:  # a cache: a failing one is a miss (logged by SQLiteFile)
+            return [None] * len(keys)
+        return [found.get(key) if key[2] else None for key in keys]
 
     def put_crc(self, uri: str, size: int, validator: str, crc: int) -> None:
         """Cache a CRC-32 (a no-op when ``validator`` is ``""``); trims the oldest rows."""
