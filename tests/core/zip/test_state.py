@@ -391,3 +391,22 @@ def test_crc_cache_persists(tmp_path: Path) -> None:
         state.put_crc("u", 5, "v", 77)
     with ZipState(path) as state:
         assert state.get_crc("u", 5, "v") == 77
+
+
+def test_crcs_read_in_batches_match_one_by_one(tmp_path: Path) -> None:
+    state = ZipState(tmp_path / "zip.sqlite3")
+    try:
+        for n in range(0, 1200, 2):  # every other URI is cached
+            state.put_crc(f"https://a.example/{n}", n, f'"e{n}"', n * 7)
+        keys = [(f"https://a.example/{n}", n, f'"e{n}"') for n in range(1200)]
+        keys += [
+            ("https://a.example/4", 5, '"e4"'),  # another size
+            ("https://a.example/4", 4, '"other"'),  # another validator
+            ("https://a.example/4", 4, ""),  # no validator: never cached
+            ("https://a.example/4", 4, '"e4"'),  # twice in one zip
+        ]
+        batch = state.get_crcs(keys)
+        assert batch == [state.get_crc(*key) for key in keys]
+        assert batch[:4] == [0, None, 14, None] and batch[-4:] == [None, None, None, 28]
+    finally:
+        state.close()
