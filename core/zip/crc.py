@@ -85,6 +85,9 @@ class CrcBook:
         self._hosts: dict[str, trio.Semaphore] = {}
         self._queue: deque[int] = deque()
         self._workers = 0
+        self._unsaved: list[tuple[str, int, str, int]] = []
+        """CRCs recorded but not stored yet: (uri, size, validator, crc)."""
+        self._saving = False
         cached: Sequence[int | None] = [None] * len(objects)
         if state is not None:
             cached = state.get_crcs([(obj.uri, obj.size, obj.validator) for obj in objects])
@@ -98,12 +101,14 @@ class CrcBook:
         """The CRC of member ``index`` if it is known now."""
         return self._known.get(index)
 
-    async def record(self, index: int, value: int) -> None:
+    async def record(self, index: int, value: int, background: trio.Nursery | None = None) -> None:
         """Remember a computed CRC; ``MemberChanged`` if it contradicts the known one.
 
-        The value is usable at once; storing it in the cache happens in a worker thread,
-        and a store that refuses it is logged, not fatal (the CRC is then only known to
-        this process).
+        The value is usable at once.  Storing it in the cache happens in a worker
+        thread: awaited here, or, given a ``background`` nursery, in a task there that
+        writes every CRC recorded meanwhile in one transaction (so a reply that streams
+        many members never waits for the store between them).  A store that refuses it
+        is logged, not fatal (the CRC is then only known to this process).
         """
         old = self._known.get(index)
         if old is not None and old != value:
@@ -113,18 +118,37 @@ class CrcBook:
         event = self._waiting.pop(index, None)
         if event is not None:
             event.set()
+        if self.state is None:
+            return
         obj = self.objects[index]
-        if self.state is not None:
-            try:
-                await trio.to_thread.run_sync(
-                    self.state.put_crc, obj.uri, obj.size, obj.validator, value
-                )
-            except Exception as exc:
-                log.warning(
-                    "storing the CRC-32 of %s in the cache failed (kept in memory): %r",
-                    obj.uri,
-                    exc,
-                )
+        self._unsaved.append((obj.uri, obj.size, obj.validator, value))
+        if background is None:
+            await self._save()
+        elif not self._saving:
+            self._saving = True
+            background.start_soon(self._save)
+
+    async def _save(self) -> None:
+        """Store the CRCs recorded so far, a batch per transaction, until none is left;
+        never raises an ``Exception`` (a failure is logged)."""
+        assert self.state is not None
+        self._saving = True
+        try:
+            while self._unsaved:
+                rows, self._unsaved = self._unsaved, []
+                try:
+                    await trio.to_thread.run_sync(self.state.put_crcs, rows)
+                except Exception as exc:
+                    uris = ", ".join(row[0] for row in rows[:5])
+                    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+                    log.warning(
+                        "storing the CRC-32s of %s%s in the cache failed (kept in memory): %r",
+                        uris,
+                        more,
+                        exc,
+                    )
+        finally:
+            self._saving = False
 
     def ensure(self, nursery: trio.Nursery, indices: Sequence[int]) -> None:
         """Queue background computations for those of ``indices`` not known or queued.

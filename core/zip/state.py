@@ -359,17 +359,23 @@ class ZipState:
 
     def put_crc(self, uri: str, size: int, validator: str, crc: int) -> None:
         """Cache a CRC-32 (a no-op when ``validator`` is ``""``); trims the oldest rows."""
-        if not 0 <= crc <= 0xFFFFFFFF:
-            raise ValueError(f"not a CRC-32: {crc}")
-        if not validator:
+        self.put_crcs([(uri, size, validator, crc)])
+
+    def put_crcs(self, rows: Sequence[tuple[str, int, str, int]]) -> None:
+        """:meth:`put_crc` of every ``(uri, size, validator, crc)``, in one transaction."""
+        for row in rows:
+            if not 0 <= row[3] <= 0xFFFFFFFF:
+                raise ValueError(f"not a CRC-32: {row[3]}")
+        kept = [row for row in rows if row[2]]
+        if not kept:
             return
         with self._crcs.locked() as db:
-            cursor = db.execute(
+            db.executemany(
                 "INSERT OR REPLACE INTO crcs (uri, size, validator, crc) VALUES (?, ?, ?, ?)",
-                (uri, size, validator, crc),
+                kept,
             )
             # seq grows with every insert: the rows to keep are the last crc_limit inserted.
-            newest = cursor.lastrowid
+            newest = db.execute("SELECT max(seq) FROM crcs").fetchone()[0]
             if newest is not None and newest > self.crc_limit:
                 db.execute("DELETE FROM crcs WHERE seq <= ?", (newest - self.crc_limit,))
 
