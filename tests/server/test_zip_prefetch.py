@@ -33,8 +33,8 @@ from tests.helpers.zip import (
     zip_server,
 )
 
-MEMBERS = 40
-DELAY = 0.05
+MEMBERS = 30
+DELAY = 0.1
 """Seconds every upstream answer waits before its first byte."""
 WITHIN = 5.0
 """Seconds a reply that is held until a read ahead arrives may take (it never waits that
