@@ -95,7 +95,7 @@ async def test_a_member_changed_before_its_turn_cuts_where_its_data_starts(
     start_server: StartServer, upstream: Upstream, change: str
 ) -> None:
     served = await zip_server(start_server, upstream)
-    uris, full, path = await three_members(served, upstream)
+    _, full, path = await three_members(served, upstream)
     if change == "etag":
         changed = Blob(member_bytes(9, len(SECOND)), etag='"b2"')
     else:
