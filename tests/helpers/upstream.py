@@ -6,13 +6,16 @@ Tests register resources by path and point the code under test at :meth:`Upstrea
     upstream.add("/old", Redirect(upstream.url("/a.bin")))
     upstream.add("/gone", Status(404, b"no such thing"))
 
-Resources misbehave on request: slow bodies (``delay_per_chunk``), a slow head
-(``delay_head``), connections cut mid-body (``drop_after``, optionally with a TCP reset),
+Resources misbehave on request: slow bodies (``delay_per_chunk``), a slow head (first byte:
+``delay_head``), a body held mid-way until the test says go (``hold``), connections cut
+mid-body (``drop_after``, optionally with a TCP reset),
 a ``Content-Length`` that lies (``lie_length``), chunked framing (no length), Range support
 switched off.  :class:`Handler` runs a test's own callable for one-off behaviour.
 
 What the upstream saw is kept for assertions: :attr:`Upstream.connections` (TCP connections
-accepted) and :attr:`Upstream.requests` (one :class:`RecordedRequest` per request head).
+accepted), :attr:`Upstream.requests` (one :class:`RecordedRequest` per request head) and
+:attr:`Upstream.responding` (replies being sent right now: one a client stopped reading
+without closing its connection stays there).
 
 Range semantics follow RFC 9110 in the subset fetchers rely on: one ``bytes=`` range
 (``a-b``, ``a-``, ``-n``) gives ``206`` with ``Content-Range``; an unsatisfiable one ``416``
@@ -100,6 +103,10 @@ class Blob:
     """Seconds to wait before sending the response head."""
     delay_per_chunk: float = 0.0
     """Seconds to wait before each body chunk."""
+    hold: trio.Event | None = None
+    """When given, each reply stops after ``hold_after`` body bytes until this is set (within
+    the upstream's ``timeout``, else the connection is cut)."""
+    hold_after: int = 0
     chunk: int = DEFAULT_CHUNK
     drop_after: int | None = None
     """Close the connection after this many body bytes of a reply."""
@@ -226,6 +233,9 @@ class Upstream:
         """TCP connections accepted since start (or the last :meth:`reset`)."""
         self.requests: list[RecordedRequest] = []
         """Every request head received since start (or the last :meth:`reset`)."""
+        self.responding = 0
+        """Requests whose reply is being sent now (back to 0 once every reply has ended:
+        sent, or its connection closed by the client)."""
         self._resources: dict[str, Resource] = {}
 
     # --- set-up and observation ---------------------------------------------------------
@@ -280,7 +290,11 @@ class Upstream:
                 request = await self._read_request(stream, conn, port)
                 if request is None:
                     return
-                await self._respond(stream, conn, request)
+                self.responding += 1
+                try:
+                    await self._respond(stream, conn, request)
+                finally:
+                    self.responding -= 1
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
@@ -404,6 +418,9 @@ class Upstream:
         with contextlib.closing(blob.read(start, stop)) as pieces:
             for piece in pieces:
                 await self._delay(blob.delay_per_chunk)
+                if blob.hold is not None and sent >= blob.hold_after:
+                    with trio.fail_after(self.timeout):
+                        await blob.hold.wait()
                 if cut_at is not None and sent + len(piece) >= cut_at:
                     if cut_at > sent:
                         await self._send(stream, frame(piece[: cut_at - sent]))

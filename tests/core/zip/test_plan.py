@@ -6,7 +6,7 @@ import io
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -14,42 +14,9 @@ from hypothesis import strategies as st
 
 from slipstream.filenames import deduplicate, safe_filename
 from slipstream.zip.plan import DOS_EPOCH, ZipLayout, ZipMember, manifest_etag, plan_zip
+from tests.helpers.zip_layout import full_zip, render
 
 GiB = 1 << 30
-
-
-def render(
-    layout: ZipLayout,
-    start: int,
-    stop: int,
-    data: Callable[[int, int, int], bytes],
-    crc: Callable[[int], int],
-) -> bytes:
-    """The bytes ``[start, stop)`` of the zip, from the pieces the layout lists.
-
-    ``data(i, skip, length)`` gives member data; ``crc(i)`` member ``i``'s CRC.
-    """
-    out: list[bytes] = []
-    for piece in layout.pieces(start, stop):
-        assert piece.length > 0
-        if piece.kind == "data":
-            out.append(data(piece.index, piece.skip, piece.length))
-            continue
-        if piece.kind == "header":
-            whole = layout.header_bytes(piece.index)
-        elif piece.kind == "descriptor":
-            whole = layout.descriptor_bytes(piece.index, crc(piece.index))
-        else:
-            assert piece.index == -1
-            whole = layout.central_bytes([crc(i) for i in range(len(layout))])
-        assert piece.skip + piece.length <= len(whole)
-        out.append(whole[piece.skip : piece.skip + piece.length])
-    return b"".join(out)
-
-
-def full_zip(layout: ZipLayout, contents: Sequence[bytes]) -> bytes:
-    crcs = [zlib.crc32(c) for c in contents]
-    return render(layout, 0, layout.total, lambda i, s, n: contents[i][s : s + n], crcs.__getitem__)
 
 
 names = st.lists(
