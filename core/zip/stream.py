@@ -33,11 +33,11 @@ Members are read ahead: while one member's data is sent, the reads of the next
 :data:`PREFETCH_MEMBERS` (4) members with data in the reply are already open (request
 sent, answer checked, first chunk received), each in a task of a nursery the reply owns,
 so a zip of many small members is not one upstream round trip per member.  The memory
-budget: a read ahead holds exactly one chunk (its first: one socket read, at most 256 KiB
-with the fetcher's ``READ_SIZE``), and a new one is opened only while those held total
-less than :data:`PREFETCH_BYTES` (1 MiB); the rest of each member waits in the kernel's
-socket buffers until its turn.  So a reply holds at most 4 x 256 KiB = 1 MiB ahead (with
-larger chunks, reads stop being opened once 1 MiB is held).  The bytes, their order and
+budget: each open read holds one pooled buffer (``BODY_BUFFER``, 1 MiB, in
+:mod:`slipstream.fetch`) with its first chunk in it, so a reply holds at most 5 MiB (4
+reads ahead and the member being sent); another read ahead is opened only while the first
+chunks held total less than :data:`PREFETCH_BYTES` (1 MiB).  The rest of each member waits
+in the kernel's socket buffers until its turn.  The bytes, their order and
 the errors are those of reading one member after the other: a read ahead that fails
 (``FetchError``, :class:`MemberChanged`) fails its member when that member's turn comes,
 never the member being sent; what the reply sent before is flushed first, so the cut
@@ -66,7 +66,15 @@ from slipstream.send import BodyTruncated, BodyWriter, StreamedBody
 
 from .crc import CRC_CHUNK, CrcBook, first_failure
 from .plan import Piece, ZipLayout
-from .remote import READ_TRIES, SKIP_LIMIT, CheckUrl, MemberChanged, RemoteObject, read_member
+from .remote import (
+    READ_TRIES,
+    SKIP_LIMIT,
+    CheckUrl,
+    MemberChanged,
+    Relay,
+    RemoteObject,
+    read_member,
+)
 from .state import ZipState
 
 __all__ = ["CRC_CHUNK", "CrcBook", "MembersUnavailable", "ZipBody", "ZipParts", "ZipSource"]
@@ -83,7 +91,7 @@ PREFETCH_MEMBERS: Final = 4
 """Member reads a reply keeps open ahead of the member it is sending."""
 PREFETCH_BYTES: Final = 1024 * 1024
 """A reply opens another read ahead only while the first chunks its reads ahead hold
-total less than this (each holds one chunk; see the module docstring)."""
+total less than this (see the module docstring)."""
 _LOOKAHEAD_PIECES: Final = 64
 """Most pieces taken from the layout ahead of the one being sent (empty members have no
 data to read ahead, only a header and a descriptor)."""
@@ -105,15 +113,16 @@ class _Ahead:
     cancelled before that, the task closes it.
     """
 
-    __slots__ = ("error", "first", "piece", "reader", "ready", "taken")
+    __slots__ = ("error", "first", "piece", "reader", "ready", "relay", "taken")
 
     def __init__(self, piece: Piece) -> None:
         self.piece = piece
         self.ready = trio.Event()
         """Set once the read is open (``reader`` and ``first``) or failed (``error``)."""
         self.taken = trio.Event()
-        self.reader: AsyncGenerator[bytes, None] | None = None
-        self.first = b""
+        self.reader: AsyncGenerator[memoryview, None] | None = None
+        self.first: bytes | memoryview = b""
+        self.relay = Relay()
         self.error: Exception | None = None
 
     @property
@@ -121,7 +130,7 @@ class _Ahead:
         """Bytes this read holds in memory (its first chunk once it arrived)."""
         return len(self.first)
 
-    async def take(self) -> tuple[AsyncGenerator[bytes, None], bytes]:
+    async def take(self) -> tuple[AsyncGenerator[memoryview, None], bytes | memoryview]:
         """Wait until the read is open, then own it (raises what opening it raised)."""
         await self.ready.wait()
         if self.error is not None:
@@ -187,7 +196,13 @@ class ZipSource:
         return True
 
     def read(
-        self, index: int, offset: int, length: int, *, tries: int = READ_TRIES
+        self,
+        index: int,
+        offset: int,
+        length: int,
+        *,
+        tries: int = READ_TRIES,
+        relay: Relay | None = None,
     ) -> AsyncGenerator[memoryview, None]:
         """Bytes ``[offset, offset + length)`` of member ``index`` (see ``read_member``)."""
         return read_member(
@@ -199,6 +214,7 @@ class ZipSource:
             self.check_url,
             tries=tries,
             skip_limit=self.skip_limit,
+            relay=relay,
         )
 
     def body(
@@ -294,6 +310,7 @@ class ZipBody(StreamedBody):
         self._reading: Piece | None = None
         self._reader: AsyncGenerator[memoryview, None] | None = None
         self._first: bytes | memoryview = b""
+        self._relay = Relay()
 
     @property
     def total(self) -> int:
@@ -385,7 +402,7 @@ class ZipBody(StreamedBody):
             raise MembersUnavailable([source.objects[i].uri for i in sorted(failed)])
 
     async def _open_read(self, piece: Piece) -> None:
-        reader = self.source.read(piece.index, piece.skip, piece.length)
+        reader = self.source.read(piece.index, piece.skip, piece.length, relay=self._relay)
         try:
             first = await anext(reader)
         except BaseException:
@@ -490,7 +507,7 @@ class ZipBody(StreamedBody):
         if piece is not None and reader is not None:
             self._reading, self._reader, self._first = None, None, b""
             self._read_ahead(pending, nursery)
-            await self._send_data(out, piece, reader, first)
+            await self._send_data(out, piece, reader, first, self._relay)
         while True:
             item = pending.popleft() if pending else next(self._pieces, None)
             if item is None:
@@ -502,7 +519,7 @@ class ZipBody(StreamedBody):
                 except FetchError:
                     self.source.unavailable.add(item.piece.index)
                     raise
-                await self._send_data(out, item.piece, reader, first)
+                await self._send_data(out, item.piece, reader, first, item.relay)
             elif item.kind == "data":
                 self._read_ahead(pending, nursery)
                 await self._send_data(out, item)
@@ -537,9 +554,9 @@ class ZipBody(StreamedBody):
         """Open one read ahead and keep it until the sender takes it; a failure is kept
         for the sender (raised when the member's turn comes), never raised here."""
         piece = ahead.piece
-        reader: AsyncGenerator[bytes, None] | None = None
+        reader: AsyncGenerator[memoryview, None] | None = None
         try:
-            reader = self.source.read(piece.index, piece.skip, piece.length)
+            reader = self.source.read(piece.index, piece.skip, piece.length, relay=ahead.relay)
             first = await anext(reader)
         except Exception as exc:
             ahead.error = exc
@@ -560,20 +577,31 @@ class ZipBody(StreamedBody):
         piece: Piece,
         reader: AsyncGenerator[memoryview, None] | None = None,
         first: bytes | memoryview = b"",
+        relay: Relay | None = None,
     ) -> None:
-        """Relay one member's bytes; a member streamed whole gets its CRC on the way."""
+        """Relay one member's bytes; a member streamed whole gets its CRC on the way.
+
+        The data of a member that is not streamed whole is not looked at: after its
+        first chunk it is spliced from the upstream socket to the client's, where the
+        answer allows (see :func:`~slipstream.zip.remote.read_member`).  A member streamed
+        whole is always read through memory: its CRC-32 goes into the descriptor, and a
+        cached one is checked against the bytes (never trusted blindly).
+        """
         source = self.source
         index = piece.index
         whole = index in self._whole
         value = 0
         if reader is None:
-            reader = source.read(index, piece.skip, piece.length)
+            relay = Relay()
+            reader = source.read(index, piece.skip, piece.length, relay=relay)
         async with contextlib.aclosing(reader) as data:
             try:
                 if first:
                     if whole:
                         value = crc("crc32", first, value)
                     await out.send(first)
+                if relay is not None and not whole:
+                    relay.out = out
                 async for chunk in data:
                     if whole:
                         value = crc("crc32", chunk, value)
@@ -583,7 +611,7 @@ class ZipBody(StreamedBody):
                 raise
         source.unavailable.discard(index)
         if whole:
-            await source.crcs.record(index, value)
+            await source.crcs.record(index, value, self.background)
 
     async def _close_reader(self) -> None:
         reader, self._reader = self._reader, None
