@@ -507,15 +507,17 @@ class Fetcher:
         self, target: Target, method: str, headers: Sequence[tuple[str, str]]
     ) -> AsyncIterator[Fetched]:
         with fetch_errors():
-            url = as_sent(target)
-            lines = [(b"Host", url.netloc)]
+            # check() has made sure httpx would send target.url unchanged (as_sent), so
+            # its netloc and path+query are the Host and the request target, as bytes.
+            netloc, _, path = target.url.split("://", 1)[1].partition("/")
+            lines = [(b"Host", netloc.encode("ascii"))]
             lines += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
             answer = await exchange(
                 self.pool,
                 target.host,
                 target.port,
                 method,
-                url.raw_path,
+                b"/" + path.encode("ascii"),
                 lines,
                 read_timeout=self._read_timeout,
             )

@@ -48,8 +48,12 @@ __all__ = [
     "exchange",
 ]
 
-HEAD_READ: Final = 64 * 1024
-"""Bytes asked of the stream per read while the head is awaited."""
+HEAD_READ: Final = 16 * 1024
+"""Bytes asked of the socket per read while the head is awaited: little more than a head,
+so most of the body stays in the kernel for :meth:`Exchange.readinto` (what comes with
+the head is copied into h11's buffer and out again)."""
+EVENT_READ: Final = 256 * 1024
+"""Bytes asked of the socket per read of a body that h11 frames (chunked, close-delimited)."""
 MAX_HEAD: Final = 64 * 1024
 """Largest response head accepted (h11's ``max_incomplete_event_size``)."""
 CLOSE_TIMEOUT: Final = 5.0
@@ -341,12 +345,13 @@ class Exchange:
     async def _receive(self) -> bytes:
         conn = self._conn
         assert conn is not None, "read after finish()"
-        try:
-            return await conn.stream.read(HEAD_READ, self._timeout)
-        except httpcore.ReadTimeout as exc:
-            raise BodyTimeout("no data received within the read timeout") from exc
-        except (httpcore.NetworkError, OSError) as exc:
-            raise BodyEndedEarly(f"connection broke: {exc}") from exc
+        with trio.CancelScope(deadline=trio.current_time() + self._timeout) as scope:
+            try:
+                return await conn.socket.recv(EVENT_READ)
+            except OSError as exc:
+                raise BodyEndedEarly(f"connection broke: {exc}") from exc
+        assert scope.cancelled_caught
+        raise BodyTimeout("no data received within the read timeout")
 
     def _reusable(self) -> bool:
         if not self._keep:
@@ -442,21 +447,27 @@ async def _send_and_read_head(
     data = machine.send(h11.Request(method=method, target=target, headers=list(headers)))
     data += machine.send(h11.EndOfMessage()) or b""
     received = False
-    try:
-        await conn.stream.write(data or b"", read_timeout)
-        while True:
-            event = machine.next_event()
-            if event is h11.NEED_DATA:
-                chunk = await conn.stream.read(HEAD_READ, read_timeout)
-                received = received or bool(chunk)
-                machine.receive_data(chunk)
-            elif isinstance(event, h11.Response):
-                return Exchange(pool, conn, machine, event, read_timeout)
-            elif not isinstance(event, h11.InformationalResponse):
-                raise HeadFailed("the upstream closed the connection", stale=not received)
-    except httpcore.ReadTimeout as exc:
-        raise HeadFailed("no response within the read timeout", timeout=True) from exc
-    except (httpcore.NetworkError, OSError) as exc:
-        raise HeadFailed(f"connection broke: {exc}", stale=not received) from exc
-    except h11.RemoteProtocolError as exc:
-        raise HeadFailed(f"bad response head: {exc}", stale=not received) from exc
+    sock = conn.socket
+    # The head is sent and read on the socket itself (the stream from ``connect`` is
+    # only opened and closed here): one deadline for both.
+    with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
+        try:
+            view = memoryview(data or b"")
+            while view:
+                view = view[await sock.send(view) :]
+            while True:
+                event = machine.next_event()
+                if event is h11.NEED_DATA:
+                    chunk = await sock.recv(HEAD_READ)
+                    received = received or bool(chunk)
+                    machine.receive_data(chunk)
+                elif isinstance(event, h11.Response):
+                    return Exchange(pool, conn, machine, event, read_timeout)
+                elif not isinstance(event, h11.InformationalResponse):
+                    raise HeadFailed("the upstream closed the connection", stale=not received)
+        except OSError as exc:
+            raise HeadFailed(f"connection broke: {exc}", stale=not received) from exc
+        except h11.RemoteProtocolError as exc:
+            raise HeadFailed(f"bad response head: {exc}", stale=not received) from exc
+    assert scope.cancelled_caught
+    raise HeadFailed("no response within the read timeout", timeout=True)

@@ -36,7 +36,7 @@ so a zip of many small members is not one upstream round trip per member.  The m
 budget: each open read holds one pooled buffer (``BODY_BUFFER``, 1 MiB, in
 :mod:`slipstream.fetch`) with its first chunk in it, so a reply holds at most 5 MiB (4
 reads ahead and the member being sent); another read ahead is opened only while the first
-chunks held total less than :data:`PREFETCH_BYTES` (1 MiB).  The rest of each member waits
+chunks held total less than :data:`PREFETCH_BYTES` (4 MiB).  The rest of each member waits
 in the kernel's socket buffers until its turn.  The bytes, their order and
 the errors are those of reading one member after the other: a read ahead that fails
 (``FetchError``, :class:`MemberChanged`) fails its member when that member's turn comes,
@@ -89,7 +89,7 @@ CLOSE_TIMEOUT: Final = 5.0
 """Seconds closing an upstream read or ending a reply may take."""
 PREFETCH_MEMBERS: Final = 4
 """Member reads a reply keeps open ahead of the member it is sending."""
-PREFETCH_BYTES: Final = 1024 * 1024
+PREFETCH_BYTES: Final = 4 * 1024 * 1024
 """A reply opens another read ahead only while the first chunks its reads ahead hold
 total less than this (see the module docstring)."""
 _LOOKAHEAD_PIECES: Final = 64
