@@ -10,6 +10,7 @@ bare one.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -62,6 +63,10 @@ async def run_server(config: Config) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(server.run)
+            # Everything built so far (modules, the app's services) lives as long as the
+            # process: keep it out of the garbage collector's full passes, which otherwise
+            # walk it all and paused a request for 30 ms (first byte of a zip resume).
+            gc.freeze()
             host = config.host if ":" not in config.host else f"[{config.host}]"
             public = f" (public URL {config.public_url})" if config.public_url else ""
             print(f"slipstream serving {config.root} at http://{host}:{port}/{public}", flush=True)

@@ -362,10 +362,11 @@ class ZipBody(StreamedBody):
         layout = source.layout
         touched, self._whole = self._scan()
         needed = [i for i in layout.crcs_needed(self.start, self.stop) if i not in self._whole]
-        source.crcs.ensure(self.background, needed)
+        before = self._crcs_before_data()
+        source.crcs.ensure(self.background, before)
         failed: dict[int, str] = {}
         try:
-            for index in self._crcs_before_data():
+            for index in before:
                 try:
                     await source.crcs.get(index, self.background)
                 except FetchError as exc:
@@ -385,6 +386,10 @@ class ZipBody(StreamedBody):
                     if len(self._ready) >= _COALESCE:
                         break
                 self._pieces = pieces
+            # The other CRCs this reply needs (a resume needs every earlier member's for
+            # the central directory) are computed from now on, in the background: not
+            # before the first read is open, so they do not delay the first byte.
+            source.crcs.ensure(self.background, needed)
             opened = {self._reading.index} if self._reading is not None else set()
             again = (source.unavailable & (touched | set(needed))) - opened - set(failed)
             failed.update(await self._try_again(sorted(again)))

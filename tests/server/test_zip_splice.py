@@ -13,7 +13,9 @@ import os
 import zipfile
 from io import BytesIO
 
+import httpx
 import pytest
+import trio
 
 import slipstream.upstream
 from tests.helpers.server import StartServer
@@ -64,3 +66,37 @@ async def test_a_range_inside_a_member_is_spliced_and_exact(
         assert {n: archive.read(n) for n in archive.namelist()} == data
     assert spliced.moved == 0, "members streamed whole go through memory (their CRC)"
     assert part.content == whole.content[start:stop]
+
+
+async def test_a_resume_starts_its_background_crcs_once_its_first_bytes_are_in(
+    start_server: StartServer, upstream: Upstream, nursery: trio.Nursery
+) -> None:
+    # A reply that starts inside the last member needs every earlier member's CRC (for
+    # the central directory): those are computed in the background, but only once the
+    # reply's first read has its first bytes, so they do not compete with them.
+    served = await zip_server(start_server, upstream)
+    data = {f"m{n}.bin": member_bytes(n, 40_000) for n in range(8)}
+    uris = [upstream.add(f"/order/{name}", Blob(content)) for name, content in data.items()]
+    path = await create(served, uris)
+    whole_size = int((await fetch(served, path, "HEAD")).headers["content-length"])
+    go = trio.Event()
+    upstream.add("/order/m7.bin", Blob(data["m7.bin"], hold=go, hold_after=0))
+    upstream.reset()
+    replies: list[httpx.Response] = []
+
+    async def resume() -> None:
+        replies.append(await fetch(served, path, Range=f"bytes={whole_size - 30_000}-"))
+
+    nursery.start_soon(resume)
+    with trio.fail_after(5):
+        while not upstream.requests:
+            await trio.sleep(0.01)
+    await trio.sleep(0.3)  # time enough for CRC reads to reach the upstream, if started
+    early = [r.path for r in upstream.requests]
+    go.set()
+    with trio.fail_after(10):
+        while not replies:
+            await trio.sleep(0.01)
+    assert replies[0].status_code == 206
+    assert early == ["/order/m7.bin"], early
+    assert {r.path for r in upstream.requests} >= {f"/order/m{n}.bin" for n in range(7)}
