@@ -73,9 +73,9 @@ def print_table(summary: dict[str, Any]) -> None:
     )
     floors = summary["floor_bytes_per_s"]
     print(
-        "floors (in-process, no disk, same URL): httpx on Trio receive "
+        "floors (in-process, no disk, same URL): the fetcher's pump receive "
         f"{floors['httpx'] / 1e6:.1f} MB/s = {ratios['floor httpx/curl']:.2f} x curl; "
-        f"+ all digests {floors['httpx+digests'] / 1e6:.1f} MB/s = "
+        f"+ a job's digests {floors['httpx+digests'] / 1e6:.1f} MB/s = "
         f"{ratios['floor httpx+digests/curl']:.2f} x curl"
     )
     batch = summary["batch_median_seconds"]

@@ -1,18 +1,21 @@
-"""Floors: what the building blocks an issue prescribes can do on their own, in the same run.
+"""Floors: what the building blocks of a job or a zip can do on their own, in the same run.
 
-Issue 5 asks remote downloads to go through httpx on Trio and to compute every digest;
-issue 6 asks zip members to come through the same guarded fetcher.  These floors time
-exactly those blocks with nothing else around them (no server, no disk, no zip), in the
-benchmark's own process, against the same nginx URL:
+Remote downloads and zip members come through slipstream's guarded fetcher
+(:class:`slipstream.fetch.Fetcher`: for a plaintext ``GET``, h11 for the head and the
+body pump, ``recv_into`` reused buffers).  These floors time exactly that block with
+nothing else around it (no server, no disk, no zip), in the benchmark's own process,
+against the same nginx URL:
 
-- :func:`httpx_receive` reads the body through :class:`slipstream.fetch.Fetcher`
-  and drops it;
-- with ``digest=True`` every byte is also fed to one ``MultiDigest`` over all the
-  algorithms, in a worker-thread stage pipelined with the receiving, as a job does.
+- :func:`httpx_receive` (the name is historical: the fetcher was httpx alone) reads the
+  body with :meth:`~slipstream.fetch.Fetched.readinto` into 1 MiB aligned blocks and
+  drops it;
+- with ``digest=True`` every block is also fed to one ``MultiDigest`` over the
+  algorithms a job computes as bytes arrive (all but SHA-1), in a worker-thread stage
+  pipelined with the receiving, as a job does.
 
-A target above the floor's ratio cannot be met while those blocks are required: the
-real thing does strictly more work on the same bytes.  ``zip.py`` has a second floor, a
-bare Trio relay with and without a CRC-32 per chunk, that runs as a server of its own
+A target above the floor's ratio cannot be met with these blocks: the real thing does
+strictly more work on the same bytes.  ``zip.py`` has a second floor, a bare Trio relay
+with and without a CRC-32 per chunk, that runs as a server of its own
 (``_pump_server.py``).
 """
 
@@ -22,22 +25,29 @@ import time
 
 import trio
 
-from slipstream.ext import ALGORITHMS, MultiDigest
+from slipstream.buffers import aligned_buffer
+from slipstream.ext import MultiDigest
 from slipstream.fetch import Fetcher
+from slipstream.jobs.transfer import INLINE_ALGORITHMS
 from slipstream.netpolicy import NetworkPolicy
 
 BLOCK = 1024 * 1024
+BLOCKS = 4
 
 
 async def _receive(url: str, digest: bool) -> int:
     received = 0
-    hasher = MultiDigest(ALGORITHMS)
-    send, blocks = trio.open_memory_channel[bytes](2)
+    hasher = MultiDigest(INLINE_ALGORITHMS)
+    free_in, free = trio.open_memory_channel[memoryview](BLOCKS)
+    for _ in range(BLOCKS):
+        free_in.send_nowait(aligned_buffer(BLOCK))
+    send, blocks = trio.open_memory_channel[tuple[memoryview, int]](BLOCKS)
 
     async def hash_stage() -> None:
         async with blocks:
-            async for block in blocks:
-                await trio.to_thread.run_sync(hasher.update, block)
+            async for block, filled in blocks:
+                await trio.to_thread.run_sync(hasher.update, block[:filled])
+                free_in.send_nowait(block)
 
     policy = NetworkPolicy(allow_private_networks=True)
     async with Fetcher(policy) as fetcher, trio.open_nursery() as nursery:
@@ -46,18 +56,21 @@ async def _receive(url: str, digest: bool) -> int:
         async with send, fetcher.stream(url) as got:
             if got.status != 200:
                 raise RuntimeError(f"floor: {url} answered {got.status}")
-            pending: list[bytes] = []
-            size = 0
-            async for chunk in got.chunks():
-                received += len(chunk)
-                if digest:
-                    pending.append(chunk)
-                    size += len(chunk)
-                    if size >= BLOCK:
-                        await send.send(b"".join(pending))
-                        pending, size = [], 0
-            if pending:
-                await send.send(b"".join(pending))
+            ended = False
+            while not ended:
+                block = await free.receive()
+                filled = 0
+                while filled < BLOCK:
+                    count = await got.readinto(block[filled:])
+                    if not count:
+                        ended = True
+                        break
+                    filled += count
+                received += filled
+                if digest and filled:
+                    await send.send((block, filled))
+                else:
+                    free_in.send_nowait(block)
     return received
 
 

@@ -277,7 +277,8 @@ class ScriptServer(BenchServer):
         self.script = Path(__file__).resolve().parent / script
         self.args = list(args)
 
-    def start(self) -> None:
+    def start(self, root: Path | None = None, tmp: Path | None = None) -> None:
+        """Start the script on a free port (``root`` and ``tmp`` are not used)."""
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, str(self.script), *self.args, str(self.port)],

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,38 +33,19 @@ from _servers import (
     BenchServer,
     Case,
     Nginx,
+    ScriptServer,
     Slipstream,
-    _die_with_parent,
-    free_port,
     machine_info,
     run_wrk,
-    wait_for_port,
 )
 
-FLOOR = Path(__file__).resolve().parent / "_floor_server.py"
 
-
-class Floor(BenchServer):
+class Floor(ScriptServer):
     """One of the minimal servers in ``_floor_server.py``."""
 
     def __init__(self, mode: str) -> None:
-        super().__init__()
-        self.mode = mode
+        super().__init__("_floor_server.py", [mode])
         self.name = f"trio+{mode}" if mode == "h11" else "trio"
-
-    def start(self, root: Path, tmp: Path) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(FLOOR), self.mode, str(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        wait_for_port(self.port, self.proc)
-
-    def url(self, file: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{file}"
 
 
 class Health(Slipstream):

@@ -23,7 +23,7 @@ before the ``GET``.  Four cases; in each, the order of the sides reverses every 
     (``_pump_server.py``, a subprocess: a Trio loop that connects to the upstream, sends
     the ``GET`` and relays the body by ``recv_into`` of a 1 MiB buffer and ``send_all`` of
     that memoryview to the client's socket), without and with ``slipstream.ext.crc`` on
-    every chunk; and the file received through slipstream's fetcher (httpx on Trio) in
+    every chunk; and the file received through slipstream's fetcher (its body pump) in
     this process and dropped (``_floors.py``).
 (b) ``many``: the 200 of a cold zip of 1,000 files of 1 MiB, against zipstream-ng
     building the same zip (STORED, same names, sized, every CRC computed) in this process
