@@ -121,8 +121,9 @@ class ConnectionPool:
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self._pruned = 0.0
         self.opened = 0
-        """Connections opened so far (tests check reuse with it)."""
+        """Connections opened so far."""
 
     async def acquire(self, host: str, port: int) -> tuple[UpstreamConnection, bool]:
         """A connection to ``host:port``: an idle one (True) or a new one (False)."""
@@ -139,13 +140,38 @@ class ConnectionPool:
         return UpstreamConnection(stream, origin), False
 
     async def release(self, conn: UpstreamConnection) -> None:
-        """Keep ``conn`` for reuse (or close it when the origin has enough idle ones)."""
+        """Keep ``conn`` for reuse (or close it when the origin has enough idle ones).
+
+        Connections idle for longer than ``keepalive_expiry``, to any origin, are closed
+        here too (at most once per ``keepalive_expiry``), so hosts never asked again do
+        not keep sockets open.
+        """
+        now = trio.current_time()
+        if now - self._pruned >= self.keepalive_expiry:
+            await self._prune(now)
         idle = self._idle.setdefault(conn.origin, [])
         if len(idle) >= self.max_idle:
             await conn.aclose()
             return
-        conn.idle_since = trio.current_time()
+        conn.idle_since = now
         idle.append(conn)
+
+    async def _prune(self, now: float) -> None:
+        self._pruned = now
+        expired: list[UpstreamConnection] = []
+        for origin, conns in list(self._idle.items()):
+            kept = [c for c in conns if now - c.idle_since < self.keepalive_expiry]
+            expired += [c for c in conns if now - c.idle_since >= self.keepalive_expiry]
+            if kept:
+                self._idle[origin] = kept
+            else:
+                del self._idle[origin]
+        for conn in expired:
+            await conn.aclose()
+
+    def idle_count(self) -> int:
+        """Idle connections kept, all origins together."""
+        return sum(len(conns) for conns in self._idle.values())
 
     async def aclose(self) -> None:
         """Close every idle connection."""

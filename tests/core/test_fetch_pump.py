@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -321,3 +322,18 @@ async def test_a_chunked_or_httpx_body_cannot_be_spliced(nursery: trio.Nursery) 
         assert not got.can_splice
     async with Fetcher(OPEN, pump=False) as f, f.stream(url) as got:
         assert not got.can_splice
+
+
+async def test_idle_connections_to_hosts_not_asked_again_are_closed(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    first, url_a = await serve(nursery, Script([[head(3) + b"abc"]]))
+    _, url_b = await serve(nursery, Script([[head(3) + b"def"], [head(3) + b"ghi"]]))
+    async with Fetcher(OPEN) as f:
+        assert await fetch_all(f, url_a) == (200, b"abc")
+        assert await fetch_all(f, url_b) == (200, b"def")
+        assert f.pool.idle_count() == 2
+        mock_clock.jump(f.pool.keepalive_expiry + 1)
+        assert await fetch_all(f, url_b) == (200, b"ghi")  # B's expired too: a new one
+        assert f.pool.idle_count() == 1  # A's was closed, though A was not asked again
+    assert first.connections == 1
