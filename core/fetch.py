@@ -1,4 +1,4 @@
-"""Guarded outbound HTTP: httpx on Trio with the network policy inside its connection layer.
+"""Guarded outbound HTTP: the network policy inside the connection layer of every request.
 
 :class:`Fetcher` is what remote-download jobs and the zip service use to reach
 client-supplied URLs.  Every hop of a request goes through the same checks:
@@ -11,6 +11,12 @@ client-supplied URLs.  Every hop of a request goes through the same checks:
    only to a checked address (so a second lookup cannot rebind the name: no DNS
    rebinding).  TLS still verifies the certificate against the host name, because
    httpcore passes the name (not the address) as ``server_hostname``.
+
+A plaintext ``GET`` is sent by :mod:`slipstream.upstream` (h11 for the heads, the body
+read straight from the socket into the caller's buffers, keep-alive connections per
+host); ``https://`` and other methods by httpx.  Both open their connections through the
+same :class:`GuardedBackend`.  What a fetch gives back (:class:`Fetched`,
+:class:`FetchError`) lives in :mod:`slipstream.fetched` and is re-exported here.
 
 Redirects are followed by :meth:`Fetcher.stream` itself (at most ``max_redirects``),
 each hop checked as above; credentials the caller added are dropped when a redirect
@@ -26,26 +32,18 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, Literal, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final
 from urllib.parse import urljoin
 
-import h11
 import httpcore
 import httpx
 import trio
 
 from .buffers import BufferPool
-from .errors import SlipstreamError
+from .fetched import BodySource, Fetched, FetchError, FetchKey, as_fetch_error, fetch_errors
 from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
-from .upstream import (
-    BodyEndedEarly,
-    BodyTimeout,
-    ConnectionPool,
-    Exchange,
-    HeadFailed,
-    exchange,
-)
+from .upstream import ConnectionPool, exchange
 
 __all__ = [
     "BodySource",
@@ -58,10 +56,9 @@ __all__ = [
     "Resolver",
     "as_fetch_error",
     "as_sent",
+    "fetch_errors",
     "system_resolver",
 ]
-
-FetchKey = Literal["INVALID_URL", "DOMAIN_BLOCKED", "NETWORK_ERROR", "DOWNLOAD_TIMEOUT"]
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``await resolver(host, port)`` -> numeric addresses (raise ``OSError`` when it fails)."""
@@ -75,18 +72,6 @@ public-looking address to a loopback upstream, to exercise redirects and rebindi
 
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-class FetchError(SlipstreamError):
-    """An outbound request that failed; ``key`` (also its ``code``) is the seed's error key.
-
-    Its status is 502 (Bad Gateway); callers usually turn it into their own surface's
-    error (a job's failure key, a refused start, the zip service's keys) first.
-    """
-
-    def __init__(self, key: FetchKey, message: str) -> None:
-        super().__init__(message, code=key, status=502)
-        self.key: FetchKey = key
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -190,134 +175,6 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await trio.sleep(seconds)
-
-
-class BodySource(Protocol):
-    """Where a response body comes from: ``await readinto(buffer)`` -> bytes read (0: end)."""
-
-    async def readinto(self, buffer: memoryview, /) -> int: ...
-
-
-class _ResponseBody:
-    """An httpx response's raw body as a :class:`BodySource` (TLS and non-GET requests)."""
-
-    __slots__ = ("_chunks", "_left")
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._chunks = response.aiter_raw()
-        self._left = memoryview(b"")
-
-    async def readinto(self, buffer: memoryview, /) -> int:
-        left = self._left
-        while not left:
-            try:
-                left = memoryview(await anext(self._chunks))
-            except StopAsyncIteration:
-                return 0
-        count = min(len(buffer), len(left))
-        buffer[:count] = left[:count]
-        self._left = left[count:]
-        return count
-
-
-class Fetched:
-    """A response whose head has arrived; the body is read with :meth:`readinto`."""
-
-    __slots__ = ("_body", "headers", "status", "url")
-
-    def __init__(self, status: int, headers: httpx.Headers, url: str, body: BodySource) -> None:
-        self.status = status
-        """The HTTP status code."""
-        self.headers = headers
-        """The response headers (case-insensitive)."""
-        self.url = url
-        """The final URL (after redirects)."""
-        self._body = body
-
-    @classmethod
-    def from_response(cls, response: httpx.Response, url: str) -> Fetched:
-        """An httpx response (head received, body unread) as a :class:`Fetched`."""
-        return cls(response.status_code, response.headers, url, _ResponseBody(response))
-
-    async def readinto(self, buffer: memoryview) -> int:
-        """Read body bytes, exactly as sent (no content decoding), into ``buffer``;
-        how many (0 at the end of the body).  Raises :class:`FetchError`."""
-        try:
-            return await self._body.readinto(buffer)
-        except Exception as exc:
-            converted = as_fetch_error(exc)
-            if converted is exc:
-                raise
-            raise converted from exc
-
-    @property
-    def can_splice(self) -> bool:
-        """Whether :meth:`splice_to` works for this body (plaintext, Content-Length, Linux)."""
-        return isinstance(self._body, Exchange) and self._body.can_splice
-
-    @property
-    def spliced(self) -> int:
-        """Body bytes :meth:`splice_to` has delivered so far (also after it raised)."""
-        return self._body.spliced if isinstance(self._body, Exchange) else 0
-
-    async def splice_to(self, out: trio.socket.SocketType, count: int, send_timeout: float) -> None:
-        """Move the next ``count`` body bytes to the socket ``out`` with ``os.splice``
-        (only when :attr:`can_splice`).  Raises :class:`FetchError` for the upstream,
-        ``trio.BrokenResourceError`` / ``trio.TooSlowError`` for ``out``."""
-        if not isinstance(self._body, Exchange):
-            raise TypeError("this body cannot be spliced")
-        try:
-            await self._body.splice_to(out, count, send_timeout)
-        except (BodyEndedEarly, BodyTimeout) as exc:
-            raise as_fetch_error(exc) from exc
-
-    async def chunks(self, size: int = READ_SIZE) -> AsyncIterator[bytes]:
-        """The body as ``bytes`` chunks of at most ``size`` (a copy each: the data plane
-        reads with :meth:`readinto` into its own buffers instead)."""
-        buffer = memoryview(bytearray(size))
-        while count := await self.readinto(buffer):
-            yield bytes(buffer[:count])
-
-
-def as_fetch_error(exc: Exception) -> Exception:
-    """The :class:`FetchError` an httpx / h11 / policy / resolver / socket exception
-    means; any other exception is returned as it is."""
-    if isinstance(exc, UrlRejected):
-        return FetchError(exc.key, exc.message)
-    if isinstance(exc, httpx.InvalidURL):  # not an HTTPError: a URL our parser took, httpx did not
-        return FetchError("INVALID_URL", f"invalid URL: {exc}")
-    if isinstance(exc, httpx.ReadTimeout | BodyTimeout) or (
-        isinstance(exc, HeadFailed) and exc.timeout
-    ):
-        return FetchError("DOWNLOAD_TIMEOUT", "no data received within the read timeout")
-    if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
-        return FetchError("NETWORK_ERROR", f"timed out: {type(exc).__name__}")
-    if isinstance(exc, BodyEndedEarly):
-        return FetchError("NETWORK_ERROR", f"upstream body ended early: {exc}")
-    if isinstance(
-        exc,
-        HeadFailed
-        | httpx.HTTPError
-        | httpcore.NetworkError
-        | h11.ProtocolError
-        | UnicodeEncodeError
-        | OSError
-        | ssl.SSLError,
-    ):
-        return FetchError("NETWORK_ERROR", str(exc) or type(exc).__name__)
-    return exc
-
-
-@contextlib.contextmanager
-def fetch_errors() -> Iterator[None]:
-    """Turn httpx / h11 / policy / resolver / socket exceptions into :class:`FetchError`."""
-    try:
-        yield
-    except Exception as exc:
-        converted = as_fetch_error(exc)
-        if converted is exc:
-            raise
-        raise converted from exc
 
 
 def as_sent(target: Target) -> httpx.URL:

@@ -28,6 +28,7 @@ IO_MODULES = {
     "slipstream.digests.cache",
     "slipstream.digests.opened",
     "slipstream.fetch",
+    "slipstream.fetched",
     "slipstream.send",
     "slipstream.upstream",
     "slipstream.zip.crc",
