@@ -29,20 +29,8 @@ one-byte read.  What fails there is raised before anything is committed
 (:class:`MembersUnavailable` listing the URIs, or :class:`MemberChanged`), so the caller
 answers with an error instead of a reply it cannot finish.
 
-Members are read ahead: while one member's data is sent, the reads of the next
-:data:`PREFETCH_MEMBERS` (4) members with data in the reply are already open (request
-sent, answer checked, first chunk received), each in a task of a nursery the reply owns,
-so a zip of many small members is not one upstream round trip per member.  The memory
-budget: each open read holds one pooled buffer (``BODY_BUFFER``, 1 MiB, in
-:mod:`slipstream.fetch`) with its first chunk in it, so a reply holds at most 5 MiB (4
-reads ahead and the member being sent); another read ahead is opened only while the first
-chunks held total less than :data:`PREFETCH_BYTES` (4 MiB).  The rest of each member waits
-in the kernel's socket buffers until its turn.  The bytes, their order and
-the errors are those of reading one member after the other: a read ahead that fails
-(``FetchError``, :class:`MemberChanged`) fails its member when that member's turn comes,
-never the member being sent; what the reply sent before is flushed first, so the cut
-falls just before that member's data.  When the reply ends, is cut, or its client goes
-away, the reads ahead are cancelled and closed (shielded, within :data:`CLOSE_TIMEOUT`).
+Members are read ahead (:mod:`slipstream.zip.ahead`): while one member's data is sent,
+the reads of the next few are already open, in a nursery the reply owns.
 
 An upstream that ignores ``Range`` (the probe saw a ``200``) is read from its first byte
 and the bytes before the wanted offset are discarded, up to ``skip_limit``
@@ -54,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from typing import Final
 
@@ -64,6 +51,7 @@ from slipstream.ext import crc
 from slipstream.fetch import Fetcher, FetchError
 from slipstream.send import BodyTruncated, BodyWriter, StreamedBody
 
+from .ahead import CLOSE_TIMEOUT, OpenedAhead, ReadAhead
 from .crc import CRC_CHUNK, CrcBook, first_failure
 from .plan import Piece, ZipLayout
 from .remote import (
@@ -85,16 +73,6 @@ RECHECKS: Final = 16
 """Members that failed earlier tried again at once before a reply's head."""
 RECHECK_TIMEOUT: Final = 10.0
 """Seconds one such try may take (then the member counts as failing)."""
-CLOSE_TIMEOUT: Final = 5.0
-"""Seconds closing an upstream read or ending a reply may take."""
-PREFETCH_MEMBERS: Final = 4
-"""Member reads a reply keeps open ahead of the member it is sending."""
-PREFETCH_BYTES: Final = 4 * 1024 * 1024
-"""A reply opens another read ahead only while the first chunks its reads ahead hold
-total less than this (see the module docstring)."""
-_LOOKAHEAD_PIECES: Final = 64
-"""Most pieces taken from the layout ahead of the one being sent (empty members have no
-data to read ahead, only a header and a descriptor)."""
 _COALESCE: Final = 64 * 1024
 
 
@@ -104,42 +82,6 @@ class MembersUnavailable(Exception):
     def __init__(self, uris: Sequence[str]) -> None:
         super().__init__("could not fetch " + ", ".join(uris))
         self.uris = tuple(uris)
-
-
-class _Ahead:
-    """A member read opened ahead of its turn by :meth:`ZipBody._open_ahead`.
-
-    The task that opens it owns the read until the sender takes it (:meth:`take`);
-    cancelled before that, the task closes it.
-    """
-
-    __slots__ = ("error", "first", "piece", "reader", "ready", "relay", "taken")
-
-    def __init__(self, piece: Piece) -> None:
-        self.piece = piece
-        self.ready = trio.Event()
-        """Set once the read is open (``reader`` and ``first``) or failed (``error``)."""
-        self.taken = trio.Event()
-        self.reader: AsyncGenerator[memoryview, None] | None = None
-        self.first: bytes | memoryview = b""
-        self.relay = Relay()
-        self.error: Exception | None = None
-
-    @property
-    def held(self) -> int:
-        """Bytes this read holds in memory (its first chunk once it arrived)."""
-        return len(self.first)
-
-    async def take(self) -> tuple[AsyncGenerator[memoryview, None], bytes | memoryview]:
-        """Wait until the read is open, then own it (raises what opening it raised)."""
-        await self.ready.wait()
-        if self.error is not None:
-            raise self.error
-        reader, first = self.reader, self.first
-        assert reader is not None
-        self.reader, self.first = None, b""
-        self.taken.set()
-        return reader, first
 
 
 class ZipSource:
@@ -507,74 +449,27 @@ class ZipBody(StreamedBody):
             raise failure
 
     async def _send_pieces(self, out: BodyWriter, nursery: trio.Nursery) -> None:
-        pending: deque[Piece | _Ahead] = deque()
+        source = self.source
+        ahead = ReadAhead(self._pieces, source.read, nursery)
         piece, reader, first = self._reading, self._reader, self._first
         if piece is not None and reader is not None:
             self._reading, self._reader, self._first = None, None, b""
-            self._read_ahead(pending, nursery)
+            ahead.fill()
             await self._send_data(out, piece, reader, first, self._relay)
-        while True:
-            item = pending.popleft() if pending else next(self._pieces, None)
-            if item is None:
-                return
-            if isinstance(item, _Ahead):
-                self._read_ahead(pending, nursery)
+        while (item := ahead.next()) is not None:
+            if isinstance(item, OpenedAhead):
+                ahead.fill()
                 try:
                     reader, first = await item.take()
                 except FetchError:
-                    self.source.unavailable.add(item.piece.index)
+                    source.unavailable.add(item.piece.index)
                     raise
                 await self._send_data(out, item.piece, reader, first, item.relay)
             elif item.kind == "data":
-                self._read_ahead(pending, nursery)
+                ahead.fill()
                 await self._send_data(out, item)
             else:
                 await out.write(await self._render(item))
-
-    def _read_ahead(self, pending: deque[Piece | _Ahead], nursery: trio.Nursery) -> None:
-        """Open the reads of the next members with data (after the one about to be sent),
-        up to :data:`PREFETCH_MEMBERS` and :data:`PREFETCH_BYTES`; ``pending`` holds the
-        pieces taken from the layout ahead, with an :class:`_Ahead` for each read opened."""
-        opened = held = 0
-        for item in pending:
-            if isinstance(item, _Ahead):
-                opened += 1
-                held += item.held
-        position = 0
-        while opened < PREFETCH_MEMBERS and held < PREFETCH_BYTES:
-            if position == len(pending):
-                piece = next(self._pieces, None) if position < _LOOKAHEAD_PIECES else None
-                if piece is None:
-                    return
-                pending.append(piece)
-            item = pending[position]
-            if not isinstance(item, _Ahead) and item.kind == "data":
-                ahead = _Ahead(item)
-                pending[position] = ahead
-                nursery.start_soon(self._open_ahead, ahead)
-                opened += 1
-            position += 1
-
-    async def _open_ahead(self, ahead: _Ahead) -> None:
-        """Open one read ahead and keep it until the sender takes it; a failure is kept
-        for the sender (raised when the member's turn comes), never raised here."""
-        piece = ahead.piece
-        reader: AsyncGenerator[memoryview, None] | None = None
-        try:
-            reader = self.source.read(piece.index, piece.skip, piece.length, relay=ahead.relay)
-            first = await anext(reader)
-        except Exception as exc:
-            ahead.error = exc
-        else:
-            ahead.reader, ahead.first = reader, first
-            ahead.ready.set()
-            await ahead.taken.wait()
-        finally:
-            ahead.ready.set()
-            if reader is not None and not ahead.taken.is_set():
-                ahead.reader, ahead.first = None, b""
-                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                    await reader.aclose()
 
     async def _send_data(
         self,

@@ -31,6 +31,7 @@ IO_MODULES = {
     "slipstream.fetched",
     "slipstream.send",
     "slipstream.upstream",
+    "slipstream.zip.ahead",
     "slipstream.zip.crc",
     "slipstream.zip.local",
     "slipstream.zip.remote",

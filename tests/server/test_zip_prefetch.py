@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from slipstream.zip.stream import PREFETCH_MEMBERS
+from slipstream.zip.ahead import PREFETCH_MEMBERS
 from tests.helpers.server import Served, StartServer
 from tests.helpers.upstream import DEFAULT_CHUNK, Blob, Handler, RecordedRequest, Status, Upstream
 from tests.helpers.zip import (
