@@ -1,5 +1,6 @@
-"""Fixtures of the core tests: ``digest_cache`` (a fresh cache in the test's directory) and
-``target`` (a loopback upstream an attack on the fetcher would like to reach)."""
+"""Fixtures of the core tests: ``digest_cache`` (a fresh cache in the test's directory),
+``target`` (a loopback upstream an attack on the fetcher would like to reach) and
+``fetch_engine`` (run a fetcher test on the body pump and on httpx)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ import pytest
 import trio
 
 from slipstream.digests import DigestCache
+from tests.helpers import fetch
 from tests.helpers.upstream import Blob, Upstream
+
+
+@pytest.fixture(params=["pump", "httpx"])
+def fetch_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Fetchers made by ``tests.helpers.fetch.fetcher`` use this path during the test."""
+    fetch.ENGINE["pump"] = request.param == "pump"
+    try:
+        yield str(request.param)
+    finally:
+        fetch.ENGINE["pump"] = True
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from tests.helpers.fakenet import PUBLIC, FakeNet
 from tests.helpers.fetch import DATA, OPEN, fetch_error, fetcher, free_port, get
 from tests.helpers.upstream import Blob, Upstream
 
+pytestmark = pytest.mark.usefixtures("fetch_engine")
+
 
 async def test_one_lookup_per_connection_and_only_checked_addresses_dialled(
     upstream: Upstream,

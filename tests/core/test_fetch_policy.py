@@ -18,6 +18,8 @@ from tests.helpers.fakenet import PUBLIC, FakeNet
 from tests.helpers.fetch import DATA, OPEN, body, fetch_error, fetcher, get
 from tests.helpers.upstream import Blob, Upstream
 
+pytestmark = pytest.mark.usefixtures("fetch_engine")
+
 
 async def test_default_policy_refuses_loopback_without_connecting(upstream: Upstream) -> None:
     upstream.add("/data", Blob(DATA))

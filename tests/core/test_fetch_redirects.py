@@ -17,6 +17,8 @@ from tests.helpers.fakenet import PUBLIC, FakeNet
 from tests.helpers.fetch import DATA, OPEN, body, fetch_error, fetcher, get
 from tests.helpers.upstream import Blob, RecordedRequest, Redirect, Upstream
 
+pytestmark = pytest.mark.usefixtures("fetch_engine")
+
 
 def redirect_chain(upstream: Upstream, hops: int, final: str, status: int = 302) -> str:
     """``/chain{hops}/0 -> /1 -> ... -> final``; returns the first URL."""

@@ -14,6 +14,8 @@ from slipstream.fetch import FetchError
 from tests.helpers.fetch import DATA, OPEN, body, fetch_error, fetcher, get
 from tests.helpers.upstream import Blob, Upstream
 
+pytestmark = pytest.mark.usefixtures("fetch_engine")
+
 
 async def test_identity_encoding_is_requested(upstream: Upstream) -> None:
     url = upstream.add("/data", Blob(DATA))

@@ -15,6 +15,9 @@ from tests.helpers.fakenet import FakeNet
 
 DATA = random.Random(11).randbytes(200_000)
 OPEN = NetworkPolicy(allow_private_networks=True)
+ENGINE = {"pump": True}
+"""Which path :func:`fetcher` builds: the body pump (plaintext GETs) or httpx for all
+(set per test by the ``fetch_engine`` fixture)."""
 
 
 def fetcher(
@@ -25,14 +28,16 @@ def fetcher(
     read_timeout: float = 10.0,
 ) -> Fetcher:
     """A Fetcher using ``net`` (or the system resolver and real connections)."""
+    pump = ENGINE["pump"]
     if net is None:
-        return Fetcher(policy, max_redirects=max_redirects, read_timeout=read_timeout)
+        return Fetcher(policy, max_redirects=max_redirects, read_timeout=read_timeout, pump=pump)
     return Fetcher(
         policy,
         resolver=net.resolve,
         dialer=net.dial,
         max_redirects=max_redirects,
         read_timeout=read_timeout,
+        pump=pump,
     )
 
 
