@@ -56,16 +56,10 @@ async def _receive(url: str, digest: bool) -> int:
         async with send, fetcher.stream(url) as got:
             if got.status != 200:
                 raise RuntimeError(f"floor: {url} answered {got.status}")
-            ended = False
-            while not ended:
+            filled = BLOCK
+            while filled == BLOCK:  # a block not filled: the body ended
                 block = await free.receive()
-                filled = 0
-                while filled < BLOCK:
-                    count = await got.readinto(block[filled:])
-                    if not count:
-                        ended = True
-                        break
-                    filled += count
+                filled = await got.fill(block)
                 received += filled
                 if digest and filled:
                     await send.send((block, filled))

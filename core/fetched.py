@@ -108,6 +108,17 @@ class Fetched:
                 raise
             raise converted from exc
 
+    async def fill(self, buffer: memoryview) -> int:
+        """:meth:`readinto` until ``buffer`` is full or the body ends; the bytes read
+        (fewer than ``len(buffer)`` only at the end of the body)."""
+        filled = 0
+        while filled < len(buffer):
+            count = await self.readinto(buffer[filled:])
+            if not count:
+                break
+            filled += count
+        return filled
+
     @property
     def can_splice(self) -> bool:
         """Whether :meth:`splice_to` works for this body (plaintext, Content-Length, Linux)."""

@@ -180,7 +180,9 @@ class Transfer:
                             received += count
                             if limit and received > limit:
                                 raise JobFailed("FILE_TOO_LARGE", f"more than {limit} bytes")
-                            record.current_size = received  # progress counts arriving bytes
+                            # Progress counts bytes as they arrive, not per block: a slow
+                            # upstream would otherwise show no progress for a whole MiB.
+                            record.current_size = received
                             self.progress()
                         if filled:
                             users[id(block)] = 2

@@ -337,3 +337,16 @@ async def test_idle_connections_to_hosts_not_asked_again_are_closed(
         assert await fetch_all(f, url_b) == (200, b"ghi")  # B's expired too: a new one
         assert f.pool.idle_count() == 1  # A's was closed, though A was not asked again
     assert first.connections == 1
+
+
+@pytest.mark.parametrize("pump", [True, False], ids=["pump", "httpx"])
+async def test_fill_reads_whole_blocks_until_the_end(nursery: trio.Nursery, pump: bool) -> None:
+    script = Script([[head(len(BODY)) + BODY[:100], BODY[100:3000], BODY[3000:]]])
+    _, url = await serve(nursery, script)
+    async with Fetcher(OPEN, pump=pump) as f, f.stream(url) as got:
+        block = memoryview(bytearray(4096))
+        assert await got.fill(block) == 4096 and block == BODY[:4096]
+        assert await got.fill(block) == 4096 and block == BODY[4096:8192]
+        assert await got.fill(block) == len(BODY) - 8192
+        assert block[: len(BODY) - 8192] == BODY[8192:]
+        assert await got.fill(block) == 0
