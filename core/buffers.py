@@ -12,10 +12,8 @@ from ordinary heap memory.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import mmap
-from collections.abc import Iterator
 
 __all__ = ["BufferPool", "aligned_buffer"]
 
@@ -61,12 +59,3 @@ class BufferPool:
         """Take back a buffer :meth:`acquire` gave."""
         if len(self._idle) < self.keep and len(buffer) == self.size:
             self._idle.append(buffer)
-
-    @contextlib.contextmanager
-    def borrowed(self) -> Iterator[memoryview]:
-        """:meth:`acquire` for the duration of a ``with`` block."""
-        buffer = self.acquire()
-        try:
-            yield buffer
-        finally:
-            self.release(buffer)

@@ -122,8 +122,6 @@ class ConnectionPool:
         self.keepalive_expiry = keepalive_expiry
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
         self._pruned = 0.0
-        self.opened = 0
-        """Connections opened so far."""
 
     async def acquire(self, host: str, port: int) -> tuple[UpstreamConnection, bool]:
         """A connection to ``host:port``: an idle one (True) or a new one (False)."""
@@ -136,7 +134,6 @@ class ConnectionPool:
                 return conn, True
             await conn.aclose()  # expired, or the upstream closed it / sent stray bytes
         stream = await self._connect(host, port, self._connect_timeout)
-        self.opened += 1
         return UpstreamConnection(stream, origin), False
 
     async def release(self, conn: UpstreamConnection) -> None:

@@ -6,9 +6,8 @@ sent, answer checked, first chunk received), each in a task of a nursery the rep
 so a zip of many small members is not one upstream round trip per member.  The memory
 budget: each open read holds one pooled buffer (``BODY_BUFFER``, 1 MiB, in
 :mod:`slipstream.fetch`) with its first chunk in it, so a reply holds at most 5 MiB (4
-reads ahead and the member being sent); another read ahead is opened only while the first
-chunks held total less than :data:`PREFETCH_BYTES` (4 MiB).  The rest of each member waits
-in the kernel's socket buffers until its turn.  The bytes, their order and
+reads ahead and the member being sent).  The rest of each member waits in the kernel's
+socket buffers until its turn.  The bytes, their order and
 the errors are those of reading one member after the other: a read ahead that fails
 (``FetchError``, ``MemberChanged``) fails its member when that member's turn comes,
 never the member being sent; what the reply sent before is flushed first, so the cut
@@ -27,13 +26,11 @@ import trio
 from .plan import Piece
 from .remote import Relay
 
-__all__ = ["CLOSE_TIMEOUT", "PREFETCH_BYTES", "PREFETCH_MEMBERS", "OpenedAhead", "ReadAhead"]
+__all__ = ["CLOSE_TIMEOUT", "PREFETCH_MEMBERS", "OpenedAhead", "ReadAhead"]
 
 PREFETCH_MEMBERS: Final = 4
-"""Member reads a reply keeps open ahead of the member it is sending."""
-PREFETCH_BYTES: Final = 4 * 1024 * 1024
-"""A reply opens another read ahead only while the first chunks its reads ahead hold
-total less than this (see the module docstring)."""
+"""Member reads a reply keeps open ahead of the member it is sending (each holds one
+pooled buffer: this bounds the memory a reply holds ahead)."""
 _LOOKAHEAD_PIECES: Final = 64
 """Most pieces taken from the layout ahead of the one being sent (empty members have no
 data to read ahead, only a header and a descriptor)."""
@@ -62,11 +59,6 @@ class OpenedAhead:
         self.first: bytes | memoryview = b""
         self.relay = Relay()
         self.error: Exception | None = None
-
-    @property
-    def held(self) -> int:
-        """Bytes this read holds in memory (its first chunk once it arrived)."""
-        return len(self.first)
 
     async def take(self) -> tuple[AsyncGenerator[memoryview, None], bytes | memoryview]:
         """Wait until the read is open, then own it (raises what opening it raised)."""
@@ -98,15 +90,11 @@ class ReadAhead:
 
     def fill(self) -> None:
         """Open the reads of the next members with data (after the one about to be sent),
-        up to :data:`PREFETCH_MEMBERS` and :data:`PREFETCH_BYTES`."""
+        up to :data:`PREFETCH_MEMBERS`."""
         pending = self._pending
-        opened = held = 0
-        for item in pending:
-            if isinstance(item, OpenedAhead):
-                opened += 1
-                held += item.held
+        opened = sum(isinstance(item, OpenedAhead) for item in pending)
         position = 0
-        while opened < PREFETCH_MEMBERS and held < PREFETCH_BYTES:
+        while opened < PREFETCH_MEMBERS:
             if position == len(pending):
                 piece = next(self._pieces, None) if position < _LOOKAHEAD_PIECES else None
                 if piece is None:
