@@ -41,7 +41,7 @@ from slipstream.numeric import INT64_MAX
 from .allow import AllowList
 from .errors import ZipError
 from .form import ZipRequest, forwarded_headers
-from .plan import ZipMember, manifest_etag, plan_zip
+from .plan import ZipLayout, ZipMember, manifest_etag, plan_zip
 from .remote import SKIP_LIMIT, RemoteObject, probe_all
 from .state import ZipState
 from .stream import ZipSource
@@ -240,7 +240,7 @@ class ZipService:
             existing = await self._known(ident, fingerprint, fmt, redirect)
             if existing is not None:
                 return existing
-            manifest = await self._probe(request, canonical, client_headers, fingerprint)
+            manifest, layout = await self._probe(request, canonical, client_headers, fingerprint)
             save = self.state.save_manifest
             if not await trio.to_thread.run_sync(save, manifest.id, manifest.to_json()):
                 raise self._taken(ident, fmt, redirect)  # another process took the id
@@ -251,7 +251,7 @@ class ZipService:
         # Built now rather than at the first GET, whose first byte would wait for the
         # plan and the CRC cache lookups (about 20 ms for 1,000 members).
         self._manifests[manifest.id] = manifest
-        self.source(manifest)
+        self.source(manifest, layout)
         return manifest
 
     def _taken(self, ident: str, fmt: str, redirect: str | None) -> ZipError:
@@ -278,9 +278,9 @@ class ZipService:
         canonical: dict[str, str],
         client_headers: Sequence[tuple[str, str]],
         fingerprint: str,
-    ) -> Manifest:
-        """Probe the canonical URIs and build the manifest; errors name the client's
-        spelling of each URI."""
+    ) -> tuple[Manifest, ZipLayout]:
+        """Probe the canonical URIs and build the manifest and its layout; errors name
+        the client's spelling of each URI."""
         fmt, redirect = request.response_format, request.error_redirect_uri
         headers = tuple(forwarded_headers(request, client_headers))
         try:
@@ -296,11 +296,12 @@ class ZipService:
             raise ZipError(exc.key, records, fmt=fmt, redirect_uri=redirect) from None
         names = member_names(objects)
         members = [ZipMember(n, o.size, o.mtime) for n, o in zip(names, objects, strict=True)]
-        past = plan_zip(members).first_past(MAX_ZIP_SIZE)
+        layout = plan_zip(members)
+        past = layout.first_past(MAX_ZIP_SIZE)
         if past is not None:
             too_large = [canonical[objects[past].uri]]
             raise ZipError("FAILED_FETCHING_URIS", too_large, fmt=fmt, redirect_uri=redirect)
-        return Manifest(
+        manifest = Manifest(
             id=request.request_id,
             file_name=request.file_name,
             response_format=fmt,
@@ -311,6 +312,7 @@ class ZipService:
             created=time.time(),
             fingerprint=fingerprint,
         )
+        return manifest, layout
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Purge expired manifests (their stored headers first of all) until cancelled:
@@ -372,12 +374,13 @@ class ZipService:
             self._manifests[manifest_id] = manifest
         return manifest
 
-    def source(self, manifest: Manifest) -> ZipSource:
-        """The manifest's :class:`ZipSource` (one per manifest, so CRC work is shared)."""
+    def source(self, manifest: Manifest, layout: ZipLayout | None = None) -> ZipSource:
+        """The manifest's :class:`ZipSource` (one per manifest, so CRC work is shared);
+        ``layout`` is its plan when the caller has it already."""
         source = self._sources.get(manifest.id)
         if source is None:
             source = ZipSource(
-                plan_zip(manifest.members),
+                layout if layout is not None else plan_zip(manifest.members),
                 manifest.objects,
                 self.fetcher,
                 manifest.headers,
