@@ -6,7 +6,7 @@ status is 1 if any of them exited non-zero (a missed target or an error), else 0
 
 Usage: ``python bench/run_all.py [NAME ...]`` (e.g. ``throughput fetch``) to run a subset.
 The scripts: throughput, small_requests, segmap, hashing, fetch (remote downloads),
-zip (zip-as-a-service).
+zip (zip-as-a-service), dirzip (directory zips, ``/api/zip``).
 """
 
 from __future__ import annotations
