@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -106,6 +106,15 @@ class DigestCache:
     def store(self, key: FileKey, digests: Digests) -> None:
         """Record ``digests`` for ``key`` (e.g. computed by :func:`hash_path`)."""
         self._store.store(key, digests)
+
+    def crc32s(self, keys: Sequence[FileKey]) -> list[int | None]:
+        """The cached CRC-32 of every key, or None (a few queries for any number of keys)."""
+        return self._store.crc32s(keys)
+
+    def store_crc32s(self, rows: Sequence[tuple[FileKey, int]]) -> None:
+        """Record the CRC-32 alone of each ``(key, crc32)`` (one transaction): what a
+        directory zip computes, without the other digests."""
+        self._store.store_crc32s(rows)
 
     async def get(self, key: FileKey, fd: int, *, need: Iterable[str] = ()) -> Digests:
         """The digests of ``key``: cached, or computed from ``fd`` in a worker thread.

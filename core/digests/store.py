@@ -1,10 +1,12 @@
-"""Where digests are kept: an in-memory LRU in front of a small SQLite table.
+"""Where digests are kept: an in-memory LRU in front of a small SQLite database.
 
 :class:`DigestStore` maps a file version (:class:`~slipstream.digests.values.FileKey`) to its
-:class:`~slipstream.digests.values.Digests`.  The database is in WAL mode in the state
-directory; every statement is a single-row lookup or insert, except an occasional trim
-that deletes the oldest rows beyond ``max_rows``.  A failing statement is logged and
-counts as a miss (it is only a cache).  Use from one thread only.
+:class:`~slipstream.digests.values.Digests` (table ``digests``), and, for a file only ever
+zipped, to its CRC-32 alone (table ``crc32s``: a directory zip needs nothing else, so it
+computes nothing else).  The database is in WAL mode in the state directory; a statement is
+a single-row lookup or insert, a batched lookup or insert of many CRC-32s (one transaction),
+or an occasional trim that deletes the oldest rows beyond ``max_rows``.  A failing
+statement is logged and counts as a miss (it is only a cache).  Use from one thread only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from slipstream.ext import ALGORITHMS
 from slipstream.statefiles import Kind, Schema, open_store
@@ -59,9 +62,21 @@ SCHEMA = Schema(
             "ALTER TABLE digests_v2 RENAME TO digests",
             "CREATE INDEX digests_created ON digests (created_at)",
         ),
+        (  # version 3: the CRC-32 alone of a file a directory zip read (see the module)
+            """CREATE TABLE crc32s (
+                dev INTEGER NOT NULL,
+                ino INTEGER NOT NULL,
+                size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL,
+                crc32 INTEGER NOT NULL,
+                created_at INTEGER NOT NULL,
+                PRIMARY KEY (dev, ino, size, mtime_ns)
+            )""",
+            "CREATE INDEX crc32s_created ON crc32s (created_at)",
+        ),
     ),
 )
-"""The digest cache: rebuilt by hashing the files again, so a cache; version 2."""
+"""The digest cache: rebuilt by hashing the files again, so a cache; version 3."""
 _SELECT = (
     f"SELECT {', '.join(ALGORITHMS)} FROM digests"
     " WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?"
@@ -71,8 +86,18 @@ _INSERT = (
     f" VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 _TRIM = (
-    "DELETE FROM digests WHERE rowid IN"
-    " (SELECT rowid FROM digests ORDER BY created_at, rowid LIMIT ?)"
+    "DELETE FROM {table} WHERE rowid IN"
+    " (SELECT rowid FROM {table} ORDER BY created_at, rowid LIMIT ?)"
+)
+_TABLES = ("digests", "crc32s")
+_KEYS_PER_QUERY = 500
+"""Inodes per batched CRC-32 lookup (a range of the primary key each)."""
+_SELECT_CRC32S = (
+    "SELECT ino, size, mtime_ns, crc32 FROM {table} WHERE dev = ? AND ino IN ({inodes})"
+)
+_INSERT_CRC32 = (
+    "INSERT OR REPLACE INTO crc32s (dev, ino, size, mtime_ns, crc32, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -158,6 +183,59 @@ class DigestStore:
         if self._inserts % self._trim_every == 0:
             self._trim()
 
+    def crc32s(self, keys: Sequence[FileKey]) -> list[int | None]:
+        """The CRC-32 of every key (from its full digests or a CRC-32-only row), or None;
+        a few queries for any number of keys (no query per key)."""
+        found: dict[tuple[int, int, int, int], int] = {}
+        wanted: dict[int, list[int]] = {}
+        """dev -> inodes still to look up."""
+        for key in keys:
+            hit = self._lru.get(key)
+            if hit is not None:
+                found[key.dev, key.ino, key.size, key.mtime_ns] = hit.crc32
+            else:
+                wanted.setdefault(key.dev, []).append(key.ino)
+        for table in _TABLES:
+            if self._db is None or not wanted:
+                break
+            try:
+                for dev, inodes in wanted.items():
+                    for start in range(0, len(inodes), _KEYS_PER_QUERY):
+                        batch = [_i64(ino) for ino in inodes[start : start + _KEYS_PER_QUERY]]
+                        query = _SELECT_CRC32S.format(
+                            table=table, inodes=",".join("?" * len(batch))
+                        )
+                        for ino, size, mtime_ns, crc32 in self._db.execute(
+                            query, [_i64(dev), *batch]
+                        ):
+                            found[dev, _u64(ino), size, mtime_ns] = crc32
+            except sqlite3.Error as exc:
+                self._failed("lookup in", exc)
+                break
+        return [found.get((k.dev, k.ino, k.size, k.mtime_ns)) for k in keys]
+
+    def store_crc32s(self, rows: Sequence[tuple[FileKey, int]]) -> None:
+        """Keep the CRC-32 alone of each ``(key, crc32)``, in one transaction."""
+        for _, value in rows:
+            if not 0 <= value <= 0xFFFFFFFF:
+                raise ValueError(f"not a CRC-32: {value}")
+        if self._db is None or not rows:
+            return
+        now = time.time_ns()
+        params = [(_i64(k.dev), _i64(k.ino), k.size, k.mtime_ns, value, now) for k, value in rows]
+        try:
+            with self._db:  # one transaction (the connection autocommits otherwise)
+                self._db.execute("BEGIN")
+                self._db.executemany(_INSERT_CRC32, params)
+        except sqlite3.Error as exc:
+            self._failed("insert into", exc)
+            return
+        self._worked()
+        before = self._inserts
+        self._inserts += len(rows)
+        if self._inserts // self._trim_every != before // self._trim_every:
+            self._trim()
+
     def close(self) -> None:
         """Close the database (idempotent)."""
         db, self._db = self._db, None
@@ -188,9 +266,10 @@ class DigestStore:
         if self._db is None:
             return
         try:
-            (rows,) = self._db.execute("SELECT count(*) FROM digests").fetchone()
-            if rows > self._max_rows:
-                self._db.execute(_TRIM, (rows - self._max_rows,))
+            for table in _TABLES:
+                (rows,) = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()
+                if rows > self._max_rows:
+                    self._db.execute(_TRIM.format(table=table), (rows - self._max_rows,))
         except sqlite3.Error as exc:
             self._failed("trimming", exc)
 

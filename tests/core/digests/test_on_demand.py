@@ -107,7 +107,7 @@ def test_a_version_1_store_is_migrated_with_its_rows(tmp_path: Path) -> None:
     finally:
         store.close()
     with sqlite3.connect(tmp_path / "digests.sqlite3") as check:
-        assert check.execute("PRAGMA user_version").fetchone() == (2,)
+        assert check.execute("PRAGMA user_version").fetchone() == (SCHEMA.version,)
 
 
 async def test_the_cache_completes_a_row_when_asked_and_only_then(tmp_path: Path) -> None:

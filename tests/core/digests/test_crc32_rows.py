@@ -1,0 +1,89 @@
+"""CRC-32-only rows: what a directory zip stores, looked up in batches."""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from pathlib import Path
+
+import pytest
+
+from slipstream.digests import DigestCache, FileKey, hash_path
+from slipstream.digests.store import SCHEMA
+from tests.helpers.digests import write
+
+
+def keys(count: int, dev: int = 7) -> list[FileKey]:
+    return [FileKey(dev, 1000 + i, i, 1_700_000_000_000_000_000 + i) for i in range(count)]
+
+
+async def test_many_crc32s_round_trip_in_batches(tmp_path: Path) -> None:
+    db = tmp_path / "d.sqlite3"
+    wanted = keys(1234) + keys(3, dev=(1 << 64) - 1)  # two devices, one past int64
+    rows = [(key, (key.ino * 2654435761) & 0xFFFFFFFF) for key in wanted[::2]]
+    with DigestCache(db) as cache:
+        assert cache.crc32s(wanted) == [None] * len(wanted)
+        cache.store_crc32s(rows)
+    with DigestCache(db) as cache:
+        found = cache.crc32s(wanted)
+    expected = dict(rows)
+    assert found == [expected.get(key) for key in wanted]
+
+
+async def test_a_row_matches_only_its_exact_version(tmp_path: Path) -> None:
+    (key,) = keys(1)
+    with DigestCache(tmp_path / "d.sqlite3") as cache:
+        cache.store_crc32s([(key, 5)])
+        newer = FileKey(key.dev, key.ino, key.size, key.mtime_ns + 1)
+        longer = FileKey(key.dev, key.ino, key.size + 1, key.mtime_ns)
+        assert cache.crc32s([newer, key, longer]) == [None, 5, None]
+
+
+async def test_full_digests_answer_too(tmp_path: Path) -> None:
+    path = write(tmp_path / "f", b"full digests")
+    key = FileKey.from_stat(path.stat())
+    with DigestCache(tmp_path / "d.sqlite3", lru_size=0) as cache:
+        cache.store(key, hash_path(path))
+        assert cache.crc32s([key]) == [zlib.crc32(b"full digests")]
+        assert cache.lookup(key) is not None and cache.lookup(keys(1)[0]) is None
+
+
+async def test_crc32_rows_are_trimmed_like_the_others(tmp_path: Path) -> None:
+    db = tmp_path / "d.sqlite3"
+    wanted = keys(10)
+    with DigestCache(db, max_rows=4, trim_every=3, lru_size=0) as cache:
+        for key in wanted:
+            cache.store_crc32s([(key, 1)])
+    with DigestCache(db, max_rows=4, lru_size=0) as cache:
+        assert cache.crc32s(wanted) == [None] * 6 + [1] * 4
+
+
+def test_a_value_that_is_not_a_crc32_is_refused(tmp_path: Path) -> None:
+    with DigestCache(tmp_path / "d.sqlite3") as cache, pytest.raises(ValueError):
+        cache.store_crc32s([(keys(1)[0], 1 << 32)])
+
+
+def test_a_version_2_cache_gains_the_table_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "d.sqlite3"
+    conn = sqlite3.connect(db)
+    for statement in (*SCHEMA.migrations[0], *SCHEMA.migrations[1]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    path = write(tmp_path / "f", b"kept")
+    key = FileKey.from_stat(path.stat())
+    with DigestCache(db, lru_size=0) as cache:
+        cache.store(key, hash_path(path))
+    with DigestCache(db, lru_size=0) as cache:
+        assert cache.lookup(key) is not None
+        cache.store_crc32s([(keys(1)[0], 9)])
+        assert cache.crc32s([keys(1)[0], key]) == [9, zlib.crc32(b"kept")]
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (3,)
+
+
+async def test_a_closed_cache_finds_and_stores_nothing(tmp_path: Path) -> None:
+    cache = DigestCache(tmp_path / "d.sqlite3")
+    cache.close()
+    cache.store_crc32s([(keys(1)[0], 1)])
+    assert cache.crc32s(keys(1)) == [None]
