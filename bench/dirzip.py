@@ -26,6 +26,18 @@ files are read once before the rounds, so they are in the page cache throughout.
     fresh process per case, so the high-water mark is this case's alone).  Target:
     < 150 MiB.  The first byte and whole times are reported.
 
+(a) also has a side ``floor``, in the same rounds, on its own fresh server: a cold
+download (which leaves the server warm), then a warm download while, at the same moment,
+another process computes the CRC-32 of the three files as the server's CRC workers do
+(``os.preadv`` into a 1 MiB aligned buffer, ``slipstream.ext.crc``, 16 MiB pieces over 2
+threads, joined with ``slipstream.ext.combine``).  The process is started and ready
+before the clock and waits for a go line on its stdin.  The floor time runs from the go
+line (sent just before the request) until both the download and the CRC pass are done;
+the CRC pass is also timed alone, with no download.  Every CRC it computes must equal
+``zlib.crc32`` of the file (computed once before the rounds), else the run fails.  The
+floor is the lower bound, on this machine, of the design the server follows for a cold
+file (zero-copy ``sendfile`` plus a CRC read from the page cache); no pass/fail target.
+
 Every download is checked: status 200, ``Content-Length`` equal to the bytes read, the
 end-of-central-directory record at the end.  The downloads of (b) and (c) go to a file
 and are SHA-256'd as they arrive; those of the first round are opened with ``zipfile``
@@ -45,14 +57,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import select
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
+import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,6 +87,10 @@ TIMEOUT_S = 1800.0
 READ_SIZE = MIB  # the client's recv_into buffer
 CASES = ("a", "b", "c")
 CASE_DIRS = {"a": "big", "b": "small", "c": "rss"}
+# The floor's CRC pass, as the server's CRC workers for a large file (core/zip/localcrc.py):
+CRC_PIECE = 16 * MIB  # bytes of a file per CRC computation, joined with combine
+CRC_BUFFER = MIB  # each worker's aligned preadv buffer
+CRC_WORKERS = 2  # computations at once
 
 
 @dataclass(frozen=True)
@@ -269,6 +291,20 @@ def read_all(folder: Path) -> int:
     return total
 
 
+def zlib_crcs(paths: Sequence[Path]) -> list[int]:
+    """``zlib.crc32`` of each file (read in 1 MiB pieces): what the CRC pass must find."""
+    values = []
+    buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
+    for path in paths:
+        value = 0
+        with open(path, "rb", buffering=0) as handle:
+            while n := handle.readinto(buffer):
+                value = zlib.crc32(view[:n], value)
+        values.append(value)
+    return values
+
+
 def needed_bytes(sizes: Sizes, cases: Sequence[str]) -> int:
     """Disk space: (a)'s files and one download of their zip, the small zips, 1 GiB spare."""
     big = sizes.big_files * sizes.big_size if "a" in cases else 0
@@ -286,6 +322,137 @@ def zipfile_anchor(folder: Path, names: Sequence[str]) -> dict[str, Any]:
         for path, arcname in paths:
             z.write(path, arcname)
     return {"total_s": time.perf_counter() - began}
+
+
+# -- the floor's CRC pass ------------------------------------------------------------------
+
+
+def crc_pass(paths: Sequence[str]) -> list[int]:
+    """The CRC-32 of each file, computed as the server's CRC workers do for large files.
+
+    The files are cut into :data:`CRC_PIECE` pieces, queued in order; :data:`CRC_WORKERS`
+    threads take pieces from the queue, each opening the file and reading the piece with
+    ``os.preadv`` into its own :data:`CRC_BUFFER`-byte aligned buffer
+    (``slipstream.buffers.aligned_buffer``), ``slipstream.ext.crc`` after every read; a
+    file's pieces are joined with ``slipstream.ext.combine``.
+    """
+    from slipstream.buffers import aligned_buffer
+    from slipstream.ext import combine, crc
+
+    sizes = [os.stat(path).st_size for path in paths]
+    queue = deque(
+        (index, number, offset, min(CRC_PIECE, size - offset))
+        for index, size in enumerate(sizes)
+        for number, offset in enumerate(range(0, size, CRC_PIECE))
+    )
+    parts: list[list[int]] = [[0] * len(range(0, size, CRC_PIECE)) for size in sizes]
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with aligned_buffer(CRC_BUFFER) as buffer:
+                while not failures:
+                    try:
+                        index, number, offset, length = queue.popleft()  # atomic
+                    except IndexError:
+                        return
+                    fd = os.open(paths[index], os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        value = done = 0
+                        while done < length:
+                            want = min(len(buffer), length - done)
+                            got = os.preadv(fd, [buffer[:want]], offset + done)
+                            if not got:
+                                raise RuntimeError(f"{paths[index]} shrank")
+                            value = crc("crc32", buffer[:got], value)
+                            done += got
+                    finally:
+                        os.close(fd)
+                    parts[index][number] = value
+        except BaseException as exc:  # reported by the caller's thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(CRC_WORKERS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failures:
+        raise failures[0]
+    values = []
+    for size, pieces in zip(sizes, parts, strict=True):
+        total = pieces[0] if pieces else 0
+        for number, value in enumerate(pieces[1:], start=1):
+            total = combine("crc32", total, value, min(CRC_PIECE, size - number * CRC_PIECE))
+        values.append(total)
+    return values
+
+
+def crc_child(paths: Sequence[str]) -> int:
+    """``dirzip.py --crc-pass FILE...``: get ready, print ``ready``, wait for ``go`` on
+    stdin, run :func:`crc_pass`, print one JSON line (``began`` and ``ended`` on
+    ``CLOCK_MONOTONIC``, which every process shares; ``cpu_s``; ``crcs``)."""
+    # Imported before the clock (crc_pass imports them again, for free).
+    import slipstream.buffers
+    import slipstream.ext  # noqa: F401
+
+    for path in paths:
+        os.stat(path)
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 1
+    began, cpu = time.monotonic(), time.process_time()
+    values = crc_pass(paths)
+    ended = time.monotonic()
+    result = {"began": began, "ended": ended, "cpu_s": time.process_time() - cpu}
+    print(json.dumps({**result, "crcs": values}), flush=True)
+    return 0
+
+
+class CrcPass:
+    """A :func:`crc_child` process, started and ready: :meth:`go`, then :meth:`result`."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        command = [sys.executable, __file__, "--crc-pass", *map(str, paths)]
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60.0)
+        line = self.proc.stdout.readline() if ready else ""
+        if line.strip() != "ready":
+            self.close()
+            raise RuntimeError(f"CRC pass: the process did not get ready: {line!r}")
+
+    def go(self) -> None:
+        """Let it start."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def result(self, expected: Sequence[int]) -> dict[str, Any]:
+        """Its JSON line, once it is done; a ``RuntimeError`` if a CRC is not ``expected``."""
+        out, _ = self.proc.communicate(timeout=TIMEOUT_S)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"CRC pass: exit status {self.proc.returncode}")
+        result: dict[str, Any] = json.loads(out)
+        if result["crcs"] != list(expected):
+            got = [f"{v:08x}" for v in result["crcs"]]
+            want = [f"{v:08x}" for v in expected]
+            raise RuntimeError(f"CRC pass: CRC-32s {got}, zlib.crc32 says {want}")
+        return result
+
+    def close(self) -> None:
+        """Kill it if it still runs."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+    def __enter__(self) -> CrcPass:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- the cases -----------------------------------------------------------------------------
@@ -309,6 +476,7 @@ class Bench:
     root: Path
     tmp: Path
     sizes: Sizes
+    big_crcs: list[int] = field(default_factory=list)  # zlib.crc32 of (a)'s files
     server: DirZipServer = field(default_factory=DirZipServer)
     starts: int = 0
 
@@ -361,6 +529,39 @@ def cold_warm(bench: Bench, case: str, keep: str, tag: str) -> dict[str, Any]:
     return sample
 
 
+def floor(bench: Bench) -> dict[str, Any]:
+    """(a)'s floor on a fresh server: a cold download (dropped), then a warm one while a
+    :class:`CrcPass` runs at the same moment; then the CRC pass alone (server stopped).
+
+    Times on ``CLOCK_MONOTONIC`` from the go line, sent just before the request:
+    ``floor_s`` = until both are done.
+    """
+    paths = [bench.root / CASE_DIRS["a"] / name for name in big_names(bench.sizes)]
+    sample: dict[str, Any] = {"idle_rss_mib": bench.fresh()}
+    sample["cold"] = bench.download("a", None).sample()
+    time.sleep(0.2)  # as cold_warm: let the server settle
+    with CrcPass(paths) as child:
+        began = time.monotonic()
+        child.go()
+        warm = bench.download("a", None)
+        warm_end = time.monotonic()
+        crc = child.result(bench.big_crcs)
+    bench.server.stop()
+    with CrcPass(paths) as child:
+        child.go()
+        alone = child.result(bench.big_crcs)
+    sample["warm"] = warm.sample()
+    sample["floor_s"] = max(warm_end, crc["ended"]) - began
+    sample["warm_end_s"] = warm_end - began
+    sample["crc_start_s"] = crc["began"] - began
+    sample["crc_end_s"] = crc["ended"] - began
+    sample["crc_s"] = crc["ended"] - crc["began"]
+    sample["crc_cpu_s"] = crc["cpu_s"]
+    sample["crc_alone_s"] = alone["ended"] - alone["began"]
+    sample["crc_alone_cpu_s"] = alone["cpu_s"]
+    return sample
+
+
 Side = Callable[[str], dict[str, Any]]  # one measurement, given a tag for its files
 
 
@@ -374,7 +575,10 @@ def plan(bench: Bench, cases: Sequence[str]) -> dict[str, dict[str, Side]]:
         return lambda tag: cold_warm(bench, case, "verify" if tag.endswith("-r0") else "hash", tag)
 
     sides: dict[str, dict[str, Side]] = {
-        "a": {"slipstream": lambda tag: cold_warm(bench, "a", "drop", tag)},
+        "a": {
+            "slipstream": lambda tag: cold_warm(bench, "a", "drop", tag),
+            "floor": lambda tag: floor(bench),
+        },
         "b": {
             "zipfile": lambda tag: zipfile_anchor(small, case_names("b", sizes)),
             "slipstream": tiny("b"),
@@ -388,6 +592,12 @@ def describe(side: str, sample: dict[str, Any]) -> str:
     """A sample as a progress line."""
     if side == "zipfile":
         return f"{sample['total_s']:.2f} s"
+    if side == "floor":
+        return (
+            f"{sample['floor_s']:.2f} s (warm download {sample['warm']['total_s']:.2f} s, CRC "
+            f"pass {sample['crc_s']:.2f} s, at once); CRC pass alone {sample['crc_alone_s']:.2f}"
+            f" s, CPU {sample['crc_alone_cpu_s']:.2f} s"
+        )
     cold, warm = sample["cold"], sample["warm"]
     return (
         f"first byte cold {cold['first_body_s'] * 1e3:.1f} ms, warm "
@@ -420,7 +630,8 @@ def measure(bench: Bench, cases: Sequence[str]) -> dict[str, Any]:
         samples = raw[case]["slipstream"]
         hashed = [raw["a"]["check"]] if case == "a" else samples  # (a)'s timed ones: no hash
         hashes = {s[t]["sha256"] for s in hashed for t in ("cold", "warm")}
-        lengths = {s[t]["bytes"] for s in [*samples, *hashed] for t in ("cold", "warm")}
+        floors = raw[case].get("floor", [])
+        lengths = {s[t]["bytes"] for s in [*samples, *hashed, *floors] for t in ("cold", "warm")}
         if len(hashes) != 1 or "" in hashes or len(lengths) != 1:
             raise RuntimeError(f"({case}): the zips differ: SHA-256 {hashes}, lengths {lengths}")
     return raw
@@ -447,6 +658,9 @@ def run(sizes: Sizes, cases: Sequence[str], tmpdir: str | None) -> dict[str, Any
         log(f"dirzip: files written in {time.monotonic() - began:.1f} s; reading them once")
         read_all(root)
         bench = Bench(root, tmp, sizes)
+        if "a" in cases:
+            names = big_names(sizes)
+            bench.big_crcs = zlib_crcs([root / CASE_DIRS["a"] / name for name in names])
         try:
             raw = measure(bench, cases)
         finally:
@@ -467,7 +681,13 @@ def run(sizes: Sizes, cases: Sequence[str], tmpdir: str | None) -> dict[str, Any
         "ZIP_STORED of the same files and names to /dev/null in the benchmark's process (the "
         "file list made beforehand), "
         "wall time. RSS = the server's VmHWM after the cold and the warm download (a fresh "
-        "process per case and round), max over rounds",
+        "process per case and round), max over rounds. (a) floor, same rounds, own fresh "
+        "server: after a cold download, a warm one while another process (started and ready "
+        "before, released by a go line on stdin sent just before the request) computes the "
+        "CRC-32 of the files as the server's CRC workers do (os.preadv into a 1 MiB aligned "
+        "buffer, slipstream.ext.crc, 16 MiB pieces over 2 threads, joined with combine); floor "
+        "= from the go line until both are done (CLOCK_MONOTONIC); the CRC pass also timed "
+        "alone; its CRCs checked against zlib.crc32",
         "sizes": asdict(sizes),
         "cases": list(cases),
         "targets": TARGETS,
@@ -479,6 +699,7 @@ def run(sizes: Sizes, cases: Sequence[str], tmpdir: str | None) -> dict[str, Any
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--crc-pass", nargs="+", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
     parser.add_argument("--cases", default=",".join(CASES), help="a subset of a,b,c")
@@ -501,6 +722,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; 0 if every target is met, 1 if not, 2 if it cannot run."""
     args = parse_args(argv)
+    if args.crc_pass:  # the floor's CRC pass, in its own process
+        return crc_child(args.crc_pass)
     sizes: Sizes = args.sizes
     cases: list[str] = args.case_list
     where = Path(args.tmpdir or tempfile.gettempdir())
