@@ -52,6 +52,14 @@ _RESERVED: Final = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"]
 )
+# The names safe_filename returns unchanged without normalising them: printable ASCII
+# without an _UNSAFE character, no leading space, no trailing space or dot, at most
+# MAX_NAME_BYTES long (ASCII is one byte a character and already NFC).  Derived from
+# _UNSAFE so the two cannot disagree; a reserved device name still takes the long way.
+_PLAIN_CHARS: Final = "".join(
+    re.escape(c) for c in map(chr, range(0x20, 0x7F)) if _UNSAFE.match(c) is None
+)
+_PLAIN: Final = re.compile(rf"(?! )[{_PLAIN_CHARS}]{{1,{MAX_NAME_BYTES}}}(?<![ .])")
 # An extension: a final dot-suffix of 1-16 characters without dots or whitespace; a
 # ".tar" just before it joins it (".tar.gz").  Leading dots never start one (".bashrc").
 _EXTENSION: Final = re.compile(r"(?<=[^.])((?:\.[Tt][Aa][Rr])?\.[^.\s]{1,16})$")
@@ -165,11 +173,25 @@ def safe_filename(name: str, default: str = "download") -> str:
     a ``_`` prefix; longer than 255 UTF-8 bytes it is cut, keeping the extension.
     An empty result gives ``default`` (which should itself be safe).
     """
+    # The common case first (a plain ASCII name, e.g. every file of a directory zip):
+    # the general path below would return it unchanged, at five times the cost.
+    if _PLAIN.fullmatch(name) is not None and not _is_reserved(name):
+        return name
+    return _made_safe(name, default)
+
+
+def _is_reserved(name: str) -> bool:
+    """Whether ``name`` is a Windows device name, maybe with an extension (``nul.txt``)."""
+    return name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED
+
+
+def _made_safe(name: str, default: str) -> str:
+    """:func:`safe_filename` without its fast path for plain ASCII names."""
     name = _UNSAFE.sub("_", unicodedata.normalize("NFC", name))
     name = name.strip().rstrip(". ")
     if not name:
         return default
-    if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+    if _is_reserved(name):
         name = "_" + name
     stem, ext = split_extension(name)
     name = _fit(stem, ext).rstrip(". ")
@@ -191,6 +213,8 @@ def numbered(name: str, n: int) -> str:
 
 def _key(name: str) -> str:
     """Case- and normalisation-insensitive comparison key of a name."""
+    if name.isascii():  # the same key: ASCII is NFC, and its casefold is its lower()
+        return name.lower()
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 
@@ -202,12 +226,14 @@ def deduplicate(names: Sequence[str]) -> list[str]:
     input, wherever it appears, so ``["a.txt", "a.txt", "a (1).txt"]`` gives
     ``["a.txt", "a (2).txt", "a (1).txt"]``.
     """
-    originals = {_key(name) for name in names}
+    keys = [_key(name) for name in names]
+    originals = set(keys)
+    if len(originals) == len(keys):  # already unique (the common case): nothing to number
+        return list(names)
     taken: set[str] = set()
     next_n: dict[str, int] = {}
     result: list[str] = []
-    for name in names:
-        key = _key(name)
+    for name, key in zip(names, keys, strict=True):
         if key not in taken:
             taken.add(key)
             result.append(name)
@@ -240,4 +266,4 @@ _PART_NAME = re.compile(r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 
 def is_part_file(name: str) -> bool:
     """Whether ``name`` is a running (or interrupted) job's ``.part`` file."""
-    return _PART_NAME.fullmatch(name) is not None
+    return name.endswith(PART_SUFFIX) and _PART_NAME.fullmatch(name) is not None
