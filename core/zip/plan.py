@@ -23,6 +23,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Final
 from typing import Literal as TypingLiteral
 
@@ -96,12 +97,120 @@ def _central_length(name_len: int, size: int, offset: int) -> int:
     return _CENTRAL_BASE + name_len + extra
 
 
-def _check_name(name: str) -> None:
-    if not name or len(name.encode("utf-8")) > 0xFFFF:
-        raise ValueError(f"invalid member name {name!r}")
-    for segment in name.split("/"):
-        if not segment or safe_filename(segment, default="") != segment:
+def _checked_names(members: Sequence[ZipMember]) -> list[bytes]:
+    """The names in UTF-8 once every member is checked, in order (see :func:`plan_zip`);
+    raises the ``ValueError`` of the first member that fails, else of the clash."""
+    seen: set[str] = set()
+    directories: set[str] = set()  # every proper directory prefix of every name
+    safe_folders: set[str] = set()  # the directory parts already checked
+    encoded: list[bytes] = []
+    for member in members:
+        name = member.name
+        data = name.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError here
+        if not name or len(data) > 0xFFFF:
+            raise ValueError(f"invalid member name {name!r}")
+        folder, slash, base = name.rpartition("/")
+        if not _is_safe_segment(base) or (
+            slash
+            and folder not in safe_folders
+            and not all(_is_safe_segment(segment) for segment in folder.split("/"))
+        ):
             raise ValueError(f"unsafe member name {name!r}")
+        if slash:
+            safe_folders.add(folder)
+        encoded.append(data)
+        if member.size < 0:
+            raise ValueError(f"negative size for {name!r}")
+        key = name.casefold()
+        if key in seen:
+            raise ValueError(f"duplicate member name {name!r}")
+        seen.add(key)
+        _add_folders(directories, key)
+    clash = seen & directories
+    if clash:
+        raise ValueError(f"member names used as directories too: {sorted(clash)}")
+    return encoded
+
+
+def _is_safe_segment(segment: str) -> bool:
+    return bool(segment) and safe_filename(segment, default="") == segment
+
+
+def _add_folders(directories: set[str], key: str) -> None:
+    """Add every proper directory prefix of ``key``; one already there came with its
+    own parents, so the walk up stops at the first one found."""
+    folder = key.rpartition("/")[0]
+    while folder and folder not in directories:
+        directories.add(folder)
+        folder = folder.rpartition("/")[0]
+
+
+def _all_valid(members: Sequence[ZipMember], names: list[str], encoded: list[bytes]) -> bool:
+    """True only if :func:`_checked_names` accepts ``members``: the same checks, each
+    over every member at once (a directory's segments once), with no error to order."""
+    if not all(names) or max(map(len, encoded), default=0) > 0xFFFF:
+        return False
+    if min((m.size for m in members), default=0) < 0:
+        return False
+    folders: set[str] = set()
+    add_folder = folders.add
+    for name in names:  # safe_filename(s) == s is _is_safe_segment(s): "" gives "download"
+        folder, slash, base = name.rpartition("/")
+        if safe_filename(base) != base:
+            return False
+        if slash:
+            add_folder(folder)
+    if not all(safe_filename(s) == s for folder in folders for s in folder.split("/")):
+        return False
+    keys = list(map(str.casefold, names))
+    seen = set(keys)
+    if len(seen) != len(keys):
+        return False
+    directories: set[str] = set()
+    for key in keys:
+        _add_folders(directories, key)
+    return not seen & directories
+
+
+# The largest local header plus descriptor of a member, without its name.
+_MEMBER_OVERHEAD: Final = _LOCAL_BASE + _LOCAL_ZIP64_EXTRA + _DESCRIPTOR_ZIP64
+
+
+def _fits_without_zip64(sizes: Sequence[int], names: Sequence[bytes]) -> bool:
+    """True when no member can be zip64: even the end of the last one stays below
+    0xFFFFFFFF, whatever records the others use."""
+    bound = sum(sizes) + sum(map(len, names)) + _MEMBER_OVERHEAD * len(sizes)
+    return bound < _U32_MAX
+
+
+def _small_layout(sizes: list[int], names: list[bytes]) -> tuple[list[int], list[bool], int]:
+    """:func:`_layout` of a zip in which no member is zip64, computed in bulk: the piece
+    starts are the running sums of the piece lengths."""
+    n = len(sizes)
+    lengths = [_DESCRIPTOR] * (3 * n)
+    lengths[0::3] = [_LOCAL_BASE + len(name) for name in names]
+    lengths[1::3] = sizes
+    central_size = _CENTRAL_BASE * n + sum(map(len, names))
+    return list(accumulate(lengths, initial=0)), [False] * n, central_size
+
+
+def _layout(sizes: Sequence[int], names: Sequence[bytes]) -> tuple[list[int], list[bool], int]:
+    """The start of every piece (header, data, descriptor of each member, then the central
+    part), which members are zip64, and the central directory's size."""
+    starts: list[int] = []
+    zip64: list[bool] = []
+    offset = 0
+    central_size = 0
+    for size, name in zip(sizes, names, strict=True):
+        is64 = needs_zip64(size, offset)
+        data = offset + _LOCAL_BASE + len(name) + (_LOCAL_ZIP64_EXTRA if is64 else 0)
+        descriptor = data + size
+        starts += (offset, data, descriptor)
+        zip64.append(is64)
+        central_size += _central_length(len(name), size, offset)
+        offset = descriptor + (_DESCRIPTOR_ZIP64 if is64 else _DESCRIPTOR)
+    starts.append(offset)
+    return starts, zip64, central_size
 
 
 class ZipLayout:
@@ -132,27 +241,23 @@ class ZipLayout:
     #: True iff the archive has the zip64 end record and locator.
     zip64_end: bool
 
-    def __init__(self, members: Sequence[ZipMember]) -> None:
+    def __init__(
+        self, members: Sequence[ZipMember], encoded: Sequence[bytes] | None = None
+    ) -> None:
+        """``encoded``: the names in UTF-8, when the caller has them already."""
         self.members = tuple(members)
-        self._encoded = [m.name.encode("utf-8") for m in self.members]
+        if encoded is None:
+            encoded = [m.name.encode("utf-8") for m in self.members]
+        self._encoded = list(encoded)
         self._mtimes = [DOS_EPOCH if m.mtime is None else m.mtime for m in self.members]
         # _starts[3 * i + k]: start of piece k (header, data, descriptor) of member i;
         # _starts[3 * n]: start of the central part.
-        starts: list[int] = []
-        zip64: list[bool] = []
-        offset = 0
-        central_size = 0
-        for member, name in zip(self.members, self._encoded, strict=True):
-            is64 = needs_zip64(member.size, offset)
-            data = offset + _LOCAL_BASE + len(name) + (_LOCAL_ZIP64_EXTRA if is64 else 0)
-            descriptor = data + member.size
-            starts += (offset, data, descriptor)
-            zip64.append(is64)
-            central_size += _central_length(len(name), member.size, offset)
-            offset = descriptor + (_DESCRIPTOR_ZIP64 if is64 else _DESCRIPTOR)
-        starts.append(offset)
-        self._starts = starts
-        self._zip64 = zip64
+        sizes = [m.size for m in self.members]
+        if _fits_without_zip64(sizes, self._encoded):
+            self._starts, self._zip64, central_size = _small_layout(sizes, self._encoded)
+        else:
+            self._starts, self._zip64, central_size = _layout(sizes, self._encoded)
+        offset = self._starts[-1]
         self.central_offset = offset
         self.central_size = central_size
         self.zip64_end = needs_zip64_end(len(self.members), central_size, offset)
@@ -272,22 +377,15 @@ def plan_zip(members: Sequence[ZipMember]) -> ZipLayout:
     equal ignoring case, and no name may also be the directory of another
     (``a`` with ``a/b``).  Sizes must be >= 0.  Raises ``ValueError`` otherwise.
     """
-    seen: set[str] = set()
-    directories: set[str] = set()
-    for member in members:
-        _check_name(member.name)
-        if member.size < 0:
-            raise ValueError(f"negative size for {member.name!r}")
-        key = member.name.casefold()
-        if key in seen:
-            raise ValueError(f"duplicate member name {member.name!r}")
-        seen.add(key)
-        parts = key.split("/")
-        directories.update("/".join(parts[:j]) for j in range(1, len(parts)))
-    clash = seen & directories
-    if clash:
-        raise ValueError(f"member names used as directories too: {sorted(clash)}")
-    return ZipLayout(members)
+    names = [m.name for m in members]
+    try:
+        encoded = [name.encode("utf-8") for name in names]
+        valid = _all_valid(members, names, encoded)
+    except UnicodeEncodeError:
+        valid = False
+    if not valid:  # check member by member: the first to fail names the error
+        encoded = _checked_names(members)
+    return ZipLayout(members, encoded)
 
 
 def manifest_etag(members: Sequence[ZipMember], validators: Sequence[str]) -> str:
