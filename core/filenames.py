@@ -195,16 +195,26 @@ def _is_reserved(name: str) -> bool:
     return name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED
 
 
+def _strip_ends(name: str) -> str:
+    """``name`` without surrounding whitespace nor trailing dots, in any mix: ``a\xa0.``
+    gives ``a`` (``strip().rstrip(". ")`` left ``a\xa0``, which is not safe by the same
+    rule, so a second call changed it).  Linear: no regex to backtrack."""
+    name = name.strip()
+    while name.endswith("."):
+        name = name.rstrip(".").rstrip()
+    return name
+
+
 def _made_safe(name: str, default: str) -> str:
     """:func:`safe_filename` without its fast path for plain ASCII names."""
     name = _UNSAFE.sub("_", unicodedata.normalize("NFC", name))
-    name = name.strip().rstrip(". ")
+    name = _strip_ends(name)
     if not name:
         return default
     if _is_reserved(name):
         name = "_" + name
     stem, ext = split_extension(name)
-    name = _fit(stem, ext).rstrip(". ")
+    name = _strip_ends(_fit(stem, ext))
     return name or default
 
 

@@ -126,6 +126,9 @@ def test_url_filename(url: str, expected: str | None) -> None:
         ("COM10", "COM10"),
         ("AUXILIARY.txt", "AUXILIARY.txt"),
         ("trailing. . ", "trailing"),
+        ("0\u00a0.", "0"),  # whitespace other than a space before a trailing dot
+        ("a.\u2003.\u00a0", "a"),
+        ("\u3000x\u00a0. .", "x"),
         ("  padded  ", "padded"),
         (".bashrc", ".bashrc"),
         ("x\x00y", "x_y"),
@@ -137,6 +140,12 @@ def test_url_filename(url: str, expected: str | None) -> None:
 )
 def test_safe_filename(name: str, expected: str) -> None:
     assert safe_filename(name) == expected
+
+
+@pytest.mark.parametrize("name", ["0\u00a0.", "x\u2003. .", "y" * 250 + "\u00a0" * 10 + "z"])
+def test_safe_filename_is_idempotent(name: str) -> None:
+    safe = safe_filename(name)
+    assert safe_filename(safe) == safe
 
 
 def test_safe_filename_default() -> None:
