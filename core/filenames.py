@@ -234,7 +234,8 @@ def numbered(name: str, n: int) -> str:
 def _key(name: str) -> str:
     """Case- and normalisation-insensitive comparison key of a name."""
     if name.isascii():  # the same key: ASCII is NFC, and its casefold is its lower()
-        return name.lower()
+        key = name.lower()
+        return name if key == name else key  # no second copy kept of a lower-case name
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 

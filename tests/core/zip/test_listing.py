@@ -21,6 +21,7 @@ import slipstream.zip.listing as listing
 from slipstream.digests import FileKey
 from slipstream.filenames import deduplicate, is_part_file, part_name, safe_filename
 from slipstream.zip.listing import LocalEntry, list_entries
+from slipstream.zip.plan import ZipMember, manifest_etag, plan_zip
 
 JOB = "0b4a5e0c-1d2e-4f3a-8b9c-0123456789ab"
 
@@ -265,3 +266,16 @@ def test_same_entries_as_the_first_lister(
         hidden = [str(root / "a")] if hide_a else []
         entries = list_entries(str(root), hidden)
         assert rows(entries) == reference(str(root), hidden)
+
+
+def test_entries_are_members_of_a_plan_as_they_are(tmp_path: Path) -> None:
+    write(tmp_path / "a.txt", b"abc")
+    write(tmp_path / "d" / "b", b"")
+    os.utime(tmp_path / "a.txt", ns=(0, 1_700_000_000_999_999_999))
+    entries = list_entries(str(tmp_path))
+    members = [ZipMember(e.name, e.size, e.mtime) for e in entries]
+    direct, copied = plan_zip(entries), plan_zip(members)
+    assert direct.total == copied.total
+    assert [direct.header_bytes(i) for i in range(2)] == [copied.header_bytes(i) for i in range(2)]
+    assert direct.central_bytes([1, 2]) == copied.central_bytes([1, 2])
+    assert manifest_etag(entries, ["v"]) == manifest_etag(members, ["v"])

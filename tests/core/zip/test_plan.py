@@ -397,17 +397,24 @@ def _reference_check(members: Sequence[ZipMember]) -> None:
         raise ValueError(f"member names used as directories too: {sorted(clash)}")
 
 
-def _reference_starts(members: Sequence[ZipMember]) -> list[tuple[int, int, int, bool]]:
-    """(header, data, descriptor offset, zip64) of every member, one at a time."""
+def _reference_layout(
+    members: Sequence[ZipMember],
+) -> tuple[list[tuple[int, int, int, bool]], int]:
+    """(header, data, descriptor offset, zip64) of every member, one at a time, and the
+    central directory's size."""
     out = []
     offset = 0
+    central_size = 0
     for m in members:
         is64 = m.size >= 0xFFFFFFFF or offset >= 0xFFFFFFFF
         name = len(m.name.encode("utf-8"))
         data = offset + plan._LOCAL_BASE + name + (plan._LOCAL_ZIP64_EXTRA if is64 else 0)
         out.append((offset, data, data + m.size, is64))
+        fields = (2 if m.size >= 0xFFFFFFFF else 0) + (1 if offset >= 0xFFFFFFFF else 0)
+        extra = plan._ZIP64_EXTRA_BASE + 8 * fields if fields else 0
+        central_size += plan._CENTRAL_BASE + name + extra
         offset = data + m.size + (plan._DESCRIPTOR_ZIP64 if is64 else plan._DESCRIPTOR)
-    return out
+    return out, central_size
 
 
 _NEAR_SEGMENTS = ["a", "A", "b", "dir", "DIR", "CON", "con.txt", "x ", " x", "x.", "", "é"]
@@ -438,9 +445,10 @@ def test_plan_checks_and_lays_out_as_the_original(raw: list[tuple[str, int]]) ->
         (layout.header_offset(i), layout.data_offset(i), layout.descriptor_offset(i))
         for i in range(len(layout))
     ]
-    reference = _reference_starts(members)
+    reference, central_size = _reference_layout(members)
     assert starts == [r[:3] for r in reference]
     assert [layout.is_zip64(i) for i in range(len(layout))] == [r[3] for r in reference]
+    assert layout.central_size == central_size
     assert layout.total == ZipLayout(members).total
     assert layout.central_bytes([0] * len(members)) == ZipLayout(members).central_bytes(
         [0] * len(members)
@@ -460,3 +468,17 @@ def test_each_directory_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(calls) <= 1000 + 10 * 2  # not two or three calls per member
     with pytest.raises(ValueError, match="unsafe member name 'top/d9/CON'"):
         plan_zip([*members, ZipMember("top/d9/CON", 1, None)])
+
+
+@pytest.mark.parametrize("past", [-17, -16, -1, 0, 1, 15, 16, 17])
+def test_zip64_from_the_first_header_at_the_limit(past: int) -> None:
+    # member "a": its descriptor (16 bytes) ends `past` bytes after 0xFFFFFFFF, so the
+    # limit falls in its data, in its descriptor, or exactly at the next header
+    size = 0xFFFFFFFF - (plan._LOCAL_BASE + 1) - plan._DESCRIPTOR + past
+    members = [ZipMember("a", size, None), ZipMember("b", 3, None), ZipMember("c", 0, None)]
+    layout = plan_zip(members)
+    reference, central_size = _reference_layout(members)
+    assert [layout.header_offset(i) for i in range(3)] == [r[0] for r in reference]
+    assert [layout.is_zip64(i) for i in range(3)] == [r[3] for r in reference]
+    assert layout.central_size == central_size
+    assert layout.is_zip64(1) == (layout.header_offset(1) >= 0xFFFFFFFF)
