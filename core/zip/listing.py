@@ -8,10 +8,12 @@ or directories), special files, files without any read permission bit, the hidde
 ``.part`` files of running downloads, directories listed in ``hidden`` (the state dir),
 and whatever vanishes or cannot be read while the walk runs.
 
-It does blocking system calls, one ``lstat`` per regular file and one directory read per
-directory, and nothing else per file: call it in a worker thread
-(``trio.to_thread.run_sync``).  A listing of 20,000 files takes about as long as their
-``lstat`` calls; an entry keeps only what the zip needs (no ``os.stat_result``).
+It makes blocking system calls, one ``lstat`` per regular file and one directory read
+per directory, and no other per file (no path joins, no ``relpath``, each directory's
+safe name made once): call it in a worker thread (``trio.to_thread.run_sync``).  The
+``lstat`` calls are about half of its time, the Python work per file the other half.
+An entry keeps only what the zip needs (no ``os.stat_result``), and can be given to
+:func:`slipstream.zip.plan.plan_zip` as it is.
 """
 
 from __future__ import annotations
