@@ -52,6 +52,17 @@ _RESERVED: Final = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"]
 )
+# The names safe_filename returns unchanged without normalising them: printable ASCII
+# without an _UNSAFE character, no leading space, no trailing space or dot, at most
+# MAX_NAME_BYTES long (ASCII is one byte a character and already NFC), not a device
+# name.  _NOT_PLAIN finds any other character; it is derived from _UNSAFE so the two
+# cannot disagree (a search for it is cheaper than a regex with lookarounds at the ends).
+_PLAIN_CHARS: Final = "".join(
+    re.escape(c) for c in map(chr, range(0x20, 0x7F)) if _UNSAFE.match(c) is None
+)
+_NOT_PLAIN: Final = re.compile(f"[^{_PLAIN_CHARS}]")
+# What an ASCII device name starts with (a cheaper first test than _is_reserved).
+_DEVICE_PREFIXES: Final = frozenset(name[:3] for name in _RESERVED)
 # An extension: a final dot-suffix of 1-16 characters without dots or whitespace; a
 # ".tar" just before it joins it (".tar.gz").  Leading dots never start one (".bashrc").
 _EXTENSION: Final = re.compile(r"(?<=[^.])((?:\.[Tt][Aa][Rr])?\.[^.\s]{1,16})$")
@@ -165,14 +176,45 @@ def safe_filename(name: str, default: str = "download") -> str:
     a ``_`` prefix; longer than 255 UTF-8 bytes it is cut, keeping the extension.
     An empty result gives ``default`` (which should itself be safe).
     """
+    # The common case first (a plain ASCII name, e.g. every file of a directory zip):
+    # the general path would return it unchanged, at five times the cost.  Inline, as
+    # this runs once per member of a zip.
+    if (
+        0 < len(name) <= MAX_NAME_BYTES
+        and _NOT_PLAIN.search(name) is None
+        and name[0] != " "
+        and name[-1] not in ". "
+        and (name[:3].upper() not in _DEVICE_PREFIXES or not _is_reserved(name))
+    ):
+        return name
+    return _made_safe(name, default)
+
+
+def _is_reserved(name: str) -> bool:
+    """Whether ``name`` is a Windows device name, maybe with an extension (``nul.txt``)."""
+    return name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED
+
+
+def _strip_ends(name: str) -> str:
+    """``name`` without surrounding whitespace nor trailing dots, in any mix: ``a\xa0.``
+    gives ``a`` (``strip().rstrip(". ")`` left ``a\xa0``, which is not safe by the same
+    rule, so a second call changed it).  Linear: no regex to backtrack."""
+    name = name.strip()
+    while name.endswith("."):
+        name = name.rstrip(".").rstrip()
+    return name
+
+
+def _made_safe(name: str, default: str) -> str:
+    """:func:`safe_filename` without its fast path for plain ASCII names."""
     name = _UNSAFE.sub("_", unicodedata.normalize("NFC", name))
-    name = name.strip().rstrip(". ")
+    name = _strip_ends(name)
     if not name:
         return default
-    if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+    if _is_reserved(name):
         name = "_" + name
     stem, ext = split_extension(name)
-    name = _fit(stem, ext).rstrip(". ")
+    name = _strip_ends(_fit(stem, ext))
     return name or default
 
 
@@ -191,6 +233,9 @@ def numbered(name: str, n: int) -> str:
 
 def _key(name: str) -> str:
     """Case- and normalisation-insensitive comparison key of a name."""
+    if name.isascii():  # the same key: ASCII is NFC, and its casefold is its lower()
+        key = name.lower()
+        return name if key == name else key  # no second copy kept of a lower-case name
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 
@@ -202,12 +247,14 @@ def deduplicate(names: Sequence[str]) -> list[str]:
     input, wherever it appears, so ``["a.txt", "a.txt", "a (1).txt"]`` gives
     ``["a.txt", "a (2).txt", "a (1).txt"]``.
     """
-    originals = {_key(name) for name in names}
+    keys = [_key(name) for name in names]
+    originals = set(keys)
+    if len(originals) == len(keys):  # already unique (the common case): nothing to number
+        return list(names)
     taken: set[str] = set()
     next_n: dict[str, int] = {}
     result: list[str] = []
-    for name in names:
-        key = _key(name)
+    for name, key in zip(names, keys, strict=True):
         if key not in taken:
             taken.add(key)
             result.append(name)
@@ -240,4 +287,4 @@ _PART_NAME = re.compile(r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 
 def is_part_file(name: str) -> bool:
     """Whether ``name`` is a running (or interrupted) job's ``.part`` file."""
-    return _PART_NAME.fullmatch(name) is not None
+    return name.endswith(PART_SUFFIX) and _PART_NAME.fullmatch(name) is not None

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
-from typing import Final
+from itertools import accumulate, islice
+from typing import Final, Protocol
 from typing import Literal as TypingLiteral
 
 from slipstream.ext import (
@@ -31,7 +33,6 @@ from slipstream.ext import (
     data_descriptor,
     end_of_central_directory,
     local_file_header,
-    needs_zip64,
     needs_zip64_end,
     zip64_end_of_central_directory,
     zip64_end_of_central_directory_locator,
@@ -41,6 +42,7 @@ from slipstream.filenames import safe_filename
 
 __all__ = [
     "DOS_EPOCH",
+    "Member",
     "Piece",
     "PieceKind",
     "ZipLayout",
@@ -77,6 +79,18 @@ class ZipMember:
     mtime: int | None = None
 
 
+class Member(Protocol):
+    """What a plan reads of a member: a :class:`ZipMember`, or any value with these
+    attributes (the entries of a directory listing, without a copy of each)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime(self) -> int | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Piece:
     """Part of one piece of the zip: emit ``length`` bytes from ``skip`` into it.
@@ -90,18 +104,135 @@ class Piece:
     length: int
 
 
-def _central_length(name_len: int, size: int, offset: int) -> int:
-    fields = (2 if size >= _U32_MAX else 0) + (1 if offset >= _U32_MAX else 0)
-    extra = _ZIP64_EXTRA_BASE + 8 * fields if fields else 0
-    return _CENTRAL_BASE + name_len + extra
+def _dos_mtime(member: Member) -> int:
+    return DOS_EPOCH if member.mtime is None else member.mtime
 
 
-def _check_name(name: str) -> None:
-    if not name or len(name.encode("utf-8")) > 0xFFFF:
-        raise ValueError(f"invalid member name {name!r}")
-    for segment in name.split("/"):
-        if not segment or safe_filename(segment, default="") != segment:
+def _checked_names(members: Sequence[Member]) -> list[int]:
+    """The names' UTF-8 lengths once every member is checked, in order (see
+    :func:`plan_zip`); raises the ``ValueError`` of the first member that fails, else
+    of the clash."""
+    seen: set[str] = set()
+    directories: set[str] = set()  # every proper directory prefix of every name
+    safe_folders: set[str] = set()  # the directory parts already checked
+    lengths: list[int] = []
+    for member in members:
+        name = member.name
+        data = name.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError here
+        if not name or len(data) > 0xFFFF:
+            raise ValueError(f"invalid member name {name!r}")
+        folder, slash, base = name.rpartition("/")
+        if not _is_safe_segment(base) or (
+            slash
+            and folder not in safe_folders
+            and not all(_is_safe_segment(segment) for segment in folder.split("/"))
+        ):
             raise ValueError(f"unsafe member name {name!r}")
+        if slash:
+            safe_folders.add(folder)
+        lengths.append(len(data))
+        if member.size < 0:
+            raise ValueError(f"negative size for {name!r}")
+        key = name.casefold()
+        if key in seen:
+            raise ValueError(f"duplicate member name {name!r}")
+        seen.add(key)
+        _add_folders(directories, key)
+    clash = seen & directories
+    if clash:
+        raise ValueError(f"member names used as directories too: {sorted(clash)}")
+    return lengths
+
+
+def _is_safe_segment(segment: str) -> bool:
+    return bool(segment) and safe_filename(segment, default="") == segment
+
+
+def _add_folders(directories: set[str], key: str) -> None:
+    """Add every proper directory prefix of ``key``; one already there came with its
+    own parents, so the walk up stops at the first one found."""
+    folder = key.rpartition("/")[0]
+    while folder and folder not in directories:
+        directories.add(folder)
+        folder = folder.rpartition("/")[0]
+
+
+def _all_valid(members: Sequence[Member], names: list[str], lengths: list[int]) -> bool:
+    """True only if :func:`_checked_names` accepts ``members``: the same checks, each
+    over every member at once (a directory's segments once), with no error to order."""
+    if not all(names) or max(lengths, default=0) > 0xFFFF:
+        return False
+    if min((m.size for m in members), default=0) < 0:
+        return False
+    folders: set[str] = set()
+    add_folder = folders.add
+    for name in names:  # safe_filename(s) == s is _is_safe_segment(s): "" gives "download"
+        folder, slash, base = name.rpartition("/")
+        if safe_filename(base) != base:
+            return False
+        if slash:
+            add_folder(folder)
+    if not all(safe_filename(s) == s for folder in folders for s in folder.split("/")):
+        return False
+    # (a name already case-folded is its own key: no copy of it is kept)
+    seen = {n if k == n else k for n, k in zip(names, map(str.casefold, names), strict=True)}
+    if len(seen) != len(names):
+        return False
+    directories: set[str] = set()
+    for key in seen:
+        _add_folders(directories, key)
+    return not seen & directories
+
+
+# The largest local header plus descriptor of a member, without its name.
+_MEMBER_OVERHEAD: Final = _LOCAL_BASE + _LOCAL_ZIP64_EXTRA + _DESCRIPTOR_ZIP64
+
+
+def _piece_starts(
+    offset: int, sizes: Sequence[int], name_lengths: Sequence[int], zip64: Sequence[bool]
+) -> Iterator[int]:
+    """The start of every piece (header, data, descriptor) of members laid out from
+    ``offset``, whose zip64 status is known, then the end of the last: running sums."""
+    lengths = [0] * (3 * len(sizes))
+    lengths[0::3] = [
+        _LOCAL_BASE + length + (_LOCAL_ZIP64_EXTRA if is64 else 0)
+        for length, is64 in zip(name_lengths, zip64, strict=True)
+    ]
+    lengths[1::3] = sizes
+    lengths[2::3] = [_DESCRIPTOR_ZIP64 if is64 else _DESCRIPTOR for is64 in zip64]
+    return accumulate(lengths, initial=offset)
+
+
+def _layout(
+    sizes: Sequence[int], name_lengths: Sequence[int]
+) -> tuple[MutableSequence[int], list[bool], int]:
+    """``(starts, zip64, central_size)``: the start of every piece (header, data,
+    descriptor of each member, then the central part), which members are zip64, and the
+    central directory's size.
+
+    A member is zip64 when its size or its header offset is at least 0xFFFFFFFF
+    (``needs_zip64``).  Offsets only grow, so the pieces are laid out in bulk: first as
+    if only sizes counted, which is right up to the first header at or past the limit;
+    from that member on every one is zip64, and the rest is laid out again.  The starts
+    are kept as 64-bit integers (a list only past 2**64 bytes): 8 bytes each, not 36.
+    """
+    n = len(sizes)
+    big = [size >= _U32_MAX for size in sizes]
+    most = sum(sizes) + sum(name_lengths) + _MEMBER_OVERHEAD * n  # the end, at most
+    starts: MutableSequence[int] = array("Q") if most < 1 << 64 else []
+    starts.extend(_piece_starts(0, sizes, name_lengths, big))
+    first = min(n, (bisect_left(starts, _U32_MAX) + 2) // 3)  # first header at the limit
+    if first < n:
+        del starts[3 * first + 1 :]
+        tail = _piece_starts(starts[-1], sizes[first:], name_lengths[first:], [True] * (n - first))
+        starts.extend(islice(tail, 1, None))
+    zip64 = big[:first] + [True] * (n - first)
+    # Central records: zip64 extras of 8 bytes per field, sizes (2 fields) and offset.
+    big_before = sum(big[:first])
+    central_size = _CENTRAL_BASE * n + sum(name_lengths)
+    central_size += (_ZIP64_EXTRA_BASE + 16) * big_before
+    central_size += (_ZIP64_EXTRA_BASE + 8) * (n - first) + 16 * (sum(big) - big_before)
+    return starts, zip64, central_size
 
 
 class ZipLayout:
@@ -111,8 +242,6 @@ class ZipLayout:
     """
 
     __slots__ = (
-        "_encoded",
-        "_mtimes",
         "_starts",
         "_zip64",
         "central_offset",
@@ -122,7 +251,7 @@ class ZipLayout:
         "zip64_end",
     )
 
-    members: tuple[ZipMember, ...]
+    members: tuple[Member, ...]
     #: Length of the whole zip in bytes.
     total: int
     #: Offset of the central directory (the central part runs from here to ``total``).
@@ -132,27 +261,22 @@ class ZipLayout:
     #: True iff the archive has the zip64 end record and locator.
     zip64_end: bool
 
-    def __init__(self, members: Sequence[ZipMember]) -> None:
+    def __init__(
+        self, members: Sequence[Member], name_lengths: Sequence[int] | None = None
+    ) -> None:
+        """``name_lengths``: of the names in UTF-8, when the caller has them already.
+
+        Only offsets are kept per member (8 bytes each) besides ``members``: names are
+        encoded, and mtimes read, again when their records are rendered.
+        """
         self.members = tuple(members)
-        self._encoded = [m.name.encode("utf-8") for m in self.members]
-        self._mtimes = [DOS_EPOCH if m.mtime is None else m.mtime for m in self.members]
+        if name_lengths is None:
+            name_lengths = [len(m.name.encode("utf-8")) for m in self.members]
         # _starts[3 * i + k]: start of piece k (header, data, descriptor) of member i;
         # _starts[3 * n]: start of the central part.
-        starts: list[int] = []
-        zip64: list[bool] = []
-        offset = 0
-        central_size = 0
-        for member, name in zip(self.members, self._encoded, strict=True):
-            is64 = needs_zip64(member.size, offset)
-            data = offset + _LOCAL_BASE + len(name) + (_LOCAL_ZIP64_EXTRA if is64 else 0)
-            descriptor = data + member.size
-            starts += (offset, data, descriptor)
-            zip64.append(is64)
-            central_size += _central_length(len(name), member.size, offset)
-            offset = descriptor + (_DESCRIPTOR_ZIP64 if is64 else _DESCRIPTOR)
-        starts.append(offset)
-        self._starts = starts
-        self._zip64 = zip64
+        sizes = [m.size for m in self.members]
+        self._starts, self._zip64, central_size = _layout(sizes, name_lengths)
+        offset = self._starts[-1]
         self.central_offset = offset
         self.central_size = central_size
         self.zip64_end = needs_zip64_end(len(self.members), central_size, offset)
@@ -193,8 +317,9 @@ class ZipLayout:
 
     def header_bytes(self, i: int) -> bytes:
         """Member ``i``'s local file header (CRC and sizes 0: they are in the descriptor)."""
-        i = self._index(i)
-        return local_file_header(self._encoded[i], self._mtimes[i], zip64=self._zip64[i])
+        member = self.members[self._index(i)]
+        name, mtime = member.name.encode("utf-8"), _dos_mtime(member)
+        return local_file_header(name, mtime, zip64=self._zip64[i])
 
     def descriptor_bytes(self, i: int, crc32: int) -> bytes:
         """Member ``i``'s data descriptor given the CRC-32 of its data."""
@@ -205,11 +330,12 @@ class ZipLayout:
         """The central part (from :attr:`central_offset` to the end) given every CRC-32."""
         if len(crcs) != len(self.members):
             raise ValueError(f"{len(crcs)} CRCs for {len(self.members)} members")
+        starts = self._starts
         records = [
-            central_directory_header(name, mtime, crc, member.size, self._starts[3 * i], zip64=is64)
-            for i, (member, name, mtime, crc, is64) in enumerate(
-                zip(self.members, self._encoded, self._mtimes, crcs, self._zip64, strict=True)
+            central_directory_header(
+                m.name.encode("utf-8"), _dos_mtime(m), crc, m.size, starts[3 * i], zip64=is64
             )
+            for i, (m, crc, is64) in enumerate(zip(self.members, crcs, self._zip64, strict=True))
         ]
         entries, size, offset = len(self.members), self.central_size, self.central_offset
         if self.zip64_end:
@@ -263,7 +389,7 @@ class ZipLayout:
         return [p.index for p in self.pieces(start, stop) if p.kind == "descriptor"]
 
 
-def plan_zip(members: Sequence[ZipMember]) -> ZipLayout:
+def plan_zip(members: Sequence[Member]) -> ZipLayout:
     """The layout of a zip of ``members``, in the order given.
 
     Names must already be safe and unique: each ``/``-separated segment must be
@@ -272,25 +398,19 @@ def plan_zip(members: Sequence[ZipMember]) -> ZipLayout:
     equal ignoring case, and no name may also be the directory of another
     (``a`` with ``a/b``).  Sizes must be >= 0.  Raises ``ValueError`` otherwise.
     """
-    seen: set[str] = set()
-    directories: set[str] = set()
-    for member in members:
-        _check_name(member.name)
-        if member.size < 0:
-            raise ValueError(f"negative size for {member.name!r}")
-        key = member.name.casefold()
-        if key in seen:
-            raise ValueError(f"duplicate member name {member.name!r}")
-        seen.add(key)
-        parts = key.split("/")
-        directories.update("/".join(parts[:j]) for j in range(1, len(parts)))
-    clash = seen & directories
-    if clash:
-        raise ValueError(f"member names used as directories too: {sorted(clash)}")
-    return ZipLayout(members)
+    names = [m.name for m in members]
+    try:
+        # (UTF-8 lengths; each encoding is dropped at once, a manifest can be long)
+        lengths = [len(name.encode("utf-8")) for name in names]
+        valid = _all_valid(members, names, lengths)
+    except UnicodeEncodeError:
+        valid = False
+    if not valid:  # check member by member: the first to fail names the error
+        lengths = _checked_names(members)
+    return ZipLayout(members, lengths)
 
 
-def manifest_etag(members: Sequence[ZipMember], validators: Sequence[str]) -> str:
+def manifest_etag(members: Sequence[Member], validators: Sequence[str]) -> str:
     """A strong, quoted ETag for the zip of ``members`` whose upstreams gave ``validators``.
 
     SHA-256 over a canonical encoding of every name, size and mtime plus the upstream

@@ -9,11 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from slipstream import filenames
 from slipstream.filenames import (
     MAX_NAME_BYTES,
     deduplicate,
     disposition_filename,
+    is_part_file,
     numbered,
+    part_name,
     safe_filename,
     split_extension,
     url_filename,
@@ -123,6 +126,9 @@ def test_url_filename(url: str, expected: str | None) -> None:
         ("COM10", "COM10"),
         ("AUXILIARY.txt", "AUXILIARY.txt"),
         ("trailing. . ", "trailing"),
+        ("0\u00a0.", "0"),  # whitespace other than a space before a trailing dot
+        ("a.\u2003.\u00a0", "a"),
+        ("\u3000x\u00a0. .", "x"),
         ("  padded  ", "padded"),
         (".bashrc", ".bashrc"),
         ("x\x00y", "x_y"),
@@ -134,6 +140,12 @@ def test_url_filename(url: str, expected: str | None) -> None:
 )
 def test_safe_filename(name: str, expected: str) -> None:
     assert safe_filename(name) == expected
+
+
+@pytest.mark.parametrize("name", ["0\u00a0.", "x\u2003. .", "y" * 250 + "\u00a0" * 10 + "z"])
+def test_safe_filename_is_idempotent(name: str) -> None:
+    safe = safe_filename(name)
+    assert safe_filename(safe) == safe
 
 
 def test_safe_filename_default() -> None:
@@ -253,3 +265,66 @@ def test_hostile_names_end_up_safe_and_unique() -> None:
         ".._x (1)",
         "download",
     ]
+
+
+# --- the fast path of safe_filename and deduplicate -----------------------------------
+
+# Printable ASCII, the characters safe_filename replaces, and the ones that decide the
+# fast path at the ends of a name (space, dot), so near misses are frequent.
+_NEAR_ASCII = st.sampled_from([*map(chr, range(0x20, 0x7F)), " ", ".", "\t", "\x7f", "é"])
+_DEVICES = ["CON", "prn", "Aux", "nul", "COM1", "com9", "LPT3", "COM\u00b9", "CONIN$", "conout$"]
+
+
+def _near_misses() -> st.SearchStrategy[str]:
+    """Text that is almost, or just, a plain ASCII name: device names with suffixes,
+    spaces and dots at the ends, lengths around the 255-byte limit."""
+    plain = st.text(_NEAR_ASCII, max_size=20)
+    device = st.builds(
+        lambda d, spaces, rest: d + " " * spaces + rest,
+        st.sampled_from(_DEVICES),
+        st.integers(0, 2),
+        st.sampled_from(["", ".", ".txt", ". ", "x", "0", "$", ".tar.gz"]),
+    )
+    long = st.builds(
+        lambda n, ext, end: "a" * n + ext + end,
+        st.integers(240, 260),
+        st.sampled_from(["", ".txt", ".tar.gz", " x"]),
+        st.sampled_from(["", " ", ".", "b"]),
+    )
+    return st.one_of(plain, device, long, st.text(max_size=300))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_near_misses(), st.sampled_from(["download", "", "file"]))
+def test_the_fast_path_agrees_with_the_general_one(name: str, default: str) -> None:
+    assert safe_filename(name, default) == filenames._made_safe(name, default)
+
+
+def test_plain_ascii_names_skip_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def general(name: str, default: str) -> str:
+        calls.append(name)
+        return "general"
+
+    monkeypatch.setattr(filenames, "_made_safe", general)
+    plain = ["file00001.txt", "a b.tar.gz", "x" * 251 + ".txt", ".bashrc", "COM10", "[x]{y}~"]
+    assert [safe_filename(n) for n in plain] == plain
+    assert calls == []
+    others = ["CON.txt", " a", "a ", "a.", "x" * 256, "a:b", "été", "", "lpt1 .x"]
+    assert [safe_filename(n) for n in others] == ["general"] * len(others)
+    assert calls == others
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=20), st.text(_NEAR_ASCII, max_size=20)))
+def test_the_ascii_key_is_the_general_key(name: str) -> None:
+    general = unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+    assert filenames._key(name) == general
+
+
+def test_is_part_file() -> None:
+    job = "0b4a5e0c-1d2e-4f3a-8b9c-0123456789ab"
+    assert is_part_file(part_name(job)) and is_part_file(f".{job}.part")
+    for name in [f"{job}.part", f".{job}.part.txt", f".{job.upper()}.part", ".x.part", "a.part"]:
+        assert not is_part_file(name)

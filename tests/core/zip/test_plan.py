@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import slipstream.zip.plan as plan
 from slipstream.filenames import deduplicate, safe_filename
 from slipstream.zip.plan import DOS_EPOCH, ZipLayout, ZipMember, manifest_etag, plan_zip
 from tests.helpers.zip_layout import full_zip, render
@@ -367,3 +368,117 @@ def test_first_past_names_the_member_that_crosses_a_limit() -> None:
     assert layout.first_past(layout.central_offset) == 2  # only the central part is past
     huge = plan_zip([ZipMember("x", 2**62), ZipMember("y", 2**62)])
     assert huge.first_past(2**63 - 1) == 1
+
+
+# --- the same checks and layout as the member-by-member original ----------------------
+
+
+def _reference_check(members: Sequence[ZipMember]) -> None:
+    """The checks of the first plan_zip, one member at a time, every segment each time."""
+    seen: set[str] = set()
+    directories: set[str] = set()
+    for member in members:
+        name = member.name
+        if not name or len(name.encode("utf-8")) > 0xFFFF:
+            raise ValueError(f"invalid member name {name!r}")
+        for segment in name.split("/"):
+            if not segment or safe_filename(segment, default="") != segment:
+                raise ValueError(f"unsafe member name {name!r}")
+        if member.size < 0:
+            raise ValueError(f"negative size for {name!r}")
+        key = name.casefold()
+        if key in seen:
+            raise ValueError(f"duplicate member name {name!r}")
+        seen.add(key)
+        parts = key.split("/")
+        directories.update("/".join(parts[:j]) for j in range(1, len(parts)))
+    clash = seen & directories
+    if clash:
+        raise ValueError(f"member names used as directories too: {sorted(clash)}")
+
+
+def _reference_layout(
+    members: Sequence[ZipMember],
+) -> tuple[list[tuple[int, int, int, bool]], int]:
+    """(header, data, descriptor offset, zip64) of every member, one at a time, and the
+    central directory's size."""
+    out = []
+    offset = 0
+    central_size = 0
+    for m in members:
+        is64 = m.size >= 0xFFFFFFFF or offset >= 0xFFFFFFFF
+        name = len(m.name.encode("utf-8"))
+        data = offset + plan._LOCAL_BASE + name + (plan._LOCAL_ZIP64_EXTRA if is64 else 0)
+        out.append((offset, data, data + m.size, is64))
+        fields = (2 if m.size >= 0xFFFFFFFF else 0) + (1 if offset >= 0xFFFFFFFF else 0)
+        extra = plan._ZIP64_EXTRA_BASE + 8 * fields if fields else 0
+        central_size += plan._CENTRAL_BASE + name + extra
+        offset = data + m.size + (plan._DESCRIPTOR_ZIP64 if is64 else plan._DESCRIPTOR)
+    return out, central_size
+
+
+_NEAR_SEGMENTS = ["a", "A", "b", "dir", "DIR", "CON", "con.txt", "x ", " x", "x.", "", "é"]
+_NEAR_SEGMENTS += ["e\u0301", "a:b", "\ud800", "ß", "SS", "a" * 256]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(_NEAR_SEGMENTS), min_size=1, max_size=3).map("/".join),
+            st.sampled_from([0, 1, 7, -1, 0xFFFFFFFE, 0xFFFFFFFF, 5 * GiB]),
+        ),
+        max_size=6,
+    )
+)
+def test_plan_checks_and_lays_out_as_the_original(raw: list[tuple[str, int]]) -> None:
+    members = [ZipMember(name, size, None) for name, size in raw]
+    try:
+        _reference_check(members)
+    except ValueError as expected:
+        with pytest.raises(type(expected)) as got:
+            plan_zip(members)
+        assert str(got.value) == str(expected)
+        return
+    layout = plan_zip(members)
+    starts = [
+        (layout.header_offset(i), layout.data_offset(i), layout.descriptor_offset(i))
+        for i in range(len(layout))
+    ]
+    reference, central_size = _reference_layout(members)
+    assert starts == [r[:3] for r in reference]
+    assert [layout.is_zip64(i) for i in range(len(layout))] == [r[3] for r in reference]
+    assert layout.central_size == central_size
+    assert layout.total == ZipLayout(members).total
+    assert layout.central_bytes([0] * len(members)) == ZipLayout(members).central_bytes(
+        [0] * len(members)
+    )
+
+
+def test_each_directory_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def counting(name: str, default: str = "download") -> str:
+        calls.append(name)
+        return safe_filename(name, default)
+
+    monkeypatch.setattr(plan, "safe_filename", counting)
+    members = [ZipMember(f"top/d{d}/f{f}.txt", 1, None) for d in range(10) for f in range(100)]
+    assert len(plan_zip(members)) == 1000
+    assert len(calls) <= 1000 + 10 * 2  # not two or three calls per member
+    with pytest.raises(ValueError, match="unsafe member name 'top/d9/CON'"):
+        plan_zip([*members, ZipMember("top/d9/CON", 1, None)])
+
+
+@pytest.mark.parametrize("past", [-17, -16, -1, 0, 1, 15, 16, 17])
+def test_zip64_from_the_first_header_at_the_limit(past: int) -> None:
+    # member "a": its descriptor (16 bytes) ends `past` bytes after 0xFFFFFFFF, so the
+    # limit falls in its data, in its descriptor, or exactly at the next header
+    size = 0xFFFFFFFF - (plan._LOCAL_BASE + 1) - plan._DESCRIPTOR + past
+    members = [ZipMember("a", size, None), ZipMember("b", 3, None), ZipMember("c", 0, None)]
+    layout = plan_zip(members)
+    reference, central_size = _reference_layout(members)
+    assert [layout.header_offset(i) for i in range(3)] == [r[0] for r in reference]
+    assert [layout.is_zip64(i) for i in range(3)] == [r[3] for r in reference]
+    assert layout.central_size == central_size
+    assert layout.is_zip64(1) == (layout.header_offset(1) >= 0xFFFFFFFF)

@@ -1,0 +1,151 @@
+"""The members of a directory zip: which files, named how, in what order (blocking I/O).
+
+:func:`list_entries` walks a directory and returns its readable regular files as
+:class:`LocalEntry` values, sorted by entry name: the relative path with every segment
+made safe (:func:`slipstream.filenames.safe_filename`), made unique ignoring case
+(:func:`slipstream.filenames.deduplicate`).  Skipped: symlinks (never followed, to files
+or directories), special files, files without any read permission bit, the hidden
+``.part`` files of running downloads, directories listed in ``hidden`` (the state dir),
+and whatever vanishes or cannot be read while the walk runs.
+
+It makes blocking system calls, one ``lstat`` per regular file and one directory read
+per directory, and no other per file (no path joins, no ``relpath``, each directory's
+safe name made once): call it in a worker thread (``trio.to_thread.run_sync``).  The
+``lstat`` calls are about half of its time, the Python work per file the other half.
+An entry keeps only what the zip needs (no ``os.stat_result``), and can be given to
+:func:`slipstream.zip.plan.plan_zip` as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from itertools import islice
+from operator import eq, itemgetter
+from stat import S_ISREG
+from typing import Final, NamedTuple
+
+from slipstream.digests import FileKey
+from slipstream.filenames import PART_SUFFIX, deduplicate, is_part_file, safe_filename
+
+__all__ = ["LocalEntry", "list_entries"]
+
+_NS: Final = 1_000_000_000
+_by_name: Final = itemgetter(0)  # LocalEntry.name
+
+
+class LocalEntry(NamedTuple):
+    """One file to zip: its entry name, where it is, and its version when listed.
+
+    ``name`` is the zip entry name (relative path, ``/``-separated, every segment safe,
+    unique in its listing); ``path`` the file's path; ``dev``, ``ino``, ``size`` and
+    ``mtime_ns`` its ``lstat`` fields.  A named tuple: compact (no ``os.stat_result``
+    kept), immutable, and built in C by :func:`list_entries`.
+    """
+
+    name: str
+    path: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @property
+    def mtime(self) -> int:
+        """The mtime in whole seconds, exactly ``int(os.lstat(path).st_mtime)``.
+
+        That is not always ``mtime_ns // 10**9``: ``st_mtime`` is the double
+        ``seconds + nanoseconds * 1e-9``, which rounds up to the next second when the
+        nanoseconds are within a few hundred of it, and ``int()`` truncates toward zero
+        (a negative mtime).  The zip's timestamps and ETag have always used this value,
+        so it is computed the same way as ``os.stat`` does.
+        """
+        seconds, nanoseconds = divmod(self.mtime_ns, _NS)
+        return int(seconds + nanoseconds * 1e-9)
+
+    def version(self) -> str:
+        """``dev-ino-size-mtime_ns``: changes whenever the file (or its inode) does."""
+        return f"{self.dev}-{self.ino}-{self.size}-{self.mtime_ns}"
+
+    def key(self) -> FileKey:
+        """The digest cache key of this version of the file."""
+        return FileKey(self.dev, self.ino, self.size, self.mtime_ns)
+
+
+def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]:
+    """The readable regular files under ``directory`` (real path), sorted by entry name,
+    with safe unique names; nothing under a directory of ``hidden`` (real paths taken).
+
+    Names made equal by :func:`~slipstream.filenames.safe_filename` (``a:b`` and ``a_b``)
+    are numbered in the order of their raw paths, as ``os.walk`` with sorted names
+    would meet them.
+    """
+    hidden_real = frozenset(os.path.realpath(h) for h in hidden)
+    hidden_below = tuple(h + os.sep for h in hidden_real)
+    entries: list[LocalEntry] = []
+    append = entries.append
+    new = tuple.__new__  # LocalEntry(...) without the Python-level __new__ of a named tuple
+    last_dev = -1  # one int object for the device of every entry on it
+    # Directories still to list, with the safe name prefix of their files.  The order
+    # does not matter: the entries are sorted at the end.
+    pending: list[tuple[str, str]] = [(directory, "")]
+    while pending:
+        top, prefix = pending.pop()
+        if top in hidden_real or top.startswith(hidden_below):
+            continue
+        try:
+            with os.scandir(top) as scan:
+                listed = list(scan)
+        except OSError:  # unreadable, or gone since its parent was read: left out
+            continue
+        for entry in listed:
+            name = entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, f"{prefix}{safe_filename(name)}/"))
+                    continue
+                # (the suffix test first: it spares the call for almost every file)
+                if name.endswith(PART_SUFFIX) and is_part_file(name):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:  # gone since the directory was read
+                continue
+            mode = st.st_mode
+            if S_ISREG(mode) and mode & 0o444:  # as LocalStorage.open; no symlink
+                dev = st.st_dev
+                if dev == last_dev:
+                    dev = last_dev
+                else:
+                    last_dev = dev
+                name = prefix + safe_filename(name)
+                append(
+                    new(LocalEntry, (name, entry.path, dev, st.st_ino, st.st_size, st.st_mtime_ns))
+                )
+    entries.sort(key=_by_name)
+    names = list(map(_by_name, entries))
+    if any(map(eq, names, islice(names, 1, None))):
+        _order_ties(entries)
+        names = list(map(_by_name, entries))
+    unique = deduplicate(names)
+    if unique != names:
+        entries = [
+            e if e.name is name else e._replace(name=name)
+            for e, name in zip(entries, unique, strict=True)
+        ]
+    return entries
+
+
+def _order_ties(entries: list[LocalEntry]) -> None:
+    """Put each run of equal names (``entries`` is sorted by name) in raw path order.
+
+    Equal names have as many segments, so comparing their paths segment by segment
+    is the order of a depth-first walk listing each directory's names sorted.
+    """
+    start = 0
+    while start < len(entries):
+        stop = start + 1
+        while stop < len(entries) and entries[stop].name == entries[start].name:
+            stop += 1
+        if stop - start > 1:
+            entries[start:stop] = sorted(entries[start:stop], key=lambda e: e.path.split(os.sep))
+        start = stop
