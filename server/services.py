@@ -176,7 +176,9 @@ async def open_app(
         zip_streams.register(
             router, service=zip_service, public_url=config.public_url, background=background
         )
-        local_zip.register(router, config=config, root=spaces["root"], digests=digests)
+        local_zip.register(
+            router, config=config, root=spaces["root"], digests=digests, background=background
+        )
         yield Services(
             config=config,
             public_url=base,

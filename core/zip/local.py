@@ -1,197 +1,407 @@
-"""A directory of local storage as a resumable, deterministic STORED zip.
+"""A directory of local storage as a resumable, deterministic STORED zip, sent at once.
 
-Unlike a zip of remote objects, every byte is known once the CRCs are: they come from
-the digest cache (cold files are hashed first, at most two at a time), so the whole zip
-is an ordinary segment map of literals (headers, descriptors, central directory) and
-file slices sent with ``sendfile`` - Range, If-Range, HEAD and multipart come from the
-same reply logic as a single file.
+The layout comes from the listing alone (:mod:`slipstream.zip.listing`: names, sizes,
+mtimes) and never from the CRCs, so the bytes, the length and the ETag of a directory's
+zip are the same whether the digest cache knew its files or not, and the reply starts
+without hashing anything.  Every member is ``[local header][data][data descriptor]``;
+the CRC-32s are needed only in the descriptors and the central directory, and come
+from a :class:`~slipstream.zip.localcrc.LocalCrcBook`:
 
-Members are the readable regular files under the directory (symlinks, special files,
-files without read permission bits, the state dir and the hidden ``.part`` files of
-running downloads are skipped), in
-sorted path order, named by their relative path with every segment made safe.  Files are
-opened only when their bytes are sent (a few at a time), and a file whose size or mtime
-changed since the listing fails the reply instead of corrupting the zip.
+* a small file (at most :data:`~slipstream.zip.localcrc.SMALL_FILE`) is read whole, in
+  batches of many files per worker-thread hop, and its CRC is computed from the bytes
+  the reply sends (checked against a cached one: never trusted blindly);
+* a large file goes out zero-copy with ``sendfile``; its CRC, when not cached, is
+  computed meanwhile by a CRC worker reading the same pages, in parallel pieces;
+* a reply that does not stream a member whole (a resume in the middle of the zip) has
+  the CRCs it needs computed in the background from the moment it opens.
+
+Members are the readable regular files under the directory (see
+:func:`~slipstream.zip.listing.list_entries`).  A file that is no longer the version the
+listing saw (size, mtime or inode changed, or it vanished) stops the reply before that
+member's data descriptor: the connection closes short of its ``Content-Length``, so no
+client takes a corrupt zip for a whole one, and the next request lists the directory
+again and gets a new ETag.  When that is found before the reply's head (a range that
+needs the CRC first), the caller answers 503 instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import os
-import stat as stat_mod
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import trio
 
-from slipstream.digests import DigestCache, FileChanged, FileKey, OnChange, opened_file_digests
-from slipstream.filenames import deduplicate, is_part_file, safe_filename
+from slipstream.digests import DigestCache, FileChanged
 from slipstream.http.disposition import content_disposition
 from slipstream.http.reply import RFC9110, Refusal
 from slipstream.http.representation import Representation
 from slipstream.http.validators import Validators
-from slipstream.segments import FileSlice, Literal, Segment, SegmentMap
-from slipstream.send import BodyTruncated
+from slipstream.segments import FileSlice
+from slipstream.send import BodyTruncated, BodyWriter, StreamedBody
 
-from .crc import first_failure
-from .plan import ZipMember, manifest_etag, plan_zip
+from .listing import LocalEntry, list_entries
+from .localcrc import BATCH_BYTES, BATCH_FILES, SMALL_FILE, LocalCrcBook
+from .localfiles import check_listed, open_listed, read_files
+from .plan import Piece, ZipLayout, plan_zip
 
-__all__ = ["LocalEntry", "list_entries", "local_zip"]
+__all__ = ["LocalZipBody", "LocalZipSource", "listing_etag", "local_zip"]
 
-_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MAX_OPEN: Final = 4
-_HASHERS: Final = 2
+log = logging.getLogger("slipstream.zip")
 
-
-@dataclass(frozen=True, slots=True)
-class LocalEntry:
-    """One file to zip: its entry name, where it is, and the stat seen when listed."""
-
-    name: str
-    path: str
-    stat: os.stat_result
+_SLICE: Final = 256 * 1024
+"""Central-directory bytes rendered before they are written (a huge directory's central
+directory is streamed, never held whole)."""
 
 
-def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]:
-    """Regular files under ``directory`` (real path), sorted, with safe unique names."""
-    hidden_real = [os.path.realpath(h) for h in hidden]
-    found: list[tuple[str, str, os.stat_result]] = []
-    for top, dirs, files in os.walk(directory, followlinks=False):
-        if any(top == h or top.startswith(h + os.sep) for h in hidden_real):
-            dirs[:] = []
-            continue
-        dirs.sort()
-        for name in sorted(files):
-            if is_part_file(name):
+def _plan(directory: str, hidden: Sequence[str]) -> tuple[list[LocalEntry], ZipLayout]:
+    """List and plan (blocking: one worker-thread hop)."""
+    entries = list_entries(directory, hidden)
+    layout = plan_zip(entries)  # the entries are members as they are (no copies)
+    return entries, layout
+
+
+async def local_zip(
+    directory: str,
+    zip_name: str,
+    digests: DigestCache | None,
+    background: trio.Nursery,
+    hidden: Sequence[str] = (),
+) -> Representation[Refusal]:
+    """The zip of ``directory`` (a resolved real path) as a :class:`Representation`
+    (served under the RFC 9110 policy, like a file; its body is streamed, so several
+    ranges get the whole zip, as for the zip service).
+
+    CRCs missing from ``digests`` are computed in ``background`` while replies run;
+    the representation's ``on_done`` stops that work.
+    """
+    entries, layout = await trio.to_thread.run_sync(_plan, directory, hidden)
+    source = LocalZipSource(entries, layout, LocalCrcBook(entries, digests), background)
+    tag = listing_etag(entries)
+    return Representation(
+        body=source,
+        validators=Validators(tag, max((e.mtime for e in entries), default=0)),
+        policy=RFC9110,
+        content_type="application/zip",
+        headers=[("Content-Disposition", content_disposition(zip_name))],
+        on_done=source.close,
+    )
+
+
+def listing_etag(entries: Sequence[LocalEntry]) -> str:
+    """A strong, quoted ETag for the zip of ``entries``: SHA-256 over every member's
+    name, size and mtime (the zip's bytes) and file version (device, inode, mtime in
+    nanoseconds), fed in slices, so a directory of many files needs no big temporary
+    encoding.  Safe names hold no control character, so NUL and newline separate."""
+    digest = hashlib.sha256(b"slipstream directory zip 1\n")
+    lines: list[str] = []
+    for entry in entries:
+        lines.append(
+            f"{entry.name}\0{entry.size}\0{entry.mtime}\0{entry.dev}-{entry.ino}-{entry.mtime_ns}\n"
+        )
+        if len(lines) >= 4096:
+            digest.update("".join(lines).encode("utf-8", "surrogatepass"))
+            lines.clear()
+    digest.update("".join(lines).encode("utf-8", "surrogatepass"))
+    return f'"z-{digest.hexdigest()[:32]}"'
+
+
+class LocalZipSource:
+    """One listing of a directory, live: entries + layout + CRCs; makes the
+    :class:`LocalZipBody` of any byte range (a
+    :class:`~slipstream.http.representation.StreamedSource`)."""
+
+    __slots__ = ("background", "crcs", "entries", "layout")
+
+    def __init__(
+        self,
+        entries: Sequence[LocalEntry],
+        layout: ZipLayout,
+        crcs: LocalCrcBook,
+        background: trio.Nursery,
+    ) -> None:
+        self.entries = entries
+        self.layout = layout
+        self.crcs = crcs
+        self.background = background
+
+    @property
+    def total(self) -> int:
+        """The zip's length in bytes."""
+        return self.layout.total
+
+    def part(self, start: int, stop: int) -> LocalZipBody:
+        """The reply body of bytes ``[start, stop)`` (not opened yet)."""
+        return LocalZipBody(self, start, stop)
+
+    def close(self) -> None:
+        """Stop the CRC work and store what it computed (idempotent)."""
+        self.crcs.close()
+
+
+class _Descriptor:
+    """An open file as the source of a :class:`FileSlice`."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+class _ReadAhead:
+    """A batch of small files being read while the one before it is sent."""
+
+    __slots__ = ("batch", "done", "results")
+
+    def __init__(self, batch: list[int]) -> None:
+        self.batch = batch
+        self.done = trio.Event()
+        self.results: list[tuple[bytes, int] | FileChanged] = []
+
+
+class LocalZipBody(StreamedBody):
+    """``[start, stop)`` of a :class:`LocalZipSource`'s zip, produced while it is sent.
+
+    :meth:`open` before the head is sent waits for the CRCs the bytes before the first
+    member data need (``FileChanged`` if one of those files changed) and starts the
+    background CRCs the rest needs; :meth:`write` sends; :meth:`aclose` always follows.
+    """
+
+    def __init__(self, source: LocalZipSource, start: int, stop: int) -> None:
+        self.source = source
+        self.start = start
+        self.stop = stop
+        self._opened = False
+        self._read: dict[int, tuple[bytes, int] | FileChanged] = {}
+        self._ahead: _ReadAhead | None = None
+        self._nursery: trio.Nursery | None = None
+        self._fd = -1
+
+    @property
+    def total(self) -> int:
+        return self.stop - self.start
+
+    def _streams_whole(self, index: int) -> bool:
+        """Whether this reply sends every data byte of member ``index``."""
+        first = self.source.layout.data_offset(index)
+        return self.start <= first and first + self.source.entries[index].size <= self.stop
+
+    def _crcs_before_data(self) -> list[int]:
+        """Members whose CRC the bytes before this reply's first member data need."""
+        layout = self.source.layout
+        out: list[int] = []
+        for piece in layout.pieces(self.start, self.stop):
+            if piece.kind == "data":
+                break
+            if piece.kind == "descriptor":
+                out.append(piece.index)
+            elif piece.kind == "central":
+                return list(range(len(layout)))
+        return out
+
+    async def open(self) -> None:
+        """Get the reply ready up to its first member data (idempotent).
+
+        Raises ``FileChanged`` when a file whose CRC is needed first is no longer the
+        version listed (nothing has been sent: the caller answers 503).
+        """
+        if self._opened:
+            return
+        self._opened = True
+        source = self.source
+        crcs, entries, background = source.crcs, source.entries, source.background
+        before = self._crcs_before_data()
+        crcs.ensure(background, before)
+        # The other CRCs this reply needs, except those of the small files it streams
+        # whole (computed from the bytes it reads), from now on in the background.
+        later = [
+            i
+            for i in source.layout.crcs_needed(self.start, self.stop)
+            if crcs.known(i) is None
+            and not (entries[i].size <= SMALL_FILE and self._streams_whole(i))
+        ]
+        crcs.ensure(background, later)
+        for index in before:
+            await crcs.get(index, background)
+
+    async def write(self, out: BodyWriter) -> None:
+        """Send the bytes; a file that changed cuts the reply before its descriptor."""
+        try:
+            await self.open()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self._send(out)
+                finally:
+                    self._nursery = None
+                    nursery.cancel_scope.cancel()  # a batch read ahead is not needed
+        except FileChanged as exc:
+            log.warning("directory zip reply cut: %s", exc)
+            # What is buffered is correct (it ends before the changed member's
+            # descriptor): send it, so a resume has less to fetch again.
+            with contextlib.suppress(trio.BrokenResourceError, trio.TooSlowError, OSError):
+                await out.flush()
+            raise BodyTruncated(str(exc)) from exc
+        finally:
+            self._close_file()
+
+    async def _send(self, out: BodyWriter) -> None:
+        """Member by member: one the reply holds whole goes out as a unit (the common
+        case, without per-piece bookkeeping); the first and last may be partial."""
+        layout = self.source.layout
+        start, stop = self.start, self.stop
+        count = len(layout)
+        index = bisect_right(range(count), start, key=layout.header_offset) - 1
+        index = max(index, 0)
+        while index < count:
+            begin = layout.header_offset(index)
+            if begin >= stop:
+                break
+            end = layout.header_offset(index + 1) if index + 1 < count else layout.central_offset
+            if start <= begin and end <= stop:
+                await self._send_member(out, index)
+            elif end > start:
+                await self._send_pieces(out, layout.pieces(max(start, begin), min(stop, end)))
+            index += 1
+        if stop > layout.central_offset:
+            await self._send_pieces(out, layout.pieces(max(start, layout.central_offset), stop))
+
+    async def _send_member(self, out: BodyWriter, index: int) -> None:
+        """Header, data and descriptor of member ``index``."""
+        source = self.source
+        layout, crcs = source.layout, source.crcs
+        size = source.entries[index].size
+        if size <= SMALL_FILE:
+            data, value = await self._small(index) if size else (b"", 0)
+            crcs.record(index, value)
+            descriptor = layout.descriptor_bytes(index, value)
+            await out.write(b"".join((layout.header_bytes(index), data, descriptor)))
+            return
+        await out.write(layout.header_bytes(index))
+        await self._send_file(out, index, 0, size)
+        await out.write(layout.descriptor_bytes(index, await crcs.get(index, source.background)))
+
+    async def _send_pieces(self, out: BodyWriter, pieces: Iterable[Piece]) -> None:
+        source = self.source
+        layout, crcs, background = source.layout, source.crcs, source.background
+        for piece in pieces:
+            kind, index = piece.kind, piece.index
+            if kind == "header":
+                data = layout.header_bytes(index)
+            elif kind == "descriptor":
+                data = layout.descriptor_bytes(index, await crcs.get(index, background))
+            elif kind == "data":
+                await self._send_data(out, piece)
                 continue
-            path = os.path.join(top, name)
-            st = os.lstat(path)
-            if stat_mod.S_ISREG(st.st_mode) and st.st_mode & 0o444:  # as LocalStorage.open
-                relative = os.path.relpath(path, directory).split(os.sep)
-                found.append(("/".join(safe_filename(s) for s in relative), path, st))
-    found.sort(key=lambda item: item[0])
-    names = deduplicate([name for name, _, _ in found])
-    return [LocalEntry(n, path, st) for n, (_, path, st) in zip(names, found, strict=True)]
+            else:
+                await self._send_central(out, piece)
+                continue
+            if piece.skip or piece.length != len(data):
+                data = data[piece.skip : piece.skip + piece.length]
+            await out.write(data)
 
+    async def _send_data(self, out: BodyWriter, piece: Piece) -> None:
+        """Part of a member's data (a member the reply does not hold whole)."""
+        index = piece.index
+        if self.source.entries[index].size > SMALL_FILE:
+            await self._send_file(out, index, piece.skip, piece.length)
+            return
+        data, value = await self._small(index)
+        if piece.length == len(data):  # the data whole (its header or descriptor cut)
+            self.source.crcs.record(index, value)
+        await out.write(memoryview(data)[piece.skip : piece.skip + piece.length])
 
-class _OpenFiles:
-    """Opens member files on demand and keeps only the last few open."""
+    async def _send_file(self, out: BodyWriter, index: int, offset: int, length: int) -> None:
+        """``length`` bytes of a large member from ``offset``, with ``sendfile``."""
+        entry = self.source.entries[index]
+        self._close_file()
+        self._fd = open_listed(entry)
+        await out.write_segments([FileSlice(_Descriptor(self._fd), offset, length)])
+        check_listed(self._fd, entry)  # sent as listed, so its CRC (computed apart) fits
 
-    def __init__(self) -> None:
-        self._open: OrderedDict[str, int] = OrderedDict()
+    async def _small(self, index: int) -> tuple[bytes, int]:
+        """Small member ``index``'s bytes and CRC-32, read in a batch with the small
+        members after it in this reply (one worker-thread hop per batch); the next
+        batch is read while this one is sent."""
+        found = self._read.pop(index, None)
+        if found is None:
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead.batch[0] == index:
+                await ahead.done.wait()
+                batch, results = ahead.batch, ahead.results
+            else:
+                batch = self._small_batch(index)
+                results = await trio.to_thread.run_sync(read_files, self._entries(batch))
+            self._read = dict(zip(batch, results, strict=True))
+            found = self._read.pop(index)
+            following = self._small_batch(batch[-1] + 1)
+            if following and self._nursery is not None:
+                self._ahead = _ReadAhead(following)
+                self._nursery.start_soon(self._read_ahead, self._ahead)
+        if isinstance(found, FileChanged):
+            raise found
+        return found
 
-    def fd(self, entry: LocalEntry) -> int:
-        fd = self._open.pop(entry.path, None)
-        if fd is None:
-            fd = os.open(entry.path, _OPEN_FLAGS)
-            st = os.fstat(fd)
-            if (st.st_ino, st.st_size, st.st_mtime_ns) != (
-                entry.stat.st_ino,
-                entry.stat.st_size,
-                entry.stat.st_mtime_ns,
-            ):
-                os.close(fd)
-                raise BodyTruncated(f"{entry.name} changed since the zip was planned")
-            while len(self._open) >= _MAX_OPEN:
-                os.close(self._open.popitem(last=False)[1])
-        self._open[entry.path] = fd
-        return fd
+    def _entries(self, batch: list[int]) -> list[LocalEntry]:
+        entries = self.source.entries
+        return [entries[i] for i in batch]
 
-    def close(self) -> None:
-        while self._open:
-            os.close(self._open.popitem()[1])
+    async def _read_ahead(self, ahead: _ReadAhead) -> None:
+        try:
+            ahead.results = await trio.to_thread.run_sync(read_files, self._entries(ahead.batch))
+        finally:
+            ahead.done.set()
 
+    def _small_batch(self, index: int) -> list[int]:
+        """The small members with data in this reply from ``index`` on, up to a batch."""
+        entries, layout = self.source.entries, self.source.layout
+        batch: list[int] = []
+        size = 0
+        while index < len(entries) and len(batch) < BATCH_FILES and size < BATCH_BYTES:
+            if layout.data_offset(index) >= self.stop:
+                break
+            entry = entries[index]
+            if 0 < entry.size <= SMALL_FILE:
+                batch.append(index)
+                size += entry.size
+            index += 1
+        return batch
 
-class _LazyFile:
-    """A file slice source whose descriptor is opened when the bytes are sent."""
+    async def _send_central(self, out: BodyWriter, piece: Piece) -> None:
+        """The central part's bytes ``[skip, skip + length)``, rendered record by record."""
+        source = self.source
+        crcs, background = source.crcs, source.background
+        values: list[int] = []
+        for i in range(len(source.entries)):
+            value = crcs.known(i)
+            values.append(value if value is not None else await crcs.get(i, background))
+        first, end = piece.skip, piece.skip + piece.length
+        position = 0
+        pending = bytearray()
+        for record in source.layout.central_records(values):
+            following = position + len(record)
+            if following > first:
+                pending += record[max(first - position, 0) : end - position]
+                if len(pending) >= _SLICE:
+                    await out.write(pending)
+                    pending = bytearray()
+            position = following
+            if position >= end:
+                break
+        await out.write(pending)
 
-    __slots__ = ("entry", "files")
-
-    def __init__(self, files: _OpenFiles, entry: LocalEntry) -> None:
-        self.files = files
-        self.entry = entry
-
-    def fileno(self) -> int:
-        return self.files.fd(self.entry)
-
-
-class _ListedFile:
-    """A member file opened to be hashed, with the version seen when it was listed (so a
-    file that changed since counts as changed)."""
-
-    __slots__ = ("_fd", "stat")
-
-    def __init__(self, entry: LocalEntry) -> None:
-        self.stat = entry.stat
-        self._fd = os.open(entry.path, _OPEN_FLAGS)
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def close(self) -> None:
+    def _close_file(self) -> None:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
 
-
-async def _crc32s(entries: Sequence[LocalEntry], digests: DigestCache) -> list[int]:
-    """Every entry's CRC-32, from the digest cache or hashed now (two files at a time)."""
-    values: list[int] = [0] * len(entries)
-    limiter = trio.CapacityLimiter(_HASHERS)
-
-    async def one(index: int, entry: LocalEntry) -> None:
-        found = digests.lookup(FileKey.from_stat(entry.stat))
-        if found is None:
-            async with limiter:
-                listed = _ListedFile(entry)
-                try:
-                    _, found = await opened_file_digests(digests, listed, on_change=OnChange.FAIL)
-                except FileChanged:
-                    raise BodyTruncated(f"{entry.name} changed while it was hashed") from None
-                finally:
-                    listed.close()
-        values[index] = int.from_bytes(found.raw("crc32"), "big")
-
-    try:
-        async with trio.open_nursery() as nursery:
-            for index, entry in enumerate(entries):
-                if entry.stat.st_size:
-                    nursery.start_soon(one, index, entry)
-    except* BodyTruncated as group:
-        raise first_failure(group) from None  # not a group: the caller answers 503
-    return values
-
-
-async def local_zip(
-    directory: str, zip_name: str, digests: DigestCache, hidden: Sequence[str] = ()
-) -> Representation[Refusal]:
-    """The zip of ``directory`` (a resolved real path) as a :class:`Representation`
-    (served under the RFC 9110 policy, like a file).
-
-    Raises :class:`BodyTruncated` if a file changes while it is hashed.
-    """
-    entries = await trio.to_thread.run_sync(list_entries, directory, hidden)
-    members = [ZipMember(e.name, e.stat.st_size, int(e.stat.st_mtime)) for e in entries]
-    layout = plan_zip(members)
-    crcs = await _crc32s(entries, digests)
-    files = _OpenFiles()
-    segments: list[Segment] = []
-    for index, entry in enumerate(entries):
-        segments.append(Literal(layout.header_bytes(index)))
-        if entry.stat.st_size:
-            segments.append(FileSlice(_LazyFile(files, entry), 0, entry.stat.st_size))
-        segments.append(Literal(layout.descriptor_bytes(index, crcs[index])))
-    segments.append(Literal(layout.central_bytes(crcs)))
-    versions = [
-        f"{e.stat.st_dev}-{e.stat.st_ino}-{e.stat.st_size}-{e.stat.st_mtime_ns}" for e in entries
-    ]
-    mtimes = [int(e.stat.st_mtime) for e in entries]
-    return Representation(
-        body=SegmentMap(segments),
-        validators=Validators(manifest_etag(members, versions), max(mtimes, default=0)),
-        policy=RFC9110,
-        content_type="application/zip",
-        headers=[("Content-Disposition", content_disposition(zip_name))],
-        on_done=files.close,
-    )
+    async def aclose(self) -> None:
+        """Close the member file still open (if any)."""
+        self._close_file()

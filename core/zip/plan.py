@@ -328,21 +328,23 @@ class ZipLayout:
 
     def central_bytes(self, crcs: Sequence[int]) -> bytes:
         """The central part (from :attr:`central_offset` to the end) given every CRC-32."""
+        return b"".join(self.central_records(crcs))
+
+    def central_records(self, crcs: Sequence[int]) -> Iterator[bytes]:
+        """The records of the central part, in order (what :meth:`central_bytes` joins),
+        made one at a time: a reply streams a large central directory in pieces."""
         if len(crcs) != len(self.members):
             raise ValueError(f"{len(crcs)} CRCs for {len(self.members)} members")
         starts = self._starts
-        records = [
-            central_directory_header(
+        for i, (m, crc, is64) in enumerate(zip(self.members, crcs, self._zip64, strict=True)):
+            yield central_directory_header(
                 m.name.encode("utf-8"), _dos_mtime(m), crc, m.size, starts[3 * i], zip64=is64
             )
-            for i, (m, crc, is64) in enumerate(zip(self.members, crcs, self._zip64, strict=True))
-        ]
         entries, size, offset = len(self.members), self.central_size, self.central_offset
         if self.zip64_end:
-            records.append(zip64_end_of_central_directory(entries, size, offset))
-            records.append(zip64_end_of_central_directory_locator(offset + size))
-        records.append(end_of_central_directory(entries, size, offset))
-        return b"".join(records)
+            yield zip64_end_of_central_directory(entries, size, offset)
+            yield zip64_end_of_central_directory_locator(offset + size)
+        yield end_of_central_directory(entries, size, offset)
 
     def _index(self, i: int) -> int:
         if not 0 <= i < len(self.members):

@@ -34,6 +34,7 @@ IO_MODULES = {
     "slipstream.zip.ahead",
     "slipstream.zip.crc",
     "slipstream.zip.local",
+    "slipstream.zip.localcrc",
     "slipstream.zip.remote",
     "slipstream.zip.service",
     "slipstream.zip.stream",

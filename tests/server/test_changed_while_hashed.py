@@ -3,18 +3,22 @@
 The digest cache raises ``FileChanged`` when the file no longer has the version it was
 opened with; ``slipstream.digests.opened_file_digests`` turns that into each
 caller's policy.  Here the cache is made to report the change (``services.digests.get``
-raises it a given number of times), so no timing is involved.
+raises it a given number of times), so no timing is involved; a directory zip's CRC
+reads report it the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from slipstream.digests import Digests, FileChanged, FileKey
 from slipstream.wsprotocol import Status
+from slipstream.zip import localcrc
+from slipstream.zip.localfiles import Listed
 from tests.helpers.drive import URL, assert_error, post
 from tests.helpers.server import Served
 from tests.helpers.ws import connect, url_for
@@ -62,11 +66,22 @@ async def test_websocket_type7_is_status_6(served: Served, monkeypatch: pytest.M
 
 
 async def test_local_zip_is_503(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
-    changing(served, monkeypatch, times=1)
+    """A range that needs CRCs before its first member data (the end record needs every
+    one) finds a file changed while its CRC is computed: 503, before any byte."""
+    real = localcrc.read_files
+
+    def changed(entries: Sequence[Listed]) -> list[tuple[bytes, int] | FileChanged]:
+        found = real(entries)
+        found[0] = FileChanged(f"{entries[0].name} changed since the zip was planned")
+        return found
+
+    monkeypatch.setattr(localcrc, "read_files", changed)
     async with served.client() as client:
-        reply = await client.get("/api/zip", params={"path": ""}, headers=served.auth)
+        reply = await client.get(
+            "/api/zip", params={"path": ""}, headers={**served.auth, "Range": "bytes=-22"}
+        )
     assert reply.status_code == 503
-    assert "changed while it was hashed" in reply.json()["error"]
+    assert "changed since the zip was planned" in reply.json()["error"]
 
 
 async def test_drive_hashes_again_until_the_file_holds_still(
