@@ -80,7 +80,9 @@ async def local_zip(
     the representation's ``on_done`` stops that work.
     """
     entries, layout = await trio.to_thread.run_sync(_plan, directory, hidden)
-    source = LocalZipSource(entries, layout, LocalCrcBook(entries, digests), background)
+    crcs = LocalCrcBook(entries, digests)
+    crcs.start(background)
+    source = LocalZipSource(entries, layout, crcs, background)
     tag = listing_etag(entries)
     return Representation(
         body=source,

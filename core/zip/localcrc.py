@@ -2,9 +2,10 @@
 
 :class:`LocalCrcBook` is the local twin of :class:`~slipstream.zip.crc.CrcBook`: it knows
 every member's CRC-32 or finds it, so a reply never waits for CRCs up front.  The digest
-cache answers for every file at once (:meth:`~slipstream.digests.DigestCache.crc32s`,
-batched queries).  A small file that a reply streams whole gets its CRC on the way
-(:meth:`record`, from the bytes the reply read).  The others (large files, whose data go
+cache answers in the background (:meth:`~LocalCrcBook.load`: batched queries of
+:meth:`~slipstream.digests.DigestCache.crc32s`), so not even that delays a first byte.
+A small file that a reply streams whole gets its CRC on the way (:meth:`record`, from
+the bytes the reply read).  The others (large files, whose data go
 out with ``sendfile``, and files before a resumed range) are computed from disk by a
 couple of workers, in ``trio.to_thread``: small files many per thread hop
 (:data:`BATCH_FILES`, :data:`BATCH_BYTES`), large files in :data:`CHUNK` pieces read in
@@ -94,7 +95,8 @@ class _Chunk:
 class LocalCrcBook:
     """Every member's CRC-32: known, being computed, or computed on request.
 
-    Use from the Trio thread only.  :meth:`close` cancels the workers and stores what
+    Use from the Trio thread only.  :meth:`start` looks the members up in the digest
+    cache in the background; :meth:`close` cancels that and the workers and stores what
     was computed; the book answers nothing new after it.
     """
 
@@ -103,17 +105,12 @@ class LocalCrcBook:
         self.digests = digests
         self._known = array("q", [_UNKNOWN]) * len(entries)
         """Every member's CRC-32, or :data:`_UNKNOWN` (an array: 8 bytes per member)."""
-        for first in range(0, len(entries), _LOOKUP):
-            part = entries[first : first + _LOOKUP]
-            if digests is not None and not digests.closed:
-                cached = digests.crc32s([_version(entry) for entry in part])
-            else:
-                cached = [None] * len(part)
-            for index, (entry, value) in enumerate(zip(part, cached, strict=True), start=first):
-                if entry.size == 0:
-                    self._known[index] = 0
-                elif value is not None:
-                    self._known[index] = value
+        for index, entry in enumerate(entries):
+            if entry.size == 0:
+                self._known[index] = 0
+        self._loaded = trio.Event()
+        """Set once the digest cache was asked for every member (:meth:`load`)."""
+        self._started = False
         self._waiting: dict[int, trio.Event] = {}
         self._failed: dict[int, Exception] = {}
         self._queue: deque[_Files | _Chunk] = deque()
@@ -122,6 +119,48 @@ class LocalCrcBook:
         self._scopes: set[trio.CancelScope] = set()
         self._unsaved: list[tuple[Version, int]] = []
         self._closed = False
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Look every member up in the digest cache, in ``nursery`` (see :meth:`load`);
+        once (:meth:`ensure` calls it if nothing did)."""
+        if self._started:
+            return
+        self._started = True
+        if self.digests is None or self.digests.closed:
+            self._loaded.set()
+        else:
+            spawn(nursery, "directory zip CRC lookup", self.load, logger=log)
+
+    async def load(self) -> None:
+        """Fill in the CRCs the digest cache knows, :data:`_LOOKUP` members per query
+        batch with a checkpoint between batches: off the first byte's path (a reply
+        from the start needs no CRC before its first member's data) and without holding
+        the event loop.  The workers start computing only after it; never raises an
+        ``Exception`` (a failing cache is a miss)."""
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                entries, digests = self.entries, self.digests
+                for first in range(0, len(entries), _LOOKUP):
+                    if digests is None or digests.closed or self._closed:
+                        break
+                    part = entries[first : first + _LOOKUP]
+                    try:
+                        cached = digests.crc32s([_version(entry) for entry in part])
+                    except Exception:
+                        log.warning("directory zip: digest cache lookup failed", exc_info=True)
+                        break
+                    for index, value in enumerate(cached, start=first):
+                        if value is not None and self._known[index] == _UNKNOWN:
+                            self._known[index] = value
+                            event = self._waiting.pop(index, None)
+                            if event is not None:
+                                event.set()
+                    await trio.lowlevel.checkpoint()
+        finally:
+            self._scopes.discard(scope)
+            self._loaded.set()
 
     def known(self, index: int) -> int | None:
         """The CRC of member ``index`` if it is known now."""
@@ -171,6 +210,7 @@ class LocalCrcBook:
         """
         if self._closed:
             return
+        self.start(nursery)
         batch: list[int] = []
         batch_bytes = 0
         for index in indices:
@@ -230,12 +270,17 @@ class LocalCrcBook:
         self._scopes.add(scope)
         try:
             with scope, aligned_buffer(_BUFFER) as buffer:
+                await self._loaded.wait()  # not a CRC the digest cache has
                 while self._queue and not self._closed:
                     work = self._queue.popleft()
                     if isinstance(work, _Files):
-                        await self._files(work.indices)
-                    else:
+                        indices = [i for i in work.indices if self._known[i] == _UNKNOWN]
+                        if indices:
+                            await self._files(indices)
+                    elif self._known[work.index] == _UNKNOWN:
                         await self._chunk(work, buffer)
+                    else:
+                        self._parts.pop(work.index, None)
         finally:
             self._scopes.discard(scope)
             self._workers -= 1

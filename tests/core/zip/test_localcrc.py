@@ -54,6 +54,8 @@ async def test_computed_crcs_match_and_are_stored_crc32_only(tmp_path: Path) -> 
         assert cache.crc32s([version(e) for e in entries]) == [None, *expected[1:]]
         assert all(cache.lookup(e.key()) is None for e in entries)  # no other digest
         again = LocalCrcBook(entries, cache)
+        assert again.known(1) is None  # looked up in the background, not by the constructor
+        await again.load()
         assert [again.known(i) for i in range(len(entries))] == expected
 
 
@@ -91,6 +93,7 @@ async def test_a_recorded_crc_that_contradicts_the_cache_is_a_change(tmp_path: P
     with DigestCache(tmp_path / "digests.sqlite3") as cache:
         cache.store_crc32s([(version(entries[0]), 1234)])
         book = LocalCrcBook(entries, cache)
+        await book.load()
         assert book.known(0) == 1234
         with pytest.raises(FileChanged):
             book.record(0, 99)
@@ -111,3 +114,27 @@ async def test_close_stops_the_workers_and_wakes_waiters(tmp_path: Path) -> None
                 await book.get(3, nursery)
     book.ensure(nursery, range(4))  # closed: nothing is started
     book.close()
+
+
+@pytest.mark.usefixtures("small_pieces")
+async def test_what_the_cache_knows_is_never_computed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = tree(tmp_path / "d", [9000, 10])
+    entries = list_entries(str(tmp_path / "d"))
+    expected = [zlib.crc32(files[e.name]) for e in entries]
+
+    def unexpected(*args: object) -> None:
+        raise AssertionError("a cached CRC was computed again")
+
+    monkeypatch.setattr(localcrc, "crc_range", unexpected)
+    monkeypatch.setattr(localcrc, "read_files", unexpected)
+    with DigestCache(tmp_path / "digests.sqlite3") as cache:
+        cache.store_crc32s(
+            [(version(e), value) for e, value in zip(entries, expected, strict=True)]
+        )
+        book = LocalCrcBook(entries, cache)
+        async with trio.open_nursery() as nursery:
+            book.ensure(nursery, [0, 1])  # queued before the lookup answered
+            assert [await book.get(i, nursery) for i in (0, 1)] == expected
+        book.close()
