@@ -27,7 +27,7 @@ import trio
 from slipstream.background import spawn
 
 from .hashing import Hasher, complete_digests, hash_fd
-from .store import DigestStore, Version
+from .store import CrcReader, DigestStore, Version
 from .values import Digests, FileChanged, FileKey
 
 __all__ = ["DigestCache"]
@@ -111,6 +111,11 @@ class DigestCache:
         """The cached CRC-32 of every ``(dev, ino, size, mtime_ns)``, or None (a few
         queries for any number of files)."""
         return self._store.crc32s(versions)
+
+    def crc32_reader(self) -> CrcReader | None:
+        """A read-only connection for CRC-32 lookups from a worker thread (see
+        :meth:`~slipstream.digests.store.DigestStore.crc32_reader`), or None."""
+        return self._store.crc32_reader()
 
     def store_crc32s(self, rows: Sequence[tuple[Version, int]]) -> None:
         """Record the CRC-32 alone of each ``((dev, ino, size, mtime_ns), crc32)`` (one

@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -23,7 +24,7 @@ from slipstream.statefiles import Kind, Schema, open_store
 
 from .values import CRC_WIDTHS, Digests, FileKey
 
-__all__ = ["SCHEMA", "DigestStore", "Version"]
+__all__ = ["SCHEMA", "CrcReader", "DigestStore", "Version", "select_crc32s"]
 
 log = logging.getLogger("slipstream.digests")
 
@@ -114,6 +115,51 @@ def _u64(value: int) -> int:
     return value + _U64 if value < 0 else value
 
 
+def select_crc32s(
+    db: sqlite3.Connection, versions: Sequence[Version], found: dict[Version, int]
+) -> None:
+    """Put in ``found`` the CRC-32 of every one of ``versions`` the database knows (its
+    full digests or a CRC-32-only row); raises ``sqlite3.Error``.
+
+    A few queries for any number of versions (one per :data:`_INODES_PER_QUERY` inodes
+    of a device and table), and plain tuples rather than :class:`FileKey` objects: a
+    directory of many thousand files is looked up in milliseconds.
+    """
+    devices: dict[int, list[int]] = {}
+    for dev, ino, _, _ in versions:
+        devices.setdefault(dev, []).append(_i64(ino))
+    for table in _TABLES:
+        for dev, inodes in devices.items():
+            for start in range(0, len(inodes), _INODES_PER_QUERY):
+                batch = inodes[start : start + _INODES_PER_QUERY]
+                query = _SELECT_CRC32S.format(table=table, inodes=",".join("?" * len(batch)))
+                for ino, size, mtime_ns, crc32 in db.execute(query, [_i64(dev), *batch]):
+                    found[dev, _u64(ino), size, mtime_ns] = crc32
+
+
+class CrcReader:
+    """A read-only connection to the digest database for CRC-32 lookups in a worker
+    thread (a directory zip asks about thousands of files without holding the event
+    loop).  Use from one thread at a time; :meth:`close` when done."""
+
+    def __init__(self, path: str) -> None:
+        uri = f"file:{urllib.parse.quote(path)}?mode=ro"
+        self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+
+    def crc32s(self, versions: Sequence[Version]) -> list[int | None]:
+        """As :meth:`DigestStore.crc32s`; a failing query is a miss (logged)."""
+        found: dict[Version, int] = {}
+        try:
+            select_crc32s(self._db, versions, found)
+        except sqlite3.Error as exc:
+            log.warning("digest cache: a CRC-32 lookup failed: %s", exc)
+        return [found.get(version) for version in versions]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+
 class DigestStore:
     """Digests of file versions: an in-memory LRU of ``lru_size``, then SQLite.
 
@@ -189,34 +235,28 @@ class DigestStore:
 
     def crc32s(self, versions: Sequence[Version]) -> list[int | None]:
         """The CRC-32 of every file version ``(dev, ino, size, mtime_ns)`` (from its full
-        digests or a CRC-32-only row), or None.
-
-        A few queries for any number of versions (one per :data:`_INODES_PER_QUERY`
-        inodes of a device and table), and plain tuples rather than :class:`FileKey`
-        objects: a directory of many thousand files is looked up in milliseconds.  Only
-        the database answers (the LRU mirrors what it holds).
-        """
+        digests or a CRC-32-only row), or None (see :func:`select_crc32s`).  Only the
+        database answers (the LRU mirrors what it holds)."""
+        if self._db is None:
+            return [None] * len(versions)
         found: dict[Version, int] = {}
-        devices: dict[int, list[int]] = {}
-        for dev, ino, _, _ in versions:
-            devices.setdefault(dev, []).append(_i64(ino))
-        for table in _TABLES:
-            if self._db is None:
-                break
-            try:
-                for dev, inodes in devices.items():
-                    for start in range(0, len(inodes), _INODES_PER_QUERY):
-                        batch = inodes[start : start + _INODES_PER_QUERY]
-                        marks = ",".join("?" * len(batch))
-                        query = _SELECT_CRC32S.format(table=table, inodes=marks)
-                        for ino, size, mtime_ns, crc32 in self._db.execute(
-                            query, [_i64(dev), *batch]
-                        ):
-                            found[dev, _u64(ino), size, mtime_ns] = crc32
-            except sqlite3.Error as exc:
-                self._failed("lookup in", exc)
-                break
+        try:
+            select_crc32s(self._db, versions, found)
+        except sqlite3.Error as exc:
+            self._failed("lookup in", exc)
         return [found.get(version) for version in versions]
+
+    def crc32_reader(self) -> CrcReader | None:
+        """A connection of its own for :meth:`CrcReader.crc32s` from a worker thread,
+        beside this store's (WAL lets it read while this one writes); None when the
+        store is closed or the connection cannot be opened."""
+        if self._db is None:
+            return None
+        try:
+            return CrcReader(self._path)
+        except sqlite3.Error as exc:
+            self._failed("opening a reader of", exc)
+            return None
 
     def store_crc32s(self, rows: Sequence[tuple[Version, int]]) -> None:
         """Keep the CRC-32 alone of each ``(version, crc32)``, in one transaction."""

@@ -30,7 +30,6 @@ from slipstream.filenames import PART_SUFFIX, deduplicate, is_part_file, safe_fi
 
 __all__ = ["LocalEntry", "list_entries"]
 
-_NS: Final = 1_000_000_000
 _by_name: Final = itemgetter(0)  # LocalEntry.name
 
 
@@ -38,8 +37,8 @@ class LocalEntry(NamedTuple):
     """One file to zip: its entry name, where it is, and its version when listed.
 
     ``name`` is the zip entry name (relative path, ``/``-separated, every segment safe,
-    unique in its listing); ``path`` the file's path; ``dev``, ``ino``, ``size`` and
-    ``mtime_ns`` its ``lstat`` fields.  A named tuple: compact (no ``os.stat_result``
+    unique in its listing); ``path`` the file's path; ``dev``, ``ino``, ``size``,
+    ``mtime_ns`` and ``mtime`` its ``lstat`` fields.  A named tuple: compact (no ``os.stat_result``
     kept), immutable, and built in C by :func:`list_entries`.
     """
 
@@ -49,19 +48,13 @@ class LocalEntry(NamedTuple):
     ino: int
     size: int
     mtime_ns: int
-
-    @property
-    def mtime(self) -> int:
-        """The mtime in whole seconds, exactly ``int(os.lstat(path).st_mtime)``.
-
-        That is not always ``mtime_ns // 10**9``: ``st_mtime`` is the double
-        ``seconds + nanoseconds * 1e-9``, which rounds up to the next second when the
-        nanoseconds are within a few hundred of it, and ``int()`` truncates toward zero
-        (a negative mtime).  The zip's timestamps and ETag have always used this value,
-        so it is computed the same way as ``os.stat`` does.
-        """
-        seconds, nanoseconds = divmod(self.mtime_ns, _NS)
-        return int(seconds + nanoseconds * 1e-9)
+    mtime: int
+    """The mtime in whole seconds, exactly ``int(st.st_mtime)`` as the zip's timestamps
+    and ETag have always used it.  That is not always ``mtime_ns // 10**9``:
+    ``st_mtime`` is the double ``seconds + nanoseconds * 1e-9``, which rounds up to the
+    next second when the nanoseconds are within a few hundred of it, and ``int()``
+    truncates toward zero (a negative mtime).  Kept, not derived: every request reads
+    it several times per member."""
 
     def version(self) -> str:
         """``dev-ino-size-mtime_ns``: changes whenever the file (or its inode) does."""
@@ -119,7 +112,18 @@ def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]
                     last_dev = dev
                 name = prefix + safe_filename(name)
                 append(
-                    new(LocalEntry, (name, entry.path, dev, st.st_ino, st.st_size, st.st_mtime_ns))
+                    new(
+                        LocalEntry,
+                        (
+                            name,
+                            entry.path,
+                            dev,
+                            st.st_ino,
+                            st.st_size,
+                            st.st_mtime_ns,
+                            int(st.st_mtime),
+                        ),
+                    )
                 )
     entries.sort(key=_by_name)
     names = list(map(_by_name, entries))

@@ -30,7 +30,7 @@ import trio
 from slipstream.background import spawn
 from slipstream.buffers import aligned_buffer
 from slipstream.digests import DigestCache, FileChanged
-from slipstream.digests.store import Version
+from slipstream.digests.store import CrcReader, Version
 from slipstream.ext import combine
 
 from .listing import LocalEntry
@@ -69,6 +69,13 @@ _UNKNOWN: Final = -1
 
 def _version(entry: LocalEntry) -> Version:
     return (entry.dev, entry.ino, entry.size, entry.mtime_ns)
+
+
+def _lookup(reader: CrcReader | None, entries: Sequence[LocalEntry]) -> list[int | None]:
+    """The cached CRC-32 of each entry (worker thread)."""
+    if reader is None:
+        return [None] * len(entries)
+    return reader.crc32s([_version(entry) for entry in entries])
 
 
 class _Files:
@@ -132,33 +139,30 @@ class LocalCrcBook:
             spawn(nursery, "directory zip CRC lookup", self.load, logger=log)
 
     async def load(self) -> None:
-        """Fill in the CRCs the digest cache knows, :data:`_LOOKUP` members per query
-        batch with a checkpoint between batches: off the first byte's path (a reply
-        from the start needs no CRC before its first member's data) and without holding
-        the event loop.  The workers start computing only after it; never raises an
-        ``Exception`` (a failing cache is a miss)."""
+        """Fill in the CRCs the digest cache knows: batched queries of :data:`_LOOKUP`
+        members each, on a connection of their own in a worker thread, so neither the
+        first byte nor the event loop waits for them.  The workers start computing only
+        after it; never raises an ``Exception`` (a failing cache is a miss)."""
         scope = trio.CancelScope()
         self._scopes.add(scope)
+        reader = None
         try:
             with scope:
-                entries, digests = self.entries, self.digests
-                for first in range(0, len(entries), _LOOKUP):
-                    if digests is None or digests.closed or self._closed:
-                        break
+                if self.digests is not None and not self.digests.closed:
+                    reader = self.digests.crc32_reader()
+                entries = self.entries
+                for first in range(0, len(entries) if reader else 0, _LOOKUP):
                     part = entries[first : first + _LOOKUP]
-                    try:
-                        cached = digests.crc32s([_version(entry) for entry in part])
-                    except Exception:
-                        log.warning("directory zip: digest cache lookup failed", exc_info=True)
-                        break
+                    cached = await trio.to_thread.run_sync(_lookup, reader, part)
                     for index, value in enumerate(cached, start=first):
                         if value is not None and self._known[index] == _UNKNOWN:
                             self._known[index] = value
                             event = self._waiting.pop(index, None)
                             if event is not None:
                                 event.set()
-                    await trio.lowlevel.checkpoint()
         finally:
+            if reader is not None:
+                reader.close()
             self._scopes.discard(scope)
             self._loaded.set()
 

@@ -206,21 +206,6 @@ def test_mtime_is_int_of_st_mtime(tmp_path: Path, mtime_ns: int) -> None:
     assert entry.mtime == int(st.st_mtime)
 
 
-def test_mtime_is_not_always_the_floor_of_mtime_ns() -> None:
-    rounded_up = LocalEntry("f", "/f", 1, 2, 3, 1_700_000_000_999_999_999)
-    assert rounded_up.mtime == 1_700_000_001
-    negative = LocalEntry("f", "/f", 1, 2, 3, -1_500_000_000)
-    assert negative.mtime == -1
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.integers(-(2**40) * 10**9, 2**40 * 10**9))
-def test_mtime_matches_the_stat_float(mtime_ns: int) -> None:
-    seconds, nanoseconds = divmod(mtime_ns, 10**9)
-    st_mtime = seconds + nanoseconds * 1e-9  # how CPython fills st_mtime
-    assert LocalEntry("f", "/f", 0, 0, 0, mtime_ns).mtime == int(st_mtime)
-
-
 # --- the same entries as the first implementation, on random trees -----------------------
 
 _SEGMENTS = ["a", "A", "b", "a:b", "a_b", "CON", "con.txt", "x.", " y", "e\u0301", "\u00e9"]
