@@ -237,13 +237,18 @@ class LocalZipBody(StreamedBody):
         """Send the bytes; a file that changed cuts the reply before its descriptor."""
         try:
             await self.open()
-            async with trio.open_nursery() as nursery:
+            failure: BaseException | None = None
+            async with trio.open_nursery() as nursery:  # where the next batch is read ahead
                 self._nursery = nursery
                 try:
                     await self._send(out)
+                except BaseException as exc:  # re-raised below, outside the nursery (no group)
+                    failure = exc
                 finally:
                     self._nursery = None
                     nursery.cancel_scope.cancel()  # a batch read ahead is not needed
+            if failure is not None:
+                raise failure
         except FileChanged as exc:
             log.warning("directory zip reply cut: %s", exc)
             # What is buffered is correct (it ends before the changed member's

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import socket
 import subprocess
@@ -175,7 +176,7 @@ def _read_some(sock: socket.socket, count: int) -> bytes:
 
 
 async def test_a_file_changed_mid_stream_cuts_the_reply_before_its_descriptor(
-    served: Served,
+    served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
     base = served.root / "changing"
     big = 32 * 1024 * 1024  # more than the socket buffers hold
@@ -208,6 +209,9 @@ async def test_a_file_changed_mid_stream_cuts_the_reply_before_its_descriptor(
     finally:
         sock.close()
     assert len(received) < length
+    cut = [r.getMessage() for r in caplog.records if "directory zip reply cut" in r.getMessage()]
+    assert cut and "f001.bin changed since the zip was planned" in cut[0]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # a cut, not a crash
     second_data = received.index(files["f001.bin"][:64])
     # Cut right after the changed member's data: no descriptor, nothing of the next member.
     assert len(received) <= second_data + big
