@@ -130,6 +130,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     if "b" in raw:
         b = _case(raw["b"]["slipstream"])
         b["zipfile_s"] = median([s["total_s"] for s in raw["b"]["zipfile"]])
+        b["list_floor_s"] = median([s["list_floor_s"] for s in raw["b"]["zipfile"]])
         b["cold_over_zipfile"] = b["cold_total_s"] / b["zipfile_s"]
         b["warm_over_zipfile"] = b["warm_total_s"] / b["zipfile_s"]
         b["sha256"] = raw["b"]["slipstream"][0]["cold"]["sha256"]
@@ -224,6 +225,10 @@ def print_table(sizes: dict[str, int], summary: dict[str, Any]) -> None:
                 sec(s["zipfile_s"]),
                 f"{s['cold_over_zipfile']:.2f}",
                 "b_cold_over_zipfile",
+            )
+            print(
+                f"    first-byte floor: scandir + lstat of every file {ms(s['list_floor_s'])}"
+                " (in this process; the ETag and length need every file's version and size)"
             )
         else:
             row("    whole zip", sec(s["cold_total_s"]), sec(s["warm_total_s"]), "", "")

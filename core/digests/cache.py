@@ -52,7 +52,7 @@ class _Flight:
 class DigestCache:
     """Digests of file versions: in-memory LRU, then SQLite, then a bounded worker pool.
 
-    ``path`` is the SQLite file, ``max_rows``, ``lru_size``, ``trim_every`` and
+    ``path`` is the SQLite file, ``max_rows``, ``lru_size`` and
     ``busy_timeout`` are those of its :class:`~slipstream.digests.store.DigestStore` (a
     statement runs on the event loop, so ``busy_timeout`` keeps another process's write
     lock from stalling it for long).  At most ``max_jobs`` files are hashed at once.
@@ -68,7 +68,6 @@ class DigestCache:
         max_jobs: int = 2,
         max_rows: int = 100_000,
         lru_size: int = 4096,
-        trim_every: int = 1000,
         busy_timeout: float = 0.25,
         hasher: Hasher | None = None,
     ) -> None:
@@ -81,7 +80,6 @@ class DigestCache:
             path,
             max_rows=max_rows,
             lru_size=lru_size,
-            trim_every=trim_every,
             busy_timeout=busy_timeout,
         )
 

@@ -165,10 +165,13 @@ class DigestStore:
 
     ``path`` is the SQLite file (created with its parent directory if missing; WAL mode,
     ``synchronous=NORMAL``; set aside and started afresh when damaged, see
-    :mod:`slipstream.statefiles`).  The table is trimmed to ``max_rows`` (oldest first) at open
-    and every ``trim_every`` inserts.  ``busy_timeout`` bounds how long a statement may
-    wait for another process's write lock.  After :meth:`close` the LRU still answers
-    and remembers; nothing reaches the database.
+    :mod:`slipstream.statefiles`).  Each table is trimmed to ``max_rows`` (oldest first) at
+    open, and again whenever its inserts since the last count could have taken it past
+    that (the count is an upper bound kept in memory: ``count(*)`` reads the whole table,
+    which a directory zip storing thousands of CRCs cannot afford every thousand rows).
+    ``busy_timeout`` bounds how long a statement may wait for another process's write
+    lock.  After :meth:`close` the LRU still answers and remembers; nothing reaches the
+    database.
     """
 
     def __init__(
@@ -177,17 +180,16 @@ class DigestStore:
         *,
         max_rows: int = 100_000,
         lru_size: int = 4096,
-        trim_every: int = 1000,
         busy_timeout: float = 0.25,
     ) -> None:
-        if max_rows < 1 or lru_size < 0 or trim_every < 1:
-            raise ValueError("max_rows and trim_every must be >= 1, lru_size >= 0")
+        if max_rows < 1 or lru_size < 0:
+            raise ValueError("max_rows must be >= 1, lru_size >= 0")
         self._path = os.fspath(path)
         self._max_rows = max_rows
         self._lru_size = lru_size
-        self._trim_every = trim_every
         self._lru: OrderedDict[FileKey, Digests] = OrderedDict()
-        self._inserts = 0
+        self._rows = dict.fromkeys(_TABLES, 0)
+        """Rows per table, at most (counted at the last trim, plus every insert since)."""
         self._failing = False
         self._db: sqlite3.Connection | None = self._open(busy_timeout)
         self._trim()
@@ -229,9 +231,7 @@ class DigestStore:
             self._failed("insert into", exc)
             return
         self._worked()
-        self._inserts += 1
-        if self._inserts % self._trim_every == 0:
-            self._trim()
+        self._inserted("digests", 1)
 
     def crc32s(self, versions: Sequence[Version]) -> list[int | None]:
         """The CRC-32 of every file version ``(dev, ino, size, mtime_ns)`` (from its full
@@ -278,10 +278,7 @@ class DigestStore:
             self._failed("insert into", exc)
             return
         self._worked()
-        before = self._inserts
-        self._inserts += len(rows)
-        if self._inserts // self._trim_every != before // self._trim_every:
-            self._trim()
+        self._inserted("crc32s", len(rows))
 
     def close(self) -> None:
         """Close the database (idempotent)."""
@@ -309,14 +306,22 @@ class DigestStore:
             self._failing = False
             log.warning("digest cache: %s works again", self._path)
 
-    def _trim(self) -> None:
+    def _inserted(self, table: str, count: int) -> None:
+        self._rows[table] += count
+        if self._rows[table] > self._max_rows:
+            self._trim(table)
+
+    def _trim(self, *tables: str) -> None:
+        """Count ``tables`` (every table by default) and delete their oldest rows beyond
+        ``max_rows``."""
         if self._db is None:
             return
         try:
-            for table in _TABLES:
+            for table in tables or _TABLES:
                 (rows,) = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()
                 if rows > self._max_rows:
                     self._db.execute(_TRIM.format(table=table), (rows - self._max_rows,))
+                self._rows[table] = min(rows, self._max_rows)
         except sqlite3.Error as exc:
             self._failed("trimming", exc)
 

@@ -53,7 +53,7 @@ def zips(state: Path, run: int) -> None:
 def digests(state: Path, run: int) -> None:
     sample = state.parent / "sample.bin"  # the state dir is ROOT/.slipstream
     values = hash_path(sample)
-    store = DigestStore(state / "digests.sqlite3", lru_size=0, max_rows=2000, trim_every=100)
+    store = DigestStore(state / "digests.sqlite3", lru_size=0, max_rows=2000)
     for n in range(1_000_000):
         store.store(FileKey(run, n, values.size, n), values)
 

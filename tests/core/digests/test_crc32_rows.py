@@ -56,7 +56,7 @@ async def test_full_digests_answer_too(tmp_path: Path) -> None:
 async def test_crc32_rows_are_trimmed_like_the_others(tmp_path: Path) -> None:
     db = tmp_path / "d.sqlite3"
     wanted = keys(10)
-    with DigestCache(db, max_rows=4, trim_every=3, lru_size=0) as cache:
+    with DigestCache(db, max_rows=4, lru_size=0) as cache:
         for key in wanted:
             cache.store_crc32s([(key, 1)])
     with DigestCache(db, max_rows=4, lru_size=0) as cache:

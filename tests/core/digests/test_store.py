@@ -83,7 +83,7 @@ async def test_trim_drops_the_oldest_rows(tmp_path: Path) -> None:
     db = tmp_path / "d.sqlite3"
     paths = [write(tmp_path / f"f{i}", bytes([i]) * (i + 1)) for i in range(5)]
     keys = [FileKey.from_stat(os.stat(p)) for p in paths]
-    with DigestCache(db, max_rows=3, trim_every=1, lru_size=0) as cache:
+    with DigestCache(db, max_rows=3, lru_size=0) as cache:
         for path, key in zip(paths, keys, strict=True):
             cache.store(key, hash_path(path))
         assert [cache.lookup(k) is not None for k in keys] == [False, False, True, True, True]
