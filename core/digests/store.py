@@ -95,6 +95,7 @@ _TRIM = (
     " (SELECT rowid FROM {table} ORDER BY created_at, rowid LIMIT ?)"
 )
 _TABLES = ("digests", "crc32s")
+_CRC32_ROWS_FACTOR = 10
 _INODES_PER_QUERY = 2000
 """Inodes per batched CRC-32 lookup (each a seek in the primary key)."""
 _SELECT_CRC32S = (
@@ -165,10 +166,11 @@ class DigestStore:
 
     ``path`` is the SQLite file (created with its parent directory if missing; WAL mode,
     ``synchronous=NORMAL``; set aside and started afresh when damaged, see
-    :mod:`slipstream.statefiles`).  Each table is trimmed to ``max_rows`` (oldest first) at
-    open, and again whenever its inserts since the last count could have taken it past
-    that (the count is an upper bound kept in memory: ``count(*)`` reads the whole table,
-    which a directory zip storing thousands of CRCs cannot afford every thousand rows).
+    :mod:`slipstream.statefiles`).  Each table is trimmed to its limit (``max_rows``; ten
+    times that of CRC-32-only rows), oldest first, at open, and again whenever its inserts
+    since the last count could have taken it past that (the count is an upper bound kept
+    in memory: ``count(*)`` reads the whole table, which a directory zip storing
+    thousands of CRCs cannot afford every thousand rows).
     ``busy_timeout`` bounds how long a statement may wait for another process's write
     lock.  After :meth:`close` the LRU still answers and remembers; nothing reaches the
     database.
@@ -306,22 +308,31 @@ class DigestStore:
             self._failing = False
             log.warning("digest cache: %s works again", self._path)
 
+    def _limit(self, table: str) -> int:
+        """Rows ``table`` may hold: ``max_rows``, ten times that of CRC-32-only rows
+        (a tenth of the size each, and a directory zip may need hundreds of thousands)."""
+        return self._max_rows * (_CRC32_ROWS_FACTOR if table == "crc32s" else 1)
+
     def _inserted(self, table: str, count: int) -> None:
         self._rows[table] += count
-        if self._rows[table] > self._max_rows:
+        if self._rows[table] > self._limit(table):
             self._trim(table)
 
     def _trim(self, *tables: str) -> None:
         """Count ``tables`` (every table by default) and delete their oldest rows beyond
-        ``max_rows``."""
+        the limit, and a tenth more when there are any (so the next insert does not
+        count the whole table again)."""
         if self._db is None:
             return
         try:
             for table in tables or _TABLES:
+                limit = self._limit(table)
                 (rows,) = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()
-                if rows > self._max_rows:
-                    self._db.execute(_TRIM.format(table=table), (rows - self._max_rows,))
-                self._rows[table] = min(rows, self._max_rows)
+                if rows > limit:
+                    keep = limit - limit // 10
+                    self._db.execute(_TRIM.format(table=table), (rows - keep,))
+                    rows = keep
+                self._rows[table] = rows
         except sqlite3.Error as exc:
             self._failed("trimming", exc)
 

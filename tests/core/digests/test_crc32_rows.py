@@ -53,14 +53,17 @@ async def test_full_digests_answer_too(tmp_path: Path) -> None:
         assert cache.lookup(key) is not None
 
 
-async def test_crc32_rows_are_trimmed_like_the_others(tmp_path: Path) -> None:
+async def test_crc32_rows_are_trimmed_at_ten_times_max_rows(tmp_path: Path) -> None:
     db = tmp_path / "d.sqlite3"
-    wanted = keys(10)
+    wanted = keys(50)
     with DigestCache(db, max_rows=4, lru_size=0) as cache:
         for key in wanted:
             cache.store_crc32s([(key, 1)])
-    with DigestCache(db, max_rows=4, lru_size=0) as cache:
-        assert cache.crc32s(wanted) == [None] * 6 + [1] * 4
+            if key == wanted[40]:  # 41 rows passed the limit of 40: down to 36, oldest first
+                assert cache.crc32s(wanted) == [None] * 5 + [1] * 36 + [None] * 9
+        assert cache.crc32s(wanted) == [None] * 10 + [1] * 40  # and once more at 46
+    with DigestCache(db, max_rows=1, lru_size=0) as cache:  # 40 at open: down to 9
+        assert cache.crc32s(wanted) == [None] * 41 + [1] * 9
 
 
 def test_a_value_that_is_not_a_crc32_is_refused(tmp_path: Path) -> None:
