@@ -37,13 +37,16 @@ class LocalEntry(NamedTuple):
     """One file to zip: its entry name, where it is, and its version when listed.
 
     ``name`` is the zip entry name (relative path, ``/``-separated, every segment safe,
-    unique in its listing); ``path`` the file's path; ``dev``, ``ino``, ``size``,
+    unique in its listing); :attr:`path` the file's path (kept as ``base``, the listed
+    directory with a trailing separator, shared by every entry, plus ``name``, unless
+    the name differs from the relative path: then ``where``); ``dev``, ``ino``, ``size``,
     ``mtime_ns`` and ``mtime`` its ``lstat`` fields.  A named tuple: compact (no ``os.stat_result``
     kept), immutable, and built in C by :func:`list_entries`.
     """
 
     name: str
-    path: str
+    base: str
+    where: str | None
     dev: int
     ino: int
     size: int
@@ -55,6 +58,13 @@ class LocalEntry(NamedTuple):
     next second when the nanoseconds are within a few hundred of it, and ``int()``
     truncates toward zero (a negative mtime).  Kept, not derived: every request reads
     it several times per member."""
+
+    @property
+    def path(self) -> str:
+        """The file's path (not kept whole: most entries share their directory's string,
+        which saves tens of MiB on a directory of hundreds of thousands of files)."""
+        where = self.where
+        return self.base + self.name if where is None else where
 
     def version(self) -> str:
         """``dev-ino-size-mtime_ns``: changes whenever the file (or its inode) does."""
@@ -77,6 +87,7 @@ def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]
     hidden_below = tuple(h + os.sep for h in hidden_real)
     entries: list[LocalEntry] = []
     append = entries.append
+    base = directory.rstrip(os.sep) + os.sep
     new = tuple.__new__  # LocalEntry(...) without the Python-level __new__ of a named tuple
     last_dev = -1  # one int object for the device of every entry on it
     # Directories still to list, with the safe name prefix of their files.  The order
@@ -111,12 +122,14 @@ def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]
                 else:
                     last_dev = dev
                 name = prefix + safe_filename(name)
+                path = entry.path
                 append(
                     new(
                         LocalEntry,
                         (
                             name,
-                            entry.path,
+                            base,
+                            None if path == base + name else path,
                             dev,
                             st.st_ino,
                             st.st_size,
@@ -133,7 +146,7 @@ def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]
     unique = deduplicate(names)
     if unique != names:
         entries = [
-            e if e.name is name else e._replace(name=name)
+            e if e.name is name else e._replace(name=name, where=e.path)
             for e, name in zip(entries, unique, strict=True)
         ]
     return entries

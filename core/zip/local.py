@@ -80,9 +80,7 @@ async def local_zip(
     the representation's ``on_done`` stops that work.
     """
     entries, layout = await trio.to_thread.run_sync(_plan, directory, hidden)
-    crcs = LocalCrcBook(entries, digests)
-    crcs.start(background)
-    source = LocalZipSource(entries, layout, crcs, background)
+    source = LocalZipSource(entries, layout, LocalCrcBook(entries, digests), background)
     tag = listing_etag(entries)
     return Representation(
         body=source,
@@ -267,6 +265,7 @@ class LocalZipBody(StreamedBody):
         count = len(layout)
         index = bisect_right(range(count), start, key=layout.header_offset) - 1
         index = max(index, 0)
+        first = index
         while index < count:
             begin = layout.header_offset(index)
             if begin >= stop:
@@ -276,9 +275,18 @@ class LocalZipBody(StreamedBody):
                 await self._send_member(out, index)
             elif end > start:
                 await self._send_pieces(out, layout.pieces(max(start, begin), min(stop, end)))
+            if index == first:
+                await self._first_bytes_out(out)
             index += 1
         if stop > layout.central_offset:
             await self._send_pieces(out, layout.pieces(max(start, layout.central_offset), stop))
+
+    async def _first_bytes_out(self, out: BodyWriter) -> None:
+        """Send the head and the first member now (not once 64 KiB are buffered), then
+        let the digest cache be asked about the rest: its lookup never competes with a
+        first byte."""
+        await out.flush()
+        self.source.crcs.start(self.source.background)
 
     async def _send_member(self, out: BodyWriter, index: int) -> None:
         """Header, data and descriptor of member ``index``."""

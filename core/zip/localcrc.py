@@ -59,7 +59,7 @@ CHUNK: Final = 16 * 1024 * 1024
 """Bytes of a large file per CRC computation (pieces run in parallel, joined by combine)."""
 WORKERS: Final = 2
 """CRC computations running at once per book."""
-SAVE_BATCH: Final = 512
+SAVE_BATCH: Final = 4096
 """CRCs kept in memory before they are written to the digest cache in one transaction."""
 _BUFFER: Final = 1024 * 1024
 _LOOKUP: Final = 4096
@@ -124,12 +124,16 @@ class LocalCrcBook:
         self._parts: dict[int, list[int | None]] = {}
         self._workers = 0
         self._scopes: set[trio.CancelScope] = set()
-        self._unsaved: list[tuple[Version, int]] = []
+        self._cached = array("q", [_UNKNOWN]) * len(entries)
+        """What the digest cache holds (:meth:`load`), so a CRC it has is not stored again."""
+        self._unsaved: list[tuple[int, int]] = []
+        """CRCs recorded and not stored yet: (member index, CRC)."""
         self._closed = False
 
     def start(self, nursery: trio.Nursery) -> None:
         """Look every member up in the digest cache, in ``nursery`` (see :meth:`load`);
-        once (:meth:`ensure` calls it if nothing did)."""
+        once.  A reply calls it once its first bytes are out; :meth:`ensure` calls it
+        before anything is computed from disk."""
         if self._started:
             return
         self._started = True
@@ -155,7 +159,10 @@ class LocalCrcBook:
                     part = entries[first : first + _LOOKUP]
                     cached = await trio.to_thread.run_sync(_lookup, reader, part)
                     for index, value in enumerate(cached, start=first):
-                        if value is not None and self._known[index] == _UNKNOWN:
+                        if value is None:
+                            continue
+                        self._cached[index] = value
+                        if self._known[index] == _UNKNOWN:
                             self._known[index] = value
                             event = self._waiting.pop(index, None)
                             if event is not None:
@@ -187,15 +194,18 @@ class LocalCrcBook:
             event.set()
         if old == value:
             return
-        self._unsaved.append((_version(self.entries[index]), value))
+        self._unsaved.append((index, value))
         if len(self._unsaved) >= SAVE_BATCH:
             self._save()
         if old is not None:
             raise FileChanged(f"{self.entries[index].name} does not match its cached CRC-32")
 
     def _save(self) -> None:
-        """Write the CRCs recorded so far to the digest cache (one transaction)."""
-        rows, self._unsaved = self._unsaved, []
+        """Write the CRCs recorded so far to the digest cache (one transaction), but
+        those it already holds (a lookup that answered after they were recorded)."""
+        unsaved, self._unsaved = self._unsaved, []
+        entries, cached = self.entries, self._cached
+        rows = [(_version(entries[i]), value) for i, value in unsaved if cached[i] != value]
         if rows and self.digests is not None and not self.digests.closed:
             try:
                 self.digests.store_crc32s(rows)
@@ -214,7 +224,7 @@ class LocalCrcBook:
         """
         if self._closed:
             return
-        self.start(nursery)
+        queued = len(self._queue)
         batch: list[int] = []
         batch_bytes = 0
         for index in indices:
@@ -235,6 +245,8 @@ class LocalCrcBook:
                 self._queue.append(_Chunk(index, number, offset, min(CHUNK, size - offset)))
         if batch:
             self._queue.append(_Files(batch))
+        if len(self._queue) > queued:
+            self.start(nursery)  # the workers compute only what the digest cache lacks
         while self._workers < WORKERS and self._queue:
             self._workers += 1
             spawn(nursery, "directory zip CRC worker", self._work, logger=log)
