@@ -193,19 +193,6 @@ class LocalZipBody(StreamedBody):
         first = self.source.layout.data_offset(index)
         return self.start <= first and first + self.source.entries[index].size <= self.stop
 
-    def _crcs_before_data(self) -> list[int]:
-        """Members whose CRC the bytes before this reply's first member data need."""
-        layout = self.source.layout
-        out: list[int] = []
-        for piece in layout.pieces(self.start, self.stop):
-            if piece.kind == "data":
-                break
-            if piece.kind == "descriptor":
-                out.append(piece.index)
-            elif piece.kind == "central":
-                return list(range(len(layout)))
-        return out
-
     async def open(self) -> None:
         """Get the reply ready up to its first member data (idempotent).
 
@@ -217,7 +204,7 @@ class LocalZipBody(StreamedBody):
         self._opened = True
         source = self.source
         crcs, entries, background = source.crcs, source.entries, source.background
-        before = self._crcs_before_data()
+        before = source.layout.crcs_before_data(self.start, self.stop)
         crcs.ensure(background, before)
         # The other CRCs this reply needs, except those of the small files it streams
         # whole (computed from the bytes it reads), from now on in the background.

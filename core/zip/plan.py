@@ -377,6 +377,22 @@ class ZipLayout:
                 pos += length
             k += 1
 
+    def crcs_before_data(self, start: int, stop: int) -> list[int]:
+        """Indices of the members whose CRC-32 the bytes of ``[start, stop)`` before its
+        first member data need (a reply must have them before its head): the descriptors
+        it starts with, and every member when the central part comes first."""
+        out: list[int] = []
+        for piece in self.pieces(start, stop):
+            if piece.kind == "data":
+                break
+            if piece.kind == "descriptor":
+                out.append(piece.index)
+            elif piece.kind == "central":
+                seen = set(out)
+                out.extend(i for i in range(len(self.members)) if i not in seen)
+                break
+        return out
+
     def crcs_needed(self, start: int, stop: int) -> list[int]:
         """Indices of the members whose CRC-32 is needed to render ``[start, stop)``.
 

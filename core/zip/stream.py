@@ -270,21 +270,6 @@ class ZipBody(StreamedBody):
                     whole.add(p.index)
         return touched, whole
 
-    def _crcs_before_data(self) -> list[int]:
-        """Members whose CRC the bytes before this reply's first member data need."""
-        layout = self.source.layout
-        out: list[int] = []
-        for piece in layout.pieces(self.start, self.stop):
-            if piece.kind == "data":
-                break
-            if piece.kind == "descriptor":
-                out.append(piece.index)
-            elif piece.kind == "central":
-                seen = set(out)
-                out.extend(i for i in range(len(layout.members)) if i not in seen)
-                break
-        return out
-
     async def open(self) -> None:
         """Get the reply ready up to its first body byte, before its head is sent.
 
@@ -304,7 +289,7 @@ class ZipBody(StreamedBody):
         layout = source.layout
         touched, self._whole = self._scan()
         needed = [i for i in layout.crcs_needed(self.start, self.stop) if i not in self._whole]
-        before = self._crcs_before_data()
+        before = layout.crcs_before_data(self.start, self.stop)
         source.crcs.ensure(self.background, before)
         failed: dict[int, str] = {}
         try:

@@ -482,3 +482,15 @@ def test_zip64_from_the_first_header_at_the_limit(past: int) -> None:
     assert [layout.is_zip64(i) for i in range(3)] == [r[3] for r in reference]
     assert layout.central_size == central_size
     assert layout.is_zip64(1) == (layout.header_offset(1) >= 0xFFFFFFFF)
+
+
+def test_crcs_before_data_are_the_leading_descriptors_or_every_member() -> None:
+    layout = plan_zip([ZipMember("a", 3), ZipMember("b", 0), ZipMember("c", 4)])
+    assert layout.crcs_before_data(0, layout.total) == []  # a header, then data
+    first_descriptor = layout.descriptor_offset(0)
+    # b is empty: a's descriptor, b's header and descriptor, then c's header and data
+    assert layout.crcs_before_data(first_descriptor, layout.total) == [0, 1]
+    assert layout.crcs_before_data(layout.data_offset(2), layout.total) == []
+    end = layout.descriptor_offset(2)
+    assert layout.crcs_before_data(end, layout.total) == [2, 0, 1]  # then the central part
+    assert layout.crcs_before_data(layout.central_offset, layout.total) == [0, 1, 2]
