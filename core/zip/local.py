@@ -30,8 +30,9 @@ import contextlib
 import hashlib
 import logging
 import os
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Final
 
 import trio
@@ -84,7 +85,7 @@ async def local_zip(
     tag = listing_etag(entries)
     return Representation(
         body=source,
-        validators=Validators(tag, max((e.mtime for e in entries), default=0)),
+        validators=Validators(tag, max(map(attrgetter("mtime"), entries), default=0)),
         policy=RFC9110,
         content_type="application/zip",
         headers=[("Content-Disposition", content_disposition(zip_name))],
@@ -188,10 +189,16 @@ class LocalZipBody(StreamedBody):
     def total(self) -> int:
         return self.stop - self.start
 
-    def _streams_whole(self, index: int) -> bool:
-        """Whether this reply sends every data byte of member ``index``."""
-        first = self.source.layout.data_offset(index)
-        return self.start <= first and first + self.source.entries[index].size <= self.stop
+    def _streamed_whole(self) -> tuple[int, int]:
+        """``(first, end)``: members ``first`` to ``end - 1`` have all their data bytes in
+        this reply (data offsets, and data ends, grow with the index)."""
+        layout, entries = self.source.layout, self.source.entries
+        members = range(len(entries))
+        first = bisect_left(members, self.start, key=layout.data_offset)
+        end = bisect_right(
+            members, self.stop, key=lambda i: layout.data_offset(i) + entries[i].size
+        )
+        return first, max(first, end)
 
     async def open(self) -> None:
         """Get the reply ready up to its first member data (idempotent).
@@ -208,11 +215,11 @@ class LocalZipBody(StreamedBody):
         crcs.ensure(background, before)
         # The other CRCs this reply needs, except those of the small files it streams
         # whole (computed from the bytes it reads), from now on in the background.
+        first, end = self._streamed_whole()
         later = [
             i
             for i in source.layout.crcs_needed(self.start, self.stop)
-            if crcs.known(i) is None
-            and not (entries[i].size <= SMALL_FILE and self._streams_whole(i))
+            if (not first <= i < end or entries[i].size > SMALL_FILE) and crcs.known(i) is None
         ]
         crcs.ensure(background, later)
         for index in before:
