@@ -217,3 +217,13 @@ async def test_a_file_changed_mid_stream_cuts_the_reply_before_its_descriptor(
     assert len(received) <= second_data + big
     changed = await get(served, "changing")
     assert members(changed.content) == files  # listed again: a new ETag, a whole zip
+
+
+async def test_a_file_named_as_a_folder_ignoring_case_is_zipped_too(served: Served) -> None:
+    base = served.root / "cases"
+    (base / "a").mkdir(parents=True)
+    (base / "a" / "b").write_bytes(b"in the folder")
+    (base / "A").write_bytes(b"the file")
+    reply = await get(served, "cases")
+    assert reply.status_code == 200
+    assert members(reply.content) == {"A": b"the file", "a/b": b"in the folder"}
