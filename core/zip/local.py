@@ -33,7 +33,7 @@ import os
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Final
 
 import trio
@@ -102,15 +102,17 @@ def listing_etag(entries: Sequence[LocalEntry]) -> str:
     """A strong, quoted ETag for the zip of ``entries``: SHA-256 over every member's
     name, size and mtime (the zip's bytes) and file version (device, inode, mtime in
     nanoseconds).  Safe names hold no control character, so NUL separates them; the
-    numbers go in as arrays of 64-bit integers, a column each (transposed in C)."""
+    numbers go in as arrays of 64-bit integers, a field at a time (gathered in C, with
+    no copy of the entries)."""
     digest = hashlib.sha256(b"slipstream directory zip 2\n")
-    if entries:
-        names, _, _, devs, inodes, sizes, mtimes_ns, mtimes = zip(*entries, strict=True)
-        digest.update("\0".join(names).encode("utf-8", "surrogatepass"))
-        for kind, column in (("q", sizes), ("q", mtimes), ("Q", devs), ("Q", inodes)):
-            digest.update(array(kind, column).tobytes())
-        digest.update(array("q", mtimes_ns).tobytes())
+    digest.update("\0".join(map(_FIELD["name"], entries)).encode("utf-8", "surrogatepass"))
+    for name, kind in (("size", "q"), ("mtime", "q"), ("dev", "Q"), ("ino", "Q")):
+        digest.update(array(kind, map(_FIELD[name], entries)).tobytes())
+    digest.update(array("q", map(_FIELD["mtime_ns"], entries)).tobytes())
     return f'"z-{digest.hexdigest()[:32]}"'
+
+
+_FIELD: Final = {name: itemgetter(i) for i, name in enumerate(LocalEntry._fields)}
 
 
 class LocalZipSource:
@@ -218,9 +220,15 @@ class LocalZipBody(StreamedBody):
         # The other CRCs this reply needs, except those of the small files it streams
         # whole (computed from the bytes it reads), from now on in the background.
         first, end = self._streamed_whole()
+        layout = source.layout
+        needed: Sequence[int] = (  # every member, without a list of them all
+            range(len(entries))
+            if self.stop > layout.central_offset
+            else layout.crcs_needed(self.start, self.stop)
+        )
         later = [
             i
-            for i in source.layout.crcs_needed(self.start, self.stop)
+            for i in needed
             if (not first <= i < end or entries[i].size > SMALL_FILE) and crcs.known(i) is None
         ]
         crcs.ensure(background, later)
@@ -389,10 +397,7 @@ class LocalZipBody(StreamedBody):
         """The central part's bytes ``[skip, skip + length)``, rendered record by record."""
         source = self.source
         crcs, background = source.crcs, source.background
-        values: list[int] = []
-        for i in range(len(source.entries)):
-            value = crcs.known(i)
-            values.append(value if value is not None else await crcs.get(i, background))
+        values = await crcs.every(background)
         first, end = piece.skip, piece.skip + piece.length
         position = 0
         pending = bytearray()
