@@ -4,12 +4,15 @@ local directory.
 Sans-IO (no Trio): ``plan`` (the byte layout of a zip, its pieces and ETag), ``form``
 (parsing ``POST /download``), ``errors`` (the error keys and their three reply formats),
 ``ranges`` (the stream route's Range rules), ``allow`` (the allow list of URI prefixes)
-and ``state`` (SQLite: manifests, delivered-byte coverage, the CRC-32 cache).
+and ``state`` (SQLite: manifests, delivered-byte coverage, the CRC-32 cache); blocking
+but without Trio, ``listing`` (a local directory's members) and ``localfiles`` (their
+bytes and CRCs, read as listed).
 
 With I/O: ``remote`` (probes and ranged member reads), ``crc`` (CRC-32s: cached,
-background, or computed on the way), ``stream`` (a zip of remote objects streamed
-while its CRCs arrive), ``service`` (manifests, request ids, expiry) and ``local`` (a
-local directory as a segment map).
+background, or computed on the way), ``ahead`` (member reads opened ahead), ``stream``
+(a zip of remote objects streamed while its CRCs arrive), ``service`` (manifests,
+request ids, expiry), ``local`` (a local directory's zip, streamed at once) and
+``localcrc`` (its CRC-32s).
 
 The names below are imported on first use, so importing a sans-IO module of this
 package never imports Trio.

@@ -106,13 +106,13 @@ def listing_etag(entries: Sequence[LocalEntry]) -> str:
     no copy of the entries)."""
     digest = hashlib.sha256(b"slipstream directory zip 2\n")
     digest.update("\0".join(map(_FIELD["name"], entries)).encode("utf-8", "surrogatepass"))
-    for name, kind in (("size", "q"), ("mtime", "q"), ("dev", "Q"), ("ino", "Q")):
+    for name, kind in _NUMBERS:
         digest.update(array(kind, map(_FIELD[name], entries)).tobytes())
-    digest.update(array("q", map(_FIELD["mtime_ns"], entries)).tobytes())
     return f'"z-{digest.hexdigest()[:32]}"'
 
 
 _FIELD: Final = {name: itemgetter(i) for i, name in enumerate(LocalEntry._fields)}
+_NUMBERS: Final = (("size", "q"), ("mtime", "q"), ("dev", "Q"), ("ino", "Q"), ("mtime_ns", "q"))
 
 
 class LocalZipSource:

@@ -121,6 +121,8 @@ class LocalCrcBook:
         self._waiting: dict[int, trio.Event] = {}
         self._failed: dict[int, Exception] = {}
         self._queue: deque[_Files | _Chunk] = deque()
+        self._queued: set[int] = set()
+        """Members with work in the queue (so hurrying one that is not costs no scan)."""
         self._parts: dict[int, list[int | None]] = {}
         self._workers = 0
         self._scopes: set[trio.CancelScope] = set()
@@ -231,6 +233,7 @@ class LocalCrcBook:
             if self._known[index] != _UNKNOWN or index in self._waiting or index in self._failed:
                 continue
             self._waiting[index] = trio.Event()
+            self._queued.add(index)
             size = self.entries[index].size
             if size <= SMALL_FILE:
                 batch.append(index)
@@ -281,7 +284,16 @@ class LocalCrcBook:
         return known
 
     def _hurry(self, index: int) -> None:
-        """Move the queued work of member ``index`` to the front (a reply waits for it)."""
+        """Move the queued work of member ``index`` to the front (a reply waits for it).
+
+        Free when it is not queued (being computed already) or first in the queue: a
+        reply waiting for thousands of CRCs in order asks for each in turn."""
+        queue = self._queue
+        if index not in self._queued or not queue:
+            return
+        head = queue[0]
+        if head.index == index if isinstance(head, _Chunk) else index in head.indices:
+            return
         mine = [
             work
             for work in self._queue
@@ -301,12 +313,15 @@ class LocalCrcBook:
                 while self._queue and not self._closed:
                     work = self._queue.popleft()
                     if isinstance(work, _Files):
+                        self._queued.difference_update(work.indices)
                         indices = [i for i in work.indices if self._known[i] == _UNKNOWN]
                         if indices:
                             await self._files(indices)
                     elif self._known[work.index] == _UNKNOWN:
+                        self._queued.discard(work.index)
                         await self._chunk(work, buffer)
                     else:
+                        self._queued.discard(work.index)
                         self._parts.pop(work.index, None)
         finally:
             self._scopes.discard(scope)
@@ -364,6 +379,7 @@ class LocalCrcBook:
         for scope in self._scopes:
             scope.cancel()
         self._queue.clear()
+        self._queued.clear()
         self._save()
         for event in self._waiting.values():
             event.set()

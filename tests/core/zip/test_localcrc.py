@@ -138,3 +138,19 @@ async def test_what_the_cache_knows_is_never_computed(
             book.ensure(nursery, [0, 1])  # queued before the lookup answered
             assert [await book.get(i, nursery) for i in (0, 1)] == expected
         book.close()
+
+
+async def test_every_crc_of_many_small_files_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply that needs every CRC (a range into the central directory) asks for each in
+    turn: each of thousands of requests finds its batch queued, first or already read."""
+    monkeypatch.setattr(localcrc, "BATCH_FILES", 8)
+    files = tree(tmp_path / "d", [3] * 3000)
+    entries = list_entries(str(tmp_path / "d"))
+    book = LocalCrcBook(entries, None)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            values = await book.every(nursery)
+    assert list(values) == [zlib.crc32(files[e.name]) for e in entries]
+    book.close()
