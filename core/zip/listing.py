@@ -26,6 +26,7 @@ from stat import S_ISREG
 from typing import Final, NamedTuple
 
 from slipstream.digests import FileKey
+from slipstream.digests.store import Version
 from slipstream.filenames import PART_SUFFIX, deduplicate, is_part_file, safe_filename
 
 __all__ = ["LocalEntry", "list_entries"]
@@ -66,9 +67,10 @@ class LocalEntry(NamedTuple):
         where = self.where
         return self.base + self.name if where is None else where
 
-    def version(self) -> str:
-        """``dev-ino-size-mtime_ns``: changes whenever the file (or its inode) does."""
-        return f"{self.dev}-{self.ino}-{self.size}-{self.mtime_ns}"
+    def version(self) -> Version:
+        """``(dev, ino, size, mtime_ns)``: what the digest cache keys a file's CRC-32 by;
+        changes whenever the file (or its inode) does."""
+        return (self.dev, self.ino, self.size, self.mtime_ns)
 
     def key(self) -> FileKey:
         """The digest cache key of this version of the file."""

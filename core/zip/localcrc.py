@@ -30,7 +30,7 @@ import trio
 from slipstream.background import spawn
 from slipstream.buffers import aligned_buffer
 from slipstream.digests import DigestCache, FileChanged
-from slipstream.digests.store import CrcReader, Version
+from slipstream.digests.store import CrcReader
 from slipstream.ext import combine
 
 from .listing import LocalEntry
@@ -67,15 +67,11 @@ _LOOKUP: Final = 4096
 _UNKNOWN: Final = -1
 
 
-def _version(entry: LocalEntry) -> Version:
-    return (entry.dev, entry.ino, entry.size, entry.mtime_ns)
-
-
 def _lookup(reader: CrcReader | None, entries: Sequence[LocalEntry]) -> list[int | None]:
     """The cached CRC-32 of each entry (worker thread)."""
     if reader is None:
         return [None] * len(entries)
-    return reader.crc32s([_version(entry) for entry in entries])
+    return reader.crc32s([entry.version() for entry in entries])
 
 
 class _Files:
@@ -207,7 +203,7 @@ class LocalCrcBook:
         those it already holds (a lookup that answered after they were recorded)."""
         unsaved, self._unsaved = self._unsaved, []
         entries, cached = self.entries, self._cached
-        rows = [(_version(entries[i]), value) for i, value in unsaved if cached[i] != value]
+        rows = [(entries[i].version(), value) for i, value in unsaved if cached[i] != value]
         if rows and self.digests is not None and not self.digests.closed:
             try:
                 self.digests.store_crc32s(rows)

@@ -93,7 +93,7 @@ def test_readable_regular_files_only(tmp_path: Path) -> None:
         3,
         st.st_mtime_ns,
     )
-    assert first.version() == f"{st.st_dev}-{st.st_ino}-3-{st.st_mtime_ns}"
+    assert first.version() == (st.st_dev, st.st_ino, 3, st.st_mtime_ns)
     assert first.key() == FileKey.from_stat(st)
 
 

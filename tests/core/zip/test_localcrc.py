@@ -10,14 +10,9 @@ import pytest
 import trio
 
 from slipstream.digests import DigestCache, FileChanged
-from slipstream.digests.store import Version
 from slipstream.zip import localcrc
-from slipstream.zip.listing import LocalEntry, list_entries
+from slipstream.zip.listing import list_entries
 from slipstream.zip.localcrc import LocalCrcBook
-
-
-def version(entry: LocalEntry) -> Version:
-    return (entry.dev, entry.ino, entry.size, entry.mtime_ns)
 
 
 def tree(root: Path, sizes: list[int]) -> dict[str, bytes]:
@@ -51,7 +46,7 @@ async def test_computed_crcs_match_and_are_stored_crc32_only(tmp_path: Path) -> 
             book.ensure(nursery, range(len(entries)))
             assert [await book.get(i, nursery) for i in range(len(entries))] == expected
         book.close()
-        assert cache.crc32s([version(e) for e in entries]) == [None, *expected[1:]]
+        assert cache.crc32s([e.version() for e in entries]) == [None, *expected[1:]]
         assert all(cache.lookup(e.key()) is None for e in entries)  # no other digest
         again = LocalCrcBook(entries, cache)
         assert again.known(1) is None  # looked up in the background, not by the constructor
@@ -91,14 +86,14 @@ async def test_a_recorded_crc_that_contradicts_the_cache_is_a_change(tmp_path: P
     tree(tmp_path / "d", [10])
     entries = list_entries(str(tmp_path / "d"))
     with DigestCache(tmp_path / "digests.sqlite3") as cache:
-        cache.store_crc32s([(version(entries[0]), 1234)])
+        cache.store_crc32s([(entries[0].version(), 1234)])
         book = LocalCrcBook(entries, cache)
         await book.load()
         assert book.known(0) == 1234
         with pytest.raises(FileChanged):
             book.record(0, 99)
         book.close()
-        assert cache.crc32s([version(entries[0])]) == [99]  # the next request starts right
+        assert cache.crc32s([entries[0].version()]) == [99]  # the next request starts right
 
 
 @pytest.mark.usefixtures("small_pieces")
@@ -131,7 +126,7 @@ async def test_what_the_cache_knows_is_never_computed(
     monkeypatch.setattr(localcrc, "read_files", unexpected)
     with DigestCache(tmp_path / "digests.sqlite3") as cache:
         cache.store_crc32s(
-            [(version(e), value) for e, value in zip(entries, expected, strict=True)]
+            [(e.version(), value) for e, value in zip(entries, expected, strict=True)]
         )
         book = LocalCrcBook(entries, cache)
         async with trio.open_nursery() as nursery:
