@@ -24,8 +24,10 @@ from typing import Final
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 __all__ = [
+    "DEVICE_PREFIXES",
     "MAX_NAME_BYTES",
     "PART_SUFFIX",
+    "PLAIN_BYTES",
     "deduplicate",
     "disposition_filename",
     "is_part_file",
@@ -63,6 +65,15 @@ _PLAIN_CHARS: Final = "".join(
 _NOT_PLAIN: Final = re.compile(f"[^{_PLAIN_CHARS}]")
 # What an ASCII device name starts with (a cheaper first test than _is_reserved).
 _DEVICE_PREFIXES: Final = frozenset(name[:3] for name in _RESERVED)
+PLAIN_BYTES: Final = bytes(
+    int(0x20 <= c < 0x7F and _UNSAFE.match(chr(c)) is None) for c in range(256)
+)
+"""One byte per byte value: 1 for the ASCII characters a name :func:`safe_filename`
+returns unchanged may hold anywhere (a name's first and last character have more
+rules), 0 for the others."""
+DEVICE_PREFIXES: Final = tuple(sorted(prefix.encode("ascii") for prefix in _DEVICE_PREFIXES))
+"""What a Windows device name starts with, upper-case ASCII bytes: a name starting so
+(ignoring case) may not be returned unchanged by :func:`safe_filename`."""
 # An extension: a final dot-suffix of 1-16 characters without dots or whitespace; a
 # ".tar" just before it joins it (".tar.gz").  Leading dots never start one (".bashrc").
 _EXTENSION: Final = re.compile(r"(?<=[^.])((?:\.[Tt][Aa][Rr])?\.[^.\s]{1,16})$")

@@ -85,6 +85,14 @@ else:
     crc = _digest.crc
     multi_digest = _digest.multi_digest
 
+if TYPE_CHECKING:
+    from slipstream.ext._listing_py import PlainRule, Scan, scan_directory
+else:
+    _listing = _load("listing")
+    PlainRule = _listing.PlainRule
+    Scan = _listing.Scan
+    scan_directory = _listing.scan_directory
+
 from slipstream.ext._segtypes import FileSlice, Literal, Segment, UpstreamSlice  # noqa: E402
 
 __all__ = [
@@ -94,6 +102,8 @@ __all__ = [
     "FileSlice",
     "Literal",
     "MultiDigest",
+    "PlainRule",
+    "Scan",
     "Segment",
     "SegmentMap",
     "UpstreamSlice",
@@ -108,6 +118,7 @@ __all__ = [
     "multi_digest",
     "needs_zip64",
     "needs_zip64_end",
+    "scan_directory",
     "twin",
     "zip64_end_of_central_directory",
     "zip64_end_of_central_directory_locator",

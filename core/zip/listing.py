@@ -20,18 +20,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from itertools import islice
 from operator import eq, itemgetter
-from stat import S_ISREG
 from typing import Final, NamedTuple
 
 from slipstream.digests import FileKey
 from slipstream.digests.store import Version
-from slipstream.filenames import PART_SUFFIX, deduplicate, is_part_file, safe_filename
+from slipstream.ext import PlainRule, scan_directory
+from slipstream.filenames import (
+    DEVICE_PREFIXES,
+    PART_SUFFIX,
+    PLAIN_BYTES,
+    deduplicate,
+    is_part_file,
+    safe_filename,
+)
 
 __all__ = ["LocalEntry", "list_entries"]
 
 _by_name: Final = itemgetter(0)  # LocalEntry.name
+_PLAIN: Final = PlainRule(PLAIN_BYTES, DEVICE_PREFIXES, PART_SUFFIX.encode("ascii"))
+"""The names :func:`~slipstream.filenames.safe_filename` keeps as they are, and that are
+not a download's ``.part`` file: their entries are built in the extension."""
 
 
 class LocalEntry(NamedTuple):
@@ -77,6 +88,10 @@ class LocalEntry(NamedTuple):
         return FileKey(self.dev, self.ino, self.size, self.mtime_ns)
 
 
+_as_entry: Final = partial(tuple.__new__, LocalEntry)
+"""A :class:`LocalEntry` of a tuple of its fields (in C: no Python-level ``__new__``)."""
+
+
 def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]:
     """The readable regular files under ``directory`` (real path), sorted by entry name,
     with safe unique names; nothing under a directory of ``hidden`` (real paths taken).
@@ -88,62 +103,42 @@ def list_entries(directory: str, hidden: Sequence[str] = ()) -> list[LocalEntry]
     hidden_real = frozenset(os.path.realpath(h) for h in hidden)
     hidden_below = tuple(h + os.sep for h in hidden_real)
     entries: list[LocalEntry] = []
-    append = entries.append
+    extend = entries.extend
     base = directory.rstrip(os.sep) + os.sep
     shared: dict[int, int] = {}
-    """One int object per distinct size or whole-second mtime: files written together
-    share them (32 bytes per file and field less on a large directory)."""
-    share = shared.setdefault
-    new = tuple.__new__  # LocalEntry(...) without the Python-level __new__ of a named tuple
-    last_dev = -1  # one int object for the device of every entry on it
-    # Directories still to list, with the safe name prefix of their files.  The order
-    # does not matter: the entries are sorted at the end.
-    pending: list[tuple[str, str]] = [(directory, "")]
+    """One int object per distinct device, size or whole-second mtime: files written
+    together share them (32 bytes per file and field less on a large directory)."""
+    # Directories still to list: (path, safe name prefix of its files, path prefix of
+    # its files when that is not base + their entry name).  The order does not matter:
+    # the entries are sorted at the end.
+    pending: list[tuple[str, str, str | None]] = [(directory, "", None)]
     while pending:
-        top, prefix = pending.pop()
+        top, prefix, where = pending.pop()
         if top in hidden_real or top.startswith(hidden_below):
             continue
         try:
-            with os.scandir(top) as scan:
-                listed = list(scan)
+            found = scan_directory(top, prefix, base, where, shared, _PLAIN)
         except OSError:  # unreadable, or gone since its parent was read: left out
             continue
-        for entry in listed:
-            name = entry.name
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append((entry.path, f"{prefix}{safe_filename(name)}/"))
-                    continue
-                # (the suffix test first: it spares the call for almost every file)
-                if name.endswith(PART_SUFFIX) and is_part_file(name):
-                    continue
-                st = entry.stat(follow_symlinks=False)
-            except OSError:  # gone since the directory was read
-                continue
-            mode = st.st_mode
-            if S_ISREG(mode) and mode & 0o444:  # as LocalStorage.open; no symlink
-                dev = st.st_dev
-                if dev == last_dev:
-                    dev = last_dev
-                else:
-                    last_dev = dev
-                name = prefix + safe_filename(name)
-                path = entry.path
-                append(
-                    new(
-                        LocalEntry,
-                        (
-                            name,
-                            base,
-                            None if path == base + name else path,
-                            dev,
-                            st.st_ino,
-                            share(st.st_size, st.st_size),
-                            st.st_mtime_ns,
-                            share(mtime := int(st.st_mtime), mtime),
-                        ),
-                    )
+        top_sep = top if top.endswith(os.sep) else top + os.sep
+        extend(map(_as_entry, found.entries))  # plain names: no Python code per file
+        for name in found.directories:
+            safe = safe_filename(name)
+            child = top_sep + name
+            pending.append(
+                (
+                    child,
+                    f"{prefix}{safe}/",
+                    None if where is None and safe == name else child + os.sep,
                 )
+            )
+        for name, dev, ino, size, mtime_ns, mtime in found.others:
+            if is_part_file(name):
+                continue
+            safe = prefix + safe_filename(name)
+            path = top_sep + name
+            where_file = None if path == base + safe else path
+            entries.append(_as_entry((safe, base, where_file, dev, ino, size, mtime_ns, mtime)))
     entries.sort(key=_by_name)
     names = list(map(_by_name, entries))
     if any(map(eq, names, islice(names, 1, None))):
