@@ -5,8 +5,8 @@ Sans-IO (no Trio): ``plan`` (the byte layout of a zip, its pieces and ETag), ``f
 (parsing ``POST /download``), ``errors`` (the error keys and their three reply formats),
 ``ranges`` (the stream route's Range rules), ``allow`` (the allow list of URI prefixes)
 and ``state`` (SQLite: manifests, delivered-byte coverage, the CRC-32 cache); blocking
-but without Trio, ``listing`` (a local directory's members) and ``localfiles`` (their
-bytes and CRCs, read as listed).
+but without Trio, ``listing`` (a local directory's members), ``localplan`` (their layout
+and ETag, and a cache of them) and ``localfiles`` (their bytes and CRCs, read as listed).
 
 With I/O: ``remote`` (probes and ranged member reads), ``crc`` (CRC-32s: cached,
 background, or computed on the way), ``ahead`` (member reads opened ahead), ``stream``

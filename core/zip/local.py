@@ -27,13 +27,10 @@ needs the CRC first), the caller answers 503 instead.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from operator import attrgetter, itemgetter
 from typing import Final
 
 import trio
@@ -46,12 +43,13 @@ from slipstream.http.validators import Validators
 from slipstream.segments import FileSlice
 from slipstream.send import BodyTruncated, BodyWriter, StreamedBody
 
-from .listing import LocalEntry, list_entries
+from .listing import LocalEntry
 from .localcrc import BATCH_BYTES, BATCH_FILES, SMALL_FILE, LocalCrcBook
 from .localfiles import check_listed, open_listed, read_files
+from .localplan import ListingCache, plan_directory
 from .plan import Piece, ZipLayout
 
-__all__ = ["LocalZipBody", "LocalZipSource", "listing_etag", "local_zip"]
+__all__ = ["LocalZipBody", "LocalZipSource", "local_zip"]
 
 log = logging.getLogger("slipstream.zip")
 
@@ -60,59 +58,37 @@ _SLICE: Final = 256 * 1024
 directory is streamed, never held whole)."""
 
 
-def _plan(directory: str, hidden: Sequence[str]) -> tuple[list[LocalEntry], ZipLayout]:
-    """List and plan (blocking: one worker-thread hop)."""
-    entries = list_entries(directory, hidden)
-    # Not plan_zip: the listing's names are already safe and unique ignoring case, so
-    # its checks would only cost time before the first byte.  (The one rule a listing
-    # does not keep, a file named as another's folder ignoring case, ``A`` beside
-    # ``a/b`` on a case-sensitive disk, makes a valid zip all the same.)
-    layout = ZipLayout(entries)  # the entries are members as they are (no copies)
-    return entries, layout
-
-
 async def local_zip(
     directory: str,
     zip_name: str,
     digests: DigestCache | None,
     background: trio.Nursery,
     hidden: Sequence[str] = (),
+    plans: ListingCache | None = None,
 ) -> Representation[Refusal]:
     """The zip of ``directory`` (a resolved real path) as a :class:`Representation`
     (served under the RFC 9110 policy, like a file; its body is streamed, so several
     ranges get the whole zip, as for the zip service).
 
     CRCs missing from ``digests`` are computed in ``background`` while replies run;
-    the representation's ``on_done`` stops that work.
+    the representation's ``on_done`` stops that work.  ``plans`` saves the layout and
+    ETag of a directory listed again unchanged.
     """
-    entries, layout = await trio.to_thread.run_sync(_plan, directory, hidden)
-    source = LocalZipSource(entries, layout, LocalCrcBook(entries, digests), background)
-    tag = listing_etag(entries)
+    key = (directory, tuple(hidden))
+    previous = None if plans is None else plans.get(key)
+    plan = await trio.to_thread.run_sync(plan_directory, directory, hidden, previous)
+    if plans is not None and plan is not previous:
+        plans.put(key, plan)
+    entries = plan.entries
+    source = LocalZipSource(entries, plan.layout, LocalCrcBook(entries, digests), background)
     return Representation(
         body=source,
-        validators=Validators(tag, max(map(attrgetter("mtime"), entries), default=0)),
+        validators=Validators(plan.etag, plan.newest),
         policy=RFC9110,
         content_type="application/zip",
         headers=[("Content-Disposition", content_disposition(zip_name))],
         on_done=source.close,
     )
-
-
-def listing_etag(entries: Sequence[LocalEntry]) -> str:
-    """A strong, quoted ETag for the zip of ``entries``: SHA-256 over every member's
-    name, size and mtime (the zip's bytes) and file version (device, inode, mtime in
-    nanoseconds).  Safe names hold no control character, so NUL separates them; the
-    numbers go in as arrays of 64-bit integers, a field at a time (gathered in C, with
-    no copy of the entries)."""
-    digest = hashlib.sha256(b"slipstream directory zip 2\n")
-    digest.update("\0".join(map(_FIELD["name"], entries)).encode("utf-8", "surrogatepass"))
-    for name, kind in _NUMBERS:
-        digest.update(array(kind, map(_FIELD[name], entries)).tobytes())
-    return f'"z-{digest.hexdigest()[:32]}"'
-
-
-_FIELD: Final = {name: itemgetter(i) for i, name in enumerate(LocalEntry._fields)}
-_NUMBERS: Final = (("size", "q"), ("mtime", "q"), ("dev", "Q"), ("ino", "Q"), ("mtime_ns", "q"))
 
 
 class LocalZipSource:

@@ -16,6 +16,7 @@ from slipstream.digests import DigestCache, FileChanged
 from slipstream.errors import ServiceUnavailable
 from slipstream.storage import LocalStorage
 from slipstream.zip.local import LocalZipBody, local_zip
+from slipstream.zip.localplan import ListingCache
 
 from ..auth import require_token
 from ..config import Config
@@ -36,13 +37,20 @@ def register(
     """Add ``/api/zip`` (errors ``{"error": ...}``) for folders of ``root``; CRCs not
     cached are computed in ``background`` (stopped when the reply ends)."""
 
+    plans = ListingCache()  # the layouts and ETags of the directories zipped last
+
     async def api_zip(request: Request) -> Response:
         require_token(request, config.tokens)
         path = request.arg("path") or ""
         directory = root.resolve_directory(path)
         name = "download" if directory == root.base else os.path.basename(directory)
         zipped = await local_zip(
-            directory, f"{name}.zip", digests, background, hidden=[str(config.state_path)]
+            directory,
+            f"{name}.zip",
+            digests,
+            background,
+            hidden=[str(config.state_path)],
+            plans=plans,
         )
         response = await file_reply(request, zipped, content_digest_max=config.content_digest_max)
         body = response.body
