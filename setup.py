@@ -7,6 +7,7 @@ C_FLAGS = ["-O3"]
 
 extensions = [
     Extension("slipstream.ext._segmap_c", ["ext/_segmap_c.pyx"], extra_compile_args=C_FLAGS),
+    Extension("slipstream.ext._httphead_c", ["ext/_httphead_c.pyx"], extra_compile_args=C_FLAGS),
     Extension("slipstream.ext._listing_c", ["ext/_listing_c.pyx"], extra_compile_args=C_FLAGS),
     Extension("slipstream.ext._zipfmt_c", ["ext/_zipfmt_c.pyx"], extra_compile_args=C_FLAGS),
     Extension(

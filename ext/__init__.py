@@ -86,6 +86,15 @@ else:
     multi_digest = _digest.multi_digest
 
 if TYPE_CHECKING:
+    from slipstream.ext._httphead_py import DECLINE, NEED_MORE, RequestHead, parse_request_head
+else:
+    _httphead = _load("httphead")
+    DECLINE = _httphead.DECLINE
+    NEED_MORE = _httphead.NEED_MORE
+    RequestHead = _httphead.RequestHead
+    parse_request_head = _httphead.parse_request_head
+
+if TYPE_CHECKING:
     from slipstream.ext._listing_py import PlainRule, Scan, scan_directory
 else:
     _listing = _load("listing")
@@ -97,12 +106,15 @@ from slipstream.ext._segtypes import FileSlice, Literal, Segment, UpstreamSlice 
 
 __all__ = [
     "ALGORITHMS",
+    "DECLINE",
     "IMPLEMENTATIONS",
+    "NEED_MORE",
     "PURE",
     "FileSlice",
     "Literal",
     "MultiDigest",
     "PlainRule",
+    "RequestHead",
     "Scan",
     "Segment",
     "SegmentMap",
@@ -118,6 +130,7 @@ __all__ = [
     "multi_digest",
     "needs_zip64",
     "needs_zip64_end",
+    "parse_request_head",
     "scan_directory",
     "twin",
     "zip64_end_of_central_directory",

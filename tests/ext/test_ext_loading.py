@@ -66,6 +66,18 @@ def test_zipfmt_package_exports_the_loaded_twin() -> None:
         assert ext.IMPLEMENTATIONS["zipfmt"] == "python"
 
 
+@pytest.mark.parametrize(
+    ("module", "name"), [("listing", "scan_directory"), ("httphead", "parse_request_head")]
+)
+def test_the_package_exports_the_loaded_twin(module: str, name: str) -> None:
+    kind = {"c": "c", "python": "py"}[ext.IMPLEMENTATIONS[module]]
+    assert getattr(ext, name) is getattr(load_twin(module, kind), name)
+    if REQUIRE_EXT:
+        assert kind == "c"
+    if PURE:
+        assert kind == "py"
+
+
 def test_implementations_match_environment() -> None:
     """``SLIPSTREAM_REQUIRE_EXT=1``: all compiled; ``SLIPSTREAM_PURE=1``: all Python;
     neither: each module's twin is the one that can be imported."""

@@ -1,0 +1,214 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""parse_request_head, compiled twin of ``_httphead_py`` (same API, same results).
+
+One pass over the head's bytes with lookup tables for the character classes; Python
+objects are made only for what is returned.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+
+from slipstream.ext._httphead_py import DECLINE, METHODS, NEED_MORE, RequestHead
+
+__all__ = ["DECLINE", "METHODS", "NEED_MORE", "RequestHead", "parse_request_head"]
+
+DEF MAX_LENGTH_DIGITS = 18
+
+cdef unsigned char TOKEN[256]
+cdef unsigned char TARGET[256]
+cdef unsigned char VALUE[256]  # 1: visible or obs-text, 2: space or tab
+
+
+cdef void _tables():
+    cdef int c
+    for c in range(256):
+        TOKEN[c] = 0
+        TARGET[c] = 1 if 0x21 <= c <= 0x7E else 0
+        VALUE[c] = 1 if (0x21 <= c <= 0x7E or c >= 0x80) else 0
+    for c in b"-!#$%&'*+.^_`|~":
+        TOKEN[c] = 1
+    for c in range(ord("0"), ord("9") + 1):
+        TOKEN[c] = 1
+    for c in range(ord("a"), ord("z") + 1):
+        TOKEN[c] = 1
+        TOKEN[c - 32] = 1
+    VALUE[0x20] = 2
+    VALUE[0x09] = 2
+
+
+_tables()
+
+cdef bytes V11 = b"1.1"
+cdef bytes V10 = b"1.0"
+cdef object _METHODS = METHODS
+cdef object _RequestHead = RequestHead
+
+
+cdef inline bint _named(const unsigned char *p, Py_ssize_t n, const char *lower):
+    """Whether the ``n`` bytes at ``p`` are the lower-case name ``lower`` ignoring case."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(n):
+        if lower[i] == 0:
+            return False
+        c = p[i]
+        if 0x41 <= c <= 0x5A:
+            c += 32
+        if c != <unsigned char>lower[i]:
+            return False
+    return lower[n] == 0
+
+
+cdef inline bytes _bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t stop):
+    return PyBytes_FromStringAndSize(<const char *>p + start, stop - start)
+
+
+cdef bytes _lower_bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t stop):
+    """``p[start:stop].lower()`` (ASCII), written into the new object before it is shared."""
+    cdef bytes out = PyBytes_FromStringAndSize(<const char *>p + start, stop - start)
+    cdef unsigned char *q = <unsigned char *>PyBytes_AS_STRING(out)
+    cdef Py_ssize_t i
+    for i in range(stop - start):
+        if 0x41 <= q[i] <= 0x5A:
+            q[i] += 32
+    return out
+
+
+def parse_request_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t max_fields):
+    """As ``_httphead_py.parse_request_head``."""
+    cdef const unsigned char *p
+    cdef Py_ssize_t size
+    if type(data) is bytes:
+        p = <const unsigned char *>PyBytes_AS_STRING(data)
+        size = PyBytes_GET_SIZE(data)
+    elif type(data) is bytearray:
+        p = <const unsigned char *>PyByteArray_AS_STRING(data)
+        size = PyByteArray_GET_SIZE(data)
+    else:
+        data = bytes(data)
+        p = <const unsigned char *>PyBytes_AS_STRING(data)
+        size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t i, end, line, stop, colon, v0, v1, k, fields
+    cdef Py_ssize_t method_end, target_start, target_end
+    cdef int hosts = 0
+    cdef long long length = -1
+    cdef bint v11
+    cdef unsigned char c
+    if start < 0:
+        raise ValueError("start must not be negative")
+    if start >= size:
+        return NEED_MORE
+    if p[start] < 0x21:
+        return DECLINE
+    # The end of the head, where h11 finds it: the first LF followed by LF or CRLF.
+    end = -1
+    i = start
+    while i < size:
+        if p[i] == 0x0A:
+            if i + 1 < size and p[i + 1] == 0x0A:
+                end = i + 2
+                break
+            if i + 2 < size and p[i + 1] == 0x0D and p[i + 2] == 0x0A:
+                end = i + 3
+                break
+        i += 1
+    if end < 0:
+        return DECLINE if size - start > max_head else NEED_MORE
+    if end - start > max_head:
+        return DECLINE
+    # Every line ends in CRLF, and there is no other CR nor LF.
+    for i in range(start, end):
+        c = p[i]
+        if c == 0x0D:
+            if i + 1 >= end or p[i + 1] != 0x0A:
+                return DECLINE
+        elif c == 0x0A:
+            if i == start or p[i - 1] != 0x0D:
+                return DECLINE
+    if end - start < 4 or p[end - 4] != 0x0D:  # "\r\n\r\n" (not "\n\r\n" alone)
+        return DECLINE
+    stop = end - 4  # the end of the last line's content
+    # The request line.
+    i = start
+    while i < stop and TOKEN[p[i]]:
+        i += 1
+    method_end = i
+    if i >= stop or p[i] != 0x20:
+        return DECLINE
+    target_start = i + 1
+    i = target_start
+    while i < stop and TARGET[p[i]]:
+        i += 1
+    target_end = i
+    if target_end == target_start or p[target_start] != 0x2F or i >= stop or p[i] != 0x20:
+        return DECLINE
+    i += 1
+    if i + 8 >= end or p[i + 8] != 0x0D:  # "HTTP/1.x" ends the line
+        return DECLINE
+    if not (p[i] == 0x48 and p[i + 1] == 0x54 and p[i + 2] == 0x54 and p[i + 3] == 0x50
+            and p[i + 4] == 0x2F and p[i + 5] == 0x31 and p[i + 6] == 0x2E):
+        return DECLINE
+    if p[i + 7] == 0x31:
+        v11 = True
+    elif p[i + 7] == 0x30:
+        v11 = False
+    else:
+        return DECLINE
+    method = _bytes(p, start, method_end)
+    if method not in _METHODS:
+        return DECLINE
+    line = i + 10  # past "HTTP/1.x\r\n"
+    headers = []
+    fields = 0
+    while line < end - 2:  # each header line, up to the blank one
+        i = line
+        while p[i] != 0x0D:
+            i += 1
+        # [line, i) is one header line
+        colon = line
+        while colon < i and TOKEN[p[colon]]:
+            colon += 1
+        if colon == line or colon >= i or p[colon] != 0x3A:
+            return DECLINE
+        fields += 1
+        if fields > max_fields:
+            return DECLINE
+        v0 = colon + 1
+        v1 = i
+        while v0 < v1 and VALUE[p[v0]] == 2:
+            v0 += 1
+        while v1 > v0 and VALUE[p[v1 - 1]] == 2:
+            v1 -= 1
+        for k in range(v0, v1):
+            if not VALUE[p[k]]:
+                return DECLINE
+        k = colon - line
+        if _named(p + line, k, b"host"):
+            hosts += 1
+        elif _named(p + line, k, b"content-length"):
+            if length >= 0 or v1 == v0 or v1 - v0 > MAX_LENGTH_DIGITS:
+                return DECLINE
+            length = 0
+            for k in range(v0, v1):
+                c = p[k]
+                if not 0x30 <= c <= 0x39:
+                    return DECLINE
+                length = length * 10 + (c - 0x30)
+        elif (
+            _named(p + line, k, b"transfer-encoding")
+            or _named(p + line, k, b"expect")
+            or _named(p + line, k, b"upgrade")
+        ):
+            return DECLINE
+        headers.append((_lower_bytes(p, line, colon), _bytes(p, v0, v1)))
+        line = i + 2
+    if hosts > 1 or (hosts == 0 and v11):
+        return DECLINE
+    return _RequestHead(
+        method,
+        _bytes(p, target_start, target_end),
+        V11 if v11 else V10,
+        headers,
+        length if length > 0 else 0,
+        end,
+    )
