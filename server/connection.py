@@ -14,19 +14,26 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import trio
 
 from slipstream.errors import SlipstreamError
-from slipstream.http.dates import http_date
+from slipstream.ext import DECLINE, RequestHead, parse_request_head
 from slipstream.numeric import InvalidNumber, parse_uint
 from slipstream.send import BodyTruncated, StreamedBody, send_all_within, send_body
 
 from .config import Limits
-from .errors import ErrorRenderer, StatusError, error_response, unexpected_error_response
+from .errors import ErrorRenderer, error_response, unexpected_error_response
 from .http import REASONS, Request, Response
+from .http1 import (
+    ProtocolFailure,
+    asks_to_close,
+    header_block,
+    merged_headers,
+    request_of,
+    response_head,
+)
 from .redact import redact_target
 from .replay import ReplayStream
 
@@ -63,18 +70,6 @@ class _Length:
         return self.n
 
 
-class ProtocolFailure(StatusError):
-    """The request cannot be served; reply with ``status`` and close the connection.
-
-    ``request`` is set once the request line parsed, so the reply can take the shape of
-    the API surface the request was for.
-    """
-
-    def __init__(self, status: int, message: str, request: Request | None = None) -> None:
-        super().__init__(status, message)
-        self.request = request
-
-
 class IdleScopes:
     """Cancel scopes of connections waiting idle for their next request (drained first)."""
 
@@ -90,7 +85,13 @@ class IdleScopes:
 
 
 class HTTPConnection:
-    """Serve one accepted socket until it closes, times out, or the server drains."""
+    """Serve one accepted socket until it closes, times out, or the server drains.
+
+    Each request head goes first to the fast path (the extension's strict parser, which
+    takes ordinary requests and gives exactly what h11 would); a head it declines is
+    handed unchanged to a fresh h11 connection, which reads that request and writes its
+    reply, and whose unread bytes come back for the next request.
+    """
 
     def __init__(
         self,
@@ -110,7 +111,12 @@ class HTTPConnection:
         self.handler = handler
         self.limits = limits
         self.idle = idle
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
+        self._buffer = bytearray()
+        """Bytes received and not read yet (the start of the next request, pipelined)."""
+        self.conn: h11.Connection | None = None
+        """The h11 connection reading the current request; None on the fast path."""
+        self._close_after = False
+        """Fast path: the client asked for the connection to close after this request."""
         self.access_log_enabled = access_log_enabled and access_log.isEnabledFor(logging.INFO)
         try:
             peer = stream.socket.getpeername()
@@ -133,11 +139,8 @@ class HTTPConnection:
                     await self.websocket(replay, request)
                     break
                 keep_going = await self._respond(request)
-                if not keep_going or self.conn.our_state is not h11.DONE:
+                if not keep_going or not self._next_cycle():
                     break
-                if self.conn.their_state is not h11.DONE:
-                    break
-                self.conn.start_next_cycle()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             pass
         except trio.TooSlowError:
@@ -147,6 +150,17 @@ class HTTPConnection:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
+
+    def _next_cycle(self) -> bool:
+        """After a reply: whether the connection may read another request."""
+        conn = self.conn
+        if conn is None:
+            return not self._close_after
+        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return False
+        self._buffer = bytearray(conn.trailing_data[0])  # the next request's first bytes
+        self.conn = None
+        return True
 
     # -- reading ------------------------------------------------------------------
 
@@ -170,12 +184,73 @@ class HTTPConnection:
         one may idle ``idle_timeout`` before the first byte of its next request, and then
         has ``head_timeout`` for the rest of the head.
         """
-        conn = self.conn
         limits = self.limits
-        raw = bytearray(conn.trailing_data[0])
+        buffer = self._buffer
         deadline = trio.current_time() + (
-            limits.head_timeout if raw or first else limits.idle_timeout
+            limits.head_timeout if buffer or first else limits.idle_timeout
         )
+        searched = 0  # where to look for the end of the head next (no quadratic rescans)
+        try:
+            while True:
+                if buffer and (
+                    _HEAD_END.search(buffer, searched) or len(buffer) > limits.max_head_bytes
+                ):
+                    head = parse_request_head(
+                        buffer, 0, limits.max_head_bytes, limits.max_header_count
+                    )
+                    if isinstance(head, RequestHead):
+                        return await self._fast_request(head)
+                    assert head == DECLINE  # the head is complete, or over the limit
+                    return await self._h11_request(first, deadline, closed=False)
+                searched = max(0, len(buffer) - 2)
+                data = await self._receive(deadline, idle=not buffer)
+                if data is None:
+                    if buffer:
+                        raise ProtocolFailure(408, "request head timed out")
+                    return None
+                if not data:  # the client closed: h11 judges what it sent, if anything
+                    return await self._h11_request(first, deadline, closed=True) if buffer else None
+                if not buffer and not first:
+                    deadline = trio.current_time() + limits.head_timeout
+                buffer += data
+        except ProtocolFailure as failure:
+            await self._send_failure(failure)
+            return None
+
+    async def _fast_request(self, head: RequestHead) -> Request:
+        """The request the fast path parsed at the start of the buffer, with its body."""
+        self.conn = None
+        self._close_after = asks_to_close(head)
+        request = request_of(head.method, head.target, merged_headers(head.headers), self.client)
+        length = head.content_length
+        if length > self.limits.max_body_bytes:
+            raise ProtocolFailure(413, "request body too large", request)
+        buffer = self._buffer
+        stop = head.end + length
+        deadline = trio.current_time() + self.limits.body_timeout
+        while len(buffer) < stop:
+            data = await self._receive(deadline, idle=False)
+            if data is None:
+                raise ProtocolFailure(408, "request body timed out", request)
+            if not data:
+                raise trio.BrokenResourceError("client closed mid-body")
+            buffer += data
+        request.body = bytes(buffer[head.end : stop]) if length else b""
+        del buffer[:stop]
+        return request
+
+    async def _h11_request(self, first: bool, deadline: float, closed: bool) -> Request | None:
+        """The request at the start of the buffer, read by a fresh h11 connection (the fast
+        path declined it); ``closed``: the client has closed its side."""
+        limits = self.limits
+        conn = self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=limits.max_head_bytes
+        )
+        raw = self._buffer
+        self._buffer = bytearray()
+        conn.receive_data(bytes(raw))
+        if closed:
+            conn.receive_data(b"")
         try:
             while True:
                 event = conn.next_event()
@@ -198,7 +273,7 @@ class HTTPConnection:
                     break
                 else:  # ConnectionClosed before a request started
                     return None
-            request.body = await self._read_body(request)
+            request.body = await self._read_body(conn, request)
             return request
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
@@ -215,12 +290,8 @@ class HTTPConnection:
     def _check_head(self, event: h11.Request, raw: bytearray) -> Request:
         limits = self.limits
         headers = event.headers
-        merged: dict[str, str] = {}
-        for name, value in headers:
-            key = name.decode("latin-1")
-            text = value.decode("latin-1")
-            merged[key] = f"{merged[key]}, {text}" if key in merged else text
-        request = _parse_target(event, merged, self.client)
+        merged = merged_headers(headers)
+        request = request_of(event.method, event.target, merged, self.client)
         if len(headers) > limits.max_header_count:
             raise ProtocolFailure(431, "too many header fields", request)
         size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in headers)
@@ -236,8 +307,7 @@ class HTTPConnection:
                 raise ProtocolFailure(400, "duplicate Content-Length", request)
         return request
 
-    async def _read_body(self, request: Request) -> bytes:
-        conn = self.conn
+    async def _read_body(self, conn: h11.Connection, request: Request) -> bytes:
         if conn.their_state is h11.DONE:
             return b""
         declared = request.headers.get("content-length")
@@ -272,7 +342,8 @@ class HTTPConnection:
 
     async def _send_failure(self, failure: ProtocolFailure) -> None:
         """Reply to a request we could not parse or accept, then close."""
-        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        conn = self.conn
+        if conn is not None and conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         response = self.errors(failure.request)(failure)
         response.close_connection = True
@@ -305,36 +376,51 @@ class HTTPConnection:
         return not response.close_connection
 
     async def _write(self, response: Response, head_only: bool) -> int:
-        """Send head and body; returns the body bytes sent.
+        """Send head and body; returns the body bytes sent."""
+        status = response.status
+        bodyless = head_only or status in (204, 304) or status < 200
+        length = response.content_length
+        if self.conn is None:  # the fast path: the head is written here
+            close = response.close_connection or self._close_after
+            framed = None if status in (204, 304) else length
+            head = response_head(status, framed, close, response.headers)
+        else:
+            head = self._h11_head(self.conn, response)
+        if bodyless or length == 0:
+            if self.conn is not None:
+                head += self.conn.send(h11.EndOfMessage()) or b""
+            await self._send_bytes(head)
+            return 0
+        if self.conn is not None:
+            data = h11.Data(data=_Length(length))  # type: ignore[arg-type]
+            self.conn.send_with_data_passthrough(data)
+        await send_body(
+            self.stream, response.body, head=head, send_timeout=self.limits.send_timeout
+        )
+        if self.conn is not None:
+            self.conn.send(h11.EndOfMessage())
+        return length
+
+    @staticmethod
+    def _h11_head(conn: h11.Connection, response: Response) -> bytes:
+        """The head of a reply to a request h11 read.
 
         h11 sees only the framing fields (Content-Length, Connection) it needs for its
         state machine; the other header lines are checked and serialised here and
         spliced into h11's head.  h11 validates every field with regular expressions,
         which was the largest single cost of a small reply.
         """
-        conn = self.conn
         status = response.status
-        bodyless = head_only or status in (204, 304) or status < 200
-        length = response.content_length
         framing: list[tuple[bytes, bytes]] = []
         if status not in (204, 304):
-            framing.append((b"Content-Length", str(length).encode()))
+            framing.append((b"Content-Length", str(response.content_length).encode()))
         if response.close_connection:
             framing.append((b"Connection", b"close"))
         head = conn.send(
             h11.Response(status_code=status, headers=framing, reason=REASONS.get(status, b""))
         )
-        head = head[:-2] + _header_block(response.headers) + b"\r\n"
-        if bodyless or length == 0:
-            tail = conn.send(h11.EndOfMessage()) or b""
-            await self._send_bytes(head + tail)
-            return 0
-        conn.send_with_data_passthrough(h11.Data(data=_Length(length)))  # type: ignore[arg-type]
-        await send_body(
-            self.stream, response.body, head=head, send_timeout=self.limits.send_timeout
-        )
-        conn.send(h11.EndOfMessage())
-        return length
+        assert head is not None
+        return head[:-2] + header_block(response.headers) + b"\r\n"
 
     def _log(self, method: str, target: str, status: int, sent: int, started: float | None) -> None:
         if not self.access_log_enabled:
@@ -356,37 +442,6 @@ def _usual_shape(request: Request | None) -> ErrorRenderer:
     return error_response
 
 
-def _parse_target(event: h11.Request, headers: dict[str, str], client: str) -> Request:
-    """The request of ``event``: path percent-decoded once (strict UTF-8), query parsed.
-
-    Raises :class:`ProtocolFailure` (400) for a target that is not valid UTF-8 once
-    decoded, or not an absolute path.
-    """
-    target = event.target.decode("ascii")
-    if target.startswith(("http://", "https://")):
-        # absolute-form (RFC 9112 3.2.2): servers must accept it; keep path and query
-        parts = urlsplit(target)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    path_part, _, query_string = target.partition("?")
-    try:
-        path = unquote(path_part, errors="strict") if "%" in path_part else path_part
-        query = (
-            parse_qs(query_string, keep_blank_values=True, errors="strict") if query_string else {}
-        )
-    except UnicodeDecodeError as exc:
-        raise ProtocolFailure(400, "request target is not valid UTF-8") from exc
-    if not path.startswith("/"):
-        raise ProtocolFailure(400, "request target must be an absolute path")
-    return Request(
-        method=event.method.decode("ascii"),
-        target=target,
-        path=path,
-        query=query,
-        headers=headers,
-        client=client,
-    )
-
-
 def _over_limit(declared: str, limit: int) -> bool:
     """Whether a ``Content-Length`` (digits, checked by h11) announces more than ``limit``."""
     try:
@@ -403,29 +458,3 @@ def _wants_websocket(request: Request) -> bool:
         and request.headers.get("upgrade", "").lower() == "websocket"
         and "upgrade" in request.headers.get("connection", "").lower()
     )
-
-
-_FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding", "connection"})
-_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-def _header_block(headers: list[tuple[str, str]]) -> bytes:
-    """``Name: value\\r\\n`` lines plus ``Date``; refuses CR/LF injection and framing fields.
-
-    Values are sent as UTF-8 (RFC 9110 5.5 lets field values carry such octets as
-    opaque data), which is how clients read a quoted ``Content-Disposition`` file name.
-    """
-    lines = [f"Date: {_http_date_now()}\r\n"]
-    for name, value in headers:
-        if not _TOKEN.fullmatch(name) or name.lower() in _FRAMING_FIELDS:
-            raise ValueError(f"refusing response header name {name!r}")
-        if _UNSAFE_VALUE.search(value):
-            raise ValueError(f"refusing control characters in header {name}")
-        lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("utf-8")
-
-
-def _http_date_now() -> str:
-    """The ``Date`` header value (``http_date`` memoises, so one format a second)."""
-    return http_date(int(time.time()))

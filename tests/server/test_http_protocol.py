@@ -135,6 +135,61 @@ async def test_pipelined_requests_are_answered_in_order(
     assert await raw_client.is_closed(timeout=2)
 
 
+async def test_fast_path_and_h11_requests_interleave_on_one_socket(
+    raw_client: RawClient, served: Served
+) -> None:
+    """Heads the fast path takes and heads it hands to h11 (chunked body, bare LF,
+    absolute-form target, obs-fold) alternate in one pipeline, answered in order: the
+    bytes h11 does not read come back to the fast path for the next request."""
+    small = served.files["small.txt"]
+    target = download_target("small.txt").encode()
+    requests = [
+        ("GET", get("/healthz")),
+        (
+            "POST",
+            b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n",
+        ),
+        ("GET", get(download_target("small.txt"))),
+        (
+            "GET",
+            b"GET "
+            + target
+            + b" HTTP/1.1\nHost: x\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\n\n",
+        ),
+        ("GET", b"GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("POST", get("/healthz", "Content-Length: 3", method="POST") + b"xyz"),
+        ("GET", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n"),
+        ("GET", get("/healthz")),
+    ]
+    await raw_client.send(b"".join(data for _, data in requests))
+    replies = [await raw_client.read_response(method) for method, _ in requests]
+    assert [r.status for r in replies] == [200, 405, 200, 200, 200, 405, 200, 200]
+    assert replies[2].body == small
+    assert replies[3].body == small
+    assert replies[7].json() == {"status": "ok"}
+    assert not raw_client.closed_by_peer
+
+
+async def test_http_1_0_and_connection_close_end_the_connection_on_the_fast_path(
+    start_server: StartServer,
+) -> None:
+    served = await start_server()
+    for head in (
+        b"GET /healthz HTTP/1.0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n",
+    ):
+        client = await served.raw()
+        await client.send(head + get("/healthz"))
+        response = await client.read_response()
+        assert response.status == 200
+        assert response.header("connection") == "close"
+        assert await client.is_closed(timeout=2)  # the second request is not answered
+        await client.aclose()
+
+
 async def test_pipelined_requests_split_at_odd_byte_boundaries(
     raw_client: RawClient, served: Served
 ) -> None:
