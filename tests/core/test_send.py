@@ -24,6 +24,7 @@ from slipstream.send import (
     SENDFILE_CHUNK,
     SMALL_SLICE,
     BodyTruncated,
+    send_all_within,
     send_body,
     send_segments,
 )
@@ -296,3 +297,48 @@ def autojump_clock(mock_clock: trio.testing.MockClock) -> trio.testing.MockClock
     """Trio's mock clock, jumping to the next deadline whenever every task waits."""
     mock_clock.autojump_threshold = 0
     return mock_clock
+
+
+# -- send_all_within on a real socket stream: the non-blocking write first -----------------
+
+
+async def test_a_reply_that_fits_goes_out_in_one_write_on_a_socket_stream() -> None:
+    async with socket_pair() as (sender, peer):
+        await send_all_within(sender.stream, b"x" * 1000, 5.0)
+        await send_all_within(sender.stream, bytearray(b"y" * 10), 5.0)
+        await send_all_within(sender.stream, b"", 5.0)
+        await sender.stream.send_eof()
+        assert await receive_all(peer) == b"x" * 1000 + b"y" * 10
+    assert sender.sends == []  # the stream's send_all was never needed
+
+
+async def test_what_one_write_leaves_goes_by_send_all_in_order() -> None:
+    data = os.urandom(STALLED)  # more than the buffer holds: the first write is partial
+    async with socket_pair() as (sender, peer), trio.open_nursery() as nursery:
+        received: list[bytes] = []
+
+        async def read() -> None:
+            received.append(await receive_all(peer))
+
+        nursery.start_soon(read)
+        await send_all_within(sender.stream, data, 30.0)
+        await sender.stream.send_eof()
+    assert received[0] == data
+
+
+async def test_a_closed_peer_is_a_broken_resource_on_the_direct_write() -> None:
+    async with socket_pair() as (sender, peer):
+        await peer.aclose()
+        with pytest.raises(trio.BrokenResourceError):
+            for _ in range(3):  # the first write may still be taken by the kernel
+                await send_all_within(sender.stream, b"x" * 1000, 5.0)
+
+
+async def test_a_loop_of_direct_writes_still_checkpoints() -> None:
+    async with socket_pair() as (sender, peer), trio.open_nursery() as nursery:
+        nursery.start_soon(receive_all, peer)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await send_all_within(sender.stream, b"x", 5.0)  # fits: the checkpoint raises
+        assert scope.cancelled_caught
+        await sender.stream.send_eof()
