@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -117,6 +118,9 @@ class HTTPConnection:
         """The h11 connection reading the current request; None on the fast path."""
         self._close_after = False
         """Fast path: the client asked for the connection to close after this request."""
+        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        """The socket's descriptor, for reads of bytes already waiting (-1: another
+        kind of stream, read only through its own methods)."""
         self.access_log_enabled = access_log_enabled and access_log.isEnabledFor(logging.INFO)
         try:
             peer = stream.socket.getpeername()
@@ -165,7 +169,22 @@ class HTTPConnection:
     # -- reading ------------------------------------------------------------------
 
     async def _receive(self, deadline: float, idle: bool) -> bytes | None:
-        """One read; None when the deadline passed (or the server started draining)."""
+        """One read; None when the deadline passed (or the server started draining).
+
+        Bytes already waiting are taken with one non-blocking read, without a cancel
+        scope or a trip through the scheduler (the reply before made a checkpoint, so
+        the next request of a busy connection has usually arrived by then)."""
+        if idle and self.idle.draining:
+            return None
+        if self._fd >= 0:
+            try:
+                return os.read(self._fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                pass
+            except ConnectionError:
+                raise
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket read failed: {exc}") from exc
         with trio.CancelScope(deadline=deadline) as scope:
             if idle:
                 self.idle.scopes.add(scope)

@@ -469,3 +469,25 @@ async def test_valid_token_in_header_of_pipelined_request_is_not_leaked(served: 
     )
     assert TOKEN.encode() not in out
     assert out.count(b"HTTP/1.1 404 ") == 1 and out.count(b"HTTP/1.1 400 ") == 1
+
+
+async def test_a_reset_between_requests_ends_only_that_connection(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that resets its connection after a reply (the next read, taken without
+    waiting, fails with ECONNRESET) or in the middle of a head leaves no error behind,
+    and the server goes on serving."""
+    for partial in (b"", b"GET /healthz HTTP/1.1\r\nHo"):
+        client = await served.raw()
+        await client.send(get("/healthz"))
+        assert (await client.read_response()).status == 200
+        if partial:
+            await client.send(partial)
+        await trio.sleep(0.05)
+        client.abort()
+        await trio.sleep(0.1)
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    again = await served.raw()
+    await again.send(get("/healthz"))
+    assert (await again.read_response()).json() == {"status": "ok"}
+    await again.aclose()
