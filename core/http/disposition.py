@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for the same few names over and over
 def content_disposition(filename: str, disposition: str = "attachment") -> str:
     """``attachment; filename="<name>"``, plus ``filename*=UTF-8''...`` when needed.
 
