@@ -75,15 +75,17 @@ def test_a_plain_name_is_one_safe_filename_keeps(name: str) -> None:
         assert raw.isascii()
 
 
-@given(NAMES)
+@given(NAMES.filter(lambda n: "/" not in n and "\0" not in n and n not in (".", "..")))
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
 def test_twins_agree_on_which_names_are_plain(tmp_path: Path, name: str) -> None:
     folder = tmp_path / "plain"
     folder.mkdir(exist_ok=True)
     for old in folder.iterdir():
         old.unlink()
+    path = folder / name
+    assert path.parent == folder  # one path component: never a file outside the folder
     try:
-        (folder / name).write_bytes(b"x")
+        path.write_bytes(b"x")
     except (OSError, ValueError):  # not a valid file name here ("." and the like)
         return
     py, c = both(folder)
