@@ -185,9 +185,9 @@ async def send_all_within(
     Most small replies fit in the socket's send buffer: on a :class:`trio.SocketStream`
     they go out with one non-blocking ``send`` straight on the socket, then a plain
     checkpoint (so a loop of sends still yields and sees cancellation), with no cancel
-    scope and none of the stream's per-call machinery.  Only what that ``send`` leaves goes through
-    ``stream.send_all`` under a deadline (same as ``trio.fail_after`` around the call,
-    without the context-manager machinery).
+    scope and none of the stream's per-call machinery.  Only what that ``send`` leaves
+    goes through ``stream.send_all`` under a deadline (same as ``trio.fail_after``
+    around the call, without the context-manager machinery).
     """
     view = memoryview(data)
     # another kind of stream (a wrapper, a test's) goes by its own send_all
