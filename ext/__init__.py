@@ -86,9 +86,16 @@ else:
     multi_digest = _digest.multi_digest
 
 if TYPE_CHECKING:
-    from slipstream.ext._httphead_py import DECLINE, NEED_MORE, RequestHead, parse_request_head
+    from slipstream.ext._httphead_py import (
+        DECLINE,
+        NEED_MORE,
+        RequestHead,
+        header_lines,
+        parse_request_head,
+    )
 else:
     _httphead = _load("httphead")
+    header_lines = _httphead.header_lines
     DECLINE = _httphead.DECLINE
     NEED_MORE = _httphead.NEED_MORE
     RequestHead = _httphead.RequestHead
@@ -126,6 +133,7 @@ __all__ = [
     "dos_datetime",
     "end_of_central_directory",
     "extended_timestamp_extra",
+    "header_lines",
     "local_file_header",
     "multi_digest",
     "needs_zip64",

@@ -7,10 +7,27 @@ objects are made only for what is returned.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
+    bint PyUnicode_IS_ASCII(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    int PyUnicode_KIND(object text)
+    void *PyUnicode_DATA(object text)
+    Py_UCS4 PyUnicode_READ(int kind, void *data, Py_ssize_t index)
 
 from slipstream.ext._httphead_py import DECLINE, METHODS, NEED_MORE, RequestHead
 
-__all__ = ["DECLINE", "METHODS", "NEED_MORE", "RequestHead", "parse_request_head"]
+__all__ = [
+    "DECLINE",
+    "METHODS",
+    "NEED_MORE",
+    "RequestHead",
+    "header_lines",
+    "parse_request_head",
+]
 
 DEF MAX_LENGTH_DIGITS = 18
 
@@ -64,13 +81,20 @@ cdef inline bytes _bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t st
 
 
 cdef bytes _lower_bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t stop):
-    """``p[start:stop].lower()`` (ASCII), written into the new object before it is shared."""
-    cdef bytes out = PyBytes_FromStringAndSize(<const char *>p + start, stop - start)
+    """``p[start:stop].lower()`` (ASCII), written into a new object before it is shared.
+
+    The object is made uninitialised (NULL source): CPython hands out shared singletons
+    for one-byte (and empty) bytes made from data, which must never be written to."""
+    cdef Py_ssize_t n = stop - start
+    if n <= 0:
+        return b""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
     cdef unsigned char *q = <unsigned char *>PyBytes_AS_STRING(out)
     cdef Py_ssize_t i
-    for i in range(stop - start):
-        if 0x41 <= q[i] <= 0x5A:
-            q[i] += 32
+    cdef unsigned char c
+    for i in range(n):
+        c = p[start + i]
+        q[i] = c + 32 if 0x41 <= c <= 0x5A else c
     return out
 
 
@@ -212,3 +236,77 @@ def parse_request_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t m
         length if length > 0 else 0,
         end,
     )
+
+
+cdef bint _is_framing(const unsigned char *p, Py_ssize_t n):
+    return (
+        _named(p, n, b"content-length")
+        or _named(p, n, b"transfer-encoding")
+        or _named(p, n, b"connection")
+    )
+
+
+cdef bint _has_control(str value):
+    """A control character other than tab (C0 or DEL) anywhere in ``value``."""
+    cdef int kind = PyUnicode_KIND(value)
+    cdef void *data = PyUnicode_DATA(value)
+    cdef Py_ssize_t i
+    cdef Py_UCS4 c
+    for i in range(PyUnicode_GET_LENGTH(value)):
+        c = PyUnicode_READ(kind, data, i)
+        if (c < 0x20 and c != 0x09) or c == 0x7F:
+            return True
+    return False
+
+
+def header_lines(str date, list headers):
+    """As ``_httphead_py.header_lines``."""
+    cdef Py_ssize_t total, n, k, at
+    cdef const char *text
+    cdef const unsigned char *name_bytes
+    cdef bytes out
+    cdef char *q
+    for item in headers:
+        name = (<tuple?>item)[0]
+        if not isinstance(name, str):
+            raise TypeError("header names must be str")
+        if not PyUnicode_IS_ASCII(name):
+            raise ValueError(f"refusing response header name {name!r}")
+        name_bytes = <const unsigned char *>PyUnicode_AsUTF8AndSize(name, &n)
+        if n == 0 or _is_framing(name_bytes, n):
+            raise ValueError(f"refusing response header name {name!r}")
+        for k in range(n):
+            if not TOKEN[name_bytes[k]]:
+                raise ValueError(f"refusing response header name {name!r}")
+    for item in headers:
+        name, value = <tuple?>item
+        if _has_control(<str?>value):
+            raise ValueError(f"refusing control characters in header {name}")
+    PyUnicode_AsUTF8AndSize(date, &n)
+    total = 6 + n + 2  # "Date: " date CRLF
+    for name, value in headers:
+        PyUnicode_AsUTF8AndSize(name, &n)
+        total += n + 2
+        PyUnicode_AsUTF8AndSize(value, &n)  # UnicodeEncodeError for a lone surrogate
+        total += n + 2
+    out = PyBytes_FromStringAndSize(NULL, total)
+    q = PyBytes_AS_STRING(out)
+    memcpy(q, b"Date: ", 6)
+    at = 6
+    text = PyUnicode_AsUTF8AndSize(date, &n)
+    memcpy(q + at, text, n)
+    at += n
+    memcpy(q + at, b"\r\n", 2)
+    at += 2
+    for name, value in headers:
+        text = PyUnicode_AsUTF8AndSize(name, &n)
+        memcpy(q + at, text, n)
+        at += n
+        memcpy(q + at, b": ", 2)
+        at += 2
+        text = PyUnicode_AsUTF8AndSize(value, &n)
+        memcpy(q + at, text, n)
+        at += n
+        memcpy(q + at, b"\r\n", 2)
+        at += 2
+    return out

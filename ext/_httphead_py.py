@@ -22,7 +22,14 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
-__all__ = ["DECLINE", "METHODS", "NEED_MORE", "RequestHead", "parse_request_head"]
+__all__ = [
+    "DECLINE",
+    "METHODS",
+    "NEED_MORE",
+    "RequestHead",
+    "header_lines",
+    "parse_request_head",
+]
 
 NEED_MORE: Final = 0
 """The head is not complete yet (and not over the limit): read more, ask again."""
@@ -117,3 +124,28 @@ def parse_request_head(
     if hosts > 1 or (hosts == 0 and version == b"1.1"):
         return DECLINE
     return RequestHead(method, target, version, headers, max(length, 0), end)
+
+
+_FIELD_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FRAMING_FIELDS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+_UNSAFE_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_lines(date: str, headers: list[tuple[str, str]]) -> bytes:
+    """``Date: <date>\\r\\n`` and a ``Name: value\\r\\n`` line per header, in UTF-8 (RFC
+    9110 5.5 lets values carry such octets as opaque data).
+
+    ``ValueError`` for a name that is not a token or is a framing field (the connection
+    writes ``Content-Length`` and ``Connection`` itself), checked for every name first;
+    then for a value with a control character other than tab (CR/LF injection), naming
+    the first such header; ``UnicodeEncodeError`` for a lone surrogate in a value.
+    """
+    for name, _ in headers:
+        if not _FIELD_NAME.fullmatch(name) or name.lower() in _FRAMING_FIELDS:
+            raise ValueError(f"refusing response header name {name!r}")
+    for name, value in headers:
+        if _UNSAFE_VALUE.search(value):
+            raise ValueError(f"refusing control characters in header {name}")
+    lines = [f"Date: {date}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in headers]
+    return "".join(lines).encode("utf-8")

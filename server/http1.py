@@ -9,13 +9,11 @@ head is written here for both paths: the status line and the framing fields
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
-from typing import Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from slipstream.ext import RequestHead
+from slipstream.ext import RequestHead, header_lines
 from slipstream.http.dates import http_date
 
 from .errors import StatusError
@@ -113,43 +111,10 @@ def response_head(
     return b"".join(lines)
 
 
-_FRAMING_FIELDS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
-_UNSAFE_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
 def header_block(headers: list[tuple[str, str]]) -> bytes:
-    """``Name: value\r\n`` lines plus ``Date``; refuses CR/LF injection and framing fields.
-
-    Values are sent as UTF-8 (RFC 9110 5.5 lets field values carry such octets as
-    opaque data), which is how clients read a quoted ``Content-Disposition`` file name.
-    A name is checked once per process (replies use a few names over and over); the
-    values of a reply are checked with one search over them all, joined by a tab (which
-    a value may hold).
-    """
-    lines = [f"Date: {_http_date_now()}\r\n"]
-    for name, value in headers:
-        if name not in _NAMES_SEEN:
-            _check_name(name)
-        lines.append(f"{name}: {value}\r\n")
-    if headers and _UNSAFE_VALUE.search("\t".join(value for _, value in headers)):
-        bad = next(name for name, value in headers if _UNSAFE_VALUE.search(value))
-        raise ValueError(f"refusing control characters in header {bad}")
-    return "".join(lines).encode("utf-8")
-
-
-_NAMES_SEEN: Final[set[str]] = set()
-"""Response header names found valid (at most :data:`_NAMES_KEPT`)."""
-_NAMES_KEPT: Final = 1024
-
-
-def _check_name(name: str) -> None:
-    """``ValueError`` unless ``name`` is a token and not a framing field (which the
-    connection writes itself); a valid one is remembered."""
-    if not _TOKEN.fullmatch(name) or name.lower() in _FRAMING_FIELDS:
-        raise ValueError(f"refusing response header name {name!r}")
-    if len(_NAMES_SEEN) < _NAMES_KEPT:
-        _NAMES_SEEN.add(name)
+    """``Date`` and the reply's other header lines, checked (no framing field, no CR/LF
+    injection) and written by the extension (:func:`slipstream.ext.header_lines`)."""
+    return header_lines(_http_date_now(), headers)
 
 
 def _http_date_now() -> str:

@@ -317,3 +317,80 @@ def test_generated_heads_agree_with_h11(requests: list[bytes]) -> None:
 def test_arbitrary_bytes_agree_with_h11(data: bytes) -> None:
     agree(b"GET / HTTP/1.1\r\nHost: a\r\n" + data)
     agree(data)
+
+
+# ----------------------------------------------------------------- response header lines
+
+
+def lines_or_error(kind: str, date: str, headers: list[tuple[str, str]]) -> object:
+    """What a twin's ``header_lines`` gives: the bytes, or the error's type (and text,
+    for the ValueErrors the twins word alike)."""
+    try:
+        return load_twin("httphead", kind).header_lines(date, headers)
+    except ValueError as exc:
+        if isinstance(exc, UnicodeError):
+            return type(exc)
+        return (ValueError, str(exc))
+
+
+FIELD_TEXT = st.one_of(
+    st.sampled_from(
+        [
+            "ETag",
+            "content-length",
+            "Connection",
+            "TRANSFER-ENCODING",
+            "X-A",
+            "",
+            "A b",
+            "é",
+            "Set-Cookie",
+            "Content-Disposition",
+            "a\udc80",
+            '"x"',
+            "bytes 0-1/2",
+            "a\tb",
+            "a\r\nb",
+            "a\x7f",
+            "caf\u00e9",
+            "\udc80",
+            "x" * 300,
+        ]
+    ),
+    st.text(max_size=8),
+)
+
+
+@given(st.lists(st.tuples(FIELD_TEXT, FIELD_TEXT), max_size=5), st.text(max_size=30))
+@settings(max_examples=400, deadline=None)
+def test_twins_write_the_same_header_lines(headers: list[tuple[str, str]], date: str) -> None:
+    date = date.encode("utf-8", "replace").decode("utf-8")  # the date is always text
+    py = lines_or_error("py", date, headers)
+    assert lines_or_error("c", date, headers) == py
+
+
+def test_header_lines(hh: ModuleType) -> None:
+    assert hh.header_lines(
+        "Tue, 01 Dec 2026 00:00:00 GMT", [("ETag", '"a"'), ("X", "caf\u00e9")]
+    ) == (b'Date: Tue, 01 Dec 2026 00:00:00 GMT\r\nETag: "a"\r\nX: caf\xc3\xa9\r\n')
+    assert hh.header_lines("d", []) == b"Date: d\r\n"
+    with pytest.raises(ValueError, match="refusing response header name 'Content-Length'"):
+        hh.header_lines("d", [("X", "a\nb"), ("Content-Length", "1")])  # names first
+    with pytest.raises(ValueError, match="refusing control characters in header Y"):
+        hh.header_lines("d", [("X", "fine\t"), ("Y", "a\r\nSet-Cookie: x")])
+    with pytest.raises(UnicodeEncodeError):
+        hh.header_lines("d", [("X", "\udc80")])
+
+
+def test_one_letter_names_leave_the_interpreter_s_bytes_alone(hh: ModuleType) -> None:
+    """CPython shares one object per one-byte ``bytes``: lower-casing a one-letter header
+    name must make a new object, never write into that shared one (which would turn
+    every ``b"X"`` of the process into ``b"x"``)."""
+    for letter in b"AZXY":
+        data = b"GET / HTTP/1.1\r\nHost: a\r\n%c: 1\r\n\r\n" % letter
+        head = hh.parse_request_head(data, 0, MAX_HEAD, MAX_FIELDS)
+        assert head.headers[1] == (bytes([letter + 32]), b"1")
+        at = data.index(b"\n%c:" % letter) + 1
+        single = data[at : at + 1]  # a one-byte slice is CPython's shared object
+        assert single == chr(letter).encode("ascii")
+        assert single.lower() != single
