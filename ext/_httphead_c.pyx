@@ -18,7 +18,13 @@ cdef extern from "Python.h":
     void *PyUnicode_DATA(object text)
     Py_UCS4 PyUnicode_READ(int kind, void *data, Py_ssize_t index)
 
-from slipstream.ext._httphead_py import DECLINE, METHODS, NEED_MORE, RequestHead
+from slipstream.ext._httphead_py import (
+    DECLINE,
+    MAX_LENGTH_DIGITS,
+    METHODS,
+    NEED_MORE,
+    RequestHead,
+)
 
 __all__ = [
     "DECLINE",
@@ -29,7 +35,6 @@ __all__ = [
     "parse_request_head",
 ]
 
-DEF MAX_LENGTH_DIGITS = 18
 
 cdef unsigned char TOKEN[256]
 cdef unsigned char TARGET[256]
@@ -58,6 +63,7 @@ _tables()
 cdef bytes V11 = b"1.1"
 cdef bytes V10 = b"1.0"
 cdef object _METHODS = METHODS
+cdef Py_ssize_t _MAX_DIGITS = MAX_LENGTH_DIGITS
 cdef object _RequestHead = RequestHead
 
 
@@ -210,7 +216,7 @@ def parse_request_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t m
         if _named(p + line, k, b"host"):
             hosts += 1
         elif _named(p + line, k, b"content-length"):
-            if length >= 0 or v1 == v0 or v1 - v0 > MAX_LENGTH_DIGITS:
+            if length >= 0 or v1 == v0 or v1 - v0 > _MAX_DIGITS:
                 return DECLINE
             length = 0
             for k in range(v0, v1):

@@ -14,7 +14,7 @@ from libc cimport errno as c_errno
 from libc.errno cimport ENOMEM
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy, strlen
+from libc.string cimport memcmp, memcpy, strlen
 
 import os
 
@@ -198,7 +198,7 @@ cdef bint _is_plain(const unsigned char *raw, Py_ssize_t length, const unsigned 
     if raw[length - 1] == 0x20 or raw[length - 1] == 0x2E:
         return False
     n = len(suffix)
-    if n <= length and n and memcmp_(raw + length - n, <const unsigned char *>suffix, n):
+    if n and n <= length and memcmp(raw + length - n, <const char *>suffix, n) == 0:
         return False
     for prefix in prefixes:
         n = len(<bytes>prefix)
@@ -215,15 +215,6 @@ cdef bint _is_plain(const unsigned char *raw, Py_ssize_t length, const unsigned 
             return False
     for i in range(length):
         if not table[raw[i]]:
-            return False
-    return True
-
-
-cdef inline bint memcmp_(const unsigned char *a, const unsigned char *b, Py_ssize_t n):
-    """Whether the ``n`` bytes at ``a`` and ``b`` are equal."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        if a[i] != b[i]:
             return False
     return True
 
