@@ -32,6 +32,7 @@ from slipstream.errors import (
     PathNotAllowed,
 )
 from slipstream.filenames import is_part_file
+from slipstream.openfiles import OpenFileCache, SharedFile
 from slipstream.pathsafety import safe_relative_path
 from slipstream.segments import FileSlice, Literal, Segment
 
@@ -168,11 +169,22 @@ class Storage(abc.ABC):
 
 
 class LocalOpenFile(OpenFile):
-    """A local file held open by descriptor; its segments are :class:`FileSlice` s of it."""
+    """A local file held open by descriptor; its segments are :class:`FileSlice` s of it.
 
-    def __init__(self, segments: tuple[str, ...], fd: int, stat: FileStat) -> None:
+    With ``shared`` the descriptor belongs to an :class:`~slipstream.openfiles.OpenFileCache`
+    entry, and closing releases this file's reference instead of the descriptor.
+    """
+
+    def __init__(
+        self,
+        segments: tuple[str, ...],
+        fd: int,
+        stat: FileStat,
+        shared: SharedFile | None = None,
+    ) -> None:
         super().__init__(segments, stat)
         self._fd = fd
+        self._shared = shared
 
     def fileno(self) -> int:
         """The open descriptor (for ``os.sendfile`` / ``os.pread``)."""
@@ -185,7 +197,11 @@ class LocalOpenFile(OpenFile):
 
     def _close(self) -> None:
         fd, self._fd = self._fd, -1
-        os.close(fd)
+        shared, self._shared = self._shared, None
+        if shared is None:
+            os.close(fd)
+        else:
+            shared.release()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True) and getattr(self, "_fd", -1) >= 0:
@@ -197,7 +213,9 @@ class LocalStorage(Storage):
 
     Symlinks are followed only while their target stays inside ``base``; anything
     resolving inside one of the ``hidden`` directories (e.g. the server's state dir)
-    behaves as if it did not exist.
+    behaves as if it did not exist.  With ``open_files``, descriptors of files opened on
+    their plain path are kept there and reused, revalidated on every use (see
+    :mod:`slipstream.openfiles`; several layers may share one cache).
     """
 
     name = "OsFs"
@@ -207,12 +225,15 @@ class LocalStorage(Storage):
         base: str | os.PathLike[str],
         *,
         hidden: Sequence[str | os.PathLike[str]] = (),
+        open_files: OpenFileCache | None = None,
     ) -> None:
         real_base = os.path.realpath(os.fspath(base))
         if not os.path.isdir(real_base):
             raise NotADirectoryError(errno.ENOTDIR, "storage base is not a directory", base)
         self._base = real_base
+        self._prefix = real_base.rstrip(os.sep) + os.sep
         self._hidden = tuple(os.path.realpath(os.fspath(h)) for h in hidden)
+        self._open_files = open_files
 
     @property
     def base(self) -> str:
@@ -221,8 +242,16 @@ class LocalStorage(Storage):
 
     def open(self, user_path: str) -> OpenFile:
         segments = safe_relative_path(user_path)
-        fd = self._open_fast(segments) if _HAVE_PROC_FD and segments else None
+        cache = self._open_files
+        plain = self._prefix + "/".join(segments) if _HAVE_PROC_FD and segments else None
+        if cache is not None and plain is not None:
+            kept = cache.reuse(plain)
+            if kept is not None:
+                shared, st = kept
+                return LocalOpenFile(segments, shared.fd, FileStat.from_stat_result(st), shared)
+        fd = self._open_fast(plain) if plain is not None else None
         if fd is None:
+            plain = None  # opened through the careful path: not a cache entry
             segments, real = self._resolve(user_path)
             if not segments:
                 raise IsADirectory(user_path)
@@ -243,7 +272,8 @@ class LocalStorage(Storage):
         except BaseException:
             os.close(fd)
             raise
-        return LocalOpenFile(segments, fd, FileStat.from_stat_result(st))
+        held = cache.keep(plain, fd, st) if cache is not None and plain is not None else None
+        return LocalOpenFile(segments, fd, FileStat.from_stat_result(st), held)
 
     def list_dir(self, user_path: str) -> list[DirEntry]:
         if user_path in ("", "."):
@@ -273,8 +303,9 @@ class LocalStorage(Storage):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _open_fast(self, segments: tuple[str, ...]) -> int | None:
-        """Open without ``realpath`` when nothing on the path is a final symlink.
+    def _open_fast(self, path: str) -> int | None:
+        """Open ``path`` (the base joined with the client's segments) without
+        ``realpath`` when nothing on the path is a final symlink.
 
         The hot path: one ``openat`` instead of an ``lstat`` per component.  Safety
         comes from ``_check_opened`` (the descriptor's real path, from procfs, must be
@@ -282,7 +313,7 @@ class LocalStorage(Storage):
         descriptor.  Any failure returns None, and the careful path decides the error.
         """
         try:
-            return os.open(os.path.join(self._base, *segments), _OPEN_FLAGS)
+            return os.open(path, _OPEN_FLAGS)
         except OSError:
             return None
 

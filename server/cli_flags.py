@@ -207,6 +207,13 @@ def _add_serve(commands: argparse._SubParsersAction[Parser]) -> None:
         help="largest 206 body that gets a Content-Digest, 0 = any size",
     )
     add(
+        "--open-files",
+        type=count,
+        default=256,
+        metavar="N",
+        help="descriptors of served files kept open, reused and revalidated on each use; 0 = none",
+    )
+    add(
         "--secret",
         type=non_empty,
         metavar="KEY",
@@ -430,6 +437,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_download_size=args.max_download_size,
         access_log=not args.no_access_log,
         content_digest_max=args.content_digest_max,
+        open_files=args.open_files,
         secret=args.secret or os.environ.get("SLIPSTREAM_SECRET") or None,
         previous_secrets=list(args.previous_secret),
         public_url=args.public_url,

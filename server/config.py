@@ -57,6 +57,8 @@ class Config:
     access_log: bool = True
     content_digest_max: int = DEFAULT_CONTENT_DIGEST_MAX
     """Largest 206 body that gets a ``Content-Digest`` (hashed before sending); 0 = any."""
+    open_files: int = 256
+    """Descriptors the open-file cache keeps (see :mod:`slipstream.openfiles`); 0 = none."""
     secret: str | None = None
     """HMAC key for presigned URLs; generated once and kept in the state dir when None."""
     previous_secrets: list[str] = field(default_factory=list)

@@ -28,7 +28,7 @@ from functools import partial
 
 import trio
 
-from slipstream.background import start
+from slipstream.background import spawn, start
 from slipstream.digests import DigestCache
 from slipstream.digests.store import SCHEMA as DIGESTS
 from slipstream.fetch import Dialer, Fetcher, Resolver, system_resolver
@@ -37,6 +37,7 @@ from slipstream.jobs.settings import JobSettings
 from slipstream.jobs.store import SCHEMA as DOWNLOADS
 from slipstream.jobs.store import JobStore
 from slipstream.netpolicy import NetworkPolicy
+from slipstream.openfiles import OpenFileCache
 from slipstream.presign import Signer
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
 from slipstream.zip.service import ZipService
@@ -87,6 +88,8 @@ class Services:
     """The ``fstype`` layers of ``/api/download`` (``OsFs``, ``MemFs`` and the App's)."""
     spaces: dict[str, LocalStorage]
     """Folders presigned URLs point into: ``root``, ``app-NAME``, ``drive-ID``."""
+    open_files: OpenFileCache
+    """Descriptors of recently served files, shared by every local layer above."""
     digests: DigestCache
     policy: NetworkPolicy
     """The address and domain rules of remote downloads."""
@@ -119,17 +122,19 @@ async def open_app(
     if not base:
         raise ConfigError("open_app needs a public URL (the base of issued URLs)")
     hidden = [config.state_path]
+    open_files = OpenFileCache(config.open_files)
+    local = partial(LocalStorage, hidden=hidden, open_files=open_files)
     layers: dict[str, Storage] = {
-        "OsFs": LocalStorage(config.root, hidden=hidden),
+        "OsFs": local(config.root),
         "MemFs": MemoryStorage(),
         **app.filesystems,
     }
     storages = StorageRegistry(layers, default="OsFs")
-    spaces = {"root": LocalStorage(config.root, hidden=hidden)}
+    spaces = {"root": local(config.root)}
     for name, folder in config.applications.items():
-        spaces[f"app-{name}"] = LocalStorage(folder, hidden=hidden)
+        spaces[f"app-{name}"] = local(folder)
     for drive_id, folder in config.drives.items():
-        spaces[f"drive-{drive_id}"] = LocalStorage(folder, hidden=hidden)
+        spaces[f"drive-{drive_id}"] = local(folder)
     policy = NetworkPolicy(
         allow_domains=tuple(config.allow_domains),
         block_domains=tuple(config.block_domains),
@@ -138,6 +143,7 @@ async def open_app(
     signer = Signer(config.secret or "", config.previous_secrets)
     urls = UrlIssuer(spaces, signer, base, clock=app.url_clock)
     async with contextlib.AsyncExitStack() as stack:  # exits in reverse order
+        stack.callback(open_files.close)  # (descriptors still in use close with their replies)
         # A damaged cache is set aside and started afresh; a damaged record store raises
         # StateDamaged (one line: the file, what is wrong, the way out).
         digests = DigestCache(config.state_path / DIGESTS.name)
@@ -160,6 +166,7 @@ async def open_app(
         # tell them to give up first, so closing is not held by a long hash.
         stack.callback(digests.stop)
 
+        spawn(background, "open-file cache sweeper", _sweep_open_files, open_files)
         jobs = Jobs(_job_settings(config), job_store, fetcher, digests)
         await start(background, "download jobs", partial(jobs.run, resume=config.allow_download))
         zip_service = ZipService(zip_fetcher, zip_state, config.zip_allow_prefixes)
@@ -184,6 +191,7 @@ async def open_app(
             public_url=base,
             storages=storages,
             spaces=spaces,
+            open_files=open_files,
             digests=digests,
             policy=policy,
             urls=urls,
@@ -195,6 +203,13 @@ async def open_app(
             background=background,
             router=router,
         )
+
+
+async def _sweep_open_files(open_files: OpenFileCache) -> None:
+    """Close the open-file cache's idle descriptors every half of its ``inactive``."""
+    while True:
+        await trio.sleep(open_files.inactive / 2)
+        open_files.sweep()
 
 
 def _job_settings(config: Config) -> JobSettings:

@@ -387,3 +387,28 @@ async def test_head_on_every_error_has_no_body(served: Served) -> None:
             assert head.content == b""
             get = await client.get("/api/download", params={"filepath": path})
             assert head.headers["content-length"] == get.headers["content-length"]
+
+
+# --- the open-file cache ------------------------------------------------------------------
+
+
+async def test_a_file_replaced_or_rewritten_is_never_served_stale(served: Served) -> None:
+    """Descriptors are kept between downloads, and revalidated on every one."""
+    path = served.root / "cached.txt"
+    path.write_bytes(b"one")
+    first = await download(served, "cached.txt")
+    assert first.content == b"one" and len(served.server.services.open_files) >= 1
+    again = await download(served, "cached.txt")
+    assert again.headers["etag"] == first.headers["etag"]
+    (served.root / "cached.new").write_bytes(b"two, renamed over")
+    os.replace(served.root / "cached.new", path)
+    replaced = await download(served, "cached.txt")
+    assert replaced.content == b"two, renamed over"
+    assert replaced.headers["etag"] != first.headers["etag"]
+    with open(path, "ab") as f:
+        f.write(b" and appended")
+    appended = await download(served, "cached.txt")
+    assert appended.content == b"two, renamed over and appended"
+    assert appended.headers["etag"] != replaced.headers["etag"]
+    path.unlink()
+    assert error_of(await download(served, "cached.txt"), 404)
