@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import h11
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from slipstream.ext import RequestHead, parse_request_head
 from slipstream.server.http import REASONS
@@ -12,6 +16,7 @@ from slipstream.server.http1 import (
     asks_to_close,
     header_block,
     merged_headers,
+    parse_query,
     request_of,
     response_head,
 )
@@ -88,3 +93,23 @@ def test_bad_targets_are_400(target: bytes) -> None:
     with pytest.raises(ProtocolFailure) as caught:
         request_of(b"GET", target, {}, "c")
     assert caught.value.status == 400
+
+
+QUERY_CHARS = st.sampled_from([*list("ab=&;+%20xé?/"), "%zz", "%e9", "=="])
+
+
+@given(st.lists(QUERY_CHARS, max_size=20).map("".join))
+def test_parse_query_is_parse_qs(query: str) -> None:
+    try:
+        expected: object = parse_qs(query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        expected = UnicodeDecodeError
+    try:
+        got: object = parse_query(query)
+    except UnicodeDecodeError:
+        got = UnicodeDecodeError
+    assert got == expected
+
+
+def test_parse_query_fast_path() -> None:
+    assert parse_query("a=1&&b&=x&a=2&c==d") == {"a": ["1", "2"], "b": [""], "": ["x"], "c": ["=d"]}
