@@ -1,5 +1,6 @@
 """Shared fixtures: ``twin_kind`` (each twin of an ext module), a loopback ``upstream``, and
-``loose_umask`` (022, so that nothing comes out owner-only by accident)."""
+``loose_umask`` (022, so that nothing comes out owner-only by accident); the hypothesis
+profile of the suite."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 import trio
+from hypothesis import settings
 
 from tests.helpers.upstream import Upstream
+
+# No per-example deadline: the suite runs two workers on a shared machine, where a file
+# system call can stall for half a second; a slow example is not a wrong one.
+settings.register_profile("slipstream", deadline=None)
+settings.load_profile("slipstream")
 
 
 @pytest.fixture(params=["py", "c"])
