@@ -53,12 +53,3 @@ async def test_one_miss_per_computation_and_a_hit_per_cached_answer(tmp_path: Pa
         os.close(fd)
     assert hasher.calls == 1
 
-
-async def test_without_an_observer_nothing_is_counted(tmp_path: Path) -> None:
-    fd, key = open_key(write(tmp_path / "f", b"abc"))
-    try:
-        with DigestCache(tmp_path / "d.sqlite3") as cache:
-            await cache.get(key, fd)
-            assert cache.lookup(key) is not None
-    finally:
-        os.close(fd)
