@@ -77,12 +77,13 @@ Body = SegmentMap | StreamedBody | bytes
 
 async def send_body(
     stream: trio.SocketStream, body: Body, *, head: bytes = b"", send_timeout: float = 30.0
-) -> None:
+) -> int:
     """Write ``head`` and then ``body`` to ``stream``: the one entry for every reply.
 
     A segment map goes out as :func:`send_segments` sends it, bytes are coalesced with
     the head, and a :class:`StreamedBody` writes itself through the same
-    :class:`BodyWriter` (which sends the head with its first bytes).
+    :class:`BodyWriter` (which sends the head with its first bytes).  Returns the body
+    bytes that went out by ``sendfile`` (:attr:`BodyWriter.sendfile_bytes`).
     """
     out = BodyWriter(stream, head, send_timeout)
     if isinstance(body, SegmentMap):
@@ -92,6 +93,7 @@ async def send_body(
     else:
         await out.write(body)
     await out.flush()
+    return out.sendfile_bytes
 
 
 async def send_segments(
@@ -118,12 +120,14 @@ class BodyWriter:
     socket has ``send_timeout`` as its deadline (:class:`trio.TooSlowError`).
     """
 
-    __slots__ = ("_pending", "_timeout", "stream")
+    __slots__ = ("_pending", "_timeout", "sendfile_bytes", "stream")
 
     def __init__(self, stream: trio.SocketStream, head: bytes = b"", send_timeout: float = 30.0):
         self.stream = stream
         self._pending = bytearray(head)
         self._timeout = send_timeout
+        self.sendfile_bytes = 0
+        """Bytes of file slices sent with zero-copy ``sendfile`` (one add per slice)."""
 
     async def flush(self) -> None:
         """Send what is buffered."""
@@ -166,6 +170,7 @@ class BodyWriter:
                 else:
                     await self.flush()
                     await _sendfile(self.stream, segment, self._timeout)
+                    self.sendfile_bytes += segment.length
             elif isinstance(segment, UpstreamSlice):
                 if upstream is None:
                     raise TypeError("this body has upstream segments but no upstream writer")

@@ -19,6 +19,7 @@ import trio
 from .config import Config, ConfigError, is_wildcard_host, wildcard_message
 from .connection import HTTPConnection, IdleScopes
 from .errors import status_response
+from .router import Router
 from .services import App, Services, open_app
 
 __all__ = ["App", "ListenError", "Server", "open_listeners", "serve"]
@@ -41,6 +42,8 @@ class Server:
         self.idle = IdleScopes()
         self.connections = 0
         self.port: int | None = None
+        self.metrics_port: int | None = None
+        """The bound port of the separate ``/metrics`` listener (``Config.metrics_bind``)."""
         self._services: Services | None = None
         self._shutdown = trio.Event()
 
@@ -59,18 +62,22 @@ class Server:
         """Serve until :meth:`shutdown` (then drain for ``drain_timeout``) or cancellation."""
         config = self.config
         listeners = await open_listeners(config.host, config.port)
+        metrics_listeners: list[trio.SocketListener] = []
         try:
+            if config.metrics_bind is not None:
+                metrics_listeners = await open_listeners(*config.metrics_bind)
+                self.metrics_port = int(metrics_listeners[0].socket.getsockname()[1])
             self.port = int(listeners[0].socket.getsockname()[1])
             public_url = config.public_url or self._bound_url(listeners, self.port)
             async with open_app(config, public_url=public_url, app=self.app) as services:
                 self._services = services
                 try:
-                    await self._serve(services, listeners, self.port, task_status)
+                    await self._serve(services, listeners, metrics_listeners, task_status)
                 finally:
                     self._services = None
         finally:
             with trio.CancelScope(shield=True):
-                for listener in listeners:
+                for listener in [*listeners, *metrics_listeners]:
                     await listener.aclose()
 
     def _bound_url(self, listeners: list[trio.SocketListener], port: int) -> str:
@@ -87,7 +94,7 @@ class Server:
         self,
         services: Services,
         listeners: list[trio.SocketListener],
-        port: int,
+        metrics_listeners: list[trio.SocketListener],
         task_status: trio.TaskStatus[int],
     ) -> None:
         async with trio.open_nursery() as handlers:
@@ -96,7 +103,18 @@ class Server:
                 acceptors.start_soon(
                     partial(trio.serve_listeners, handle, listeners, handler_nursery=handlers)
                 )
-                task_status.started(port)
+                if metrics_listeners and services.metrics_router is not None:
+                    scrape = partial(self._handle_scrape, services.metrics_router)
+                    acceptors.start_soon(
+                        partial(
+                            trio.serve_listeners,
+                            scrape,
+                            metrics_listeners,
+                            handler_nursery=handlers,
+                        )
+                    )
+                assert self.port is not None
+                task_status.started(self.port)
                 await self._shutdown.wait()
                 acceptors.cancel_scope.cancel()
             self.idle.cancel_all()
@@ -109,6 +127,9 @@ class Server:
             await _refuse(stream, limits.send_timeout)
             return
         self.connections += 1
+        metrics = services.metrics
+        if metrics is not None:
+            metrics.open_connections.inc()
         try:
             connection = HTTPConnection(
                 stream,
@@ -118,12 +139,38 @@ class Server:
                 access_log_enabled=self.config.access_log,
                 websocket=services.ws.serve,
                 errors=services.router.renderer,
+                metrics=metrics,
             )
             await connection.run()
         except Exception:
             # A bug must cost one connection, never the server (the nursery would
             # otherwise cancel every other connection with it).
             log.exception("connection handler failed")
+        finally:
+            self.connections -= 1
+            if metrics is not None:
+                metrics.open_connections.dec()
+
+    async def _handle_scrape(self, router: Router, stream: trio.SocketStream) -> None:
+        """A connection to the separate metrics listener: ``/metrics`` only, no websocket,
+        not counted in the metrics themselves (scrapes are not client traffic)."""
+        limits = self.config.limits
+        if self.connections >= limits.max_connections:
+            await _refuse(stream, limits.send_timeout)
+            return
+        self.connections += 1
+        try:
+            connection = HTTPConnection(
+                stream,
+                router,
+                limits,
+                self.idle,
+                access_log_enabled=self.config.access_log,
+                errors=router.renderer,
+            )
+            await connection.run()
+        except Exception:
+            log.exception("metrics connection handler failed")
         finally:
             self.connections -= 1
 

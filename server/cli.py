@@ -71,6 +71,10 @@ async def run_server(config: Config) -> None:
             public = f" (public URL {config.public_url})" if config.public_url else ""
             print(f"slipstream serving {config.root} at http://{host}:{port}/{public}", flush=True)
             print(f"access token: {config.tokens[0]}", flush=True)
+            if config.metrics_bind is not None:
+                metrics_host = config.metrics_bind[0]
+                metrics_host = metrics_host if ":" not in metrics_host else f"[{metrics_host}]"
+                print(f"metrics at http://{metrics_host}:{server.metrics_port}/metrics", flush=True)
             async for signum in signals:
                 log.info("received %s, draining", signal.Signals(signum).name)
                 server.shutdown()

@@ -20,6 +20,9 @@ from slipstream.numeric import INT64_MAX, InvalidNumber, parse_uint
 from .cli_state import add_state_parser
 from .config import DEFAULT_CONTENT_DIGEST_MAX, DEFAULT_MAX_DOWNLOAD_SIZE, Config, base_url_problem
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's multiprocess directory (see :mod:`slipstream.server.metrics`)."""
+
 DESCRIPTION = """\
 Slipstream: a resumable, checksummed file-delivery server.
 
@@ -135,6 +138,16 @@ def named_dir(value: str) -> tuple[str, Path]:
     if not sep or not name or not directory:
         raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {value!r}")
     return name, Path(directory)
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for an IPv6 address) -> (HOST, PORT)."""
+    host, sep, number = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or (":" in host and not text.startswith("[")):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (or [IPv6]:PORT), got {text!r}")
+    return host, port(number)
 
 
 def version() -> str:
@@ -291,6 +304,17 @@ def _add_serve(commands: argparse._SubParsersAction[Parser]) -> None:
         help="info logs one access line per request",
     )
     add("--no-access-log", action="store_true", help="do not log one line per request")
+    add(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at GET /metrics on the main port (Bearer token)",
+    )
+    add(
+        "--metrics-bind",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="serve GET /metrics (token-free) on this separate address, e.g. 127.0.0.1:9464",
+    )
     downloads = serve.add_argument_group("remote downloads (GET /DIR?download=URL)")
     add = downloads.add_argument
     add("--allow-download", action="store_true", help="allow GET /{dir}?download=URL jobs")
@@ -458,4 +482,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         download_timeout=args.download_timeout,
         zip_allow_prefixes=list(args.zip_allow_prefix),
         zip_ttl=args.zip_ttl,
+        metrics=args.metrics,
+        metrics_bind=args.metrics_bind,
+        # prometheus_client's multiprocess mode (set for every worker): add up their files
+        metrics_dir=Path(multiproc) if (multiproc := os.environ.get(MULTIPROC_ENV)) else None,
     )

@@ -94,6 +94,18 @@ class Config:
     """URI prefixes the zip service may fetch (seed 004's allow list); none = nothing."""
     zip_ttl: float = 7 * 86_400.0
     """Seconds a zip stream URL lives at most (it expires sooner once fully delivered)."""
+    metrics: bool = False
+    """Serve ``GET /metrics`` (Prometheus, Bearer auth) on the main port."""
+    metrics_bind: tuple[str, int] | None = None
+    """``(host, port)`` of a separate, token-free listener serving only ``/metrics``."""
+    metrics_dir: Path | None = None
+    """Add up the metrics of every process writing into this directory (prometheus_client's
+    multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must name it when the process starts)."""
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether the server counts anything (``/metrics`` on some port)."""
+        return self.metrics or self.metrics_bind is not None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a setting that cannot work (before anything binds).
@@ -105,6 +117,14 @@ class Config:
         """
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not in 0..65535")
+        if self.metrics_bind is not None and not 0 <= self.metrics_bind[1] <= 65535:
+            raise ConfigError(f"metrics port {self.metrics_bind[1]} is not in 0..65535")
+        if self.metrics_dir is not None and self.metrics_enabled:
+            from .metrics import multiprocess_problem  # prometheus_client only when used
+
+            problem = multiprocess_problem(Path(self.metrics_dir))
+            if problem is not None:
+                raise ConfigError(f"metrics dir {problem}")
         for name in ("public_url", "internal_url", "cdn_url"):
             value = getattr(self, name)
             problem = None if value is None else base_url_problem(value)

@@ -35,6 +35,7 @@ from .http1 import (
     request_of,
     response_head,
 )
+from .metrics import Metrics
 from .redact import redact_target
 from .replay import ReplayStream
 
@@ -104,8 +105,11 @@ class HTTPConnection:
         access_log_enabled: bool = True,
         websocket: UpgradeHandler | None = None,
         errors: ErrorShapes | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.stream = stream
+        self.metrics = metrics
+        """Counts every reply (None: metrics are off)."""
         self.errors: ErrorShapes = errors if errors is not None else _usual_shape
         self.websocket = websocket
         self._raw_request = bytearray()
@@ -140,7 +144,7 @@ class HTTPConnection:
                 if self.websocket is not None and _wants_websocket(request):
                     self._log(request.method, request.target, 101, 0, None)
                     replay = ReplayStream(self.stream, bytes(self._raw_request))
-                    await self.websocket(replay, request)
+                    await self._upgrade(replay, request)
                     break
                 keep_going = await self._respond(request)
                 if not keep_going or not self._next_cycle():
@@ -154,6 +158,20 @@ class HTTPConnection:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
+
+    async def _upgrade(self, replay: ReplayStream, request: Request) -> None:
+        """Hand the connection to the websocket handler (counted as a 101 of ``/ws``)."""
+        assert self.websocket is not None
+        metrics = self.metrics
+        if metrics is None:
+            await self.websocket(replay, request)
+            return
+        metrics.request_done(WEBSOCKET_PATH, 101, 0, 0)
+        metrics.open_websockets.inc()
+        try:
+            await self.websocket(replay, request)
+        finally:
+            metrics.open_websockets.dec()
 
     def _next_cycle(self) -> bool:
         """After a reply: whether the connection may read another request."""
@@ -369,33 +387,46 @@ class HTTPConnection:
         with contextlib.suppress(
             trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError
         ):
-            await self._write(response, head_only=False)
+            sent, sendfile = await self._write(response, head_only=False)
+            if self.metrics is not None:
+                route = failure.request.route if failure.request is not None else "none"
+                self.metrics.request_done(route, failure.status, sent, sendfile)
         self._log("-", "-", failure.status, 0, None)
 
     async def _respond(self, request: Request) -> bool:
         """Run the handler and send its reply; False if the connection must close."""
         started = time.perf_counter() if self.access_log_enabled else None
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.inc()
         try:
-            response = await self.handler(request)
-        except SlipstreamError as error:
-            response = self.errors(request)(error)
-        except Exception as exc:
-            context = f"{request.method} {request.path}"
-            response = unexpected_error_response(exc, context, self.errors(request))
-        if self.idle.draining:
-            response.close_connection = True
-        try:
-            sent = await self._write(response, head_only=request.method == "HEAD")
+            try:
+                response = await self.handler(request)
+            except SlipstreamError as error:
+                response = self.errors(request)(error)
+            except Exception as exc:
+                context = f"{request.method} {request.path}"
+                response = unexpected_error_response(exc, context, self.errors(request))
+            if self.idle.draining:
+                response.close_connection = True
+            try:
+                sent, sendfile = await self._write(response, head_only=request.method == "HEAD")
+            finally:
+                if isinstance(response.body, StreamedBody):
+                    with trio.CancelScope(shield=True), trio.move_on_after(STREAMED_CLOSE_TIMEOUT):
+                        await response.body.aclose()
+                response.release()
+            if metrics is not None:
+                metrics.request_done(request.route, response.status, sent, sendfile)
         finally:
-            if isinstance(response.body, StreamedBody):
-                with trio.CancelScope(shield=True), trio.move_on_after(STREAMED_CLOSE_TIMEOUT):
-                    await response.body.aclose()
-            response.release()
+            if metrics is not None:
+                metrics.in_flight.dec()  # after the count: a scrape seeing 0 sees every count
         self._log(request.method, request.target, response.status, sent, started)
         return not response.close_connection
 
-    async def _write(self, response: Response, head_only: bool) -> int:
-        """Send head and body; returns the body bytes sent."""
+    async def _write(self, response: Response, head_only: bool) -> tuple[int, int]:
+        """Send head and body; returns the body bytes sent, and how many of them went by
+        ``sendfile``."""
         status = response.status
         bodyless = head_only or status in (204, 304) or status < 200
         length = response.content_length
@@ -409,16 +440,16 @@ class HTTPConnection:
             if self.conn is not None:
                 head += self.conn.send(h11.EndOfMessage()) or b""
             await self._send_bytes(head)
-            return 0
+            return 0, 0
         if self.conn is not None:
             data = h11.Data(data=_Length(length))  # type: ignore[arg-type]
             self.conn.send_with_data_passthrough(data)
-        await send_body(
+        sendfile = await send_body(
             self.stream, response.body, head=head, send_timeout=self.limits.send_timeout
         )
         if self.conn is not None:
             self.conn.send(h11.EndOfMessage())
-        return length
+        return length, sendfile
 
     @staticmethod
     def _h11_head(conn: h11.Connection, response: Response) -> bytes:

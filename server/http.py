@@ -53,6 +53,9 @@ class Request:
     headers: dict[str, str]
     client: str = ""
     body: bytes = b""
+    route: str = "none"
+    """The pattern of the route that took the request (set by the router: ``/api/download``,
+    ``/s/*`` for a prefix, ``/{dir}?download`` for a query route); ``none`` until one does."""
 
     def arg(self, name: str) -> str | None:
         """The first value of query parameter ``name``, or None when absent."""

@@ -34,7 +34,7 @@ class Router:
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Route]] = {}
         self._prefixes: list[tuple[str, dict[str, Route]]] = []
-        self._query_routes: list[tuple[frozenset[str], dict[str, Route], ErrorRenderer]] = []
+        self._query_routes: list[tuple[frozenset[str], dict[str, Route], ErrorRenderer, str]] = []
         self._shapes: list[tuple[str, ErrorRenderer]] = []
         self._path_errors: dict[str, ErrorRenderer] = {}
         self._prefix_errors: dict[str, ErrorRenderer] = {}
@@ -90,7 +90,9 @@ class Router:
         here: a query route may act); requests of other methods are routed by path.
         ``errors`` renders the errors of the requests it claims.
         """
-        self._query_routes.append((frozenset(keys), dict.fromkeys(methods, handler), errors))
+        keys = frozenset(keys)
+        label = "/{dir}?" + "|".join(sorted(keys))
+        self._query_routes.append((keys, dict.fromkeys(methods, handler), errors, label))
 
     def error_shape(self, prefix: str, render: ErrorRenderer) -> None:
         """Errors of requests under ``prefix`` (not claimed by a query route, and on a
@@ -116,14 +118,22 @@ class Router:
         return next((r for p, r in self._shapes if path.startswith(p)), error_response)
 
     async def __call__(self, request: Request) -> Response:
+        """Run the handler of ``request``; sets ``request.route`` to its route's pattern
+        (a bounded set of values: metrics are labelled with it)."""
         claimed = self._query_route(request)
         if claimed is not None:
+            request.route = claimed[2]
             return await claimed[0](request)
         table = self._routes.get(request.path)
-        if table is None:
-            table = next((t for p, t in self._prefixes if request.path.startswith(p)), None)
-        if table is None:
-            raise NotFound(f"no route for {request.path}")
+        if table is not None:
+            request.route = request.path
+        else:
+            for prefix, table in self._prefixes:  # noqa: B007 - the match is used below
+                if request.path.startswith(prefix):
+                    request.route = prefix + "*"
+                    break
+            else:
+                raise NotFound(f"no route for {request.path}")
         handler = table.get(request.method)
         if handler is None:
             raise MethodNotAllowed(
@@ -131,13 +141,13 @@ class Router:
             )
         return await handler(request)
 
-    def _query_route(self, request: Request) -> tuple[Route, ErrorRenderer] | None:
+    def _query_route(self, request: Request) -> tuple[Route, ErrorRenderer, str] | None:
         if not request.query:
             return None
-        for keys, table, errors in self._query_routes:
+        for keys, table, errors, label in self._query_routes:
             handler = table.get(request.method)
             if handler is not None and not keys.isdisjoint(request.query):
-                return handler, errors
+                return handler, errors, label
         return None
 
 

@@ -46,8 +46,10 @@ from slipstream.zip.state import ZipState
 
 from .config import Config, ConfigError
 from .file_reply import StoredFiles
+from .metrics import Metrics
 from .router import Router
 from .routes import api_download, drive, health, local_zip, presigned, remote_downloads, zip_streams
+from .routes import metrics as metrics_route
 from .routes.drive import Drives
 from .routes.presigned import UrlIssuer
 from .ws_hub import WsHub
@@ -79,7 +81,8 @@ class App:
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """Everything a running server uses, built by :func:`open_app`; none is ever None."""
+    """Everything a running server uses, built by :func:`open_app`; none is ever None but
+    :attr:`metrics` (None when metrics are off)."""
 
     config: Config
     public_url: str
@@ -105,6 +108,11 @@ class Services:
     background: trio.Nursery
     """Where work that outlives a request runs (every task through slipstream.background)."""
     router: Router
+    metrics: Metrics | None = None
+    """The server's Prometheus metrics (its own registry), or None when metrics are off
+    (``Config.metrics`` / ``Config.metrics_bind`` unset): then nothing is counted."""
+    metrics_router: Router | None = None
+    """The router of the separate ``metrics_bind`` listener (``/metrics`` only, no token)."""
 
 
 @contextlib.asynccontextmanager
@@ -141,12 +149,16 @@ async def open_app(
         allow_private_networks=config.allow_private_networks,
     )
     signer = Signer(config.secret or "", config.previous_secrets)
+    metrics = Metrics(config.metrics_dir) if config.metrics_enabled else None
     urls = UrlIssuer(spaces, signer, base, clock=app.url_clock)
     async with contextlib.AsyncExitStack() as stack:  # exits in reverse order
         stack.callback(open_files.close)  # (descriptors still in use close with their replies)
         # A damaged cache is set aside and started afresh; a damaged record store raises
         # StateDamaged (one line: the file, what is wrong, the way out).
-        digests = DigestCache(config.state_path / DIGESTS.name)
+        digests = DigestCache(
+            config.state_path / DIGESTS.name,
+            observer=metrics.digests if metrics is not None else None,
+        )
         stack.callback(digests.close)
         job_store = JobStore(config.state_path / DOWNLOADS.name, history_limit=config.history_limit)
         stack.callback(job_store.close)
@@ -167,7 +179,13 @@ async def open_app(
         stack.callback(digests.stop)
 
         spawn(background, "open-file cache sweeper", _sweep_open_files, open_files)
-        jobs = Jobs(_job_settings(config), job_store, fetcher, digests)
+        jobs = Jobs(
+            _job_settings(config),
+            job_store,
+            fetcher,
+            digests,
+            observer=metrics.jobs if metrics is not None else None,
+        )
         await start(background, "download jobs", partial(jobs.run, resume=config.allow_download))
         zip_service = ZipService(zip_fetcher, zip_state, config.zip_allow_prefixes)
         await start(background, "zip manifest sweeper", zip_service.run)
@@ -181,11 +199,22 @@ async def open_app(
         drive.register(router, Drives(config, spaces, digests, urls))
         remote_downloads.register(router, config=config, jobs=jobs)
         zip_streams.register(
-            router, service=zip_service, public_url=config.public_url, background=background
+            router,
+            service=zip_service,
+            public_url=config.public_url,
+            background=background,
+            metrics=metrics,
         )
         local_zip.register(
             router, config=config, root=spaces["root"], digests=digests, background=background
         )
+        metrics_router = None
+        if metrics is not None:
+            if config.metrics:
+                metrics_route.register(router, metrics=metrics, tokens=config.tokens)
+            if config.metrics_bind is not None:
+                metrics_router = Router()
+                metrics_route.register(metrics_router, metrics=metrics, tokens=None)
         yield Services(
             config=config,
             public_url=base,
@@ -202,6 +231,8 @@ async def open_app(
             ws=ws,
             background=background,
             router=router,
+            metrics=metrics,
+            metrics_router=metrics_router,
         )
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 import trio
 
@@ -30,9 +31,22 @@ from .hashing import Hasher, complete_digests, hash_fd
 from .store import CrcReader, DigestStore, Version
 from .values import Digests, FileChanged, FileKey
 
-__all__ = ["DigestCache"]
+__all__ = ["CacheObserver", "DigestCache"]
 
 log = logging.getLogger("slipstream.digests")
+
+
+class CacheObserver(Protocol):
+    """What a :class:`DigestCache` reports (operators' counters); called on the Trio thread."""
+
+    def hit(self) -> None:
+        """A request for a file version's digests was answered from the cache."""
+
+    def miss(self) -> None:
+        """A file version had to be hashed (concurrent requests share one computation)."""
+
+    def hashed(self, seconds: float) -> None:
+        """A computation ended after ``seconds`` of hashing in a worker thread."""
 
 
 class _Flight:
@@ -57,6 +71,7 @@ class DigestCache:
     statement runs on the event loop, so ``busy_timeout`` keeps another process's write
     lock from stalling it for long).  At most ``max_jobs`` files are hashed at once.
     ``hasher`` replaces :func:`~slipstream.digests.hashing.hash_fd` in the workers.
+    ``observer`` is told of hits, misses and hashing time (nothing is counted without one).
 
     Use from one thread only (the Trio thread that created it).
     """
@@ -70,8 +85,10 @@ class DigestCache:
         lru_size: int = 4096,
         busy_timeout: float = 0.25,
         hasher: Hasher | None = None,
+        observer: CacheObserver | None = None,
     ) -> None:
         self._hasher = hasher
+        self._observer = observer
         self._limiter = trio.CapacityLimiter(max_jobs)
         self._flights: dict[FileKey, _Flight] = {}
         self._scheduled: set[FileKey] = set()
@@ -94,8 +111,15 @@ class DigestCache:
         return self._store.closed
 
     def lookup(self, key: FileKey) -> Digests | None:
-        """The cached digests of ``key``, or None.  Synchronous and fast (LRU, then SQLite)."""
-        return self._store.lookup(key)
+        """The cached digests of ``key``, or None.  Synchronous and fast (LRU, then SQLite).
+
+        A found row counts as a hit for the observer; a miss is counted when the file
+        version is hashed (:meth:`get`), so a lookup followed by a computation counts once.
+        """
+        found = self._store.lookup(key)
+        if found is not None and self._observer is not None:
+            self._observer.hit()
+        return found
 
     def is_running(self, key: FileKey) -> bool:
         """True while ``key`` is being hashed (or queued for hashing)."""
@@ -135,10 +159,14 @@ class DigestCache:
         or after hashing.
         """
         need = tuple(need)
+        first = True
         while True:
-            cached = self.lookup(key)
+            cached = self._store.lookup(key)
             if cached is not None and cached.has(need):
+                if first and self._observer is not None:
+                    self._observer.hit()
                 return cached
+            first = False
             if self.closed:
                 raise RuntimeError("DigestCache is closed")
             own = os.dup(fd)  # ours until we return: the caller may close ``fd`` meanwhile
@@ -158,8 +186,10 @@ class DigestCache:
     async def _lead(self, key: FileKey, fd: int, partial: Digests | None) -> Digests:
         flight = _Flight()
         self._flights[key] = flight
+        if self._observer is not None:
+            self._observer.miss()
         try:
-            digests = await trio.to_thread.run_sync(
+            digests, seconds = await trio.to_thread.run_sync(
                 self._work,
                 fd,
                 key,
@@ -168,6 +198,8 @@ class DigestCache:
                 partial,
                 limiter=self._limiter,
             )
+            if self._observer is not None:
+                self._observer.hashed(seconds)
             self.store(key, digests)
             flight.result = digests
             return digests
@@ -186,11 +218,12 @@ class DigestCache:
         hasher: Hasher,
         stopping: threading.Event,
         partial: Digests | None,
-    ) -> Digests:
+    ) -> tuple[Digests, float]:
         """Worker thread: check the key, hash (only what ``partial`` lacks, when given),
-        check the key again."""
+        check the key again; the digests and the seconds spent hashing."""
         if FileKey.from_stat(os.fstat(fd)) != key:
             raise FileChanged("file does not match its key")
+        started = time.perf_counter()
         if hasher is hash_fd:
 
             def check_stop(_: int) -> None:
@@ -203,9 +236,10 @@ class DigestCache:
                 digests = hash_fd(fd, key.size, check_stop)
         else:
             digests = hasher(fd, key.size)
+        seconds = time.perf_counter() - started
         if FileKey.from_stat(os.fstat(fd)) != key:
             raise FileChanged("file changed while it was being hashed")
-        return digests
+        return digests, seconds
 
     def schedule(self, nursery: trio.Nursery, key: FileKey, fd: int) -> None:
         """Warm the cache for ``key`` in the background (in ``nursery``).
@@ -214,7 +248,7 @@ class DigestCache:
         now, so the caller may close it at once.  Never raises; failures are logged.
         """
         try:
-            if self.closed or self.is_running(key) or self.lookup(key) is not None:
+            if self.closed or self.is_running(key) or self._store.lookup(key) is not None:
                 return
             own = os.dup(fd)
         except Exception:

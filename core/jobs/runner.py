@@ -41,7 +41,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -53,14 +53,33 @@ from slipstream.filenames import part_name, safe_filename, url_filename
 
 from .files import PartFile, open_directory
 from .settings import JobRefused, JobSettings, check_start
-from .store import FINISHED, JobRecord, JobStore, active_fields, history_fields
+from .store import ACTIVE, FINISHED, JobRecord, JobStore, active_fields, history_fields
 from .transfer import JobFailed, Transfer
 
-__all__ = ["JobRefused", "JobSettings", "Jobs"]
+__all__ = ["JobObserver", "JobRefused", "JobSettings", "Jobs"]
 
 log = logging.getLogger("slipstream.jobs")
 
 _SPEED_WINDOW: Final = 3.0
+
+
+class JobObserver(Protocol):
+    """What :class:`Jobs` reports (operators' gauges and counters); called on the Trio thread."""
+
+    def moved(self, old: str | None, new: str | None) -> None:
+        """A job of this process went from state ``old`` to ``new``.
+
+        ``old`` None: it was not running here yet (started or resumed); ``new`` None: it
+        stopped running here while still active in the store (shutdown); a state of
+        ``FINISHED`` as ``new``: it ended (see :meth:`finished`).
+        """
+
+    def finished(self, status: str, error: str | None) -> None:
+        """A job ended as ``status`` (``completed``, ``failed``, ``cancelled``), with the
+        seed's error key of a failure."""
+
+    def fetched(self, count: int) -> None:
+        """``count`` more bytes of a job's body arrived from its upstream."""
 
 
 @dataclass(eq=False)
@@ -71,6 +90,10 @@ class _Job:
     cancel_requested: bool = False
     samples: deque[tuple[float, int]] = field(default_factory=deque)
     last_event: float = float("-inf")
+    reported: str | None = None
+    """The active state last told to the observer (None: not running here)."""
+    counted: int = 0
+    """The ``current_size`` up to which fetched bytes were told to the observer."""
 
     def speed(self) -> float | None:
         if len(self.samples) < 2:
@@ -93,8 +116,11 @@ class Jobs:
         store: JobStore,
         fetcher: Fetcher,
         digests: DigestCache | None = None,
+        observer: JobObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.observer = observer
+        """Told of state changes and fetched bytes (None: nothing is counted)."""
         self.store = store
         self.fetcher = fetcher
         self.digests = digests
@@ -247,8 +273,9 @@ class Jobs:
 
     def _launch(self, record: JobRecord) -> None:
         assert self._nursery is not None
-        job = _Job(record)
+        job = _Job(record, counted=record.current_size)  # a resumed job's bytes were counted
         self._jobs[record.id] = job
+        self._move(job, record.status)
         spawn(self._nursery, f"download {record.id}", self._run_job, job, logger=log)
 
     def _publish(self, event: dict[str, Any]) -> None:
@@ -260,7 +287,21 @@ class Jobs:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.discard(channel)
 
+    def _move(self, job: _Job, new: str | None) -> None:
+        """Tell the observer that ``job`` is now in state ``new`` (see :class:`JobObserver`)."""
+        if self.observer is not None and new != job.reported:
+            self.observer.moved(job.reported, new)
+        job.reported = new if new in ACTIVE else None
+
+    def _count_fetched(self, job: _Job) -> None:
+        """Tell the observer the bytes that arrived since the last call (one add per call)."""
+        size = job.record.current_size
+        if size > job.counted and self.observer is not None:
+            self.observer.fetched(size - job.counted)
+        job.counted = size  # a restarted body (a 200 to a resume) starts again from 0
+
     def _progress(self, job: _Job, *, force: bool = False) -> None:
+        self._count_fetched(job)
         now = trio.current_time()
         job.sample(now, job.record.current_size)
         if force or now - job.last_event >= self.settings.progress_interval:
@@ -269,6 +310,7 @@ class Jobs:
 
     async def _set_status(self, job: _Job, status: str) -> None:
         job.record.status = status
+        self._move(job, status)
         await self._save(job.record)
         self._progress(job, force=True)
 
@@ -345,6 +387,8 @@ class Jobs:
                 log.exception("download %s: recording how it ended (%s) failed", record.id, outcome)
             finally:
                 self._jobs.pop(record.id, None)
+                if job.reported is not None:  # recording the end failed: it left all the same
+                    self._move(job, None)
                 job.done.set()
                 if dir_fd >= 0:
                     os.close(dir_fd)
@@ -360,6 +404,8 @@ class Jobs:
                     part.sync()
                 record.current_size = part.size
                 part.close()
+            self._count_fetched(job)
+            self._move(job, None)
             record.status = "queued"
             await self._save(record)
             return
@@ -371,7 +417,11 @@ class Jobs:
                     part.remove()
         elif outcome[0] != "completed":
             self._remove_part(record)
+        self._count_fetched(job)
         record.status, record.error = outcome
+        self._move(job, outcome[0])
+        if self.observer is not None:
+            self.observer.finished(*outcome)
         record.end_time = int(time.time())
         if outcome[0] != "completed":
             record.total_bytes = None

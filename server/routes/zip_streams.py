@@ -28,10 +28,12 @@ import uuid
 import trio
 
 from slipstream.errors import SlipstreamError, StateUnavailable
+from slipstream.fetch import FetchError
 from slipstream.http.disposition import content_disposition
 from slipstream.http.reply import decide_reply
 from slipstream.http.representation import Representation
 from slipstream.http.validators import Validators
+from slipstream.send import BodyTruncated, BodyWriter, StreamedBody
 from slipstream.zip.errors import ZipError
 from slipstream.zip.form import parse_zip_request
 from slipstream.zip.ranges import ZipStreamRanges
@@ -42,11 +44,14 @@ from slipstream.zip.stream import MembersUnavailable, ZipBody
 from ..errors import error_response
 from ..file_reply import reply_response
 from ..http import Request, Response
+from ..metrics import Metrics
 from ..router import Route, Router
 
 log = logging.getLogger("slipstream.zip")
 
 STREAM_PREFIX = "/stream/"
+UPSTREAM_KEYS = frozenset({"FAILED_FETCHING_URIS", "UPSTREAM_ERROR", "CHECKSUM_ERROR"})
+"""Zip errors caused by an upstream (counted in ``slipstream_upstream_errors_total``)."""
 
 
 def render_zip_error(error: SlipstreamError) -> Response:
@@ -65,17 +70,28 @@ def stream_location(public_url: str | None, manifest_id: str) -> str:
 
 
 def register(
-    router: Router, *, service: ZipService, public_url: str | None, background: trio.Nursery
+    router: Router,
+    *,
+    service: ZipService,
+    public_url: str | None,
+    background: trio.Nursery,
+    metrics: Metrics | None = None,
 ) -> None:
     """Add ``/download`` and ``/stream/...``.
 
     ``public_url`` is the configured ``--public-url`` (None: relative ``Location``);
-    ``background`` runs the CRC computations of the zips being sent.
+    ``background`` runs the CRC computations of the zips being sent; ``metrics`` (None:
+    metrics are off) sees the live streams and the upstream errors.
     """
 
     async def post_download(request: Request) -> Response:
         parsed = parse_zip_request(request.headers.get("content-type"), request.body)
-        manifest = await service.create(parsed, list(request.headers.items()))
+        try:
+            manifest = await service.create(parsed, list(request.headers.items()))
+        except ZipError as error:
+            if metrics is not None and error.key in UPSTREAM_KEYS:
+                metrics.zip_upstream_errors.inc()
+            raise
         location = stream_location(public_url, manifest.id)
         return Response(303, [("Location", location), ("Cache-Control", "no-store")])
 
@@ -83,7 +99,7 @@ def register(
         raise ZipError("MISSING_REQUEST_ID")
 
     async def stream(request: Request) -> Response:
-        return await stream_reply(service, background, request)
+        return await stream_reply(service, background, request, metrics)
 
     routes = router.group(render_zip_error)
     routes.add("/download", unknown_in_post_format(post_download), methods=("POST",))
@@ -127,7 +143,12 @@ def post_format(request: Request) -> tuple[str, str | None]:
     return parsed.response_format, parsed.error_redirect_uri
 
 
-async def stream_reply(service: ZipService, background: trio.Nursery, request: Request) -> Response:
+async def stream_reply(
+    service: ZipService,
+    background: trio.Nursery,
+    request: Request,
+    metrics: Metrics | None = None,
+) -> Response:
     """``GET``/``HEAD /stream/<uuid>``: 200 or 206 of the zip; raises the seed's error."""
     fmt, redirect = "html", None  # no format is known until the manifest is
     try:
@@ -142,7 +163,7 @@ async def stream_reply(service: ZipService, background: trio.Nursery, request: R
         if manifest is None:
             raise ZipError("DOWNLOAD_EXPIRED")
         fmt, redirect = manifest.response_format, manifest.error_redirect_uri
-        return await _zip_reply(service, background, manifest, request)
+        return await _zip_reply(service, background, manifest, request, metrics)
     except ZipError:
         raise
     except StateUnavailable:  # logged by the store
@@ -153,7 +174,11 @@ async def stream_reply(service: ZipService, background: trio.Nursery, request: R
 
 
 async def _zip_reply(
-    service: ZipService, background: trio.Nursery, manifest: Manifest, request: Request
+    service: ZipService,
+    background: trio.Nursery,
+    manifest: Manifest,
+    request: Request,
+    metrics: Metrics | None,
 ) -> Response:
     """The 200/206 of a live manifest, opened up to its first byte (or the seed's error)."""
     ident = manifest.id
@@ -186,19 +211,58 @@ async def _zip_reply(
     if not isinstance(body, ZipBody):  # pragma: no cover - the policy never answers 304
         raise TypeError(f"a zip reply without a zip body: {outcome.status}")
     service.begin(ident)  # released by ``body.aclose()``, which the connection calls
+    sent: StreamedBody = body if metrics is None else _Watched(body, metrics)
     if request.method != "HEAD":
         try:
             await body.open()
         except MembersUnavailable as exc:
-            await body.aclose()
+            await sent.aclose()
+            if metrics is not None:
+                metrics.zip_upstream_errors.inc()
             raise ZipError(
                 "FAILED_FETCHING_URIS", exc.uris, fmt=fmt, redirect_uri=redirect
             ) from None
         except MemberChanged:
-            await body.aclose()
+            await sent.aclose()
+            if metrics is not None:
+                metrics.zip_upstream_errors.inc()
             raise ZipError("CHECKSUM_ERROR", fmt=fmt, redirect_uri=redirect) from None
         except BaseException:
-            await body.aclose()
+            await sent.aclose()
             raise
     # The connection sends the body and then calls ``body.aclose()`` (which releases it).
-    return reply_response(outcome)
+    response = reply_response(outcome)
+    response.body = sent
+    return response
+
+
+class _Watched(StreamedBody):
+    """A zip reply's body as the metrics see it: live from now until :meth:`aclose`, and a
+    reply cut by an upstream failure counted (once per reply, not per chunk)."""
+
+    def __init__(self, body: ZipBody, metrics: Metrics) -> None:
+        self._body = body
+        self._metrics = metrics
+        self._live = True
+        metrics.zip_streams.inc()
+
+    @property
+    def total(self) -> int:
+        """The zip body's length."""
+        return self._body.total
+
+    async def write(self, out: BodyWriter) -> None:
+        """Send the zip body; count a cut caused by an upstream."""
+        try:
+            await self._body.write(out)
+        except BodyTruncated as exc:
+            if isinstance(exc.__cause__, FetchError | MemberChanged | MembersUnavailable):
+                self._metrics.zip_upstream_errors.inc()
+            raise
+
+    async def aclose(self) -> None:
+        """Release the zip body; the stream is no longer live."""
+        if self._live:
+            self._live = False
+            self._metrics.zip_streams.dec()
+        await self._body.aclose()

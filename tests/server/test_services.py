@@ -36,7 +36,10 @@ async def test_open_app_builds_every_service_and_closes_them_all(tmp_path: Path)
     async with open_app(config, public_url="http://files.example/") as services:
         assert isinstance(services, Services)
         assert services.public_url == "http://files.example"
-        assert all(getattr(services, f.name) is not None for f in dataclasses.fields(services))
+        optional = {"metrics", "metrics_router"}  # None while metrics are off (the default)
+        fields = [f.name for f in dataclasses.fields(services)]
+        assert all(getattr(services, name) is not None for name in fields if name not in optional)
+        assert services.metrics is None and services.metrics_router is None
         assert services.jobs.active() == [] and services.ws.sessions == set()
         with pytest.raises(dataclasses.FrozenInstanceError):
             services.jobs = None  # type: ignore[misc]
