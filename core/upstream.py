@@ -364,14 +364,19 @@ class Exchange:
             self._pending = False
             return 0
         size = min(len(buffer), remaining)
+        count = 0
         buffered = self._buffered
         if buffered:
             count = min(size, len(buffered))
             buffer[:count] = buffered[:count]
             self._buffered = buffered[count:]
-        else:
-            conn = self._conn
-            assert conn is not None, "read after finish()"
+        conn = self._conn
+        assert conn is not None, "read after finish()"
+        if count < size:
+            # What the kernel already holds comes in the same call, without a trip
+            # through the event loop (the caller's send yields to the other tasks).
+            count += _receive_ready(conn.socket, buffer[count:size])
+        if not count:
             with trio.CancelScope(deadline=trio.current_time() + self._timeout) as scope:
                 try:
                     count = await conn.socket.recv_into(buffer, size)
@@ -436,6 +441,16 @@ class Exchange:
             await self._pool.release(conn)
         else:
             await conn.aclose()
+
+
+def _receive_ready(sock: trio.socket.SocketType, buffer: memoryview) -> int:
+    """The bytes the socket holds right now, received into ``buffer`` without waiting;
+    0 when there are none yet, and also when the connection has ended or broken (the
+    waiting receive that follows then reports it)."""
+    try:
+        return os.readv(sock.fileno(), [buffer])
+    except OSError:  # BlockingIOError: nothing yet; anything else: reported by the next receive
+        return 0
 
 
 async def _send_all(out: trio.socket.SocketType, data: memoryview, timeout: float) -> None:

@@ -123,3 +123,17 @@ async def test_other_answers_are_handed_to_h11_with_every_byte(
     async with Fetcher(OPEN) as f:
         assert await fetch_all(f, url) == (200, BODY)
     assert len(h11_clients) == 1
+
+
+async def test_one_read_takes_the_bytes_past_the_head_and_those_already_received(
+    nursery: trio.Nursery,
+) -> None:
+    """A body that arrived with its head, beyond the head's 16 KiB read: one readinto
+    gives all of it (not the bytes read with the head first, then the rest)."""
+    body = bytes(range(256)) * 160  # 40 KiB
+    _, url = await serve(nursery, Script([[head(len(body)) + body]]))
+    async with Fetcher(OPEN) as f, f.stream(url) as got:
+        buffer = memoryview(bytearray(1 << 20))
+        assert await got.readinto(buffer) == len(body)
+        assert buffer[: len(body)] == body
+        assert await got.readinto(buffer) == 0
