@@ -87,6 +87,8 @@ BODY_BUFFER: Final = 1024 * 1024
 """Size of the pooled buffers that bodies are read into (:attr:`Fetcher.buffers`)."""
 BODY_BUFFERS_KEPT: Final = 16
 """Idle body buffers kept for reuse (16 MiB at most)."""
+CHECKED_KEPT: Final = 4096
+"""URLs whose check passed, remembered per ``check_url`` (:meth:`Fetcher.check`)."""
 
 
 class _LargeReads(httpcore.AsyncNetworkStream):
@@ -230,6 +232,10 @@ class Fetcher:
         """Idle plaintext connections the pumped requests reuse."""
         self.buffers = BufferPool(BODY_BUFFER, BODY_BUFFERS_KEPT)
         """Aligned buffers that callers read bodies into (:meth:`Fetched.readinto`)."""
+        self._memo: dict[tuple[str, Callable[[Target], None] | None], Target] = {}
+        """URLs whose :meth:`check` passed (with the ``check_url`` they passed)."""
+        self._memo_policy = policy
+        """The policy those verdicts were given under (a new one forgets them)."""
         transport = httpx.AsyncHTTPTransport(trust_env=False)
         # httpx has no public way to give its transport a network backend; the pool it
         # builds is replaced by one with the same settings plus our guarded backend, so
@@ -270,10 +276,30 @@ class Fetcher:
 
         The returned target's ``url`` is what :meth:`stream` sends, byte for byte: it is
         refused (``INVALID_URL``) unless httpx takes it unchanged.
+
+        A URL that passed is remembered (the last :data:`CHECKED_KEPT`, per
+        ``check_url``), so asking again costs a dictionary lookup: a zip of a thousand
+        members checks each URL once, not at every read.  That relies on the verdict
+        being a function of the URL alone, which it is: the policy is frozen, and a
+        ``check_url`` must be a pure function of its target (the zip allow list is).
+        The addresses are still checked at every connection (:class:`GuardedBackend`),
+        so a name that resolves elsewhere later is judged again.  A refused URL is never
+        remembered: it is checked, and refused, every time.
         """
+        key = (url, check_url)
+        memo = self._memo
+        target = memo.get(key)
+        if target is not None and self._memo_policy is self.policy:
+            return target
         target = self._checked(url, check_url)
         with fetch_errors():
             as_sent(target)
+        if self._memo_policy is not self.policy:
+            memo.clear()
+            self._memo_policy = self.policy
+        elif len(memo) >= CHECKED_KEPT:
+            del memo[next(iter(memo))]  # the oldest
+        memo[key] = target
         return target
 
     def _checked(self, url: str, check_url: Callable[[Target], None] | None) -> Target:

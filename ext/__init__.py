@@ -90,8 +90,10 @@ if TYPE_CHECKING:
         DECLINE,
         NEED_MORE,
         RequestHead,
+        ResponseHead,
         header_lines,
         parse_request_head,
+        parse_response_head,
     )
 else:
     _httphead = _load("httphead")
@@ -100,6 +102,8 @@ else:
     NEED_MORE = _httphead.NEED_MORE
     RequestHead = _httphead.RequestHead
     parse_request_head = _httphead.parse_request_head
+    ResponseHead = _httphead.ResponseHead
+    parse_response_head = _httphead.parse_response_head
 
 if TYPE_CHECKING:
     from slipstream.ext._listing_py import PlainRule, Scan, scan_directory
@@ -122,6 +126,7 @@ __all__ = [
     "MultiDigest",
     "PlainRule",
     "RequestHead",
+    "ResponseHead",
     "Scan",
     "Segment",
     "SegmentMap",
@@ -139,6 +144,7 @@ __all__ = [
     "needs_zip64",
     "needs_zip64_end",
     "parse_request_head",
+    "parse_response_head",
     "scan_directory",
     "twin",
     "zip64_end_of_central_directory",

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""parse_request_head, compiled twin of ``_httphead_py`` (same API, same results).
+"""parse_request_head, parse_response_head and header_lines, compiled twin of ``_httphead_py`` (same API, same results).
 
 One pass over the head's bytes with lookup tables for the character classes; Python
 objects are made only for what is returned.
@@ -7,7 +7,7 @@ objects are made only for what is returned.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 
 cdef extern from "Python.h":
@@ -24,6 +24,7 @@ from slipstream.ext._httphead_py import (
     METHODS,
     NEED_MORE,
     RequestHead,
+    ResponseHead,
 )
 
 __all__ = [
@@ -31,8 +32,10 @@ __all__ = [
     "METHODS",
     "NEED_MORE",
     "RequestHead",
+    "ResponseHead",
     "header_lines",
     "parse_request_head",
+    "parse_response_head",
 ]
 
 
@@ -65,6 +68,7 @@ cdef bytes V10 = b"1.0"
 cdef object _METHODS = METHODS
 cdef Py_ssize_t _MAX_DIGITS = MAX_LENGTH_DIGITS
 cdef object _RequestHead = RequestHead
+cdef object _ResponseHead = ResponseHead
 
 
 cdef inline bint _named(const unsigned char *p, Py_ssize_t n, const char *lower):
@@ -80,6 +84,52 @@ cdef inline bint _named(const unsigned char *p, Py_ssize_t n, const char *lower)
         if c != <unsigned char>lower[i]:
             return False
     return lower[n] == 0
+
+
+cdef Py_ssize_t _MORE = -1
+cdef Py_ssize_t _DECLINED = -2
+
+
+cdef Py_ssize_t _head_end(
+    const unsigned char *p, Py_ssize_t size, Py_ssize_t start, Py_ssize_t max_head
+):
+    """Where the head at ``p[start:size]`` ends (past its blank line), once every line
+    of it is checked to end in CRLF with no other CR nor LF; ``_MORE`` when it is not
+    complete (and not over ``max_head``), ``_DECLINED`` when it is outside the subset."""
+    cdef Py_ssize_t i, end
+    cdef unsigned char c
+    if start >= size:
+        return _MORE
+    if p[start] < 0x21:  # a leading empty line, or worse: h11's to judge
+        return _DECLINED
+    # The end of the head, where h11 finds it: the first LF followed by LF or CRLF.
+    end = -1
+    i = start
+    while i < size:
+        if p[i] == 0x0A:
+            if i + 1 < size and p[i + 1] == 0x0A:
+                end = i + 2
+                break
+            if i + 2 < size and p[i + 1] == 0x0D and p[i + 2] == 0x0A:
+                end = i + 3
+                break
+        i += 1
+    if end < 0:
+        return _DECLINED if size - start > max_head else _MORE
+    if end - start > max_head:
+        return _DECLINED
+    # Every line ends in CRLF, and there is no other CR nor LF.
+    for i in range(start, end):
+        c = p[i]
+        if c == 0x0D:
+            if i + 1 >= end or p[i + 1] != 0x0A:
+                return _DECLINED
+        elif c == 0x0A:
+            if i == start or p[i - 1] != 0x0D:
+                return _DECLINED
+    if end - start < 4 or p[end - 4] != 0x0D:  # "\r\n\r\n" (not "\n\r\n" alone)
+        return _DECLINED
+    return end
 
 
 cdef inline bytes _bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t stop):
@@ -126,37 +176,9 @@ def parse_request_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t m
     cdef unsigned char c
     if start < 0:
         raise ValueError("start must not be negative")
-    if start >= size:
-        return NEED_MORE
-    if p[start] < 0x21:
-        return DECLINE
-    # The end of the head, where h11 finds it: the first LF followed by LF or CRLF.
-    end = -1
-    i = start
-    while i < size:
-        if p[i] == 0x0A:
-            if i + 1 < size and p[i + 1] == 0x0A:
-                end = i + 2
-                break
-            if i + 2 < size and p[i + 1] == 0x0D and p[i + 2] == 0x0A:
-                end = i + 3
-                break
-        i += 1
+    end = _head_end(p, size, start, max_head)
     if end < 0:
-        return DECLINE if size - start > max_head else NEED_MORE
-    if end - start > max_head:
-        return DECLINE
-    # Every line ends in CRLF, and there is no other CR nor LF.
-    for i in range(start, end):
-        c = p[i]
-        if c == 0x0D:
-            if i + 1 >= end or p[i + 1] != 0x0A:
-                return DECLINE
-        elif c == 0x0A:
-            if i == start or p[i - 1] != 0x0D:
-                return DECLINE
-    if end - start < 4 or p[end - 4] != 0x0D:  # "\r\n\r\n" (not "\n\r\n" alone)
-        return DECLINE
+        return NEED_MORE if end == _MORE else DECLINE
     stop = end - 4  # the end of the last line's content
     # The request line.
     i = start
@@ -242,6 +264,92 @@ def parse_request_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t m
         length if length > 0 else 0,
         end,
     )
+
+
+def parse_response_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t max_fields):
+    """As ``_httphead_py.parse_response_head``."""
+    cdef const unsigned char *p
+    cdef Py_ssize_t size
+    if type(data) is bytes:
+        p = <const unsigned char *>PyBytes_AS_STRING(data)
+        size = PyBytes_GET_SIZE(data)
+    elif type(data) is bytearray:
+        p = <const unsigned char *>PyByteArray_AS_STRING(data)
+        size = PyByteArray_GET_SIZE(data)
+    else:
+        data = bytes(data)
+        p = <const unsigned char *>PyBytes_AS_STRING(data)
+        size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t i, end, line, colon, v0, v1, k, fields
+    cdef long long length = -1
+    cdef int status
+    cdef unsigned char c
+    if start < 0:
+        raise ValueError("start must not be negative")
+    end = _head_end(p, size, start, max_head)
+    if end < 0:
+        return NEED_MORE if end == _MORE else DECLINE
+    # The status line: "HTTP/1.1 " 3DIGIT " " reason CRLF.
+    i = start
+    if end - i < 17 or memcmp(p + i, b"HTTP/1.1 ", 9) != 0:
+        return DECLINE
+    i += 9
+    status = 0
+    for k in range(3):
+        c = p[i + k]
+        if not 0x30 <= c <= 0x39:
+            return DECLINE
+        status = status * 10 + (c - 0x30)
+    if status < 200 or status > 599 or status == 204 or status == 304 or p[i + 3] != 0x20:
+        return DECLINE
+    v0 = i + 4
+    i = v0
+    while p[i] != 0x0D:
+        if not VALUE[p[i]]:
+            return DECLINE
+        i += 1
+    reason = _bytes(p, v0, i)
+    line = i + 2
+    headers = []
+    fields = 0
+    while line < end - 2:  # each header line, up to the blank one
+        i = line
+        while p[i] != 0x0D:
+            i += 1
+        colon = line
+        while colon < i and TOKEN[p[colon]]:
+            colon += 1
+        if colon == line or colon >= i or p[colon] != 0x3A:
+            return DECLINE
+        fields += 1
+        if fields > max_fields:
+            return DECLINE
+        v0 = colon + 1
+        v1 = i
+        while v0 < v1 and VALUE[p[v0]] == 2:
+            v0 += 1
+        while v1 > v0 and VALUE[p[v1 - 1]] == 2:
+            v1 -= 1
+        for k in range(v0, v1):
+            if not VALUE[p[k]]:
+                return DECLINE
+        k = colon - line
+        if _named(p + line, k, b"content-length"):
+            if length >= 0 or v1 == v0 or v1 - v0 > _MAX_DIGITS:
+                return DECLINE
+            length = 0
+            for k in range(v0, v1):
+                c = p[k]
+                if not 0x30 <= c <= 0x39:
+                    return DECLINE
+                length = length * 10 + (c - 0x30)
+        elif _named(p + line, k, b"transfer-encoding"):
+            return DECLINE
+        headers.append((_lower_bytes(p, line, colon), _bytes(p, v0, v1)))
+        line = i + 2
+    if length < 0:
+        return DECLINE  # close-delimited: h11 frames it
+    return _ResponseHead(status, reason, headers, length, end)
 
 
 cdef bint _is_framing(const unsigned char *p, Py_ssize_t n):

@@ -15,6 +15,13 @@ visible ASCII, obs-text, and spaces or tabs between them; no obs-fold; no
 ``Transfer-Encoding``, ``Expect`` nor ``Upgrade``; at most one ``Content-Length``, of at
 most 18 plain digits; exactly one ``Host`` for HTTP/1.1 (at most one for 1.0); within
 the head's byte and field limits.
+
+:func:`parse_response_head` does the same for an upstream's response head (h11's client
+side stays the engine for everything else).  Its subset: ``HTTP/1.1 SP status SP
+reason`` with a status from 200 to 599 other than 204 and 304 (those, and 1xx, are
+h11's), a reason of visible ASCII, obs-text, spaces and tabs; header lines as for
+requests; exactly one ``Content-Length`` (the body is framed by it) and no
+``Transfer-Encoding``.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ __all__ = [
     "METHODS",
     "NEED_MORE",
     "RequestHead",
+    "ResponseHead",
     "header_lines",
     "parse_request_head",
+    "parse_response_head",
 ]
 
 NEED_MORE: Final = 0
@@ -55,6 +64,18 @@ class RequestHead(NamedTuple):
     pipelined request, starts)."""
 
 
+class ResponseHead(NamedTuple):
+    """A response head the fast path accepted (always framed by ``Content-Length``)."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    """``(lower-case name, value)`` in order, the value without surrounding spaces/tabs."""
+    content_length: int
+    end: int
+    """The offset just past the head's blank line (where the body starts)."""
+
+
 _HEAD_END: Final = re.compile(rb"\n\r?\n")  # where h11 ends a head
 _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _TARGET_BYTES: Final = bytes(range(0x21, 0x7F))
@@ -73,6 +94,31 @@ def parse_request_head(
     and ``max_fields`` its header fields: beyond either, or without a blank line within
     ``max_head`` bytes, it declines (and h11 gives the error reply).
     """
+    lines = _head_lines(data, start, max_head)
+    if isinstance(lines, int):
+        return lines
+    end = start + sum(len(line) + 2 for line in lines) + 2
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        return DECLINE
+    method, target, version_text = parts
+    version = _VERSIONS.get(version_text)
+    if method not in METHODS or version is None:
+        return DECLINE
+    if target[:1] != b"/" or target.translate(None, _TARGET_BYTES):
+        return DECLINE
+    fields = _fields(lines, max_fields, _DECLINED)
+    if fields is None:
+        return DECLINE
+    headers, hosts, length = fields
+    if hosts > 1 or (hosts == 0 and version == b"1.1"):
+        return DECLINE
+    return RequestHead(method, target, version, headers, max(length, 0), end)
+
+
+def _head_lines(data: bytes | bytearray, start: int, max_head: int) -> list[bytes] | int:
+    """The lines of the head at ``data[start:]`` (CRLF-terminated each, blank line
+    dropped), or NEED_MORE / DECLINE; the head's end is ``start`` + their length + 2."""
     if start < 0:
         raise ValueError("start must not be negative")
     if start >= len(data):
@@ -89,41 +135,65 @@ def parse_request_head(
     crlf = head.count(b"\r\n")
     if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
         return DECLINE  # a bare LF or CR
-    lines = head[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3:
-        return DECLINE
-    method, target, version_text = parts
-    version = _VERSIONS.get(version_text)
-    if method not in METHODS or version is None:
-        return DECLINE
-    if target[:1] != b"/" or target.translate(None, _TARGET_BYTES):
-        return DECLINE
+    return head[:-4].split(b"\r\n")
+
+
+def _fields(
+    lines: list[bytes], max_fields: int, declined: frozenset[bytes]
+) -> tuple[list[tuple[bytes, bytes]], int, int] | None:
+    """The header lines after the first: ``(headers, Host count, Content-Length or -1)``,
+    or None when one is outside the subset."""
     if len(lines) - 1 > max_fields:
-        return DECLINE
+        return None
     headers: list[tuple[bytes, bytes]] = []
     hosts = 0
     length = -1
     for line in lines[1:]:
         colon = line.find(b":")
         if colon <= 0 or _TOKEN.fullmatch(line, 0, colon) is None:
-            return DECLINE
+            return None
         name = line[:colon].lower()
         value = line[colon + 1 :].strip(b" \t")
         if value.translate(None, _VALUE_BYTES):
-            return DECLINE
-        if name in _DECLINED:
-            return DECLINE
+            return None
+        if name in declined:
+            return None
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
             if length >= 0 or not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
-                return DECLINE
+                return None
             length = int(value)
         headers.append((name, value))
-    if hosts > 1 or (hosts == 0 and version == b"1.1"):
+    return headers, hosts, length
+
+
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([\t \x21-\x7e\x80-\xff]*)")
+_RESPONSE_DECLINED: Final = frozenset({b"transfer-encoding"})
+
+
+def parse_response_head(
+    data: bytes | bytearray, start: int, max_head: int, max_fields: int
+) -> ResponseHead | int:
+    """The response head at ``data[start:]``, :data:`NEED_MORE` or :data:`DECLINE`
+    (limits as for :func:`parse_request_head`; beyond them h11 gives the error)."""
+    lines = _head_lines(data, start, max_head)
+    if isinstance(lines, int):
+        return lines
+    status_line = _STATUS_LINE.fullmatch(lines[0])
+    if status_line is None:
         return DECLINE
-    return RequestHead(method, target, version, headers, max(length, 0), end)
+    status = int(status_line[1])
+    if status in (204, 304):
+        return DECLINE
+    fields = _fields(lines, max_fields, _RESPONSE_DECLINED)
+    if fields is None:
+        return DECLINE
+    headers, _hosts, length = fields
+    if length < 0:
+        return DECLINE  # close-delimited: h11 frames it
+    end = start + sum(len(line) + 2 for line in lines) + 2
+    return ResponseHead(status, status_line[2], headers, length, end)
 
 
 _FIELD_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

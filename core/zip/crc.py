@@ -33,7 +33,7 @@ from slipstream.fetch import Fetcher, FetchError
 from .remote import SKIP_LIMIT, CheckUrl, MemberChanged, RemoteObject, read_member
 from .state import ZipState
 
-__all__ = ["CRC_CHUNK", "PER_HOST", "WORKERS", "CrcBook", "first_failure"]
+__all__ = ["CRC_CHUNK", "PER_HOST", "SAVE_BATCH", "WORKERS", "CrcBook", "first_failure"]
 
 log = logging.getLogger("slipstream.zip")
 
@@ -43,6 +43,8 @@ PER_HOST: Final = 4
 """Background CRC fetches running at once per upstream host."""
 WORKERS: Final = 8
 """Members whose CRCs are computed at once (per zip source)."""
+SAVE_BATCH: Final = 32
+"""CRCs a streaming reply records before they are stored (in one transaction)."""
 
 
 def first_failure(group: BaseExceptionGroup[Exception]) -> Exception:
@@ -106,8 +108,10 @@ class CrcBook:
 
         The value is usable at once.  Storing it in the cache happens in a worker
         thread: awaited here, or, given a ``background`` nursery, in a task there that
-        writes every CRC recorded meanwhile in one transaction (so a reply that streams
-        many members never waits for the store between them).  A store that refuses it
+        writes every CRC recorded meanwhile in one transaction, once :data:`SAVE_BATCH`
+        are waiting or the reply calls :meth:`flush` (so a reply that streams many
+        members never waits for the store between them, and pays one thread hop and
+        one transaction per batch, not per member).  A store that refuses it
         is logged, not fatal (the CRC is then only known to this process).
         """
         old = self._known.get(index)
@@ -124,7 +128,13 @@ class CrcBook:
         self._unsaved.append((obj.uri, obj.size, obj.validator, value))
         if background is None:
             await self._save()
-        elif not self._saving:
+        elif len(self._unsaved) >= SAVE_BATCH:
+            self.flush(background)
+
+    def flush(self, background: trio.Nursery) -> None:
+        """Store the CRCs :meth:`record` kept for a batch, in a task in ``background``
+        (a reply calls it when it ends, streamed whole or not)."""
+        if self._unsaved and not self._saving and self.state is not None:
             self._saving = True
             background.start_soon(self._save)
 

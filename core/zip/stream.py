@@ -413,6 +413,7 @@ class ZipBody(StreamedBody):
                 raise BodyTruncated(f"zip member failed: {exc}") from exc
         finally:
             await self._close_reader()
+            source.crcs.flush(self.background)
         if self.on_complete is not None:
             try:
                 await self.on_complete(self.start, self.stop)

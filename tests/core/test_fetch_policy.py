@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from slipstream.fetch import Fetcher, FetchError
-from slipstream.netpolicy import NetworkPolicy, Target
+from slipstream.netpolicy import NetworkPolicy, Target, UrlRejected
 from tests.helpers.fakenet import PUBLIC, FakeNet
 from tests.helpers.fetch import DATA, OPEN, body, fetch_error, fetcher, get
 from tests.helpers.upstream import Blob, Upstream
@@ -134,3 +134,41 @@ async def test_url_httpx_rejects_is_an_invalid_url_not_a_crash(host: str) -> Non
     async with fetcher(OPEN, net) as f:
         assert await fetch_error(f, f"http://{host}/x") == "INVALID_URL"
     assert net.dialed == []
+
+
+async def test_a_url_is_checked_once_and_its_addresses_at_every_connection(
+    upstream: Upstream,
+) -> None:
+    """The verdict on a URL that passed is remembered (per ``check_url``); a refused one
+    is judged again every time; a name that later resolves to a refused address is
+    refused at the connection all the same (no DNS rebinding through the memo)."""
+    net = FakeNet({PUBLIC: upstream.port or 0})
+    net.name("files.example", [PUBLIC], ["127.0.0.1"])
+    upstream.add("/data", Blob(DATA))
+    seen: list[str] = []
+
+    def only_data(t: Target) -> None:
+        seen.append(t.url)
+        if not t.url.endswith("/data"):
+            raise UrlRejected("DOMAIN_BLOCKED", "not under the allowed prefix")
+
+    async def fetch(f: Fetcher, url: str) -> str:
+        try:
+            # Connection: close, so every request opens (and checks) a new connection
+            async with f.stream(url, [("Connection", "close")], check_url=only_data) as fetched:
+                assert await body(fetched) == DATA
+                return "ok"
+        except FetchError as exc:
+            return exc.key
+
+    async with fetcher(NetworkPolicy(), net) as f:
+        assert await fetch(f, "http://files.example/data") == "ok"
+        assert seen == ["http://files.example/data"]
+        # the second lookup answers loopback: refused at the connection, memo or not
+        assert await fetch(f, "http://files.example/data") == "DOMAIN_BLOCKED"
+        assert seen == ["http://files.example/data"]
+        for _ in range(2):
+            assert await fetch(f, "http://files.example/other") == "DOMAIN_BLOCKED"
+        assert seen[1:] == ["http://files.example/other"] * 2
+        assert f.check("http://files.example/data") is not None  # another check_url: judged
+    assert net.lookups == ["files.example", "files.example"]
