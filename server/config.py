@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from slipstream.privatefiles import private_dir
-from slipstream.statefiles import load_or_create_secret
+from slipstream.statefiles import load_or_create_secret, state_lock
 from slipstream.zip.allow import AllowList
 
 DEFAULT_MAX_DOWNLOAD_SIZE = 52_428_800  # seed 002: "max size is 50 MB"
@@ -142,10 +142,14 @@ class Config:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = Path(self.state_dir or self.root / ".slipstream").expanduser().resolve()
         private_dir(self.state_dir)  # 0700 and its files 0600, also when it already existed
-        if not self.tokens:
-            self.tokens = [load_or_create(self.state_dir, "token")]
-        if not self.secret:
-            self.secret = load_or_create(self.state_dir, "secret")
+        if not self.tokens or not self.secret:
+            # Several processes of one server (--workers) may start at once: one creates
+            # each value, the others read it.
+            with state_lock(self.state_dir):
+                if not self.tokens:
+                    self.tokens = [load_or_create(self.state_dir, "token")]
+                if not self.secret:
+                    self.secret = load_or_create(self.state_dir, "secret")
         self.applications = {n: _existing_dir(p) for n, p in self.applications.items()}
         self.drives = {n: _existing_dir(p) for n, p in self.drives.items()}
         self.drives.setdefault("1", self.root)
