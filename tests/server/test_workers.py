@@ -17,7 +17,6 @@ from slipstream.server.workers import BACKOFF_MAX, BACKOFF_START, backoff
 from tests.helpers.subprocess_server import CliServer
 from tests.helpers.workers import fresh_get, until_workers, wait_for, worker_of, workers_server
 
-
 SERVE = [sys.executable, "-m", "slipstream", "serve"]
 
 
