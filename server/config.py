@@ -43,6 +43,14 @@ class Limits:
     """On shutdown, seconds in-flight responses get to finish."""
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerSlot:
+    """Which of ``count`` worker processes sharing one port and state dir this one is."""
+
+    index: int
+    count: int
+
+
 @dataclass(slots=True)
 class Config:
     """Everything ``serve()`` needs.  Paths are resolved by :meth:`prepare`."""
@@ -92,6 +100,8 @@ class Config:
     """URI prefixes the zip service may fetch (seed 004's allow list); none = nothing."""
     zip_ttl: float = 7 * 86_400.0
     """Seconds a zip stream URL lives at most (it expires sooner once fully delivered)."""
+    worker: WorkerSlot | None = None
+    """Set in each process of ``slipstream serve --workers N`` (None: a single process)."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a setting that cannot work (before anything binds).

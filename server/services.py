@@ -32,7 +32,7 @@ from slipstream.background import start
 from slipstream.digests import DigestCache
 from slipstream.digests.store import SCHEMA as DIGESTS
 from slipstream.fetch import Dialer, Fetcher, Resolver, system_resolver
-from slipstream.jobs.runner import Jobs
+from slipstream.jobs.runner import Jobs, Peers
 from slipstream.jobs.settings import JobSettings
 from slipstream.jobs.store import SCHEMA as DOWNLOADS
 from slipstream.jobs.store import JobStore
@@ -160,7 +160,10 @@ async def open_app(
         # tell them to give up first, so closing is not held by a long hash.
         stack.callback(digests.stop)
 
-        jobs = Jobs(_job_settings(config), job_store, fetcher, digests)
+        peers = None
+        if config.worker is not None:
+            peers = Peers(config.worker.index, config.worker.count)
+        jobs = Jobs(_job_settings(config), job_store, fetcher, digests, peers=peers)
         await start(background, "download jobs", partial(jobs.run, resume=config.allow_download))
         zip_service = ZipService(zip_fetcher, zip_state, config.zip_allow_prefixes)
         await start(background, "zip manifest sweeper", zip_service.run)

@@ -44,7 +44,7 @@ from typing import NoReturn
 
 from slipstream.statefiles import open_store, state_lock
 
-from .config import Config
+from .config import Config, WorkerSlot
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_START", "STABLE_AFTER", "Supervisor", "backoff", "bind_slots"]
 
@@ -226,7 +226,8 @@ class Supervisor:
                 if other is not slot:
                     for sock in other.sockets:
                         sock.close()
-            status = run_worker(self.config, slot.index, slot.sockets, ready_write)
+            worker = WorkerSlot(slot.index, self.workers)
+            status = run_worker(self.config, worker, slot.sockets, ready_write)
         except BaseException:
             with contextlib.suppress(BaseException):
                 log.exception("worker %d failed", slot.index)
@@ -322,8 +323,11 @@ class Supervisor:
                 sock.close()
 
 
-def run_worker(config: Config, index: int, sockets: list[socket.socket], ready_write: int) -> int:
+def run_worker(
+    config: Config, worker: WorkerSlot, sockets: list[socket.socket], ready_write: int
+) -> int:
     """The body of a worker process: serve on ``sockets`` until SIGTERM; its exit status."""
+    index = worker.index
     import trio
 
     from .cli import failure_of, run_server
