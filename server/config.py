@@ -49,6 +49,9 @@ class WorkerSlot:
 
     index: int
     count: int
+    rate_table: int | None = None
+    """Descriptor of the websocket rate table the workers share (see
+    :mod:`~slipstream.server.ws_shared_limits`); None: each counts alone."""
 
 
 @dataclass(slots=True)

@@ -45,6 +45,7 @@ from typing import NoReturn
 from slipstream.statefiles import open_store, state_lock
 
 from .config import Config, WorkerSlot
+from .ws_shared_limits import create_table
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_START", "STABLE_AFTER", "Supervisor", "backoff", "bind_slots"]
 
@@ -121,6 +122,7 @@ class Supervisor:
         self._slots: list[_Slot] = []
         self._signals: list[int] = []
         self._selector = selectors.DefaultSelector()
+        self._rate_table: int | None = None
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status (0 after a drain)."""
@@ -140,6 +142,8 @@ class Supervisor:
                 raise
             return _fail(*failure)
         port = sockets[0][0].getsockname()[1]
+        if config.ws_rate_limit > 0:
+            self._rate_table = create_table()
         self._slots = [_Slot(index, slot) for index, slot in enumerate(sockets)]
         wake_read, wake_write = socket.socketpair()
         wake_read.setblocking(False)
@@ -158,6 +162,8 @@ class Supervisor:
                 signal.signal(signum, handler)
             self._close_sockets()
             self._selector.close()
+            if self._rate_table is not None:
+                os.close(self._rate_table)
             wake_read.close()
             wake_write.close()
 
@@ -226,7 +232,7 @@ class Supervisor:
                 if other is not slot:
                     for sock in other.sockets:
                         sock.close()
-            worker = WorkerSlot(slot.index, self.workers)
+            worker = WorkerSlot(slot.index, self.workers, self._rate_table)
             status = run_worker(self.config, worker, slot.sockets, ready_write)
         except BaseException:
             with contextlib.suppress(BaseException):
