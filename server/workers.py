@@ -333,7 +333,6 @@ def run_worker(
     config: Config, worker: WorkerSlot, sockets: list[socket.socket], ready_write: int
 ) -> int:
     """The body of a worker process: serve on ``sockets`` until SIGTERM; its exit status."""
-    index = worker.index
     import trio
 
     from .cli import failure_of, run_server
@@ -344,6 +343,8 @@ def run_worker(
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches workers as SIGTERM
     _die_with_parent()
+    index = worker.index
+    config.worker = worker
     if os.environ.get(WORKER_HEADER_ENV) == "1":
         reveal_worker(f"{index}-{os.getpid()}")
 
