@@ -9,6 +9,8 @@ goes on a new connection, and the tests go on until the workers they need have a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -256,3 +258,49 @@ async def test_the_websocket_rate_limit_counts_an_ip_across_workers(tmp_path: Pa
             assert len(refused) == 2
             nursery.cancel_scope.cancel()
         assert await server.stop(15) == 0
+
+
+async def test_a_restarted_worker_resumes_its_own_jobs_and_no_other_worker_does(
+    tmp_path: Path,
+) -> None:
+    upstream = Upstream(timeout=30)
+    holds = {"kept": trio.Event(), "other": trio.Event()}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(upstream.run)
+        async with two_workers(tmp_path) as server, fresh(server) as client:
+            job_id, owner = await held_job(client, upstream, "kept.bin", holds["kept"])
+            for n in range(50):  # a job on the other worker, which must be left alone
+                other_id, other_owner = await held_job(
+                    client, upstream, f"other-{n}.bin", holds["other"]
+                )
+                if other_owner.split("-")[0] != owner.split("-")[0]:
+                    break
+                holds["other"].set()
+                await wait_history(client, other_id)
+                holds["other"] = trio.Event()
+            other_path = f"/other-{n}.bin"
+            with trio.fail_after(10):  # half of each body is in, the rest held back
+                while True:
+                    rows = (await client.get("/api/v1/downloads")).json()["downloads"]
+                    sizes = {row["id"]: row["current_size"] for row in rows}
+                    if all(sizes.get(i, 0) >= len(BODY) // 2 for i in (job_id, other_id)):
+                        break
+                    await trio.sleep(0.05)
+            os.kill(int(owner.split("-")[1]), signal.SIGKILL)
+            holds["kept"].set()
+            done = await wait_history(client, job_id)
+            assert done["status"] == "completed", done
+            assert (tmp_path / "root" / "dl" / "kept.bin").read_bytes() == BODY
+            # Fetched twice: by the job's first worker, then once by its slot's new worker.
+            assert len(upstream.requests_for("/kept.bin")) == 2
+            # The other worker's job was not taken over: still one fetch, still running.
+            assert len(upstream.requests_for(other_path)) == 1
+            active = (await client.get("/api/v1/downloads")).json()["downloads"]
+            assert [row["id"] for row in active] == [other_id]
+            holds["other"].set()
+            assert (await wait_history(client, other_id))["status"] == "completed"
+            assert len(upstream.requests_for(other_path)) == 1
+            slot, pid = owner.split("-")
+            assert f"worker {slot} (pid {pid}) was killed" in server.log.read_text()
+            assert await server.stop(15) == 0
+        nursery.cancel_scope.cancel()
