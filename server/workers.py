@@ -123,6 +123,7 @@ class Supervisor:
         self._signals: list[int] = []
         self._selector = selectors.DefaultSelector()
         self._rate_table: int | None = None
+        self._wake: tuple[socket.socket, ...] = ()
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status (0 after a drain)."""
@@ -146,6 +147,7 @@ class Supervisor:
             self._rate_table = create_table()
         self._slots = [_Slot(index, slot) for index, slot in enumerate(sockets)]
         wake_read, wake_write = socket.socketpair()
+        self._wake = (wake_read, wake_write)
         wake_read.setblocking(False)
         wake_write.setblocking(False)
         self._selector.register(wake_read, selectors.EVENT_READ, None)
@@ -226,6 +228,8 @@ class Supervisor:
         try:
             signal.set_wakeup_fd(-1)
             self._selector.close()
+            for end in self._wake:
+                end.close()
             for other in self._slots:
                 if other.ready_fd is not None:
                     os.close(other.ready_fd)
