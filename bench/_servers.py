@@ -49,7 +49,7 @@ end
 NGINX_CONF = """\
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -187,6 +187,10 @@ class BenchServer:
         assert self.proc is not None
         return self.proc.pid
 
+    def serving_pids(self) -> list[int]:
+        """Every process that serves (their CPU time is counted): the worker by default."""
+        return [self.worker_pid()]
+
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL after 5 s; safe to call twice."""
         proc, self.proc = self.proc, None
@@ -206,9 +210,12 @@ class Nginx(BenchServer):
 
     name = "nginx"
 
-    def __init__(self, sndbuf: str = "") -> None:
+    def __init__(self, sndbuf: str = "", workers: int = 1) -> None:
         super().__init__()
         self.sndbuf = sndbuf
+        self.workers = workers
+        if workers > 1:
+            self.name = f"nginx x{workers}"
 
     def server_body(self, root: Path) -> str:
         """What the ``server`` block does besides listening: serve ``root``."""
@@ -221,7 +228,13 @@ class Nginx(BenchServer):
         options = f" sndbuf={self.sndbuf}" if self.sndbuf else ""
         body = self.server_body(root)
         conf.write_text(
-            NGINX_CONF.format(tmp=tmp, port=self.port, server_body=body, listen_options=options)
+            NGINX_CONF.format(
+                tmp=tmp,
+                port=self.port,
+                server_body=body,
+                listen_options=options,
+                workers=getattr(self, "workers", 1),
+            )
         )
         self.proc = subprocess.Popen(
             [nginx_binary(), "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
@@ -235,17 +248,24 @@ class Nginx(BenchServer):
         return f"http://127.0.0.1:{self.port}/{file}"
 
     def worker_pid(self) -> int:
+        return self.serving_pids()[0]
+
+    def serving_pids(self) -> list[int]:
         assert self.proc is not None
-        master = self.proc.pid
-        for _ in range(100):
-            try:
-                children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-            except OSError:
-                children = []
-            if children:
-                return int(children[0])
-            time.sleep(0.05)
-        raise RuntimeError("nginx worker process not found")
+        return children_of(self.proc.pid, getattr(self, "workers", 1))
+
+
+def children_of(parent: int, count: int) -> list[int]:
+    """The first ``count`` child processes of ``parent`` (waits up to 5 s for them)."""
+    for _ in range(100):
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            children = []
+        if len(children) >= count:
+            return [int(child) for child in children[:count]]
+        time.sleep(0.05)
+    raise RuntimeError(f"{count} worker processes of {parent} not found")
 
 
 class NginxProxy(Nginx):
@@ -298,9 +318,27 @@ class Slipstream(BenchServer):
 
     name = "slipstream"
 
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__()
+        self.workers = workers
+        if workers > 1:
+            self.name = f"slipstream x{workers}"
+
     def extra_args(self, tmp: Path) -> list[str]:
         """More ``serve`` flags (subclasses add theirs: downloads, the zip allow list)."""
-        return []
+        return ["--workers", str(self.workers)] if self.workers > 1 else []
+
+    def worker_pid(self) -> int:
+        assert self.proc is not None
+        if self.workers == 1:
+            return self.proc.pid
+        return children_of(self.proc.pid, self.workers)[0]
+
+    def serving_pids(self) -> list[int]:
+        if self.workers == 1:
+            return [self.worker_pid()]
+        assert self.proc is not None
+        return children_of(self.proc.pid, self.workers)
 
     def state_dir(self, tmp: Path) -> Path:
         """Where the server keeps its state (``--state-dir``)."""
@@ -352,7 +390,8 @@ def run_wrk(
         cmd += ["-H", header]
     cmd += ["-s", str(script), server.url(case.file)]
     pid = server.worker_pid()
-    cpu_before = proc_cpu_seconds(pid)
+    pids = server.serving_pids()
+    cpu_before = {p: proc_cpu_seconds(p) for p in pids}
     with RssSampler([pid]) as sampler:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
@@ -360,13 +399,15 @@ def run_wrk(
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
     raw = json.loads(line.removeprefix("WRKJSON "))
     duration = raw["duration_us"] / 1e6
-    cpu = proc_cpu_seconds(pid) - cpu_before
+    cpu_by_process = {str(p): proc_cpu_seconds(p) - cpu_before[p] for p in pids}
+    cpu = sum(cpu_by_process.values())
     return {
         **raw,
         "requests_per_s": raw["requests"] / duration,
         "bytes_per_s": raw["bytes"] / duration,
         "rss_max_mib": sampler.max_kib[pid] / 1024,
         "server_cpu_pct": 100 * cpu / duration,
+        "server_cpu_s_by_process": cpu_by_process,
         "server_cpu_s_per_gb": cpu / (raw["bytes"] / 1e9) if raw["bytes"] else None,
         "hwm_mib": (proc_status_kib(pid, "VmHWM") or 0) / 1024,
     }

@@ -72,6 +72,7 @@ def make_files(root: Path) -> None:
 
 def summarize(case: Case, samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Medians per server, ratios slipstream/nginx, and the target verdict."""
+    samples = {"nginx": samples["nginx"], "slipstream": samples["slipstream"]}
     med = {
         name: {
             key: median([s[key] for s in runs])
@@ -186,6 +187,54 @@ def draw_chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
     plt.close(fig)
 
 
+SCALING_TARGET = 1.5
+"""``--workers 2``: slipstream x2 must give this many times the 1 KiB requests/s of x1."""
+RATIO_DRIFT = 0.10
+"""``--workers``: the x2 ratio to nginx x2 stays within this share of the x1 ratio."""
+
+
+def summarize_workers(
+    case: Case, samples: dict[str, list[dict[str, Any]]], workers: int
+) -> dict[str, Any]:
+    """The ``--workers`` comparison of one case: each pair's ratio, the scaling of
+    slipstream from 1 to N workers, and (for the 1 KiB case) the targets."""
+    suffix = f" x{workers}"
+    one = summarize(case, samples)
+    several = summarize(
+        case, {"nginx": samples["nginx" + suffix], "slipstream": samples["slipstream" + suffix]}
+    )
+    metric = case.metric if case.metric in ("requests_per_s", "bytes_per_s") else "bytes_per_s"
+    base = one["median"]["slipstream"][metric]
+    scaling = several["median"]["slipstream"][metric] / base if base else None
+    nginx_base = one["median"]["nginx"][metric]
+    nginx_scaling = several["median"]["nginx"][metric] / nginx_base if nginx_base else None
+    ratio_one, ratio_several = one["ratio"][metric], several["ratio"][metric]
+    drift = (ratio_several / ratio_one - 1.0) if ratio_one and ratio_several else None
+    passed: bool | None = None
+    if case.key == "small32":
+        passed = (
+            scaling is not None
+            and scaling >= SCALING_TARGET
+            and drift is not None
+            and drift >= -RATIO_DRIFT
+        )
+    return {
+        "label": case.label,
+        "metric": metric,
+        "one_worker": {k: one[k] for k in ("median", "ratio", "errors")},
+        f"{workers}_workers": {k: several[k] for k in ("median", "ratio", "errors")},
+        "slipstream_scaling": scaling,
+        "nginx_scaling": nginx_scaling,
+        "ratio_drift": drift,
+        "targets": f"slipstream x{workers} >= {SCALING_TARGET}x slipstream x1; "
+        f"ratio to nginx x{workers} within {RATIO_DRIFT:.0%} of the x1 ratio (1 KiB case)",
+        "passed": passed,
+        "cpu_s_by_process": {
+            name: [s["server_cpu_s_by_process"] for s in runs] for name, runs in samples.items()
+        },
+    }
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, one round")
@@ -201,7 +250,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SIZE",
         help="give nginx's listen socket sndbuf=SIZE (e.g. 64k; default: kernel autotuning)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also run slipstream --workers N against nginx worker_processes N in the same "
+        "run, and compare with the one-worker pair (results: throughput-workers.json)",
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
     known = {c.key for c in CASES}
     chosen = [k.strip() for k in args.cases.split(",") if k.strip()]
     unknown = [k for k in chosen if k not in known]
@@ -215,11 +274,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start both servers, run every case for both alternately, stop the servers."""
     cases: list[Case] = args.case_list
-    samples: dict[str, dict[str, list[dict[str, Any]]]] = {
-        c.key: {"nginx": [], "slipstream": []} for c in cases
-    }
     nginx, slip = Nginx(args.nginx_sndbuf), Slipstream()
     servers: list[BenchServer] = [nginx, slip]
+    if args.workers > 1:
+        servers += [Nginx(args.nginx_sndbuf, args.workers), Slipstream(args.workers)]
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {
+        c.key: {server.name: [] for server in servers} for c in cases
+    }
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="slipstream-bench-") as tmpname:
         tmp = Path(tmpname)
@@ -230,8 +291,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         script = tmp / "done.lua"
         script.write_text(WRK_DONE_LUA)
         try:
-            nginx.start(root, tmp / "nginx")
-            slip.start(root, tmp)
+            for n, server in enumerate(servers):
+                place = tmp / f"server-{n}"
+                if not isinstance(server, Nginx):
+                    place.mkdir()
+                server.start(root, place)
             idle = {s.name: (proc_status_kib(s.worker_pid(), "VmRSS") or 0) / 1024 for s in servers}
             warm = Case("warm", "warm-up", "file-1k.bin", 4, 1, 1, "", None)
             for server in servers:
@@ -258,6 +322,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 server.stop()
     info["loadavg_end"] = os.getloadavg()
     results = {c.key: summarize(c, samples[c.key]) for c in cases}
+    if args.workers > 1:
+        workers = {c.key: summarize_workers(c, samples[c.key], args.workers) for c in cases}
+        data = {
+            "benchmark": "throughput --workers",
+            "workers": args.workers,
+            "method": "wrk -t1 -cN -dS over loopback; each case against nginx and slipstream "
+            f"with 1 worker and with {args.workers}, alternating, in one run; CPU seconds "
+            "of every serving process (workers, not the supervisor or nginx's master)",
+            "rounds": args.rounds,
+            "durations_s": {c.key: c.quick_seconds if args.quick else c.seconds for c in cases},
+            "machine": info,
+            "cases": workers,
+            "passed": all(r["passed"] is not False for r in workers.values()),
+        }
+        out = write_results("throughput-workers", data)
+        print(f"wrote {out}")
+        for key, row in workers.items():
+            print(
+                f"{key:<8} slipstream x{args.workers}/x1 {_fmt_ratio(row['slipstream_scaling'])}"
+                f"  nginx x{args.workers}/x1 {_fmt_ratio(row['nginx_scaling'])}"
+                f"  ratio drift {_fmt_ratio(row['ratio_drift'])}  passed {row['passed']}"
+            )
     return {
         "benchmark": "throughput",
         "method": "wrk -t1 -cN -dS over loopback; bytes/s counts every byte read, "

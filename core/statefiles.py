@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import logging
 import os
 import shlex
 import sqlite3
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ __all__ = [
     "open_store",
     "quarantine_command",
     "set_aside",
+    "state_lock",
 ]
 
 log = logging.getLogger("slipstream.state")
@@ -375,6 +377,29 @@ def load_or_create_secret(path: str | os.PathLike[str], make: Callable[[], str])
         os.unlink(temporary)
     _sync_directory(os.path.dirname(os.path.abspath(name)))
     return value
+
+
+LOCK_FILE = "lock"
+"""The file :func:`state_lock` locks in the state dir (empty; kept)."""
+
+
+@contextlib.contextmanager
+def state_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on the state dir for the block (``flock`` on its ``lock``
+    file; the kernel drops it when the holder dies).
+
+    What several processes of one server do once at start (create the token and the
+    secret, check and migrate the stores) runs under it, so a value is created once and
+    one process checks a store while the others wait.
+    """
+    path = os.path.join(os.fspath(directory), LOCK_FILE)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def busy(exc: BaseException) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+from collections.abc import Sequence
 from functools import partial
 
 import trio
@@ -35,10 +37,19 @@ class Server:
     :meth:`run` serves (:attr:`services`).
     """
 
-    def __init__(self, config: Config, app: App | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: App | None = None,
+        *,
+        sockets: Sequence[socket.socket] = (),
+    ) -> None:
         config.prepare()
         self.config = config
         self.app = app if app is not None else App()
+        self.sockets = tuple(sockets)
+        """Listening sockets made by the caller (``slipstream serve --workers``); when
+        empty, :meth:`run` binds ``config.host``/``config.port`` itself."""
         self.idle = IdleScopes()
         self.connections = 0
         self.port: int | None = None
@@ -61,10 +72,18 @@ class Server:
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`shutdown` (then drain for ``drain_timeout``) or cancellation."""
         config = self.config
-        listeners = await open_listeners(config.host, config.port)
+        if self.sockets:
+            listeners = [
+                trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in self.sockets
+            ]
+        else:
+            listeners = await open_listeners(config.host, config.port)
         metrics_listeners: list[trio.SocketListener] = []
         try:
-            if config.metrics_bind is not None:
+            if config.metrics_bind is not None and (
+                config.worker is None or config.worker.index == 0
+            ):
+                # (one listener for every worker: each scrape adds up all of them)
                 metrics_listeners = await open_listeners(*config.metrics_bind)
                 self.metrics_port = int(metrics_listeners[0].socket.getsockname()[1])
             self.port = int(listeners[0].socket.getsockname()[1])

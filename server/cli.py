@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -53,32 +54,54 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-async def run_server(config: Config) -> None:
-    """Serve until SIGINT/SIGTERM, then drain in-flight replies and return."""
+async def run_server(
+    config: Config,
+    *,
+    sockets: Sequence[socket.socket] = (),
+    ready: Callable[[int], None] | None = None,
+    signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
+) -> None:
+    """Serve until one of ``signals`` arrives, then drain in-flight replies and return.
+
+    ``sockets`` are listening sockets made by the caller (a worker of ``--workers``);
+    ``ready(port)`` replaces the banner (the supervisor prints it once every worker
+    serves).
+    """
     import trio
 
     from .app import Server
 
-    server = Server(config)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    server = Server(config, sockets=sockets)
+    with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(server.run)
             # Everything built so far (modules, the app's services) lives as long as the
             # process: keep it out of the garbage collector's full passes, which otherwise
             # walk it all and paused a request for 30 ms (first byte of a zip resume).
             gc.freeze()
-            host = config.host if ":" not in config.host else f"[{config.host}]"
-            public = f" (public URL {config.public_url})" if config.public_url else ""
-            print(f"slipstream serving {config.root} at http://{host}:{port}/{public}", flush=True)
-            print(f"access token: {config.tokens[0]}", flush=True)
-            if config.metrics_bind is not None:
+            if ready is not None:
+                ready(port)
+            else:
+                print(banner(config, port), flush=True)
+            if config.metrics_bind is not None and server.metrics_port is not None:
                 metrics_host = config.metrics_bind[0]
                 metrics_host = metrics_host if ":" not in metrics_host else f"[{metrics_host}]"
                 print(f"metrics at http://{metrics_host}:{server.metrics_port}/metrics", flush=True)
-            async for signum in signals:
+            async for signum in received:
                 log.info("received %s, draining", signal.Signals(signum).name)
                 server.shutdown()
                 break
+
+
+def banner(config: Config, port: int, workers: int = 1) -> str:
+    """The two lines ``slipstream serve`` prints once it serves: the URL and the token."""
+    host = config.host if ":" not in config.host else f"[{config.host}]"
+    public = f" (public URL {config.public_url})" if config.public_url else ""
+    several = f" with {workers} workers" if workers > 1 else ""
+    return (
+        f"slipstream serving {config.root} at http://{host}:{port}/{public}{several}\n"
+        f"access token: {config.tokens[0]}"
+    )
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -86,8 +109,6 @@ def serve_command(args: argparse.Namespace) -> int:
     # Trio and the server are imported by the commands that use them (here, and ``get``),
     # so ``slipstream digest`` and ``slipstream state`` start in a fraction of the time.
     import trio
-
-    from .app import ListenError
 
     def fail(message: str, status: int) -> int:
         print(f"slipstream serve: {_one_line(message)}", file=sys.stderr)
@@ -102,31 +123,45 @@ def serve_command(args: argparse.Namespace) -> int:
         return fail(str(exc), 1)
     except OSError as exc:
         return fail(f"cannot prepare {config.root}: {exc.strerror or exc}", 1)
+    if args.workers > 1:
+        from .workers import Supervisor
+
+        return Supervisor(config, args.workers).run()
     try:
         trio.run(run_server, config)
     except BaseException as exc:
-        # Trio raises what a task raised inside an exception group (the bind happens
-        # in a nursery task), so look at the leaves, not at the type of ``exc``.
-        found = leaves(exc)
-        if interrupted(exc):  # Ctrl-C before the signal handler was in place
-            return fail("interrupted", 130)
-        for leaf in found:
-            if isinstance(leaf, ConfigError):
-                return fail(str(leaf), 2)
-        for leaf in found:
-            if isinstance(leaf, StateDamaged):  # a record store that failed its checks
-                return fail(str(leaf), 1)
-            if isinstance(leaf, sqlite3.Error):  # a read-only or locked state dir, say
-                return fail(f"cannot open the stores in {config.state_dir}: {leaf}", 1)
-        for leaf in found:
-            if isinstance(leaf, ListenError):
-                return fail(leaf.strerror or str(leaf), 1)
-        if all(isinstance(leaf, OSError) for leaf in found):
-            first = found[0]
-            assert isinstance(first, OSError)
-            return fail(first.strerror or str(first), 1)
-        raise
+        failure = failure_of(exc, config)
+        if failure is None:
+            raise
+        return fail(*failure)
     return 0
+
+
+def failure_of(exc: BaseException, config: Config) -> tuple[str, int] | None:
+    """The one line and exit status for what stopped a server (None: a bug, re-raised)."""
+    from .app import ListenError
+
+    # Trio raises what a task raised inside an exception group (the bind happens
+    # in a nursery task), so look at the leaves, not at the type of ``exc``.
+    found = leaves(exc)
+    if interrupted(exc):  # Ctrl-C before the signal handler was in place
+        return "interrupted", 130
+    for leaf in found:
+        if isinstance(leaf, ConfigError):
+            return str(leaf), 2
+    for leaf in found:
+        if isinstance(leaf, StateDamaged):  # a record store that failed its checks
+            return str(leaf), 1
+        if isinstance(leaf, sqlite3.Error):  # a read-only or locked state dir, say
+            return f"cannot open the stores in {config.state_dir}: {leaf}", 1
+    for leaf in found:
+        if isinstance(leaf, ListenError):
+            return leaf.strerror or str(leaf), 1
+    if all(isinstance(leaf, OSError) for leaf in found):
+        first = found[0]
+        assert isinstance(first, OSError)
+        return first.strerror or str(first), 1
+    return None
 
 
 PROGRESS_MIN_SIZE = 64 * 1024 * 1024

@@ -96,6 +96,27 @@ def positive_count(text: str) -> int:
     return value
 
 
+MAX_WORKERS = 1024
+"""Most worker processes ``--workers`` accepts (a typo guard, not a tuning limit)."""
+
+
+def workers(text: str) -> int:
+    """``--workers``: a whole number 1..MAX_WORKERS, or ``auto`` (the CPUs this process
+    may run on, ``os.sched_getaffinity``: a container's or ``taskset``'s CPU set, not
+    the machine's)."""
+    if text == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        value = parse_uint(text, maximum=MAX_WORKERS)
+    except InvalidNumber:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a whole number 1..{MAX_WORKERS}, got {text!r}"
+        )
+    return value
+
+
 _DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 
 
@@ -314,6 +335,13 @@ def _add_serve(commands: argparse._SubParsersAction[Parser]) -> None:
         type=host_port,
         metavar="HOST:PORT",
         help="serve GET /metrics (token-free) on this separate address, e.g. 127.0.0.1:9464",
+    )
+    add(
+        "--workers",
+        type=workers,
+        default=1,
+        metavar="N|auto",
+        help="worker processes serving the port (auto: one per CPU this process may use)",
     )
     downloads = serve.add_argument_group("remote downloads (GET /DIR?download=URL)")
     add = downloads.add_argument

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from slipstream.privatefiles import private_dir
-from slipstream.statefiles import load_or_create_secret
+from slipstream.statefiles import load_or_create_secret, state_lock
 from slipstream.zip.allow import AllowList
 
 DEFAULT_MAX_DOWNLOAD_SIZE = 52_428_800  # seed 002: "max size is 50 MB"
@@ -41,6 +41,17 @@ class Limits:
     max_connections: int = 10_000
     drain_timeout: float = 10.0
     """On shutdown, seconds in-flight responses get to finish."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSlot:
+    """Which of ``count`` worker processes sharing one port and state dir this one is."""
+
+    index: int
+    count: int
+    rate_table: int | None = None
+    """Descriptor of the websocket rate table the workers share (see
+    :mod:`~slipstream.server.ws_shared_limits`); None: each counts alone."""
 
 
 @dataclass(slots=True)
@@ -94,6 +105,8 @@ class Config:
     """URI prefixes the zip service may fetch (seed 004's allow list); none = nothing."""
     zip_ttl: float = 7 * 86_400.0
     """Seconds a zip stream URL lives at most (it expires sooner once fully delivered)."""
+    worker: WorkerSlot | None = None
+    """Set in each process of ``slipstream serve --workers N`` (None: a single process)."""
     metrics: bool = False
     """Serve ``GET /metrics`` (Prometheus, Bearer auth) on the main port."""
     metrics_bind: tuple[str, int] | None = None
@@ -164,10 +177,14 @@ class Config:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = Path(self.state_dir or self.root / ".slipstream").expanduser().resolve()
         private_dir(self.state_dir)  # 0700 and its files 0600, also when it already existed
-        if not self.tokens:
-            self.tokens = [load_or_create(self.state_dir, "token")]
-        if not self.secret:
-            self.secret = load_or_create(self.state_dir, "secret")
+        if not self.tokens or not self.secret:
+            # Several processes of one server (--workers) may start at once: one creates
+            # each value, the others read it.
+            with state_lock(self.state_dir):
+                if not self.tokens:
+                    self.tokens = [load_or_create(self.state_dir, "token")]
+                if not self.secret:
+                    self.secret = load_or_create(self.state_dir, "secret")
         self.applications = {n: _existing_dir(p) for n, p in self.applications.items()}
         self.drives = {n: _existing_dir(p) for n, p in self.drives.items()}
         self.drives.setdefault("1", self.root)

@@ -20,6 +20,8 @@ from .errors import StatusError
 from .http import REASONS, Request
 
 __all__ = [
+    "WORKER_HEADER",
+    "WORKER_HEADER_ENV",
     "ProtocolFailure",
     "asks_to_close",
     "header_block",
@@ -27,6 +29,8 @@ __all__ = [
     "parse_query",
     "request_of",
     "response_head",
+    "reveal_worker",
+    "worker_fields",
 ]
 
 
@@ -128,9 +132,33 @@ def response_head(
     return b"".join(lines)
 
 
+WORKER_HEADER_ENV = "SLIPSTREAM_TEST_WORKER_HEADER"
+"""Set to ``1`` in a worker's environment, every reply says which worker made it (tests)."""
+WORKER_HEADER = "X-Slipstream-Worker"
+_worker_line = b""
+
+
+def reveal_worker(worker: str) -> None:
+    """Add ``X-Slipstream-Worker: worker`` to every reply of this process (test mode:
+    ``slipstream serve --workers`` calls it when ``$SLIPSTREAM_TEST_WORKER_HEADER`` is 1)."""
+    global _worker_line
+    _worker_line = f"{WORKER_HEADER}: {worker}\r\n".encode("ascii")
+
+
+def worker_fields() -> list[tuple[bytes, bytes]]:
+    """The worker header as a field list (the websocket handshake's), empty unless
+    :func:`reveal_worker` was called."""
+    if not _worker_line:
+        return []
+    name, _, value = _worker_line.rstrip(b"\r\n").partition(b": ")
+    return [(name, value)]
+
+
 def header_block(headers: list[tuple[str, str]]) -> bytes:
     """``Date`` and the reply's other header lines, checked (no framing field, no CR/LF
     injection) and written by the extension (:func:`slipstream.ext.header_lines`)."""
+    if _worker_line:
+        return header_lines(_http_date_now(), headers) + _worker_line
     return header_lines(_http_date_now(), headers)
 
 

@@ -32,7 +32,7 @@ from slipstream.background import spawn, start
 from slipstream.digests import DigestCache
 from slipstream.digests.store import SCHEMA as DIGESTS
 from slipstream.fetch import Dialer, Fetcher, Resolver, system_resolver
-from slipstream.jobs.runner import Jobs
+from slipstream.jobs.runner import Jobs, Peers
 from slipstream.jobs.settings import JobSettings
 from slipstream.jobs.store import SCHEMA as DOWNLOADS
 from slipstream.jobs.store import JobStore
@@ -179,12 +179,16 @@ async def open_app(
         stack.callback(digests.stop)
 
         spawn(background, "open-file cache sweeper", _sweep_open_files, open_files)
+        peers = None
+        if config.worker is not None:
+            peers = Peers(config.worker.index, config.worker.count)
         jobs = Jobs(
             _job_settings(config),
             job_store,
             fetcher,
             digests,
             observer=metrics.jobs if metrics is not None else None,
+            peers=peers,
         )
         await start(background, "download jobs", partial(jobs.run, resume=config.allow_download))
         zip_service = ZipService(zip_fetcher, zip_state, config.zip_allow_prefixes)

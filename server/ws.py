@@ -61,6 +61,7 @@ from slipstream.wsprotocol import (
 
 from .auth import token_is_valid
 from .http import Request
+from .http1 import worker_fields
 from .ws_hub import WsHub
 from .ws_limits import Blocked
 
@@ -165,7 +166,7 @@ async def serve_websocket(
                     message_queue_size=options.message_queue_size,
                     max_message_size=options.max_message_size,
                 )
-                ws = await proposal.accept()
+                ws = await proposal.accept(extra_headers=worker_fields())
             except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
                 ws = None
         if ws is None:

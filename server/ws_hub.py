@@ -10,6 +10,7 @@ asks for a websocket (it imports trio-websocket).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,7 +24,8 @@ from slipstream.storage import LocalStorage
 from .config import Config
 from .http import Request
 from .routes.presigned import UrlIssuer
-from .ws_limits import RateLimiter
+from .ws_limits import Limiter, RateLimiter
+from .ws_shared_limits import SharedRateLimiter
 
 __all__ = ["MAX_MESSAGE_SIZE", "WsHub", "WsOptions"]
 
@@ -73,7 +75,7 @@ class WsHub:
     digests: DigestCache
     jobs: Jobs
     urls: UrlIssuer
-    limiter: RateLimiter
+    limiter: Limiter
     options: WsOptions = field(default_factory=WsOptions)
     clock: Callable[[], float] = trio.current_time
     """Seconds now, as the rate limiter counts them (a test may put a fake clock here)."""
@@ -92,10 +94,14 @@ class WsHub:
         urls: UrlIssuer,
     ) -> WsHub:
         """A hub with the rate limit and timeouts ``config`` sets."""
-        limiter = RateLimiter(config.ws_rate_limit, config.ws_rate_window, config.ws_block_seconds)
         limits = config.limits
         options = WsOptions(send_timeout=limits.send_timeout, handshake_timeout=limits.head_timeout)
-        return cls(config, spaces, digests, jobs, urls, limiter, options)
+        rates = (config.ws_rate_limit, config.ws_rate_window, config.ws_block_seconds)
+        table = config.worker.rate_table if config.worker is not None else None
+        if table is not None:  # one count for all the workers, on the system-wide clock
+            shared = SharedRateLimiter(table, *rates)
+            return cls(config, spaces, digests, jobs, urls, shared, options, clock=time.monotonic)
+        return cls(config, spaces, digests, jobs, urls, RateLimiter(*rates), options)
 
     async def serve(self, stream: trio.abc.HalfCloseableStream, request: Request) -> None:
         """Take over a connection that asked for a websocket at ``/ws``."""

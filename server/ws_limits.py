@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Blocked", "RateLimiter"]
+__all__ = ["Blocked", "Limiter", "RateLimiter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,17 @@ class Blocked:
     def whole_seconds(self) -> int:
         """Seconds left rounded up (at least 1), as shown to clients."""
         return max(1, math.ceil(self.seconds_left))
+
+
+class Limiter(Protocol):
+    """What the websocket layer asks of a rate limiter (this module's, or the one
+    workers share: :class:`~.ws_shared_limits.SharedRateLimiter`)."""
+
+    def blocked(self, key: str, now: float) -> Blocked | None:
+        """The block on ``key``, or None; counts nothing (new connections)."""
+
+    def hit(self, key: str, now: float) -> Blocked | None:
+        """Count one packet from ``key``; None if allowed, else why it is refused."""
 
 
 class RateLimiter:

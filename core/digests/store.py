@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from slipstream.ext import ALGORITHMS
 from slipstream.statefiles import Kind, Schema, open_store
 
-from .values import CRC_WIDTHS, Digests, FileKey
+from .values import CRC_WIDTHS, ON_DEMAND, Digests, FileKey
 
 __all__ = ["SCHEMA", "CrcReader", "DigestStore", "Version", "select_crc32s"]
 
@@ -86,9 +86,20 @@ _SELECT = (
     f"SELECT {', '.join(ALGORITHMS)} FROM digests"
     " WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?"
 )
+_KEY = ("dev", "ino", "size", "mtime_ns")
 _INSERT = (
-    f"INSERT OR REPLACE INTO digests ({', '.join(_COLUMNS)})"
+    f"INSERT INTO digests ({', '.join(_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(_COLUMNS))})"
+    f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    + ", ".join(
+        # A row written without an on-demand value (another worker hashed the file
+        # without it) keeps the one already stored: an upsert, never a lost update.
+        f"{name} = coalesce(excluded.{name}, digests.{name})"
+        if name in ON_DEMAND
+        else f"{name} = excluded.{name}"
+        for name in _COLUMNS
+        if name not in _KEY
+    )
 )
 _TRIM = (
     "DELETE FROM {table} WHERE rowid IN"

@@ -34,6 +34,8 @@ upstream's answer decides: ``206`` appends, ``200`` restarts from zero.  Cancell
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import logging
 import os
 import time
@@ -56,7 +58,7 @@ from .settings import JobRefused, JobSettings, check_start
 from .store import ACTIVE, FINISHED, JobRecord, JobStore, active_fields, history_fields
 from .transfer import JobFailed, Transfer
 
-__all__ = ["JobObserver", "JobRefused", "JobSettings", "Jobs"]
+__all__ = ["JobObserver", "JobRefused", "JobSettings", "Jobs", "Peers"]
 
 log = logging.getLogger("slipstream.jobs")
 
@@ -80,6 +82,28 @@ class JobObserver(Protocol):
 
     def fetched(self, count: int) -> None:
         """``count`` more bytes of a job's body arrived from its upstream."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """This process is worker ``worker`` of ``workers`` sharing one job store.
+
+    A job runs in the worker that started it (its row's ``owner``); after a restart,
+    worker k resumes the active rows whose owner is k modulo ``workers``.  Every
+    ``interval`` seconds each worker writes its jobs' progress and events to the store
+    and reads the others' (:meth:`Jobs.active` lists every worker's jobs, subscribers
+    get every worker's events, :meth:`Jobs.cancel_anywhere` reaches any job).
+    """
+
+    worker: int
+    workers: int
+    interval: float = 0.1
+    keep_events: float = 60.0
+    """Seconds shared events are kept (a worker reads them every ``interval``)."""
+
+    def resumes(self, record: JobRecord) -> bool:
+        """True when this worker resumes ``record`` (an active row left by a previous run)."""
+        return (record.owner or 0) % self.workers == self.worker
 
 
 @dataclass(eq=False)
@@ -117,10 +141,18 @@ class Jobs:
         fetcher: Fetcher,
         digests: DigestCache | None = None,
         observer: JobObserver | None = None,
+        *,
+        peers: Peers | None = None,
     ) -> None:
         self.settings = settings
         self.observer = observer
         """Told of state changes and fetched bytes (None: nothing is counted)."""
+        self.peers = peers
+        """Set when several worker processes share ``store`` (see :class:`Peers`)."""
+        self._outbox: list[str] = []
+        """Events not yet shared with the other workers (JSON)."""
+        self._moved: set[str] = set()
+        """Local jobs whose size changed since they were last shared."""
         self.store = store
         self.fetcher = fetcher
         self.digests = digests
@@ -149,9 +181,15 @@ class Jobs:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for record in self.store.active() if resume else ():
+                    if self.peers is not None:
+                        if not self.peers.resumes(record):
+                            continue  # another worker's to resume
+                        record.owner = self.peers.worker
                     record.status = "queued"
                     self._launch(record)
                 spawn(nursery, "writing job records again", self._retry_unsaved, logger=log)
+                if self.peers is not None:
+                    spawn(nursery, "sharing jobs with the other workers", self._share, logger=log)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -203,6 +241,7 @@ class Jobs:
             start_time=int(time.time()),
             timeout=float(timeout or self.settings.default_timeout),
             expected_sha256=sha256.lower() if sha256 else None,
+            owner=self.peers.worker if self.peers is not None else None,
         )
         # Raises StateUnavailable (503) when the store cannot record the job: a job that
         # is not recorded would not be resumed or listed, so it does not start.
@@ -211,12 +250,30 @@ class Jobs:
         return record
 
     def active(self, directory: str | None = None) -> list[dict[str, Any]]:
-        """Active jobs (``queued``, ``starting``, ``downloading``), oldest first."""
-        return [
+        """Active jobs (``queued``, ``starting``, ``downloading``), oldest first.
+
+        With :attr:`peers`, the jobs other workers run are listed too, as they last
+        shared them (at most :attr:`Peers.interval` old)."""
+        mine = [
             active_fields(job.record, job.speed())
             for job in self._jobs.values()
             if directory is None or job.record.directory == directory
         ]
+        if self.peers is None:
+            return mine
+        rows = self.store.active()
+        theirs = [
+            active_fields(record, record.speed)
+            for record in rows
+            if record.id not in self._jobs and record.id not in self._ending
+            if directory is None or record.directory == directory
+        ]
+        if not theirs:
+            return mine
+        order = {record.id: n for n, record in enumerate(rows)}
+        both = [*mine, *theirs]
+        both.sort(key=lambda fields: order.get(fields["id"], len(order)))
+        return both
 
     async def history(self, directory: str | None = None) -> list[dict[str, Any]]:
         """Finished jobs, newest first (from the store: survives restarts)."""
@@ -245,6 +302,15 @@ class Jobs:
         job.cancel_requested = True
         job.scope.cancel()
         return True
+
+    async def cancel_anywhere(self, job_id: str) -> bool:
+        """:meth:`cancel`, also for a job another worker runs (with :attr:`peers`): it
+        is asked to through the store and cancels it within :attr:`Peers.interval`."""
+        if self.cancel(job_id):
+            return True
+        if self.peers is None or job_id in self._ending:
+            return False
+        return await trio.to_thread.run_sync(self.store.request_cancel, job_id)
 
     async def wait(self, job_id: str) -> JobRecord | None:
         """Wait until job ``job_id`` finishes; its final record (None if unknown)."""
@@ -279,6 +345,11 @@ class Jobs:
         spawn(self._nursery, f"download {record.id}", self._run_job, job, logger=log)
 
     def _publish(self, event: dict[str, Any]) -> None:
+        if self.peers is not None:
+            self._outbox.append(json.dumps(event))
+        self._deliver(event)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
         for channel in list(self._subscribers):
             try:
                 channel.send_nowait(event)
@@ -304,6 +375,7 @@ class Jobs:
         self._count_fetched(job)
         now = trio.current_time()
         job.sample(now, job.record.current_size)
+        self._moved.add(job.record.id)
         if force or now - job.last_event >= self.settings.progress_interval:
             job.last_event = now
             self._publish({"event": "download", **active_fields(job.record, job.speed())})
@@ -337,6 +409,39 @@ class Jobs:
         while True:
             await trio.sleep(self.settings.store_retry)
             await self._write_unsaved()
+
+    async def _share(self) -> None:
+        """With :attr:`peers`, every :attr:`Peers.interval`: write this worker's progress
+        and events, cancel the jobs other workers were asked to cancel, and deliver the
+        other workers' events to this worker's subscribers."""
+        assert self.peers is not None
+        peers = self.peers
+        seen = await trio.to_thread.run_sync(self.store.last_event)
+        trimmed = trio.current_time()
+        while True:
+            await trio.sleep(peers.interval)
+            progress = []
+            for job_id in self._moved:
+                job = self._jobs.get(job_id)
+                if job is not None:
+                    job.record.speed = job.speed()
+                    progress.append(copy.copy(job.record))
+            events, self._outbox = self._outbox, []
+            self._moved.clear()
+            try:
+                await trio.to_thread.run_sync(self.store.share, progress, peers.worker, events)
+                asked = self.store.cancel_requests()
+                handled = [job_id for job_id in asked if self.cancel(job_id)]
+                if handled or (asked and trio.current_time() - trimmed > peers.keep_events):
+                    await trio.to_thread.run_sync(self.store.forget_cancels, handled)
+                for number, text in self.store.events_after(seen, peers.worker):
+                    seen = number
+                    self._deliver(json.loads(text))
+                if trio.current_time() - trimmed > peers.keep_events:
+                    trimmed = trio.current_time()
+                    await trio.to_thread.run_sync(self.store.trim_events, peers.keep_events)
+            except StateUnavailable:  # logged by the store; the next round tries again
+                self._outbox = events + self._outbox
 
     async def _run_job(self, job: _Job) -> None:
         record = job.record

@@ -18,6 +18,8 @@ connection, cheap enough for the event loop.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
@@ -63,9 +65,25 @@ SCHEMA: Final = Schema(
             )""",
             "CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, end_time)",
         ),
+        (  # version 2: several workers share the store (slipstream serve --workers)
+            "ALTER TABLE jobs ADD COLUMN owner INTEGER",
+            "ALTER TABLE jobs ADD COLUMN speed REAL",
+            """CREATE TABLE job_events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                owner INTEGER NOT NULL,
+                at REAL NOT NULL,
+                event TEXT NOT NULL
+            )""",
+            "CREATE TABLE job_cancels (id TEXT PRIMARY KEY)",
+        ),
     ),
 )
-"""The jobs store: a record (nothing else knows a job's history); version 1."""
+"""The jobs store: a record (nothing else knows a job's history); version 2.
+
+Version 2 is what workers share: the ``owner`` (worker slot) running each active job
+and its last ``speed``, the progress events of every worker (``job_events``, read by
+the others) and the cancel requests for jobs running in another worker
+(``job_cancels``)."""
 
 
 @dataclass(slots=True)
@@ -89,6 +107,10 @@ class JobRecord:
     timeout: float = 300.0
     validator: str | None = None
     """The ``ETag`` (strong) or ``Last-Modified`` seen when the body started: ``If-Range``."""
+    owner: int | None = None
+    """The worker slot running the job (None: a single-process server)."""
+    speed: float | None = None
+    """Bytes per second when last shared with the other workers."""
 
     @property
     def file_path(self) -> str:
@@ -216,6 +238,74 @@ class JobStore:
             values["name_given"] = bool(values["name_given"])
             out.append(JobRecord(**values))
         return out
+
+    # -- several workers ------------------------------------------------------------------
+
+    def share(self, progress: Sequence[JobRecord], owner: int, events: Sequence[str]) -> None:
+        """One transaction: the size and speed of ``progress`` (rows still active only:
+        a finished row is never overwritten) and ``events`` (JSON) from worker ``owner``."""
+        if not progress and not events:
+            return
+        now = time.time()
+        with self._db.locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "UPDATE jobs SET current_size = ?, expected_size = ?, speed = ?"
+                " WHERE id = ? AND status IN (?, ?, ?)",
+                [(r.current_size, r.expected_size, r.speed, r.id, *ACTIVE) for r in progress],
+            )
+            db.executemany(
+                "INSERT INTO job_events (owner, at, event) VALUES (?, ?, ?)",
+                [(owner, now, event) for event in events],
+            )
+            db.execute("COMMIT")
+
+    def last_event(self) -> int:
+        """The newest event's sequence number (0 when there is none)."""
+        row = self._db.read_one("SELECT max(seq) FROM job_events")
+        return int(row[0] or 0) if row else 0
+
+    def events_after(self, seq: int, owner: int, limit: int = 1000) -> list[tuple[int, str]]:
+        """Events after ``seq`` written by workers other than ``owner``, oldest first.
+
+        Writers commit one at a time and each takes the next number, so a reader that
+        asks for numbers above the last it saw never misses one."""
+        rows = self._db.read(
+            "SELECT seq, event FROM job_events WHERE seq > ? AND owner != ? ORDER BY seq LIMIT ?",
+            (seq, owner, limit),
+        )
+        return [(int(n), str(event)) for n, event in rows]
+
+    def trim_events(self, older_than: float) -> None:
+        """Forget events written more than ``older_than`` seconds ago."""
+        with self._db.locked() as db:
+            db.execute("DELETE FROM job_events WHERE at < ?", (time.time() - older_than,))
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask whichever worker runs ``job_id`` to cancel it; False if it is not active."""
+        with self._db.locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND status IN (?, ?, ?)", (job_id, *ACTIVE)
+            ).fetchone()
+            if row is not None:
+                db.execute("INSERT OR IGNORE INTO job_cancels (id) VALUES (?)", (job_id,))
+            db.execute("COMMIT")
+        return row is not None
+
+    def cancel_requests(self) -> list[str]:
+        """Ids of jobs some worker was asked to cancel."""
+        return [str(row[0]) for row in self._db.read("SELECT id FROM job_cancels")]
+
+    def forget_cancels(self, ids: Sequence[str]) -> None:
+        """Drop handled cancel requests (and any for a job no longer active)."""
+        with self._db.locked() as db:
+            db.executemany("DELETE FROM job_cancels WHERE id = ?", [(i,) for i in ids])
+            db.execute(
+                "DELETE FROM job_cancels WHERE id NOT IN"
+                " (SELECT id FROM jobs WHERE status IN (?, ?, ?))",
+                ACTIVE,
+            )
 
     def close(self) -> None:
         """Close the database."""

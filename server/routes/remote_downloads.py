@@ -97,7 +97,7 @@ def register(router: Router, *, config: Config, jobs: Jobs) -> None:
     async def cancel(request: Request) -> Response:
         require_token(request, config.tokens)
         job_id = request.path.removeprefix(DOWNLOADS_PATH + "/")
-        if "/" in job_id or not jobs.cancel(job_id):
+        if "/" in job_id or not await jobs.cancel_anywhere(job_id):
             raise DownloadError("DOWNLOAD_NOT_FOUND", 404, "no such download")
         return json_response(200, {"success": True, "id": job_id, "status": "cancelled"})
 

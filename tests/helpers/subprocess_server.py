@@ -51,10 +51,15 @@ class Running:
 
 @asynccontextmanager
 async def serve(
-    root: Path, log: Path, *flags: str, token: str | None = None
+    root: Path,
+    log: Path,
+    *flags: str,
+    token: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Running]:
-    """Run the server over ``root`` with ``flags`` until the block exits; always killed after."""
-    env = {k: v for k, v in os.environ.items() if k != "SLIPSTREAM_TOKEN"}
+    """Run the server over ``root`` with ``flags`` (and ``env`` added to the environment)
+    until the block exits; always killed after."""
+    env = {k: v for k, v in os.environ.items() if k != "SLIPSTREAM_TOKEN"} | (env or {})
     command = [sys.executable, "-m", "slipstream", "serve", "--root", str(root), "--port", "0"]
     command += ["--no-access-log", *flags, *(["--token", token] if token else [])]
     with log.open("wb") as out:

@@ -102,8 +102,11 @@ def test_a_version_1_store_is_migrated_with_its_rows(tmp_path: Path) -> None:
     store = DigestStore(tmp_path / "digests.sqlite3", lru_size=0)
     try:
         assert store.lookup(key) == full
-        store.store(key, partial_of(DATA))  # NULL is accepted now
-        assert store.lookup(key) == partial_of(DATA)
+        other = FileKey(key.dev, key.ino, key.size, key.mtime_ns + 1)
+        store.store(other, partial_of(DATA))  # NULL is accepted now
+        assert store.lookup(other) == partial_of(DATA)
+        store.store(key, partial_of(DATA))  # and never replaces a computed value
+        assert store.lookup(key) == full
     finally:
         store.close()
     with sqlite3.connect(tmp_path / "digests.sqlite3") as check:
@@ -125,3 +128,26 @@ async def test_the_cache_completes_a_row_when_asked_and_only_then(tmp_path: Path
         assert cache.lookup(key) == complete
     finally:
         cache.close()
+
+
+def test_a_partial_row_from_another_process_never_erases_a_computed_sha1(tmp_path: Path) -> None:
+    # Two workers of one server share the cache: one computed the SHA-1 on demand, the
+    # other (which hashed the file earlier, without it) writes its row afterwards.
+    path, key = written(tmp_path)
+    database = tmp_path / "digests.sqlite3"
+    first, second = DigestStore(database), DigestStore(database)
+    try:
+        second.store(key, partial_of(DATA))
+        first.store(key, hash_path(path))
+        second.store(key, partial_of(DATA))
+    finally:
+        first.close()
+        second.close()
+    again = DigestStore(database)
+    try:
+        found = again.lookup(key)
+    finally:
+        again.close()
+    assert found is not None
+    assert found.sha1 == hashlib.sha1(DATA).digest()
+    assert found == hash_path(path)
