@@ -46,7 +46,15 @@ from slipstream.zip.state import ZipState
 from .config import Config, ConfigError
 from .file_reply import StoredFiles
 from .router import Router
-from .routes import api_download, drive, health, local_zip, presigned, remote_downloads, zip_streams
+from .routes import (
+    api_download,
+    drive,
+    health,
+    local_zip,
+    presigned,
+    remote_downloads,
+    zip_streams,
+)
 from .routes.drive import Drives
 from .routes.presigned import UrlIssuer
 from .ws_hub import WsHub
@@ -177,7 +185,12 @@ async def open_app(
             router, service=zip_service, public_url=config.public_url, background=background
         )
         local_zip.register(
-            router, config=config, root=spaces["root"], digests=digests, background=background
+            router,
+            config=config,
+            root=spaces["root"],
+            digests=digests,
+            background=background,
+            urls=urls,
         )
         yield Services(
             config=config,
