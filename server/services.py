@@ -53,6 +53,7 @@ from .routes import (
     local_zip,
     presigned,
     remote_downloads,
+    web,
     zip_streams,
 )
 from .routes.drive import Drives
@@ -177,6 +178,7 @@ async def open_app(
         router = Router()
         files = StoredFiles(digests, background, config.content_digest_max)
         health.register(router)
+        web.register(router, files)
         api_download.register(router, config=config, storages=storages, files=files)
         presigned.register(router, urls=urls, files=files)
         drive.register(router, Drives(config, spaces, digests, urls))
