@@ -146,7 +146,12 @@ export class Browser {
     const visible = this.visible();
     $("select-all").checked =
       visible.length > 0 && visible.every((e) => this.selected.has(this.childPath(e.name)));
-    $("zip").disabled = this.selected.size === 0;
+    // /api/zip takes one folder, or several items: a lone file is downloaded, not zipped
+    const lone = this.selected.size === 1 ? [...this.selected][0] : null;
+    const loneFile =
+      lone !== null &&
+      this.entries.some((e) => e.type === "file" && this.childPath(e.name) === lone);
+    $("zip").disabled = this.selected.size === 0 || loneFile;
     $("zip").textContent = `Zip selected (${this.selected.size})`;
   }
 

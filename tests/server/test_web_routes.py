@@ -44,7 +44,9 @@ async def test_everything_the_page_loads_is_shipped_and_local(served: Served) ->
     (nothing from a CDN: deployments are often offline)."""
     async with served.client() as client:
         for name in ASSETS:
-            text = (await client.get(f"/static/{name}")).text
+            reply = await client.get(f"/static/{name}")
+            assert reply.status_code == 200, name
+            text = reply.text
             for match in REFERENCE.finditer(text):
                 target = next(group for group in match.groups() if group)
                 if target == "data:,":  # the empty favicon

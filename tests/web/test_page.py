@@ -68,7 +68,9 @@ async def test_zip_two_files_and_a_directory(browser_thread: BrowserThread, serv
     def scenario() -> tuple[str, bytes, list[str]]:
         with open_page(browser_thread.browser, served.base) as (page, watch):
             sign_in(page, served.token)
-            for name in ("small.txt", "data.json", "subdir"):
+            page.get_by_label("Select small.txt", exact=True).check()
+            expect(page.get_by_role("button", name="Zip selected (1)")).to_be_disabled()
+            for name in ("data.json", "subdir"):
                 page.get_by_label(f"Select {name}", exact=True).check()
             with page.expect_download() as info:
                 page.get_by_role("button", name="Zip selected (3)").click()
