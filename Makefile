@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # (the strict editable install links each file: a new module needs a new link).  One level
 # of subpackages: core/http, core/zip, core/jobs, core/client, core/digests, server/routes.
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxi ext/csrc/*) \
-                $(wildcard core/*.py core/*/*.py ext/*.py server/*.py server/*/*.py)
+                $(wildcard core/*.py core/*/*.py ext/*.py server/*.py server/*/*.py server/web/*)
 
 .PHONY: run test lint typecheck pytest bench system-deps bench-deps install clean
 
@@ -62,15 +62,16 @@ $(VENV)/bin/python:
 	flock .venv/.install.lock $(PIP) install -q --no-build-isolation -e '.[test,bench]' --config-settings editable_mode=strict
 	@touch $@ .stamp-install .stamp-test-install
 
-# Real tools the tests drive as a user would (zip readers).  Installed by the project, never
-# by hand: `make system-deps` installs the Debian packages of the missing ones (and is a
+# Real tools the tests drive as a user would (zip readers, and Debian's chromium, which
+# the web page's tests drive through Playwright: never a browser Playwright downloads).
+# Installed by the project, never by hand: `make system-deps` installs the Debian packages of the missing ones (and is a
 # quick no-op when all are there); `make test` runs it first.
-TEST_TOOLS := unzip 7z bsdtar
+TEST_TOOLS := unzip 7z bsdtar chromium
 system-deps:
 	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unzip p7zip-full libarchive-tools; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unzip p7zip-full libarchive-tools chromium; \
 	fi
 
 # The anchors `make bench` measures against, the same way.

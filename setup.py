@@ -33,6 +33,7 @@ setup(
     packages=packages,
     package_data={
         "slipstream": ["py.typed"],
+        "slipstream.server": ["web/*.html", "web/*.css", "web/*.js"],
         "slipstream.ext": ["*.pyx", "*.pxi", "csrc/*.c", "csrc/*.h"],
     },
     ext_modules=extensions,

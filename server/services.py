@@ -48,7 +48,16 @@ from .config import Config, ConfigError
 from .file_reply import StoredFiles
 from .metrics import Metrics
 from .router import Router
-from .routes import api_download, drive, health, local_zip, presigned, remote_downloads, zip_streams
+from .routes import (
+    api_download,
+    drive,
+    health,
+    local_zip,
+    presigned,
+    remote_downloads,
+    web,
+    zip_streams,
+)
 from .routes import metrics as metrics_route
 from .routes.drive import Drives
 from .routes.presigned import UrlIssuer
@@ -198,6 +207,7 @@ async def open_app(
         router = Router()
         files = StoredFiles(digests, background, config.content_digest_max)
         health.register(router)
+        web.register(router, files)
         api_download.register(router, config=config, storages=storages, files=files)
         presigned.register(router, urls=urls, files=files)
         drive.register(router, Drives(config, spaces, digests, urls))
@@ -210,7 +220,12 @@ async def open_app(
             metrics=metrics,
         )
         local_zip.register(
-            router, config=config, root=spaces["root"], digests=digests, background=background
+            router,
+            config=config,
+            root=spaces["root"],
+            digests=digests,
+            background=background,
+            urls=urls,
         )
         metrics_router = None
         if metrics is not None:

@@ -46,10 +46,17 @@ from slipstream.send import BodyTruncated, BodyWriter, StreamedBody
 from .listing import LocalEntry
 from .localcrc import BATCH_BYTES, BATCH_FILES, SMALL_FILE, LocalCrcBook
 from .localfiles import check_listed, open_listed, read_files
-from .localplan import ListingCache, plan_directory
+from .localplan import ListingCache, Plan, plan_directory
 from .plan import Piece, ZipLayout
+from .selection import Selected, plan_selection
 
-__all__ = ["LocalZipBody", "LocalZipSource", "local_zip"]
+__all__ = [
+    "LocalZipBody",
+    "LocalZipSource",
+    "local_zip",
+    "plan_zip_representation",
+    "selection_zip",
+]
 
 log = logging.getLogger("slipstream.zip")
 
@@ -79,6 +86,27 @@ async def local_zip(
     plan = await trio.to_thread.run_sync(plan_directory, directory, hidden, previous)
     if plans is not None and plan is not previous:
         plans.put(key, plan)
+    return plan_zip_representation(plan, zip_name, digests, background)
+
+
+async def selection_zip(
+    items: Sequence[Selected],
+    zip_name: str,
+    digests: DigestCache | None,
+    background: trio.Nursery,
+    hidden: Sequence[str] = (),
+) -> Representation[Refusal]:
+    """The zip of several files and folders (see :mod:`slipstream.zip.selection`), served
+    like :func:`local_zip`'s."""
+    plan = await trio.to_thread.run_sync(plan_selection, items, hidden)
+    return plan_zip_representation(plan, zip_name, digests, background)
+
+
+def plan_zip_representation(
+    plan: Plan, zip_name: str, digests: DigestCache | None, background: trio.Nursery
+) -> Representation[Refusal]:
+    """The :class:`Representation` of a planned zip (CRCs from ``digests`` or computed
+    in ``background``; its ``on_done`` stops that work)."""
     entries = plan.entries
     source = LocalZipSource(entries, plan.layout, LocalCrcBook(entries, digests), background)
     return Representation(

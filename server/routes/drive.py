@@ -52,8 +52,10 @@ endpoint (a trailing slash included), 405 ``MethodNotAllowed`` with ``Allow: POS
 the connection's 408 ``RequestTimeout``, 413 ``ContentTooLarge`` and 431
 ``RequestHeaderFieldsTooLarge``.
 
-A listing reads the whole folder for each page (O(entries)); the marker is the last
-name returned, so entries added or removed between pages never repeat or shift a page.
+A listing reads the folder's names for each page and examines (``stat``) only the
+entries of that page (:meth:`~slipstream.storage.LocalStorage.list_dir_page`); the
+marker is the last name returned, so entries added or removed between pages never
+repeat or shift a page.
 """
 
 from __future__ import annotations
@@ -205,12 +207,9 @@ async def list_files(drives: Drives, params: Mapping[str, Any]) -> Response:
     after = decode_marker(marker) if marker is not None else None
     segments = () if parent == ROOT_ID else safe_relative_path(parent)
     try:
-        entries = storage.list_dir("/".join(segments))
+        page, more = storage.list_dir_page("/".join(segments), after, limit)
     except SlipstreamError as error:
         raise drive_error(error, not_found="NotFound.ParentFile") from None
-    start = 0 if after is None else bisect.bisect_right([e.name for e in entries], after)
-    page = entries[start : start + limit]
-    more = start + limit < len(entries)
     return json_response(
         200,
         {

@@ -52,4 +52,3 @@ async def test_one_miss_per_computation_and_a_hit_per_cached_answer(tmp_path: Pa
     finally:
         os.close(fd)
     assert hasher.calls == 1
-
