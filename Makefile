@@ -35,9 +35,12 @@ typecheck: .stamp-test-install
 # Two pytest-xdist workers: most tests wait on sockets, timeouts and subprocesses, and
 # every test has its own port (bound at 0), temporary directory and server.
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider -n 2
+# The browser tests run last, in a process of their own: the session's chromium and its
+# driver open and close descriptors in the background, which the fd-leak tests count.
 pytest: .stamp-test-install
-	SLIPSTREAM_REQUIRE_EXT=1 $(PYTEST)
-	SLIPSTREAM_PURE=1 $(PYTEST) -m "not twins"
+	SLIPSTREAM_REQUIRE_EXT=1 $(PYTEST) -m "not browser"
+	SLIPSTREAM_PURE=1 $(PYTEST) -m "not twins and not browser"
+	SLIPSTREAM_REQUIRE_EXT=1 $(VENV)/bin/pytest -q -p no:cacheprovider -m browser tests/web
 
 bench: .stamp-bench-install bench-deps
 	$(PY) bench/run_all.py
@@ -64,8 +67,8 @@ $(VENV)/bin/python:
 
 # Real tools the tests drive as a user would (zip readers, and Debian's chromium, which
 # the web page's tests drive through Playwright: never a browser Playwright downloads).
-# Installed by the project, never by hand: `make system-deps` installs the Debian packages of the missing ones (and is a
-# quick no-op when all are there); `make test` runs it first.
+# Installed by the project, never by hand: `make system-deps` installs the Debian packages
+# of the missing ones (and is a quick no-op when all are there); `make test` runs it first.
 TEST_TOOLS := unzip 7z bsdtar chromium
 system-deps:
 	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
