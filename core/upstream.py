@@ -26,7 +26,7 @@ private.  Connections come from the caller's ``connect`` (the fetcher's guarded 
 one resolution, every address checked by the network policy), so this module never opens
 a socket the policy did not see, and only ever talks to the host it was given.
 
-Idle connections are kept per origin (:class:`ConnectionPool`) for
+Idle connections are kept per origin (:class:`~slipstream.upstream_pool.ConnectionPool`) for
 ``keepalive_expiry`` seconds: a zip of many members from one host reuses a few
 connections instead of opening one per member.  A connection goes back to the pool only
 when its response was read exactly to its end, nothing more arrived, and both sides
@@ -39,21 +39,22 @@ import contextlib
 import errno
 import fcntl
 import os
-import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import h11
-import httpcore
 import trio
 
 from slipstream.ext import NEED_MORE, ResponseHead, parse_response_head
 
 from .numeric import InvalidNumber, parse_uint
+from .upstream_pool import Connect, ConnectionPool, UpstreamConnection
+from .upstream_request import request_head
 
 __all__ = [
     "BodyEndedEarly",
     "BodyTimeout",
+    "Connect",
     "ConnectionPool",
     "Exchange",
     "HeadFailed",
@@ -72,14 +73,10 @@ MAX_HEAD: Final = 64 * 1024
 """Largest response head accepted (h11's ``max_incomplete_event_size``)."""
 FAST_FIELDS: Final = 256
 """Most header fields the fast response-head parser takes (more: h11 reads the head)."""
-CLOSE_TIMEOUT: Final = 5.0
 SPLICE_CHUNK: Final = 1024 * 1024
 """Most bytes moved by one ``splice`` call (and the pipe's size)."""
 _SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN})
-
-Connect = Callable[[str, int, "float | None"], Awaitable[httpcore.AsyncNetworkStream]]
-"""``await connect(host, port, timeout)`` -> a stream to a checked address of ``host``."""
 
 
 class HeadFailed(Exception):
@@ -102,96 +99,6 @@ class BodyEndedEarly(Exception):
 
 class BodyTimeout(Exception):
     """No body byte arrived within the read timeout."""
-
-
-class UpstreamConnection:
-    """One connected stream to an origin, and the socket under it."""
-
-    __slots__ = ("idle_since", "origin", "socket", "stream")
-
-    def __init__(self, stream: httpcore.AsyncNetworkStream, origin: tuple[str, int]) -> None:
-        self.stream = stream
-        self.socket: trio.socket.SocketType = stream.get_extra_info("socket")
-        self.origin = origin
-        self.idle_since = 0.0
-
-    async def aclose(self) -> None:
-        """Close the stream (shielded, bounded)."""
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-            await self.stream.aclose()
-
-
-class ConnectionPool:
-    """Idle keep-alive connections per ``(host, port)``; at most ``max_idle`` each."""
-
-    def __init__(
-        self,
-        connect: Connect,
-        *,
-        connect_timeout: float,
-        max_idle: int = 8,
-        keepalive_expiry: float = 5.0,
-    ) -> None:
-        self._connect = connect
-        self._connect_timeout = connect_timeout
-        self.max_idle = max_idle
-        self.keepalive_expiry = keepalive_expiry
-        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
-        self._pruned = 0.0
-
-    async def acquire(self, host: str, port: int) -> tuple[UpstreamConnection, bool]:
-        """A connection to ``host:port``: an idle one (True) or a new one (False)."""
-        origin = (host, port)
-        idle = self._idle.get(origin)
-        now = trio.current_time()
-        while idle:
-            conn = idle.pop()
-            if now - conn.idle_since < self.keepalive_expiry and not conn.socket.is_readable():
-                return conn, True
-            await conn.aclose()  # expired, or the upstream closed it / sent stray bytes
-        stream = await self._connect(host, port, self._connect_timeout)
-        return UpstreamConnection(stream, origin), False
-
-    async def release(self, conn: UpstreamConnection) -> None:
-        """Keep ``conn`` for reuse (or close it when the origin has enough idle ones).
-
-        Connections idle for longer than ``keepalive_expiry``, to any origin, are closed
-        here too (at most once per ``keepalive_expiry``), so hosts never asked again do
-        not keep sockets open.
-        """
-        now = trio.current_time()
-        if now - self._pruned >= self.keepalive_expiry:
-            await self._prune(now)
-        idle = self._idle.setdefault(conn.origin, [])
-        if len(idle) >= self.max_idle:
-            await conn.aclose()
-            return
-        conn.idle_since = now
-        idle.append(conn)
-
-    async def _prune(self, now: float) -> None:
-        self._pruned = now
-        expired: list[UpstreamConnection] = []
-        for origin, conns in list(self._idle.items()):
-            kept = [c for c in conns if now - c.idle_since < self.keepalive_expiry]
-            expired += [c for c in conns if now - c.idle_since >= self.keepalive_expiry]
-            if kept:
-                self._idle[origin] = kept
-            else:
-                del self._idle[origin]
-        for conn in expired:
-            await conn.aclose()
-
-    def idle_count(self) -> int:
-        """Idle connections kept, all origins together."""
-        return sum(len(conns) for conns in self._idle.values())
-
-    async def aclose(self) -> None:
-        """Close every idle connection."""
-        idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                await conn.aclose()
 
 
 def _keep_alive(headers: Sequence[tuple[bytes, bytes]]) -> bool:
@@ -512,45 +419,6 @@ async def exchange(
             await conn.aclose()
             raise
     raise HeadFailed("the upstream closed the connection twice")  # pragma: no cover
-
-
-_TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-_VALUE: Final = re.compile(rb"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?")
-_TARGET: Final = re.compile(rb"/[\x21-\x7e]*")
-_OWN_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
-
-
-def request_head(
-    method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]]
-) -> bytes | None:
-    """The head of a bodiless ``GET``, byte for byte as h11 writes it, or None when the
-    request is outside the plain subset written here (another method, a target or a
-    header h11 would refuse or treat specially, no Host or two): h11 writes that one.
-
-    Header names must be tokens and values visible ASCII or obs-text with single runs of
-    spaces or tabs inside (no CR, LF, NUL, no leading or trailing blanks).
-    """
-    if method != "GET" or _TARGET.fullmatch(target) is None:
-        return None
-    parts = [b"GET ", target, b" HTTP/1.1\r\n", b""]
-    host = False
-    for name, value in headers:
-        if _TOKEN.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
-            return None
-        lower = name.lower()
-        if lower == b"host":  # h11 writes Host first
-            if host:
-                return None
-            parts[3] = b"%s: %s\r\n" % (name, value)
-            host = True
-        elif lower in _OWN_FRAMING:
-            return None
-        else:
-            parts += (name, b": ", value, b"\r\n")
-    if not host:
-        return None
-    parts.append(b"\r\n")
-    return b"".join(parts)
 
 
 def _h11_client(
