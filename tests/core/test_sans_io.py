@@ -31,6 +31,7 @@ IO_MODULES = {
     "slipstream.fetched",
     "slipstream.send",
     "slipstream.upstream",
+    "slipstream.upstream_pool",
     "slipstream.zip.ahead",
     "slipstream.zip.crc",
     "slipstream.zip.local",
