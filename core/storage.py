@@ -284,12 +284,8 @@ class LocalStorage(Storage):
         try:
             with os.scandir(real) as it:
                 found = list(it)
-        except (FileNotFoundError, NotADirectoryError):
-            raise FileNotFound(user_path) from None
-        except PermissionError:
-            raise FileNotReadable() from None
         except OSError as exc:
-            raise InternalError(f"failed to read directory: {exc.strerror}") from None
+            raise _listing_error(exc, user_path) from None
         entries = [e for e in (self._dir_entry(entry) for entry in found) if e is not None]
         entries.sort(key=lambda e: e.name)
         return entries
@@ -307,12 +303,8 @@ class LocalStorage(Storage):
         real = self._base if user_path in ("", ".") else self._resolve(user_path)[1]
         try:
             names = sorted(os.listdir(real))
-        except (FileNotFoundError, NotADirectoryError):
-            raise FileNotFound(user_path) from None
-        except PermissionError:
-            raise FileNotReadable() from None
         except OSError as exc:
-            raise InternalError(f"failed to read directory: {exc.strerror}") from None
+            raise _listing_error(exc, user_path) from None
         start = 0 if after is None else bisect.bisect_right(names, after)
         page: list[DirEntry] = []
         for name in itertools.islice(names, start, None):
@@ -416,6 +408,15 @@ def _is_within(path: str, directory: str) -> bool:
         return True
     prefix = directory if directory.endswith(os.sep) else directory + os.sep
     return path.startswith(prefix)
+
+
+def _listing_error(exc: OSError, user_path: str) -> Exception:
+    """Map a failure to read directory ``user_path`` to the client-facing error."""
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return FileNotFound(user_path)
+    if isinstance(exc, PermissionError):
+        return FileNotReadable()
+    return InternalError(f"failed to read directory: {exc.strerror}")
 
 
 def _open_error(exc: OSError, user_path: str) -> Exception:

@@ -132,6 +132,30 @@ cdef Py_ssize_t _head_end(
     return end
 
 
+cdef inline Py_ssize_t _field(
+    const unsigned char *p, Py_ssize_t line, Py_ssize_t stop, Py_ssize_t *v0, Py_ssize_t *v1
+):
+    """The colon of the header line ``[line, stop)``, with its value's bounds (blanks
+    trimmed) in ``v0``/``v1``; -1 when it is not a token name, a colon and a plain value."""
+    cdef Py_ssize_t colon = line, a, b, k
+    while colon < stop and TOKEN[p[colon]]:
+        colon += 1
+    if colon == line or colon >= stop or p[colon] != 0x3A:
+        return -1
+    a = colon + 1
+    b = stop
+    while a < b and VALUE[p[a]] == 2:
+        a += 1
+    while b > a and VALUE[p[b - 1]] == 2:
+        b -= 1
+    for k in range(a, b):
+        if not VALUE[p[k]]:
+            return -1
+    v0[0] = a
+    v1[0] = b
+    return colon
+
+
 cdef inline bytes _bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t stop):
     return PyBytes_FromStringAndSize(<const char *>p + start, stop - start)
 
@@ -216,24 +240,10 @@ def parse_request_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t m
         i = line
         while p[i] != 0x0D:
             i += 1
-        # [line, i) is one header line
-        colon = line
-        while colon < i and TOKEN[p[colon]]:
-            colon += 1
-        if colon == line or colon >= i or p[colon] != 0x3A:
-            return DECLINE
+        colon = _field(p, line, i, &v0, &v1)  # [line, i) is one header line
         fields += 1
-        if fields > max_fields:
+        if colon < 0 or fields > max_fields:
             return DECLINE
-        v0 = colon + 1
-        v1 = i
-        while v0 < v1 and VALUE[p[v0]] == 2:
-            v0 += 1
-        while v1 > v0 and VALUE[p[v1 - 1]] == 2:
-            v1 -= 1
-        for k in range(v0, v1):
-            if not VALUE[p[k]]:
-                return DECLINE
         k = colon - line
         if _named(p + line, k, b"host"):
             hosts += 1
@@ -316,23 +326,10 @@ def parse_response_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t 
         i = line
         while p[i] != 0x0D:
             i += 1
-        colon = line
-        while colon < i and TOKEN[p[colon]]:
-            colon += 1
-        if colon == line or colon >= i or p[colon] != 0x3A:
-            return DECLINE
+        colon = _field(p, line, i, &v0, &v1)  # [line, i) is one header line
         fields += 1
-        if fields > max_fields:
+        if colon < 0 or fields > max_fields:
             return DECLINE
-        v0 = colon + 1
-        v1 = i
-        while v0 < v1 and VALUE[p[v0]] == 2:
-            v0 += 1
-        while v1 > v0 and VALUE[p[v1 - 1]] == 2:
-            v1 -= 1
-        for k in range(v0, v1):
-            if not VALUE[p[k]]:
-                return DECLINE
         k = colon - line
         if _named(p + line, k, b"content-length"):
             if length >= 0 or v1 == v0 or v1 - v0 > _MAX_DIGITS:

@@ -49,7 +49,7 @@ from ..errors import error_response
 from ..file_reply import file_reply
 from ..http import Request, Response, json_response
 from ..router import Router
-from .presigned import UrlIssuer
+from .presigned import UrlIssuer, signed_params
 
 ZIP_SPACE = "zip-root"
 """The signed space of zip URLs (never a file space: a file URL cannot open a zip)."""
@@ -173,14 +173,7 @@ def _signed_paths(paths: list[str]) -> str:
 
 def _verify(urls: UrlIssuer, request: Request, paths: list[str]) -> None:
     """Accept a request signed by :func:`register`'s ``zip_url`` for exactly ``paths``."""
-    query: dict[str, str] = {}
-    for name in ("sig", "expires", "etag"):
-        values = request.query.get(name)
-        if values is None:
-            continue
-        if len(values) != 1:
-            raise PresignTampered(f"repeated parameter {name}")
-        query[name] = values[0]
+    query = signed_params(request, ("sig", "expires", "etag"))
     grant = urls.signer.verify(request.method, ZIP_SPACE, _signed_paths(paths), query, urls.clock())
     if grant.etag != ZIP_ETAG:
         raise PresignTampered()

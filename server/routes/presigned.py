@@ -96,19 +96,26 @@ class UrlIssuer:
 _SIGNED_PARAMS = ("sig", "expires", "etag", CONTENT_TYPE_PARAM, CONTENT_DISPOSITION_PARAM)
 
 
+def signed_params(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    """The signed URL parameters ``names`` that ``request`` carries (each at most once:
+    a repeated one is :class:`PresignTampered`)."""
+    query: dict[str, str] = {}
+    for name in names:
+        values = request.query.get(name)
+        if values is None:
+            continue
+        if len(values) != 1:
+            raise PresignTampered(f"repeated parameter {name}")
+        query[name] = values[0]
+    return query
+
+
 def register(router: Router, *, urls: UrlIssuer, files: StoredFiles) -> None:
     """Add the ``/s/`` prefix route (errors ``{"error": ...}``) for URLs ``urls`` signs."""
 
     async def signed_file(request: Request) -> Response:
         space, _, path = request.path[len(SIGNED_PREFIX) :].partition("/")
-        query: dict[str, str] = {}
-        for name in _SIGNED_PARAMS:
-            values = request.query.get(name)
-            if values is None:
-                continue
-            if len(values) != 1:
-                raise PresignTampered(f"repeated parameter {name}")
-            query[name] = values[0]
+        query = signed_params(request, _SIGNED_PARAMS)
         grant = urls.signer.verify(request.method, space, path, query, urls.clock())
         storage = urls.spaces.get(grant.space)
         if storage is None:
