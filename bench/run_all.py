@@ -29,9 +29,15 @@ def discover() -> list[Path]:
     )
 
 
+ARGS: dict[str, list[str]] = {"throughput": ["--workers", "2"]}
+"""Arguments of a script in the gate: the throughput cases also run with two workers
+beside nginx ``worker_processes 2``, in the same run as the one-worker pairs."""
+
+
 def run_one(script: Path) -> int:
     """Run one script to completion; on interruption give it time to stop its servers."""
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=BENCH_DIR.parent)
+    command = [sys.executable, str(script), *ARGS.get(script.stem, [])]
+    proc = subprocess.Popen(command, cwd=BENCH_DIR.parent)
     try:
         return proc.wait()
     except BaseException:
