@@ -178,20 +178,22 @@ cdef bytes _lower_bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t sto
     return out
 
 
+cdef inline const unsigned char *_buffer(object data, Py_ssize_t *size):
+    """The bytes and length of ``data``, a ``bytes`` or ``bytearray`` (the caller keeps
+    it alive while it reads them)."""
+    if type(data) is bytes:
+        size[0] = PyBytes_GET_SIZE(data)
+        return <const unsigned char *>PyBytes_AS_STRING(data)
+    size[0] = PyByteArray_GET_SIZE(data)
+    return <const unsigned char *>PyByteArray_AS_STRING(data)
+
+
 def parse_request_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t max_fields):
     """As ``_httphead_py.parse_request_head``."""
-    cdef const unsigned char *p
-    cdef Py_ssize_t size
-    if type(data) is bytes:
-        p = <const unsigned char *>PyBytes_AS_STRING(data)
-        size = PyBytes_GET_SIZE(data)
-    elif type(data) is bytearray:
-        p = <const unsigned char *>PyByteArray_AS_STRING(data)
-        size = PyByteArray_GET_SIZE(data)
-    else:
+    if type(data) is not bytes and type(data) is not bytearray:
         data = bytes(data)
-        p = <const unsigned char *>PyBytes_AS_STRING(data)
-        size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t size
+    cdef const unsigned char *p = _buffer(data, &size)
     cdef Py_ssize_t i, end, line, stop, colon, v0, v1, k, fields
     cdef Py_ssize_t method_end, target_start, target_end
     cdef int hosts = 0
@@ -278,18 +280,10 @@ def parse_request_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t m
 
 def parse_response_head(data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t max_fields):
     """As ``_httphead_py.parse_response_head``."""
-    cdef const unsigned char *p
-    cdef Py_ssize_t size
-    if type(data) is bytes:
-        p = <const unsigned char *>PyBytes_AS_STRING(data)
-        size = PyBytes_GET_SIZE(data)
-    elif type(data) is bytearray:
-        p = <const unsigned char *>PyByteArray_AS_STRING(data)
-        size = PyByteArray_GET_SIZE(data)
-    else:
+    if type(data) is not bytes and type(data) is not bytearray:
         data = bytes(data)
-        p = <const unsigned char *>PyBytes_AS_STRING(data)
-        size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t size
+    cdef const unsigned char *p = _buffer(data, &size)
     cdef Py_ssize_t i, end, line, colon, v0, v1, k, fields
     cdef long long length = -1
     cdef int status
