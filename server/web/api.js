@@ -88,12 +88,16 @@ export function cancelDownload(id) {
 /**
  * The websocket session: Initialize with the token, then type 20 (download events).
  * Reconnects after a drop while the user is signed in.  `onEvent` gets every pushed
- * event; `request(packet)` resolves with the reply of a numbered request.
+ * event; `onResumed()` runs once a reconnect is subscribed again (the events of the
+ * gap are lost: the caller reloads what it shows); `request(packet)` resolves with the
+ * reply of a numbered request.
  */
 export class Socket {
-  constructor(onEvent, onState) {
+  constructor(onEvent, onState, onResumed = () => {}) {
     this.onEvent = onEvent;
     this.onState = onState;
+    this.onResumed = onResumed;
+    this.dropped = false;
     this.nextId = 1;
     this.pending = new Map();
     this.ws = null;
@@ -129,6 +133,10 @@ export class Socket {
       this.retry = 500;
       markReady();
       this.onState(sub.status === 1 ? "" : "Live progress is unavailable.");
+      if (this.dropped && sub.status === 1) {
+        this.dropped = false;
+        this.onResumed();
+      }
     });
     ws.addEventListener("message", (message) => {
       let packet;
@@ -151,6 +159,7 @@ export class Socket {
       for (const waiter of this.pending.values()) waiter({ status: 0 });
       this.pending.clear();
       if (this.stopped || this.ws !== ws) return;
+      this.dropped = true;
       this.onState("Live progress lost; reconnecting…");
       setTimeout(() => this.stopped || this.connect(), this.retry);
       this.retry = Math.min(this.retry * 2, 10000);

@@ -17,6 +17,8 @@ const socket = new Socket(
   (state) => {
     if (state) say(state);
   },
+  // events sent while the socket was down are lost: reload the jobs and the history
+  () => puller.refresh().catch((error) => say(describeError(error.key ?? String(error)))),
 );
 const browser = new Browser({ socket, say });
 const puller = new Puller({

@@ -42,11 +42,18 @@ export class Puller {
     }
   }
 
-  /** Load what is running and the history (after signing in, after a reconnect). */
+  /** Load what is running and the history (after signing in, after a reconnect); a job
+   * shown as running that ended meanwhile is shown with its final record. */
   async refresh() {
     const [active, history] = await Promise.all([activeDownloads(), downloadHistory()]);
     for (const job of active.downloads) this.show(job);
     this.renderHistory(history.history);
+    const running = new Set(active.downloads.map((job) => job.id));
+    for (const record of history.history) {
+      if (this.jobs.has(record.id) && !this.finished.has(record.id) && !running.has(record.id)) {
+        this.finish(record);
+      }
+    }
   }
 
   /** A websocket event: a running job's progress, or its final record. */

@@ -6,21 +6,23 @@ error reply the page receives (:class:`~tests.helpers.browser.PageWatch`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import trio
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.helpers.browser import BrowserThread, open_page
 from tests.helpers.remote_downloads import Env, payload
-from tests.helpers.server import Served
+from tests.helpers.server import Served, wait_for
 from tests.helpers.upstream import Blob
 
 pytestmark = pytest.mark.browser
@@ -207,6 +209,64 @@ async def test_cancel_a_slow_pull(browser_thread: BrowserThread, env: Env) -> No
     finally:
         release.set()
     assert not (served.root / "slow.bin").exists()
+
+
+async def test_a_pull_that_ends_while_the_websocket_is_down_is_shown_ended(
+    browser_thread: BrowserThread, env: Env
+) -> None:
+    """The page reloads the jobs after a reconnect: the final event sent while its
+    websocket was down is lost, yet the job is shown completed and in the history."""
+    release = trio.Event()
+    url = env.upstream.add(
+        "/files/gap.bin", Blob(payload(1024 * 1024), hold=release, hold_after=64 * 1024)
+    )
+    served = env.served
+    jobs = served.server.services.jobs
+    sockets: list[WebSocketRoute] = []
+    refuse = [False]  # while set, the page's websocket connections are closed at once
+
+    def route(ws: WebSocketRoute) -> None:
+        if refuse[0]:
+            ws.close()
+            return
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    pages = contextlib.ExitStack()
+
+    def start() -> Any:
+        page, watch = pages.enter_context(open_page(browser_thread.browser, served.base))
+        page.route_web_socket("**/ws", route)
+        sign_in(page, served.token)
+        page.get_by_label("URL", exact=True).fill(url)
+        page.get_by_role("button", name="Pull into this folder").click()
+        job = page.locator("#jobs li", has_text="gap.bin")
+        expect(job).to_have_attribute("data-status", "downloading")
+        refuse[0] = True
+        for ws in sockets:
+            ws.close()
+        expect(page.locator("#message")).to_contain_text("reconnecting")
+        return page, watch
+
+    def resume(page: Page, watch: Any) -> list[str]:
+        refuse[0] = False
+        job = page.locator("#jobs li", has_text="gap.bin")
+        expect(job).to_have_attribute("data-status", "completed", timeout=30_000)
+        expect(job.locator(".progress")).to_contain_text("100%")
+        history = page.locator("#history-rows tr", has_text="gap.bin")
+        expect(history).to_have_attribute("data-status", "completed")
+        problems: list[str] = watch.problems
+        return problems
+
+    try:
+        page, watch = await browser_thread.run(start)
+        release.set()
+        assert await wait_for(lambda: not jobs.active(), timeout=20)
+        assert await browser_thread.run(resume, page, watch) == []
+    finally:
+        release.set()
+        await browser_thread.run(pages.close)
+    assert (served.root / "gap.bin").read_bytes() == payload(1024 * 1024)
 
 
 async def test_refused_pull_shows_a_readable_message(
