@@ -64,6 +64,27 @@ def content_length(head: bytes) -> int:
     return length
 
 
+async def relay_body(
+    sock: trio.socket.SocketType,
+    client: trio.SocketStream,
+    view: memoryview,
+    remaining: int,
+    value: int | None,
+) -> int | None:
+    """Relay ``remaining`` body bytes from ``sock`` to ``client`` through ``view``; the
+    CRC-32 continued from ``value`` (None: no CRC)."""
+    while remaining > 0:
+        n = await sock.recv_into(view, min(remaining, MIB))
+        if not n:
+            raise ConnectionError("the upstream closed before the end of the body")
+        chunk = view[:n]
+        if value is not None:
+            value = crc("crc32", chunk, value)
+        await client.send_all(chunk)
+        remaining -= n
+    return value
+
+
 async def relay_many(client: trio.SocketStream, upstream_port: int, spec: bytes) -> None:
     """``/many/<count>/<prefix>``: the members relayed as one zip-framed body (see above)."""
     count_text, _, prefix = spec.partition(b"/")
@@ -90,18 +111,10 @@ async def relay_many(client: trio.SocketStream, upstream_port: int, spec: bytes)
             first, held = first[:length], first[length:]
             name = b"%s%04d.bin" % (prefix.rpartition(b"/")[2], index)  # as a zip names it
             await client.send_all(b"PK\x03\x04" + bytes(26) + name)
-            value = crc("crc32", first)
             if first:
                 await client.send_all(first)
-            remaining = length - len(first)
-            while remaining > 0:
-                n = await sock.recv_into(view, min(remaining, MIB))
-                if not n:
-                    raise ConnectionError("the upstream closed before the end of the body")
-                chunk = view[:n]
-                value = crc("crc32", chunk, value)
-                await client.send_all(chunk)
-                remaining -= n
+            value = await relay_body(sock, client, view, length - len(first), crc("crc32", first))
+            assert value is not None
             await client.send_all(b"PK\x07\x08" + value.to_bytes(4, "little") + bytes(8))
 
 
@@ -128,18 +141,9 @@ async def relay(client: trio.SocketStream, upstream_port: int) -> None:
 
         head, _, first = (await read_head(receive)).partition(b"\r\n\r\n")
         length = content_length(head)
-        value = crc("crc32", first) if with_crc else 0
         await client.send_all(head + b"\r\n\r\n" + first)
-        remaining = length - len(first)
-        while remaining > 0:
-            n = await sock.recv_into(view, min(remaining, MIB))
-            if not n:
-                raise ConnectionError("the upstream closed before the end of the body")
-            chunk = view[:n]
-            if with_crc:
-                value = crc("crc32", chunk, value)
-            await client.send_all(chunk)
-            remaining -= n
+        value = crc("crc32", first) if with_crc else None
+        await relay_body(sock, client, view, length - len(first), value)
 
 
 async def handle(client: trio.SocketStream, upstream_port: int) -> None:
