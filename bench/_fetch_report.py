@@ -78,6 +78,10 @@ def print_table(summary: dict[str, Any]) -> None:
         f"+ a job's digests {floors['httpx+digests'] / 1e6:.1f} MB/s = "
         f"{ratios['floor httpx+digests/curl']:.2f} x curl"
     )
+    print(
+        "floor (no network): writing the file from memory as a job does, then fsync "
+        f"{floors['disk'] / 1e6:.1f} MB/s = {ratios['floor disk/curl']:.2f} x curl"
+    )
     batch = summary["batch_median_seconds"]
     print(
         f"{jobs} concurrent x {job_size // MIB} MiB: "

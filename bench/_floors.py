@@ -13,6 +13,12 @@ against the same nginx URL:
   algorithms a job computes as bytes arrive (all but SHA-1), in a worker-thread stage
   pipelined with the receiving, as a job does.
 
+- :func:`durable_write` writes as many bytes from memory into a job's ``.part`` file
+  (:class:`slipstream.jobs.files.PartFile`: 1 MiB aligned blocks, the writeback of each
+  whole 8 MiB started at once) on the same filesystem, then ``fsync``: the least a job
+  must do to have a file on disk before it says ``completed``, with no network and no
+  hashing.
+
 A target above the floor's ratio cannot be met with these blocks: the real thing does
 strictly more work on the same bytes.  ``zip.py`` has a second floor, a bare Trio relay
 with and without a CRC-32 per chunk, that runs as a server of its own
@@ -21,13 +27,16 @@ with and without a CRC-32 per chunk, that runs as a server of its own
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import trio
 
 from slipstream.buffers import aligned_buffer
 from slipstream.ext import MultiDigest
 from slipstream.fetch import Fetcher
+from slipstream.jobs.files import PartFile
 from slipstream.jobs.transfer import INLINE_ALGORITHMS
 from slipstream.netpolicy import NetworkPolicy
 
@@ -74,3 +83,26 @@ def httpx_receive(url: str, *, digest: bool = False) -> dict[str, float]:
     received = trio.run(_receive, url, digest)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "bytes": received, "bytes_per_s": received / seconds}
+
+
+def durable_write(directory: Path, size: int) -> dict[str, float]:
+    """Write ``size`` bytes into a ``.part`` file in ``directory`` as a job does, then
+    ``fsync``; seconds, bytes and bytes/s.  The file is deleted and the page cache
+    flushed afterwards (not timed)."""
+    block = aligned_buffer(BLOCK)
+    block[:] = os.urandom(BLOCK)
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        started = time.perf_counter()
+        part = PartFile(dir_fd, ".floor.part", resume=False)
+        try:
+            for offset in range(0, size, BLOCK):
+                part.write(block[: min(BLOCK, size - offset)])
+            part.sync()
+            seconds = time.perf_counter() - started
+        finally:
+            part.remove()
+    finally:
+        os.close(dir_fd)
+    os.sync()
+    return {"seconds": seconds, "bytes": size, "bytes_per_s": size / seconds}

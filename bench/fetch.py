@@ -50,7 +50,7 @@ from typing import Any
 from _common import RESULTS, log, write_results
 from _feature_servers import JOB_DIR, JobServer, run_jobs
 from _fetch_report import SINGLE_TARGET, TOOLS, draw_chart, print_table, summarize
-from _floors import httpx_receive
+from _floors import durable_write, httpx_receive
 from _servers import (
     RSS_LIMIT_MIB,
     Nginx,
@@ -255,7 +255,7 @@ def measure(bench: Bench, rounds: int) -> dict[str, Any]:
     subprocess.run(["curl", "-s", "-f", "-o", os.devnull, bench.url(BIG)], check=True)
     trial = slip_batch(bench, -1)  # also proves the set-up before the long runs
     log(f"warm-up batch: {trial['seconds']:.2f} s")
-    floors: dict[str, list[dict[str, float]]] = {"httpx": [], "httpx+digests": []}
+    floors: dict[str, list[dict[str, float]]] = {"httpx": [], "httpx+digests": [], "disk": []}
     for rnd in range(rounds):
         for floor, digest in (("httpx", False), ("httpx+digests", True)):
             sample = httpx_receive(bench.url(BIG), digest=digest)
@@ -264,6 +264,12 @@ def measure(bench: Bench, rounds: int) -> dict[str, Any]:
                 f"round {rnd + 1}/{rounds} floor  {floor:<15}{sample['seconds']:>7.2f} s "
                 f"{sample['bytes_per_s'] / 1e6:>8.1f} MB/s (in-process, no disk)"
             )
+        sample = durable_write(bench.root, bench.size)
+        floors["disk"].append(sample)
+        log(
+            f"round {rnd + 1}/{rounds} floor  {'disk':<15}{sample['seconds']:>7.2f} s "
+            f"{sample['bytes_per_s'] / 1e6:>8.1f} MB/s (from memory into a .part, then fsync)"
+        )
         order = TOOLS[rnd % len(TOOLS) :] + TOOLS[: rnd % len(TOOLS)]
         for tool in order:
             name = f"{tool}-r{rnd}.bin"
