@@ -113,6 +113,13 @@ CRC_SCHEMA: Final = Schema(
 )
 """The CRC-32 cache: rebuilt by fetching the members again, so it is a cache; version 1."""
 
+_INSERT_CRCS: Final = (
+    "INSERT OR REPLACE INTO crcs (uri, size, validator, crc) SELECT json_extract(value, '$[0]'),"
+    " json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]')"
+    " FROM json_each(?)"
+)
+"""Store the rows of a JSON array ``[[uri, size, validator, crc], ...]``, in its order."""
+
 Interval = tuple[int, int]
 
 
@@ -369,11 +376,14 @@ class ZipState:
         kept = [row for row in rows if row[2]]
         if not kept:
             return
+        # One statement over a JSON array rather than ``executemany``: the rows are bound
+        # once, and SQLite inserts them all with the GIL released.  ``executemany`` takes
+        # the GIL back for every row, and in a worker thread beside a busy event loop it
+        # waits for it each time: a thread storing batches of 32 rows beside a busy one
+        # stored 13 batches in 5 s that way, 116 this way.
+        rows_json = json.dumps(kept)
         with self._crcs.locked() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO crcs (uri, size, validator, crc) VALUES (?, ?, ?, ?)",
-                kept,
-            )
+            db.execute(_INSERT_CRCS, (rows_json,))
             # seq grows with every insert: the rows to keep are the last crc_limit inserted.
             newest = db.execute("SELECT max(seq) FROM crcs").fetchone()[0]
             if newest is not None and newest > self.crc_limit:

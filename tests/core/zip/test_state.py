@@ -385,6 +385,30 @@ def test_crc_cache_trims_the_oldest(tmp_path: Path) -> None:
         assert count_rows(state.crc_path, "crcs") == 3
 
 
+def test_a_batch_of_crcs_is_stored_in_its_order(tmp_path: Path) -> None:
+    with ZipState(tmp_path / "zip.sqlite3", crc_limit=4) as state:
+        rows = [
+            ("https://a.example/é ü/✓?q=\"'", 1 << 50, '"e1"', 0xFFFFFFFF),
+            ("u1", 0, "Mon, 01 Jan 2024 00:00:00 GMT", 0),
+            ("u2", 2, "v", 2),
+            ("u1", 0, "Mon, 01 Jan 2024 00:00:00 GMT", 7),  # the later one wins
+            ("u3", 3, "", 3),  # no validator: not cached
+            ("u4", 4, "v", 4),
+            ("u5", 5, "v", 5),
+        ]
+        state.put_crcs(rows)
+        got = [state.get_crc(uri, size, validator) for uri, size, validator, _ in rows]
+        # kept: the 4 last inserted (u1 again, u2, u4, u5); the first row is trimmed
+        assert got == [None, 7, 2, 7, None, 4, 5]
+        assert count_rows(state.crc_path, "crcs") == 4
+        state.put_crcs([rows[0]])
+        assert state.get_crc(*rows[0][:3]) == 0xFFFFFFFF
+        state.put_crcs([])
+        with pytest.raises(ValueError):
+            state.put_crcs([("u6", 6, "v", 6), ("u7", 7, "v", 1 << 32)])
+        assert state.get_crc("u6", 6, "v") is None  # nothing of a refused batch is stored
+
+
 def test_crc_cache_persists(tmp_path: Path) -> None:
     path = tmp_path / "zip.sqlite3"
     with ZipState(path) as state:
