@@ -34,7 +34,7 @@ def _load() -> Callable[[int, int, int, int], int] | None:
     """The C library's ``sync_file_range`` (None where there is none)."""
     try:
         function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):  # not Linux (or no C library to ask)
+    except (AttributeError, OSError, TypeError):  # not Linux (or no C library to ask)
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     function.restype = ctypes.c_int
