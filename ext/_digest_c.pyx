@@ -17,6 +17,8 @@ import xxhash
 
 from concurrent.futures import ThreadPoolExecutor
 
+from slipstream.buffers import aligned_buffer
+
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport uint64_t
 
@@ -73,11 +75,13 @@ cdef Py_ssize_t _NOGIL_MIN = 16 * 1024  # one-shot crc() keeps the GIL below thi
 
 _COST = {"sha1": 90, "sha256": 100, "xxh3_128": 5}
 _CRC_COST = 5
+_READ_COST = 25
 _THREADED = frozenset({"sha1", "sha256"})
 
 cdef slip_crc_model _models[4]
 cdef int _n_models = 4
 _MODEL_INDEX = {name: i for i, name in enumerate(CRC_ALGORITHMS)}
+_CRC_NAMES = frozenset(CRC_ALGORITHMS)
 
 slip_crc_model_init(&_models[0], 32, 0xEDB88320, 0xFFFFFFFF, 0xFFFFFFFF)
 slip_crc_model_init(&_models[1], 32, 0x82F63B78, 0xFFFFFFFF, 0xFFFFFFFF)
@@ -229,6 +233,30 @@ def _split(names, threads):
     return frozenset(taken)
 
 
+def _split_reading(names, threads):
+    """What the worker thread takes in ``update_from_fd`` (see ``_digest_py._split_reading``)."""
+    if threads < 2 or not _THREADED.intersection(names):
+        return frozenset()
+    crcs = tuple(n for n in names if n in _MODEL_INDEX)
+    main = _READ_COST + sum(
+        _COST[n] for n in names if n not in _THREADED and n not in _MODEL_INDEX
+    )
+    movable = [((n,), _COST[n]) for n in names if n in _THREADED]
+    if crcs:
+        movable.append((crcs, _CRC_COST * len(crcs)))
+    worker = 0
+    taken = set()
+    for group, cost in sorted(movable, key=lambda item: -item[1]):
+        if worker < main:
+            worker += cost
+            taken.update(group)
+        else:
+            main += cost
+    if not taken or max(main, worker) * 10 >= (main + worker) * 9:
+        return frozenset()
+    return frozenset(taken)
+
+
 _executor_lock = threading.Lock()
 _executor = None
 
@@ -243,9 +271,11 @@ def _pool():
         return _executor
 
 
-def _run_split(Py_ssize_t count, feed_main, feed_worker):
+def _run_split(Py_ssize_t count, feed_main, feed_worker, prepare=None):
     """Run ``feed_main(i)`` here and ``feed_worker(i)`` on a pool thread for i < count,
-    the worker at most THREAD_LAG chunks behind (see ``_digest_py._run_split``)."""
+    the worker at most THREAD_LAG chunks behind (see ``_digest_py._run_split``);
+    ``prepare(i)`` runs here before the worker may start chunk i (``update_from_fd``
+    reads it then)."""
     reached = threading.Semaphore(0)
     finished = threading.Semaphore(0)
     stop = threading.Event()  # set by the caller: drop the remaining chunks
@@ -267,6 +297,8 @@ def _run_split(Py_ssize_t count, feed_main, feed_worker):
     future = _pool().submit(work)
     try:
         for index in range(count):
+            if prepare is not None:
+                prepare(index)
             reached.release()
             if index >= THREAD_LAG:
                 finished.acquire()
@@ -279,6 +311,21 @@ def _run_split(Py_ssize_t count, feed_main, feed_worker):
         raise
     finally:
         future.result()
+
+
+def _read_and_update(digest, fd, offset, length):
+    """``update_from_fd`` on one thread: read a chunk, feed it, and so on."""
+    view = aligned_buffer(min(_CHUNK, max(length, 1)))
+    fed = 0
+    while fed < length:
+        want = min(len(view), length - fed)
+        got = os.preadv(fd, [view[:want]], offset + fed)
+        if got:
+            digest.update(view[:got])
+            fed += got
+        if got < want:
+            break
+    return fed
 
 
 cdef class MultiDigest:
@@ -296,6 +343,7 @@ cdef class MultiDigest:
     cdef uint64_t _regs[4]
     cdef dict _hashes
     cdef frozenset _worker
+    cdef frozenset _worker_reading
     cdef unsigned long long _length
     cdef const unsigned char *_current  # the buffer being fed by a split update
 
@@ -316,6 +364,7 @@ cdef class MultiDigest:
                 self._ncrc += 1
         self._hashes = {name: _new_hash(name) for name in names if name not in _MODEL_INDEX}
         self._worker = _split(names, threads)
+        self._worker_reading = _split_reading(names, threads)
         self._length = 0
         self._current = NULL
 
@@ -402,6 +451,59 @@ cdef class MultiDigest:
 
         _run_split(len(chunks), feed_main, feed_worker)
 
+    def update_from_fd(self, fd, offset, length):
+        """Read bytes ``[offset, offset + length)`` of the file ``fd`` (``preadv``) and
+        feed them, as :meth:`update` would; the bytes fed (fewer only where the file
+        ends).  With two threads the reading overlaps the hashing: the calling thread
+        reads each chunk and hashes its share while the worker hashes the chunk before."""
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must be >= 0")
+        if not (self._worker_reading and length >= THREAD_MIN_BYTES):
+            return _read_and_update(self, fd, offset, length)
+        count = (length + _CHUNK - 1) // _CHUNK
+        ring = [aligned_buffer(_CHUNK) for _ in range(THREAD_LAG + 2)]
+        sizes = [0] * count
+        ended = [False]
+        worker = self._worker_reading
+        mine = [h for name, h in self._hashes.items() if name not in worker]
+        theirs = [h for name, h in self._hashes.items() if name in worker]
+        worker_crcs = self._ncrc > 0 and bool(_CRC_NAMES.intersection(worker))
+
+        def prepare(Py_ssize_t index):
+            # the slot was last used by chunk index - len(ring), which both threads are
+            # done with: the worker has finished every chunk up to index - THREAD_LAG - 1
+            if ended[0]:
+                return
+            want = min(_CHUNK, length - index * _CHUNK)
+            view = ring[index % len(ring)]
+            got = os.preadv(fd, [view[:want]], offset + index * _CHUNK)
+            sizes[index] = got
+            if got < want:
+                ended[0] = True
+
+        def feed(Py_ssize_t index, hashes, crcs):
+            cdef const unsigned char[::1] data
+            cdef Py_ssize_t size = sizes[index]
+            if not size:
+                return
+            chunk = ring[index % len(ring)][:size]
+            if crcs:
+                data = chunk
+                with nogil:
+                    self._crc_chunk(&data[0], <size_t> size)
+            for hasher in hashes:
+                hasher.update(chunk)
+
+        _run_split(
+            count,
+            lambda index: feed(index, mine, not worker_crcs),
+            lambda index: feed(index, theirs, worker_crcs),
+            prepare,
+        )
+        fed = sum(sizes)
+        self._length += fed
+        return fed
+
     def digest(self):
         """Current values: CRCs as ints, hashes as bytes, keyed by algorithm name."""
         crcs = self._crc_values()
@@ -440,6 +542,7 @@ cdef class MultiDigest:
             clone._regs[i] = self._regs[i]
         clone._hashes = {name: hasher.copy() for name, hasher in self._hashes.items()}
         clone._worker = self._worker
+        clone._worker_reading = self._worker_reading
         clone._length = self._length
         return clone
 

@@ -75,6 +75,7 @@ THREAD_LAG = 2
 # Relative cost per byte (SHA-256 = 100), used to split the work between two threads.
 _COST = {"sha1": 90, "sha256": 100, "xxh3_128": 5}
 _CRC_COST = 5
+_READ_COST = 25  # update_from_fd: the calling thread's reads, per byte
 _THREADED = frozenset({"sha1", "sha256"})  # hashlib: releases the GIL on large updates
 
 
@@ -245,6 +246,35 @@ def _split(names: tuple[str, ...], threads: int) -> frozenset[str]:
     return frozenset(taken)
 
 
+def _split_reading(names: tuple[str, ...], threads: int) -> frozenset[str]:
+    """The algorithms the worker thread takes in ``update_from_fd`` (empty: one thread).
+
+    As :func:`_split`, except that the calling thread also reads the file
+    (``_READ_COST``), and that the CRCs, as one group, may go to the worker too (the
+    compiled twin runs them on either thread without the GIL).  Each hashlib algorithm
+    and the CRC group, costliest first, go to the less loaded side; the split is used
+    only if the slower side is under 90% of the total.
+    """
+    if threads < 2 or not _THREADED.intersection(names):
+        return frozenset()
+    crcs = tuple(n for n in names if n in _MODELS)
+    main = _READ_COST + sum(_COST[n] for n in names if n not in _THREADED and n not in _MODELS)
+    movable: list[tuple[tuple[str, ...], int]] = [((n,), _COST[n]) for n in names if n in _THREADED]
+    if crcs:
+        movable.append((crcs, _CRC_COST * len(crcs)))
+    worker = 0
+    taken: set[str] = set()
+    for group, cost in sorted(movable, key=lambda item: -item[1]):
+        if worker < main:
+            worker += cost
+            taken.update(group)
+        else:
+            main += cost
+    if not taken or max(main, worker) * 10 >= (main + worker) * 9:
+        return frozenset()
+    return frozenset(taken)
+
+
 _executor_lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 
@@ -357,6 +387,25 @@ class MultiDigest:
             for chunk in chunks:
                 self._feed(chunk, hashes)
         self._length += size
+
+    def update_from_fd(self, fd: int, offset: int, length: int) -> int:
+        """Read bytes ``[offset, offset + length)`` of the file ``fd`` (``preadv``) and
+        feed them, as :meth:`update` would; the bytes fed (fewer only where the file
+        ends).  The compiled twin overlaps the reading with the hashing on two threads
+        (see :func:`_split_reading`); here it reads a chunk, then feeds it."""
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must be >= 0")
+        view = memoryview(bytearray(min(CHUNK_SIZE, max(length, 1))))
+        fed = 0
+        while fed < length:
+            want = min(len(view), length - fed)
+            got = os.preadv(fd, [view[:want]], offset + fed)
+            if got:
+                self.update(view[:got])
+                fed += got
+            if got < want:
+                break
+        return fed
 
     def _feed(self, chunk: memoryview, hashes: list[Any]) -> None:
         crcs = self._crcs

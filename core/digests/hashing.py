@@ -8,15 +8,15 @@ import os
 import stat as stat_mod
 from collections.abc import Callable, Iterable
 
-from slipstream.buffers import aligned_buffer
 from slipstream.ext import ALGORITHMS, MultiDigest
 
 from .values import Digests, FileChanged
 
 __all__ = ["CHUNK_SIZE", "Hasher", "complete_digests", "hash_fd", "hash_path"]
 
-CHUNK_SIZE = 4 * 1024 * 1024
-"""Bytes read per ``preadv`` by :func:`hash_fd` (the one buffer it allocates)."""
+CHUNK_SIZE = 16 * 1024 * 1024
+"""Bytes :func:`hash_fd` hands to one ``MultiDigest.update_from_fd`` call (and between
+two ``progress`` calls)."""
 
 Hasher = Callable[[int, int], Digests]
 """``hasher(fd, size) -> Digests``: what the digest cache runs in its worker threads."""
@@ -33,11 +33,13 @@ def hash_fd(
     """Hash the first ``size`` bytes of ``fd`` with ``algorithms`` (every one by default,
     else at least all but :data:`~slipstream.digests.values.ON_DEMAND`), in one read pass.
 
-    Blocking.  Reads with ``os.preadv`` (the file offset is left alone, so a shared or
-    duplicated descriptor is not disturbed) into one reused, page-aligned ``chunk``-sized
-    buffer (:func:`slipstream.buffers.aligned_buffer`).  ``progress(n)`` is called after
-    each read with the number of bytes just hashed (an increment, as for ``rich``'s
-    ``advance``).  Raises :class:`FileChanged` if the file ends before ``size`` bytes.
+    Blocking.  The file is read ``chunk`` bytes at a time by
+    :meth:`~slipstream.ext.MultiDigest.update_from_fd`, with ``os.preadv`` (the file
+    offset is left alone, so a shared or duplicated descriptor is not disturbed) into a
+    few reused, page-aligned buffers; with two threads it reads the next piece while the
+    worker thread hashes the last.  ``progress(n)`` is called after each ``chunk`` with
+    the number of bytes just hashed (an increment, as for ``rich``'s ``advance``).
+    Raises :class:`FileChanged` if the file ends before ``size`` bytes.
     """
     return Digests.from_values(size, _hash_values(fd, size, progress, chunk, algorithms))
 
@@ -66,17 +68,15 @@ def _hash_values(
     if chunk <= 0:
         raise ValueError("chunk must be > 0")
     digest = MultiDigest(algorithms)
-    with aligned_buffer(min(chunk, size)) as view:  # aligned: 4x cheaper reads, see buffers
-        done = 0
-        while done < size:
-            want = min(len(view), size - done)
-            got = os.preadv(fd, [view[:want]], done)
-            if got == 0:
-                raise FileChanged(f"file ended after {done} of {size} bytes")
-            digest.update(view[:got])
-            done += got
-            if progress is not None:
-                progress(got)
+    done = 0
+    while done < size:
+        want = min(chunk, size - done)
+        got = digest.update_from_fd(fd, done, want)
+        done += got
+        if got and progress is not None:
+            progress(got)
+        if got < want:
+            raise FileChanged(f"file ended after {done} of {size} bytes")
     return digest.digest()
 
 

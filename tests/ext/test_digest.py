@@ -6,6 +6,7 @@ import array
 import hashlib
 import itertools
 import mmap
+import os
 import random
 import threading
 import zlib
@@ -342,3 +343,57 @@ def test_compiled_twin_uses_a_folding_kernel_where_the_cpu_has_pclmul(c: ModuleT
         assert "pclmul" in c.CRC_IMPLEMENTATIONS
     else:
         assert c.IMPLEMENTATION == "table"
+
+
+# --- update_from_fd: reading a file while hashing it -------------------------------------
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("names", "sizes"),
+    [
+        (EVERYTHING, (0, 1, 300_001)),
+        (("crc32", "sha1", "sha256", "xxh3_128"), (2 * 1024 * 1024 + 128 * 1024 + 3,)),
+        (("crc32", "sha256", "xxh3_128"), (2 * 1024 * 1024 + 1,)),
+        (("sha1",), (3 * 1024 * 1024,)),
+    ],
+)
+def test_update_from_fd_feeds_the_range(
+    mod: ModuleType, tmp_path: object, threads: int, names: tuple[str, ...], sizes: tuple[int]
+) -> None:
+    for size in sizes:
+        data = random.Random(size).randbytes(size)
+        path = f"{tmp_path}/f{size}.bin"
+        with open(path, "wb") as handle:
+            handle.write(b"abc" + data + b"trail")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            digest = mod.MultiDigest(names, threads=threads)
+            digest.update(b"before")
+            assert digest.update_from_fd(fd, 3, size) == size
+            assert digest.length == size + 6
+            expected = mod.multi_digest(b"before" + data, names, threads=1)
+            assert digest.digest() == expected
+            # past the end: only what the file holds is fed
+            rest = mod.MultiDigest(names, threads=threads)
+            assert rest.update_from_fd(fd, 3, size + 1000) == size + 5
+            assert rest.digest() == mod.multi_digest(data + b"trail", names, threads=1)
+        finally:
+            os.close(fd)
+
+
+def test_update_from_fd_refuses_negative_ranges(mod: ModuleType) -> None:
+    digest = mod.MultiDigest(["sha256"])
+    with pytest.raises(ValueError):
+        digest.update_from_fd(0, -1, 10)
+    with pytest.raises(ValueError):
+        digest.update_from_fd(0, 0, -1)
+
+
+def test_twins_split_the_reading_work_alike(c: ModuleType, py: ModuleType) -> None:
+    for count in range(1, len(EVERYTHING) + 1):
+        for names in itertools.combinations(EVERYTHING, count):
+            for threads in (1, 2):
+                assert c._split_reading(names, threads) == py._split_reading(names, threads)
+    # everything: the worker takes SHA-256 and the CRCs, the reading thread SHA-1 and XXH3
+    assert py._split_reading(EVERYTHING, 2) == frozenset({"sha256", *CRCS})
