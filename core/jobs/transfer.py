@@ -163,8 +163,8 @@ class Transfer:
         release the GIL.  A block is refilled once both stages are done with it.
 
         Each stage is one worker thread for the whole body (one ``trio.to_thread`` call
-        looping over its queue), not one thread hop per block: a hop cost about 175 us
-        each way on the test machine, and with a hop per block a stage idled between
+        looping over its queue), not one thread hop per block: a hop (there and back)
+        cost about 175 us on the test machine, and with a hop per block a stage idled between
         blocks even when the next one was waiting (0.8 s per GiB of pure hand-off).
         Blocks go to a stage through a ``queue.SimpleQueue`` and come back through the
         Trio token (``run_sync_soon``); whatever ends the body (its end, a failure, a
