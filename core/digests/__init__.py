@@ -4,8 +4,9 @@ A package of five modules, each with one job, and their public names here:
 
 * :mod:`slipstream.digests.values`: the values, a file version :class:`FileKey`
   ``(dev, ino, size, mtime_ns)``, its :class:`Digests` and :class:`FileChanged`;
-* :mod:`slipstream.digests.hashing`: :func:`hash_fd` reads a file once, into one reused buffer,
-  and feeds every algorithm of :data:`slipstream.ext.ALGORITHMS` from it;
+* :mod:`slipstream.digests.hashing`: :func:`hash_fd` reads a file once, into a few reused
+  buffers, and feeds every algorithm of :data:`slipstream.ext.ALGORITHMS` from them (the
+  reading overlapping the hashing, :meth:`slipstream.ext.MultiDigest.update_from_fd`);
 * :mod:`slipstream.digests.store`: an in-memory LRU in front of a small SQLite table
   (WAL mode) in the state directory;
 * :mod:`slipstream.digests.cache`: :class:`DigestCache`, which answers from the store or
