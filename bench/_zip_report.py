@@ -54,6 +54,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     cold, warm = big_rates["cold"], big_rates["warm"]
     many_rate = med("many", "slipstream", "bytes_per_s")
     many_floor = med("many", "pump_crc", "bytes_per_s")
+    upstream_many = med("many", "upstream_curl", "bytes_per_s")
     zs = med("many", "zipstream_ng", "bytes_per_s")
     ttfb0 = med("resume", "offset0", "first_body_s")
     ttfb90 = med("resume", "offset90", "first_body_s")
@@ -90,6 +91,8 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "floor_bytes_per_s": many_floor,
             "floor_ratio_to_big_cold": many_floor / cold,
             "ratio_to_floor": many_rate / many_floor,
+            "upstream_curl_bytes_per_s": upstream_many,
+            "upstream_curl_ratio_to_big_cold": upstream_many / cold,
             "target": MANY_TARGET,
             "zip_bytes": {
                 "zipstream_ng": raw["many"]["zipstream_ng"][0]["bytes"],
@@ -176,6 +179,14 @@ def print_table(sizes: dict[str, int], summary: dict[str, Any]) -> None:
         f"{many['floor_ratio_to_big_cold']:.2f}",
         "reported",
         f"slipstream = {many['ratio_to_floor']:.2f} x floor",
+    )
+    row(
+        "    upstream pace: curl from nginx, no relay",
+        _mbps(many["big_cold_bytes_per_s"]),
+        _mbps(many["upstream_curl_bytes_per_s"]),
+        f"{many['upstream_curl_ratio_to_big_cold']:.2f}",
+        "reported",
+        "-",
     )
     row(
         "    vs zipstream-ng (in-process)",

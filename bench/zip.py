@@ -32,7 +32,9 @@ before the ``GET``.  Four cases; in each, the order of the sides reverses every 
     bytes/s >= 0.7 x (a) cold's of the same run (medians).  Reported beside it: the
     **many-member floor** (``_pump_server.py``'s ``/many/``: the same members on one
     keep-alive upstream connection, requests pipelined a few ahead, each relayed with its
-    CRC-32 between a local header and a data descriptor), as a ratio to (a) cold too.
+    CRC-32 between a local header and a data descriptor), as a ratio to (a) cold too; and
+    the **upstream's own pace**: curl fetching the same 1,000 files from nginx, one after
+    the other on one keep-alive connection, bodies dropped (no relay at all).
 (c) ``resume``: on a cold 10 GiB, 1,000-member zip, the time to the first body byte of
     ``Range: bytes=<90%>-`` against the same request at offset 0 (``bytes=0-``), each
     on its own cold manifest.  The offset-0 reply is closed after its first body byte;
@@ -67,6 +69,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -335,6 +338,26 @@ def many_floor(bench: Bench) -> dict[str, Any]:
     return {"seconds": reply.total_s, "bytes": reply.body_bytes, "bytes_per_s": reply.bytes_per_s()}
 
 
+def many_upstream_curl(bench: Bench) -> dict[str, Any]:
+    """The upstream's own pace for (b): curl fetching the same members from nginx, one
+    after the other on one keep-alive connection, bodies dropped.  No relay at all: what
+    the upstream and the loopback give a C client."""
+    sizes = bench.sizes
+    config = bench.tmp / "many-urls.curl"
+    if not config.exists():
+        config.write_text(
+            "".join(
+                f'url = "{bench.upstream(f"many/m{i:04d}.bin")}"\noutput = "/dev/null"\n'
+                for i in range(sizes.many)
+            )
+        )
+    began = time.perf_counter()
+    subprocess.run(["curl", "-s", "--fail", "-K", str(config)], check=True, timeout=TIMEOUT_S)
+    seconds = time.perf_counter() - began
+    size = sizes.many * sizes.many_size
+    return {"seconds": seconds, "bytes": size, "bytes_per_s": size / seconds}
+
+
 def many_slipstream(bench: Bench, tag: str) -> dict[str, Any]:
     """The zip of the 1 MiB files, cold (as zipstream-ng, it computes every CRC)."""
     paths = [f"many/m{i:04d}.bin" for i in range(bench.sizes.many)]
@@ -435,6 +458,7 @@ def cases(bench: Bench) -> dict[str, dict[str, Side]]:
         "many": {
             "zipstream_ng": lambda tag: many_zipstream(bench),
             "pump_crc": lambda tag: many_floor(bench),
+            "upstream_curl": lambda tag: many_upstream_curl(bench),
             "slipstream": lambda tag: many_slipstream(bench, tag),
         },
         "slow": {
@@ -586,10 +610,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; 0 if every target is met, 1 if not, 2 if it cannot run."""
     args = parse_args(argv)
     sizes: Sizes = args.sizes
-    if not nginx_binary():
+    if not nginx_binary() or not shutil.which("curl"):
         log(
-            "zip: nginx not found; install with\n    sudo apt-get install nginx-light\n"
-            "(or run `make bench`, which does)"
+            "zip: nginx or curl not found; install with\n"
+            "    sudo apt-get install nginx-light curl\n(or run `make bench`, which does)"
         )
         return 2
     where = Path(args.tmpdir or tempfile.gettempdir())
