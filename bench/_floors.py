@@ -11,13 +11,14 @@ against the same nginx URL:
   drops it;
 - with ``digest=True`` every block is also fed to one ``MultiDigest`` over the
   algorithms a job computes as bytes arrive (all but SHA-1), in a worker-thread stage
-  pipelined with the receiving, as a job does.
+  pipelined with the receiving, as a job does (one thread for the whole body, fed by a
+  queue; with as many hashing threads as a job uses).
 
 - :func:`durable_write` writes as many bytes from memory into a job's ``.part`` file
-  (:class:`slipstream.jobs.files.PartFile`: 1 MiB aligned blocks, the writeback of each
-  whole 8 MiB started at once) on the same filesystem, then ``fsync``: the least a job
-  must do to have a file on disk before it says ``completed``, with no network and no
-  hashing.
+  (:class:`slipstream.jobs.files.PartFile`: 1 MiB aligned blocks, written with
+  ``O_DIRECT`` where the filesystem takes it) on the same filesystem, then ``fsync``: the
+  least a job must do to have a file on disk before it says ``completed``, with no
+  network and no hashing.
 
 A target above the floor's ratio cannot be met with these blocks: the real thing does
 strictly more work on the same bytes.  ``zip.py`` has a second floor, a bare Trio relay
@@ -28,6 +29,7 @@ with and without a CRC-32 per chunk, that runs as a server of its own
 from __future__ import annotations
 
 import os
+import queue
 import time
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from slipstream.buffers import aligned_buffer
 from slipstream.ext import MultiDigest
 from slipstream.fetch import Fetcher
 from slipstream.jobs.files import PartFile
-from slipstream.jobs.transfer import INLINE_ALGORITHMS
+from slipstream.jobs.transfer import INLINE_ALGORITHMS, hash_threads
 from slipstream.netpolicy import NetworkPolicy
 
 BLOCK = 1024 * 1024
@@ -46,34 +48,38 @@ BLOCKS = 4
 
 async def _receive(url: str, digest: bool) -> int:
     received = 0
-    hasher = MultiDigest(INLINE_ALGORITHMS)
+    hasher = MultiDigest(INLINE_ALGORITHMS, threads=hash_threads())
     free_in, free = trio.open_memory_channel[memoryview](BLOCKS)
     for _ in range(BLOCKS):
         free_in.send_nowait(aligned_buffer(BLOCK))
-    send, blocks = trio.open_memory_channel[tuple[memoryview, int]](BLOCKS)
+    token = trio.lowlevel.current_trio_token()
+    blocks: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
 
-    async def hash_stage() -> None:
-        async with blocks:
-            async for block, filled in blocks:
-                await trio.to_thread.run_sync(hasher.update, block[:filled])
-                free_in.send_nowait(block)
+    def hash_stage() -> None:  # one worker thread for the whole body, as a job's stage
+        while (item := blocks.get()) is not None:
+            block, filled = item
+            hasher.update(block[:filled])
+            token.run_sync_soon(free_in.send_nowait, block)
 
     policy = NetworkPolicy(allow_private_networks=True)
     async with Fetcher(policy) as fetcher, trio.open_nursery() as nursery:
         if digest:
-            nursery.start_soon(hash_stage)
-        async with send, fetcher.stream(url) as got:
-            if got.status != 200:
-                raise RuntimeError(f"floor: {url} answered {got.status}")
-            filled = BLOCK
-            while filled == BLOCK:  # a block not filled: the body ended
-                block = await free.receive()
-                filled = await got.fill(block)
-                received += filled
-                if digest and filled:
-                    await send.send((block, filled))
-                else:
-                    free_in.send_nowait(block)
+            nursery.start_soon(trio.to_thread.run_sync, hash_stage)
+        try:
+            async with fetcher.stream(url) as got:
+                if got.status != 200:
+                    raise RuntimeError(f"floor: {url} answered {got.status}")
+                filled = BLOCK
+                while filled == BLOCK:  # a block not filled: the body ended
+                    block = await free.receive()
+                    filled = await got.fill(block)
+                    received += filled
+                    if digest and filled:
+                        blocks.put((block, filled))
+                    else:
+                        free_in.send_nowait(block)
+        finally:
+            blocks.put(None)
     return received
 
 

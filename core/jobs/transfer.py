@@ -30,7 +30,7 @@ from slipstream.numeric import parse_uint_or_none
 from .files import PartFile, publish
 from .store import JobRecord
 
-__all__ = ["BLOCK_SIZE", "INLINE_ALGORITHMS", "JobFailed", "Transfer"]
+__all__ = ["BLOCK_SIZE", "INLINE_ALGORITHMS", "JobFailed", "Transfer", "hash_threads"]
 
 INLINE_ALGORITHMS: Final = tuple(name for name in ALGORITHMS if name not in ON_DEMAND)
 """What a job hashes as the bytes arrive: every algorithm but SHA-1, which only the drive
@@ -48,7 +48,7 @@ _Queue = queue.SimpleQueue[tuple[memoryview, int] | None]
 """A stage's blocks (a block and how much of it is filled); None: the body has ended."""
 
 
-def _hash_threads() -> int | None:
+def hash_threads() -> int | None:
     """Threads for a job's hashing: one where the machine has two CPUs or fewer (the
     job's write and hash stages already keep two busy: alternated 1 GiB jobs on 2 vCPUs
     took 3.1 s with one against 3.8 s with two), else as :class:`MultiDigest` decides."""
@@ -101,7 +101,7 @@ class Transfer:
     progress: Callable[[], None]
     downloading: Callable[[], Awaitable[None]]
     digest: MultiDigest = field(
-        default_factory=lambda: MultiDigest(INLINE_ALGORITHMS, threads=_hash_threads())
+        default_factory=lambda: MultiDigest(INLINE_ALGORITHMS, threads=hash_threads())
     )
 
     async def run(self) -> None:
