@@ -122,6 +122,7 @@ class PartFile:
 
     def hash_existing(self, digest: MultiDigest) -> None:
         """Feed the bytes already in the file to ``digest`` (resuming after a restart)."""
+        self._switch_direct(False)  # reads of any length, at any offset
         with aligned_buffer(min(_READ_CHUNK, max(self.size, 1))) as view:
             done = 0
             while done < self.size:
