@@ -13,7 +13,7 @@ dirty pages pile up, and the ``fsync`` has only metadata left to write.
 much of a write qualifies; the rest (a file's unaligned tail, a resumed file's odd
 size) is written through the page cache, so every write is still accepted.  The flag is
 switched per write with ``fcntl(F_SETFL)`` (Linux allows it on an open file).  Some
-filesystems (tmpfs, some network ones) refuse ``O_DIRECT``: :func:`set_direct` then
+filesystems (some network ones, tmpfs on older kernels) refuse ``O_DIRECT``: :func:`set_direct` then
 fails, or the first direct write fails with ``EINVAL``, and the caller writes through
 the page cache from then on.
 """

@@ -31,7 +31,7 @@ def dir_fd(tmp_path: Path) -> Iterator[int]:
 
 
 def takes_direct_writes(directory: Path) -> bool:
-    """Whether files in ``directory`` accept an aligned ``O_DIRECT`` write (tmpfs does not)."""
+    """Whether files in ``directory`` accept an aligned ``O_DIRECT`` write."""
     probe = directory / ".probe"
     try:
         fd = os.open(probe, os.O_RDWR | os.O_CREAT | DIRECT_FLAG, 0o644)
