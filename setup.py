@@ -17,6 +17,13 @@ extensions = [
         depends=["ext/csrc/crc.h"],
         extra_compile_args=C_FLAGS,
     ),
+    Extension(
+        "slipstream.ext._relay_c",
+        ["ext/_relay_c.pyx", "ext/csrc/crc.c"],
+        include_dirs=["ext/csrc"],
+        depends=["ext/csrc/crc.h"],
+        extra_compile_args=C_FLAGS,
+    ),
 ]
 
 # Each top-level folder is one package tree; its subpackages (core/http, core/zip, ...,

@@ -113,6 +113,30 @@ else:
     Scan = _listing.Scan
     scan_directory = _listing.scan_directory
 
+if TYPE_CHECKING:
+    from slipstream.ext._relay_py import (
+        RELAY_DONE,
+        RELAY_ENDED,
+        RELAY_READ_ERROR,
+        RELAY_READ_TIMEOUT,
+        RELAY_SEND_ERROR,
+        RELAY_SEND_TIMEOUT,
+        RELAY_STOPPED,
+        Relayed,
+        relay,
+    )
+else:
+    _relay = _load("relay")
+    RELAY_DONE = _relay.RELAY_DONE
+    RELAY_ENDED = _relay.RELAY_ENDED
+    RELAY_READ_ERROR = _relay.RELAY_READ_ERROR
+    RELAY_READ_TIMEOUT = _relay.RELAY_READ_TIMEOUT
+    RELAY_SEND_ERROR = _relay.RELAY_SEND_ERROR
+    RELAY_SEND_TIMEOUT = _relay.RELAY_SEND_TIMEOUT
+    RELAY_STOPPED = _relay.RELAY_STOPPED
+    Relayed = _relay.Relayed
+    relay = _relay.relay
+
 from slipstream.ext._segtypes import FileSlice, Literal, Segment, UpstreamSlice  # noqa: E402
 
 __all__ = [
@@ -121,10 +145,18 @@ __all__ = [
     "IMPLEMENTATIONS",
     "NEED_MORE",
     "PURE",
+    "RELAY_DONE",
+    "RELAY_ENDED",
+    "RELAY_READ_ERROR",
+    "RELAY_READ_TIMEOUT",
+    "RELAY_SEND_ERROR",
+    "RELAY_SEND_TIMEOUT",
+    "RELAY_STOPPED",
     "FileSlice",
     "Literal",
     "MultiDigest",
     "PlainRule",
+    "Relayed",
     "RequestHead",
     "ResponseHead",
     "Scan",
@@ -145,6 +177,7 @@ __all__ = [
     "needs_zip64_end",
     "parse_request_head",
     "parse_response_head",
+    "relay",
     "scan_directory",
     "twin",
     "zip64_end_of_central_directory",

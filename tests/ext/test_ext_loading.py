@@ -67,7 +67,8 @@ def test_zipfmt_package_exports_the_loaded_twin() -> None:
 
 
 @pytest.mark.parametrize(
-    ("module", "name"), [("listing", "scan_directory"), ("httphead", "parse_request_head")]
+    ("module", "name"),
+    [("listing", "scan_directory"), ("httphead", "parse_request_head"), ("relay", "relay")],
 )
 def test_the_package_exports_the_loaded_twin(module: str, name: str) -> None:
     kind = {"c": "c", "python": "py"}[ext.IMPLEMENTATIONS[module]]

@@ -1,0 +1,203 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Relaying a socket's bytes to another socket with their CRC-32, compiled twin of
+``_relay_py`` (same API and results; see it for the contract).
+
+The whole loop (``recv``, the CRC-32 with the folding kernel of ``csrc/crc.c``, ``send``,
+and ``poll`` where a socket would block) runs without the GIL, so the thread that runs
+it costs the event loop's thread nothing while a member's bytes move.
+"""
+
+from collections import namedtuple
+
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.errno cimport EAGAIN, EINTR, EIO, errno
+from libc.stdint cimport uint64_t
+
+__all__ = [
+    "RELAY_DONE",
+    "RELAY_ENDED",
+    "RELAY_READ_ERROR",
+    "RELAY_READ_TIMEOUT",
+    "RELAY_SEND_ERROR",
+    "RELAY_SEND_TIMEOUT",
+    "RELAY_STOPPED",
+    "Relayed",
+    "relay",
+]
+
+
+cdef extern from "crc.h" nogil:
+    ctypedef struct slip_crc_model:
+        int width
+        uint64_t poly
+        uint64_t init
+        uint64_t xorout
+        uint64_t mask
+
+    int slip_crc_model_init(slip_crc_model *m, int width, uint64_t poly, uint64_t init,
+                            uint64_t xorout)
+    uint64_t slip_crc_update(const slip_crc_model *m, uint64_t reg, const unsigned char *buf,
+                             size_t len)
+
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    short POLLIN
+    short POLLOUT
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t recv(int fd, void *buf, size_t n, int flags)
+    ssize_t send(int fd, const void *buf, size_t n, int flags)
+    int MSG_NOSIGNAL
+    int MSG_DONTWAIT
+
+
+cdef enum:
+    _DONE = 0
+    _ENDED = 1
+    _READ_ERROR = 2
+    _READ_TIMEOUT = 3
+    _SEND_ERROR = 4
+    _SEND_TIMEOUT = 5
+    _STOPPED = 6
+
+RELAY_DONE = _DONE
+RELAY_ENDED = _ENDED
+RELAY_READ_ERROR = _READ_ERROR
+RELAY_READ_TIMEOUT = _READ_TIMEOUT
+RELAY_SEND_ERROR = _SEND_ERROR
+RELAY_SEND_TIMEOUT = _SEND_TIMEOUT
+RELAY_STOPPED = _STOPPED
+
+Relayed = namedtuple("Relayed", ["received", "sent", "crc32", "status", "error"])
+Relayed.__doc__ = "How far a :func:`relay` got (see ``_relay_py.Relayed``)."
+
+cdef slip_crc_model _crc32
+slip_crc_model_init(&_crc32, 32, 0xEDB88320, 0xFFFFFFFF, 0xFFFFFFFF)
+
+
+cdef int _wait(int fd, short events, int stop, int timeout_ms) noexcept nogil:
+    """0 when ``fd`` is ready (or failed), ``_STOPPED`` when ``stop`` is readable, -1 on
+    timeout; a failing poll counts as ready (the next call reports the error)."""
+    cdef pollfd fds[2]
+    cdef int ready
+    fds[0].fd = fd
+    fds[0].events = events
+    fds[0].revents = 0
+    fds[1].fd = stop
+    fds[1].events = POLLIN
+    fds[1].revents = 0
+    while True:
+        ready = poll(fds, 2, timeout_ms)
+        if ready < 0:
+            if errno == EINTR:
+                continue
+            return 0
+        if ready == 0:
+            return -1
+        if fds[1].revents:
+            return _STOPPED
+        return 0
+
+
+cdef int _millis(double seconds):
+    if seconds <= 0:
+        return 0
+    if seconds >= 2147483.0:
+        return 2147483647
+    return <int> (seconds * 1000.0 + 0.5)
+
+
+def relay(int source, int dest, buffer, long long count, initial, double read_timeout,
+          double send_timeout, int stop):
+    """Move up to ``count`` bytes from socket ``source`` to socket ``dest`` through
+    ``buffer`` (writable, any size above 0), with their CRC-32 continuing ``initial``.
+
+    See ``_relay_py``; blocking, for a worker thread; the GIL is released throughout.
+    """
+    cdef Py_buffer buf
+    cdef unsigned char *p
+    cdef size_t size
+    cdef long long received = 0
+    cdef long long sent = 0
+    cdef uint64_t reg
+    cdef ssize_t got, wrote
+    cdef size_t want, offset
+    cdef int status = _DONE
+    cdef int error = 0
+    cdef int waited
+    cdef int read_ms = _millis(read_timeout)
+    cdef int send_ms = _millis(send_timeout)
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    value = int(initial)
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError("initial must be a CRC-32 (0..2**32-1)")
+    reg = <uint64_t> value ^ 0xFFFFFFFF
+    try:
+        PyObject_GetBuffer(buffer, &buf, PyBUF_WRITABLE)
+    except BufferError as exc:
+        raise ValueError("buffer must be writable and not empty") from exc
+    try:
+        if buf.len <= 0:
+            raise ValueError("buffer must be writable and not empty")
+        p = <unsigned char *> buf.buf
+        size = <size_t> buf.len
+        with nogil:
+            while received < count:
+                want = size
+                if <long long> want > count - received:
+                    want = <size_t> (count - received)
+                got = recv(source, p, want, MSG_DONTWAIT)
+                if got < 0:
+                    if errno == EAGAIN:  # EWOULDBLOCK is EAGAIN on Linux
+                        waited = _wait(source, POLLIN, stop, read_ms)
+                        if waited == _STOPPED:
+                            status = _STOPPED
+                            break
+                        if waited < 0:
+                            status = _READ_TIMEOUT
+                            break
+                        continue
+                    if errno == EINTR:
+                        continue
+                    status = _READ_ERROR
+                    error = errno if errno else EIO
+                    break
+                if got == 0:
+                    status = _ENDED
+                    break
+                received += got
+                reg = slip_crc_update(&_crc32, reg, p, <size_t> got)
+                offset = 0
+                while offset < <size_t> got:
+                    wrote = send(dest, p + offset, <size_t> got - offset,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT)
+                    if wrote < 0:
+                        if errno == EAGAIN:  # EWOULDBLOCK is EAGAIN on Linux
+                            waited = _wait(dest, POLLOUT, stop, send_ms)
+                            if waited == _STOPPED:
+                                status = _STOPPED
+                                break
+                            if waited < 0:
+                                status = _SEND_TIMEOUT
+                                break
+                            continue
+                        if errno == EINTR:
+                            continue
+                        status = _SEND_ERROR
+                        error = errno if errno else EIO
+                        break
+                    offset += <size_t> wrote
+                    sent += wrote
+                if status != _DONE:
+                    break
+    finally:
+        PyBuffer_Release(&buf)
+    return Relayed(received, sent, reg ^ 0xFFFFFFFF, status, error)

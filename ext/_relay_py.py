@@ -1,0 +1,146 @@
+"""Relaying a socket's bytes to another socket with their CRC-32, pure-Python reference
+twin (the spec for ``_relay_c``).
+
+:func:`relay` is a blocking loop meant to run on a worker thread: it receives up to
+``count`` bytes from ``source`` into ``buffer``, updates the CRC-32 over them and sends
+them to ``dest``, chunk after chunk, every received chunk sent before the next is
+received.  Both descriptors are non-blocking sockets (the event loop's): where one would
+block, the loop waits with ``poll`` on it and on ``stop``, within ``read_timeout`` (for
+``source``) or ``send_timeout`` (for ``dest``) seconds per wait.  ``stop`` is a
+descriptor (an eventfd or a pipe's read end) that the owner makes readable to end the
+relay at once: the owner's task was cancelled.
+
+It never raises for what happens on the wire; it returns a :class:`Relayed` saying how
+far it got and why it stopped (one of the ``RELAY_*`` codes).  The compiled twin runs
+the whole loop without the GIL; this one holds it between system calls.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import zlib
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = [
+    "RELAY_DONE",
+    "RELAY_ENDED",
+    "RELAY_READ_ERROR",
+    "RELAY_READ_TIMEOUT",
+    "RELAY_SEND_ERROR",
+    "RELAY_SEND_TIMEOUT",
+    "RELAY_STOPPED",
+    "Relayed",
+    "relay",
+]
+
+RELAY_DONE = 0
+"""All ``count`` bytes were moved."""
+RELAY_ENDED = 1
+"""``source`` reached its end (the peer closed) first."""
+RELAY_READ_ERROR = 2
+"""Receiving from ``source`` failed (``error`` is the errno)."""
+RELAY_READ_TIMEOUT = 3
+"""Nothing arrived from ``source`` within ``read_timeout``."""
+RELAY_SEND_ERROR = 4
+"""Sending to ``dest`` failed (``error`` is the errno)."""
+RELAY_SEND_TIMEOUT = 5
+"""``dest`` took nothing within ``send_timeout``."""
+RELAY_STOPPED = 6
+"""``stop`` became readable."""
+
+
+class Relayed(NamedTuple):
+    """How far a :func:`relay` got."""
+
+    received: int
+    """Bytes received from ``source``."""
+    sent: int
+    """Bytes sent to ``dest`` (equal to ``received`` unless sending stopped it)."""
+    crc32: int
+    """CRC-32 of ``initial``'s data followed by every byte received."""
+    status: int
+    """Why it stopped: one of the ``RELAY_*`` codes."""
+    error: int
+    """The errno of a failed receive or send, else 0."""
+
+
+def _wait(fd: int, events: int, stop: int, timeout: float) -> int:
+    """Wait until ``fd`` is ready for ``events`` (or fails): 0; ``RELAY_STOPPED`` when
+    ``stop`` is readable first; -1 after ``timeout`` seconds with neither."""
+    poller = select.poll()
+    poller.register(fd, events)
+    poller.register(stop, select.POLLIN)
+    while True:
+        try:
+            ready = poller.poll(max(0, int(timeout * 1000)))
+        except InterruptedError:  # pragma: no cover - PEP 475 retries poll already
+            continue
+        if not ready:
+            return -1
+        if any(ready_fd == stop for ready_fd, _ in ready):
+            return RELAY_STOPPED
+        return 0
+
+
+def relay(
+    source: int,
+    dest: int,
+    buffer: Buffer,
+    count: int,
+    initial: int,
+    read_timeout: float,
+    send_timeout: float,
+    stop: int,
+) -> Relayed:
+    """Move up to ``count`` bytes from socket ``source`` to socket ``dest`` through
+    ``buffer`` (writable, any size above 0), with their CRC-32 continuing ``initial``.
+
+    See the module docstring; blocking, for a worker thread.
+    """
+    view = memoryview(buffer).cast("B")
+    if view.readonly or not len(view):
+        raise ValueError("buffer must be writable and not empty")
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    if not 0 <= initial <= 0xFFFFFFFF:
+        raise ValueError("initial must be a CRC-32 (0..2**32-1)")
+    received = sent = 0
+    value = initial
+    while received < count:
+        want = min(len(view), count - received)
+        try:
+            got = os.readv(source, [view[:want]])
+        except BlockingIOError:
+            waited = _wait(source, select.POLLIN, stop, read_timeout)
+            if waited:
+                status = RELAY_STOPPED if waited == RELAY_STOPPED else RELAY_READ_TIMEOUT
+                return Relayed(received, sent, value, status, 0)
+            continue
+        except OSError as exc:
+            return Relayed(received, sent, value, RELAY_READ_ERROR, exc.errno or errno.EIO)
+        if not got:
+            return Relayed(received, sent, value, RELAY_ENDED, 0)
+        received += got
+        value = zlib.crc32(view[:got], value)
+        chunk = view[:got]
+        while chunk:
+            try:
+                # os.write on a socket is send(2) without flags; Python ignores SIGPIPE,
+                # so a closed peer is EPIPE here.
+                wrote = os.write(dest, chunk)
+            except BlockingIOError:
+                waited = _wait(dest, select.POLLOUT, stop, send_timeout)
+                if waited:
+                    status = RELAY_STOPPED if waited == RELAY_STOPPED else RELAY_SEND_TIMEOUT
+                    return Relayed(received, sent, value, status, 0)
+                continue
+            except OSError as exc:
+                return Relayed(received, sent, value, RELAY_SEND_ERROR, exc.errno or errno.EIO)
+            sent += wrote
+            chunk = chunk[wrote:]
+    return Relayed(received, sent, value, RELAY_DONE, 0)
