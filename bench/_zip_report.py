@@ -55,6 +55,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     many_rate = med("many", "slipstream", "bytes_per_s")
     many_floor = med("many", "pump_crc", "bytes_per_s")
     upstream_many = med("many", "upstream_curl", "bytes_per_s")
+    design_floor = med("many", "relay_floor", "bytes_per_s")
     zs = med("many", "zipstream_ng", "bytes_per_s")
     ttfb0 = med("resume", "offset0", "first_body_s")
     ttfb90 = med("resume", "offset90", "first_body_s")
@@ -93,6 +94,8 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "ratio_to_floor": many_rate / many_floor,
             "upstream_curl_bytes_per_s": upstream_many,
             "upstream_curl_ratio_to_big_cold": upstream_many / cold,
+            "design_floor_bytes_per_s": design_floor,
+            "design_floor_ratio_to_big_cold": design_floor / cold,
             "target": MANY_TARGET,
             "zip_bytes": {
                 "zipstream_ng": raw["many"]["zipstream_ng"][0]["bytes"],
@@ -179,6 +182,14 @@ def print_table(sizes: dict[str, int], summary: dict[str, Any]) -> None:
         f"{many['floor_ratio_to_big_cold']:.2f}",
         "reported",
         f"slipstream = {many['ratio_to_floor']:.2f} x floor",
+    )
+    row(
+        "    design floor: back to back, C relay",
+        _mbps(many["big_cold_bytes_per_s"]),
+        _mbps(many["design_floor_bytes_per_s"]),
+        f"{many['design_floor_ratio_to_big_cold']:.2f}",
+        "reported",
+        "-",
     )
     row(
         "    upstream pace: curl from nginx, no relay",

@@ -34,7 +34,10 @@ before the ``GET``.  Four cases; in each, the order of the sides reverses every 
     keep-alive upstream connection, requests pipelined a few ahead, each relayed with its
     CRC-32 between a local header and a data descriptor), as a ratio to (a) cold too; and
     the **upstream's own pace**: curl fetching the same 1,000 files from nginx, one after
-    the other on one keep-alive connection, bodies dropped (no relay at all).
+    the other on one keep-alive connection, bodies dropped (no relay at all); and the
+    **design floor** (``_relay_floor_server.py``: the same body made as the proposed
+    design for (b) would, the members relayed back to back by one worker thread, each
+    body in C without the GIL, while the Trio task keeps the requests 4 ahead).
 (c) ``resume``: on a cold 10 GiB, 1,000-member zip, the time to the first body byte of
     ``Range: bytes=<90%>-`` against the same request at offset 0 (``bytes=0-``), each
     on its own cold manifest.  The offset-0 reply is closed after its first body byte;
@@ -242,6 +245,7 @@ class Bench:
     pump: ScriptServer
     slow: ScriptServer  # the delaying proxy in front of nginx
     slip: ZipServer
+    relay_floor: ScriptServer  # (b)'s design floor
 
     def upstream(self, path: str) -> str:
         return f"http://127.0.0.1:{self.nginx.port}/{path}"
@@ -327,14 +331,16 @@ def many_zipstream(bench: Bench) -> dict[str, Any]:
     return {"seconds": seconds, "bytes": produced, "bytes_per_s": produced / seconds}
 
 
-def many_floor(bench: Bench) -> dict[str, Any]:
-    """The floor of (b): the pump relays the same members as one zip-framed body."""
+def many_floor(bench: Bench, server: ScriptServer | None = None) -> dict[str, Any]:
+    """The floor of (b): the pump (or ``server``, the design floor) relays the same
+    members as one zip-framed body."""
     sizes = bench.sizes
-    reply = http_get(bench.pump.port, f"/many/{sizes.many}/many/m")
+    server = server or bench.pump
+    reply = http_get(server.port, f"/many/{sizes.many}/many/m")
     name_bytes = len("m0000.bin")
     expected = sizes.many * (30 + name_bytes + sizes.many_size + 16)
     if reply.status != 200 or reply.body_bytes != expected:
-        raise RuntimeError(f"pump /many/: status {reply.status}, {reply.body_bytes} bytes")
+        raise RuntimeError(f"{server.name} /many/: status {reply.status}, {reply.body_bytes} bytes")
     return {"seconds": reply.total_s, "bytes": reply.body_bytes, "bytes_per_s": reply.bytes_per_s()}
 
 
@@ -458,6 +464,7 @@ def cases(bench: Bench) -> dict[str, dict[str, Side]]:
         "many": {
             "zipstream_ng": lambda tag: many_zipstream(bench),
             "pump_crc": lambda tag: many_floor(bench),
+            "relay_floor": lambda tag: many_floor(bench, bench.relay_floor),
             "upstream_curl": lambda tag: many_upstream_curl(bench),
             "slipstream": lambda tag: many_slipstream(bench, tag),
         },
@@ -552,13 +559,16 @@ def run(sizes: Sizes, tmpdir: str | None) -> dict[str, Any]:
             pump = ScriptServer("_pump_server.py", [str(nginx.port)])
             servers.append(pump)
             pump.start()
+            relay_floor = ScriptServer("_relay_floor_server.py", [str(nginx.port)])
+            servers.append(relay_floor)
+            relay_floor.start()
             slow = ScriptServer("_delay_proxy.py", [str(nginx.port), str(sizes.delay_ms)])
             servers.append(slow)
             slow.start()
             prefixes = [f"http://127.0.0.1:{port}/" for port in (nginx.port, slow.port)]
             slip = ZipServer(prefixes, TIMEOUT_S)
             servers.append(slip)
-            bench = Bench(root, tmp, sizes, nginx, proxy, pump, slow, slip)
+            bench = Bench(root, tmp, sizes, nginx, proxy, pump, slow, slip, relay_floor)
             bench.restart()
             # Warm-up: the page cache for every file, and the CRC of big.bin for (a) warm.
             for port in (nginx.port, proxy.port):
