@@ -14,14 +14,14 @@ extensions = [
         "slipstream.ext._digest_c",
         ["ext/_digest_c.pyx", "ext/csrc/crc.c"],
         include_dirs=["ext/csrc"],
-        depends=["ext/csrc/crc.h"],
+        depends=["ext/csrc/crc.h", "ext/_crc.pxi"],
         extra_compile_args=C_FLAGS,
     ),
     Extension(
         "slipstream.ext._relay_c",
         ["ext/_relay_c.pyx", "ext/csrc/crc.c"],
         include_dirs=["ext/csrc"],
-        depends=["ext/csrc/crc.h"],
+        depends=["ext/csrc/crc.h", "ext/_crc.pxi"],
         extra_compile_args=C_FLAGS,
     ),
 ]

@@ -37,29 +37,7 @@ __all__ = [
 ]
 
 
-cdef extern from "crc.h" nogil:
-    ctypedef struct slip_crc_model:
-        int width
-        uint64_t poly
-        uint64_t init
-        uint64_t xorout
-        uint64_t mask
-
-    int SLIP_CRC_TABLE
-    int SLIP_CRC_PCLMUL
-    int SLIP_CRC_VPCLMUL256
-    int SLIP_CRC_VPCLMUL512
-
-    int slip_crc_model_init(slip_crc_model *m, int width, uint64_t poly, uint64_t init,
-                            uint64_t xorout)
-    int slip_crc_best_impl()
-    int slip_crc_impl_available(int impl)
-    uint64_t slip_crc_update(const slip_crc_model *m, uint64_t reg, const unsigned char *buf,
-                             size_t len)
-    uint64_t slip_crc_update_with(const slip_crc_model *m, int impl, uint64_t reg,
-                                  const unsigned char *buf, size_t len)
-    uint64_t slip_crc_combine(const slip_crc_model *m, uint64_t crc_a, uint64_t crc_b,
-                              uint64_t len_b)
+include "_crc.pxi"
 
 
 CRC_ALGORITHMS = ("crc32", "crc32c", "crc64xz", "crc64nvme")

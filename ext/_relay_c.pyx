@@ -26,18 +26,7 @@ __all__ = [
 ]
 
 
-cdef extern from "crc.h" nogil:
-    ctypedef struct slip_crc_model:
-        int width
-        uint64_t poly
-        uint64_t init
-        uint64_t xorout
-        uint64_t mask
-
-    int slip_crc_model_init(slip_crc_model *m, int width, uint64_t poly, uint64_t init,
-                            uint64_t xorout)
-    uint64_t slip_crc_update(const slip_crc_model *m, uint64_t reg, const unsigned char *buf,
-                             size_t len)
+include "_crc.pxi"
 
 
 cdef extern from "<poll.h>" nogil:
