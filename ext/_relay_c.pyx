@@ -71,9 +71,10 @@ cdef slip_crc_model _crc32
 slip_crc_model_init(&_crc32, 32, 0xEDB88320, 0xFFFFFFFF, 0xFFFFFFFF)
 
 
-cdef int _wait(int fd, short events, int stop, int timeout_ms) noexcept nogil:
-    """0 when ``fd`` is ready (or failed), ``_STOPPED`` when ``stop`` is readable, -1 on
-    timeout; a failing poll counts as ready (the next call reports the error)."""
+cdef int _wait(int fd, short events, int stop, int timeout_ms, int timed_out) noexcept nogil:
+    """``_DONE`` when ``fd`` is ready (or failed), ``_STOPPED`` when ``stop`` is readable,
+    ``timed_out`` after ``timeout_ms``; a failing poll counts as ready (the next call
+    reports the error)."""
     cdef pollfd fds[2]
     cdef int ready
     fds[0].fd = fd
@@ -87,12 +88,12 @@ cdef int _wait(int fd, short events, int stop, int timeout_ms) noexcept nogil:
         if ready < 0:
             if errno == EINTR:
                 continue
-            return 0
+            return _DONE
         if ready == 0:
-            return -1
+            return timed_out
         if fds[1].revents:
             return _STOPPED
-        return 0
+        return _DONE
 
 
 cdef int _millis(double seconds):
@@ -120,7 +121,6 @@ def relay(int source, int dest, buffer, long long count, initial, double read_ti
     cdef size_t want, offset
     cdef int status = _DONE
     cdef int error = 0
-    cdef int waited
     cdef int read_ms = _millis(read_timeout)
     cdef int send_ms = _millis(send_timeout)
     if count < 0:
@@ -146,12 +146,8 @@ def relay(int source, int dest, buffer, long long count, initial, double read_ti
                 got = recv(source, p, want, MSG_DONTWAIT)
                 if got < 0:
                     if errno == EAGAIN:  # EWOULDBLOCK is EAGAIN on Linux
-                        waited = _wait(source, POLLIN, stop, read_ms)
-                        if waited == _STOPPED:
-                            status = _STOPPED
-                            break
-                        if waited < 0:
-                            status = _READ_TIMEOUT
+                        status = _wait(source, POLLIN, stop, read_ms, _READ_TIMEOUT)
+                        if status != _DONE:
                             break
                         continue
                     if errno == EINTR:
@@ -170,12 +166,8 @@ def relay(int source, int dest, buffer, long long count, initial, double read_ti
                                  MSG_NOSIGNAL | MSG_DONTWAIT)
                     if wrote < 0:
                         if errno == EAGAIN:  # EWOULDBLOCK is EAGAIN on Linux
-                            waited = _wait(dest, POLLOUT, stop, send_ms)
-                            if waited == _STOPPED:
-                                status = _STOPPED
-                                break
-                            if waited < 0:
-                                status = _SEND_TIMEOUT
+                            status = _wait(dest, POLLOUT, stop, send_ms, _SEND_TIMEOUT)
+                            if status != _DONE:
                                 break
                             continue
                         if errno == EINTR:

@@ -69,22 +69,27 @@ class Relayed(NamedTuple):
     """The errno of a failed receive or send, else 0."""
 
 
-def _wait(fd: int, events: int, stop: int, timeout: float) -> int:
-    """Wait until ``fd`` is ready for ``events`` (or fails): 0; ``RELAY_STOPPED`` when
-    ``stop`` is readable first; -1 after ``timeout`` seconds with neither."""
+def _millis(seconds: float) -> int:
+    """``seconds`` as a ``poll`` timeout: whole milliseconds, rounded, within a C int."""
+    if seconds <= 0:
+        return 0
+    if seconds >= 2147483.0:
+        return 2147483647
+    return int(seconds * 1000.0 + 0.5)
+
+
+def _wait(fd: int, events: int, stop: int, timeout_ms: int, timed_out: int) -> int | None:
+    """Wait until ``fd`` is ready for ``events`` (or fails): None; ``RELAY_STOPPED`` when
+    ``stop`` is readable first; ``timed_out`` after ``timeout_ms`` with neither."""
     poller = select.poll()
     poller.register(fd, events)
     poller.register(stop, select.POLLIN)
-    while True:
-        try:
-            ready = poller.poll(max(0, int(timeout * 1000)))
-        except InterruptedError:  # pragma: no cover - PEP 475 retries poll already
-            continue
-        if not ready:
-            return -1
-        if any(ready_fd == stop for ready_fd, _ in ready):
-            return RELAY_STOPPED
-        return 0
+    ready = poller.poll(timeout_ms)  # PEP 475: retried on EINTR
+    if not ready:
+        return timed_out
+    if any(ready_fd == stop for ready_fd, _ in ready):
+        return RELAY_STOPPED
+    return None
 
 
 def relay(
@@ -109,6 +114,7 @@ def relay(
         raise ValueError("count must be >= 0")
     if not 0 <= initial <= 0xFFFFFFFF:
         raise ValueError("initial must be a CRC-32 (0..2**32-1)")
+    read_ms, send_ms = _millis(read_timeout), _millis(send_timeout)
     received = sent = 0
     value = initial
     while received < count:
@@ -116,10 +122,9 @@ def relay(
         try:
             got = os.readv(source, [view[:want]])
         except BlockingIOError:
-            waited = _wait(source, select.POLLIN, stop, read_timeout)
-            if waited:
-                status = RELAY_STOPPED if waited == RELAY_STOPPED else RELAY_READ_TIMEOUT
-                return Relayed(received, sent, value, status, 0)
+            stopped = _wait(source, select.POLLIN, stop, read_ms, RELAY_READ_TIMEOUT)
+            if stopped is not None:
+                return Relayed(received, sent, value, stopped, 0)
             continue
         except OSError as exc:
             return Relayed(received, sent, value, RELAY_READ_ERROR, exc.errno or errno.EIO)
@@ -134,10 +139,9 @@ def relay(
                 # so a closed peer is EPIPE here.
                 wrote = os.write(dest, chunk)
             except BlockingIOError:
-                waited = _wait(dest, select.POLLOUT, stop, send_timeout)
-                if waited:
-                    status = RELAY_STOPPED if waited == RELAY_STOPPED else RELAY_SEND_TIMEOUT
-                    return Relayed(received, sent, value, status, 0)
+                stopped = _wait(dest, select.POLLOUT, stop, send_ms, RELAY_SEND_TIMEOUT)
+                if stopped is not None:
+                    return Relayed(received, sent, value, stopped, 0)
                 continue
             except OSError as exc:
                 return Relayed(received, sent, value, RELAY_SEND_ERROR, exc.errno or errno.EIO)

@@ -4,6 +4,7 @@ where the contract says, and agree on every result."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import threading
@@ -126,7 +127,7 @@ def test_a_client_gone_is_a_send_error(rl: ModuleType, pipe: Pipe) -> None:
     done = pipe.run(rl, 4)
     assert done.received == 4 and done.sent == 0
     assert done.status == rl.RELAY_SEND_ERROR
-    assert done.error in (32, 104)  # EPIPE, ECONNRESET
+    assert done.error in (errno.EPIPE, errno.ECONNRESET)
 
 
 def test_a_client_that_reads_nothing_times_out(rl: ModuleType, pipe: Pipe) -> None:
@@ -148,7 +149,7 @@ def test_a_client_that_reads_nothing_times_out(rl: ModuleType, pipe: Pipe) -> No
 def test_the_stop_descriptor_ends_a_wait_at_once(rl: ModuleType, pipe: Pipe) -> None:
     timer = threading.Timer(0.05, os.eventfd_write, args=(pipe.stop_fd, 1))
     timer.start()
-    done = pipe.run(rl, 10, read_timeout=30.0)
+    done = pipe.run(rl, 10, read_timeout=1e12)  # past a C int of milliseconds: capped
     timer.join()
     assert done == (0, 0, 0, rl.RELAY_STOPPED, 0)
 
