@@ -117,6 +117,7 @@ if TYPE_CHECKING:
     from slipstream.ext._relay_py import (
         RELAY_DONE,
         RELAY_ENDED,
+        RELAY_MISMATCH,
         RELAY_READ_ERROR,
         RELAY_READ_TIMEOUT,
         RELAY_SEND_ERROR,
@@ -129,6 +130,7 @@ else:
     _relay = _load("relay")
     RELAY_DONE = _relay.RELAY_DONE
     RELAY_ENDED = _relay.RELAY_ENDED
+    RELAY_MISMATCH = _relay.RELAY_MISMATCH
     RELAY_READ_ERROR = _relay.RELAY_READ_ERROR
     RELAY_READ_TIMEOUT = _relay.RELAY_READ_TIMEOUT
     RELAY_SEND_ERROR = _relay.RELAY_SEND_ERROR
@@ -147,6 +149,7 @@ __all__ = [
     "PURE",
     "RELAY_DONE",
     "RELAY_ENDED",
+    "RELAY_MISMATCH",
     "RELAY_READ_ERROR",
     "RELAY_READ_TIMEOUT",
     "RELAY_SEND_ERROR",

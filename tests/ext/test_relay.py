@@ -48,17 +48,19 @@ class Pipe:
         os.close(self.stop_fd)
 
     def run(self, rl: ModuleType, count: int, *, buffer: int = 65536, **kw: Any) -> Any:
-        """Relay ``count`` bytes with default timeouts (overridable)."""
+        """Relay ``count`` bytes with default timeouts (overridable); other keywords
+        (``head``, ``trailer``, ``crc_at``, ``expected``) are passed on."""
         args = {"initial": 0, "read_timeout": 5.0, "send_timeout": 5.0, **kw}
         return rl.relay(
             self.source.fileno(),
             self.dest.fileno(),
             bytearray(buffer),
             count,
-            args["initial"],
-            args["read_timeout"],
-            args["send_timeout"],
+            args.pop("initial"),
+            args.pop("read_timeout"),
+            args.pop("send_timeout"),
             self.stop_fd,
+            **args,
         )
 
 
@@ -154,6 +156,69 @@ def test_the_stop_descriptor_ends_a_wait_at_once(rl: ModuleType, pipe: Pipe) -> 
     assert done == (0, 0, 0, rl.RELAY_STOPPED, 0)
 
 
+def test_a_head_goes_before_and_a_trailer_with_the_crc_after(rl: ModuleType, pipe: Pipe) -> None:
+    pipe.upstream.sendall(b"member data")
+    trailer = bytearray(b"PK\x07\x08" + bytes(4) + b"sizes")
+    done = pipe.run(rl, 11, head=b"header:", trailer=trailer, crc_at=4)
+    value = zlib.crc32(b"member data")
+    assert done == (11, 11, value, rl.RELAY_DONE, 0)  # head and trailer are not counted
+    assert trailer == b"PK\x07\x08" + value.to_bytes(4, "little") + b"sizes"
+    expected = b"header:member data" + bytes(trailer)
+    assert pipe.client.recv(100) == expected
+
+
+def test_a_trailer_without_crc_at_is_sent_as_it_is(rl: ModuleType, pipe: Pipe) -> None:
+    pipe.upstream.sendall(b"ab")
+    done = pipe.run(rl, 2, trailer=b"end", expected=zlib.crc32(b"ab"))
+    assert done.status == rl.RELAY_DONE
+    assert pipe.client.recv(16) == b"abend"
+
+
+def test_bytes_with_another_crc_than_expected_get_no_trailer(rl: ModuleType, pipe: Pipe) -> None:
+    pipe.upstream.sendall(b"changed")
+    trailer = bytearray(8)
+    done = pipe.run(rl, 7, head=b"h", trailer=trailer, crc_at=0, expected=zlib.crc32(b"original"))
+    assert done == (7, 7, zlib.crc32(b"changed"), rl.RELAY_MISMATCH, 0)
+    assert trailer == bytes(8), "not written"
+    pipe.dest.close()
+    assert pipe.client.recv(100) == b"hchanged"
+
+
+def test_a_source_that_ends_early_gets_no_trailer(rl: ModuleType, pipe: Pipe) -> None:
+    pipe.upstream.sendall(b"abc")
+    pipe.upstream.shutdown(socket.SHUT_WR)
+    done = pipe.run(rl, 5, head=b"<", trailer=b">")
+    assert done.status == rl.RELAY_ENDED
+    pipe.dest.close()
+    assert pipe.client.recv(100) == b"<abc"
+
+
+def test_a_client_gone_before_the_head_is_a_send_error(rl: ModuleType, pipe: Pipe) -> None:
+    pipe.client.close()
+    done = pipe.run(rl, 4, head=b"header")
+    assert done[:4] == (0, 0, 0, rl.RELAY_SEND_ERROR)
+    assert done.error in (errno.EPIPE, errno.ECONNRESET)
+
+
+@pytest.mark.parametrize(
+    ("trailer", "crc_at", "expected"),
+    [
+        (None, 0, -1),
+        (bytes(8), 0, -1),
+        (bytearray(3), 0, -1),
+        (bytearray(8), 5, -1),
+        (bytearray(8), -2, -1),
+        (None, -1, -2),
+        (None, -1, 1 << 32),
+    ],
+)
+def test_bad_trailer_arguments_are_refused(
+    rl: ModuleType, pipe: Pipe, trailer: Any, crc_at: int, expected: int
+) -> None:
+    with pytest.raises(ValueError):
+        pipe.run(rl, 0, trailer=trailer, crc_at=crc_at, expected=expected)
+
+
 @pytest.mark.parametrize(
     ("buffer", "count", "initial"),
     [(bytes(16), 1, 0), (bytearray(), 1, 0), (bytearray(16), -1, 0), (bytearray(16), 1, 1 << 32)],
@@ -171,16 +236,42 @@ def test_bad_arguments_are_refused(
     buffer=st.integers(1, 9000),
     initial=st.integers(0, 0xFFFFFFFF),
     extra=st.integers(0, 3),
+    head=st.binary(max_size=100),
+    trailer=st.none() | st.binary(min_size=4, max_size=30),
+    crc_at=st.integers(0, 26),
+    check=st.sampled_from(["none", "right", "wrong"]),
 )
-def test_the_twins_agree(data: bytes, buffer: int, initial: int, extra: int) -> None:
+def test_the_twins_agree(
+    data: bytes,
+    buffer: int,
+    initial: int,
+    extra: int,
+    head: bytes,
+    trailer: bytes | None,
+    crc_at: int,
+    check: str,
+) -> None:
+    value = zlib.crc32(data, initial)
+    expected = {"none": -1, "right": value, "wrong": value ^ 1}[check]
+    at = min(crc_at, len(trailer) - 4) if trailer is not None else -1
     results = []
     for kind in ("c", "py"):
         rl = load_twin("relay", kind)
         pipe = Pipe()
+        tail = bytearray(trailer) if trailer is not None else None
         try:
             pipe.upstream.sendall(data)
             pipe.upstream.shutdown(socket.SHUT_WR)
-            done = pipe.run(rl, len(data) + extra, buffer=buffer, initial=initial)
+            done = pipe.run(
+                rl,
+                len(data) + extra,
+                buffer=buffer,
+                initial=initial,
+                head=head,
+                trailer=tail,
+                crc_at=at,
+                expected=expected,
+            )
             pipe.dest.shutdown(socket.SHUT_WR)
             out = bytearray()
             while chunk := pipe.client.recv(1 << 16):
@@ -189,8 +280,14 @@ def test_the_twins_agree(data: bytes, buffer: int, initial: int, extra: int) -> 
             pipe.close()
         results.append((tuple(done), bytes(out)))
     assert results[0] == results[1]
-    status = load_twin("relay", "py").RELAY_ENDED if extra else 0
-    assert results[0] == (
-        (len(data), len(data), zlib.crc32(data, initial), status, 0),
-        data,
-    )
+    py = load_twin("relay", "py")
+    if extra:
+        status, sent_after = py.RELAY_ENDED, b""
+    elif check == "wrong":
+        status, sent_after = py.RELAY_MISMATCH, b""
+    else:
+        status = py.RELAY_DONE
+        sent_after = trailer or b""
+        if trailer is not None:
+            sent_after = trailer[:at] + value.to_bytes(4, "little") + trailer[at + 4 :]
+    assert results[0] == ((len(data), len(data), value, status, 0), head + data + sent_after)
