@@ -21,7 +21,7 @@ import trio
 
 from .errors import SlipstreamError
 from .netpolicy import UrlRejected
-from .upstream import BodyEndedEarly, BodyTimeout, Exchange, HeadFailed
+from .upstream import BodyEndedEarly, BodyTimeout, Exchange, HeadFailed, Relayer
 
 __all__ = [
     "BodySource",
@@ -137,6 +137,17 @@ class Fetched:
             raise TypeError("this body cannot be spliced")
         try:
             await self._body.splice_to(out, count, send_timeout)
+        except (BodyEndedEarly, BodyTimeout) as exc:
+            raise as_fetch_error(exc) from exc
+
+    async def relay_through(self, relayer: Relayer, count: int) -> None:
+        """Have ``relayer`` move the next ``count`` body bytes (only when
+        :attr:`can_splice`; see :meth:`Exchange.relay_through`).  Raises
+        :class:`FetchError` for the upstream, and what ``relayer`` raises for the client."""
+        if not isinstance(self._body, Exchange):
+            raise TypeError("this body cannot be relayed")
+        try:
+            await self._body.relay_through(relayer, count)
         except (BodyEndedEarly, BodyTimeout) as exc:
             raise as_fetch_error(exc) from exc
 

@@ -129,6 +129,11 @@ class BodyWriter:
         self.sendfile_bytes = 0
         """Bytes of file slices sent with zero-copy ``sendfile`` (one add per slice)."""
 
+    @property
+    def send_timeout(self) -> float:
+        """Seconds each wait for the socket may take."""
+        return self._timeout
+
     async def flush(self) -> None:
         """Send what is buffered."""
         if self._pending:

@@ -40,12 +40,19 @@ import errno
 import fcntl
 import os
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import h11
 import trio
 
-from slipstream.ext import NEED_MORE, ResponseHead, parse_response_head
+from slipstream.ext import (
+    NEED_MORE,
+    RELAY_DONE,
+    RELAY_READ_TIMEOUT,
+    Relayed,
+    ResponseHead,
+    parse_response_head,
+)
 
 from .numeric import InvalidNumber, parse_uint
 from .upstream_pool import Connect, ConnectionPool, UpstreamConnection
@@ -58,6 +65,7 @@ __all__ = [
     "ConnectionPool",
     "Exchange",
     "HeadFailed",
+    "Relayer",
     "UpstreamConnection",
     "exchange",
     "request_head",
@@ -125,6 +133,16 @@ def _content_length(response: h11.Response) -> int | None:
             except InvalidNumber as exc:
                 raise HeadFailed(f"unusable Content-Length: {exc}") from exc
     return length
+
+
+class Relayer(Protocol):
+    """What relays an exchange's body bytes itself (a zip reply's send thread lane)."""
+
+    async def relay(
+        self, fd: int, first: memoryview, count: int, read_timeout: float, /
+    ) -> tuple[int, Relayed]:
+        """Send ``first``, then relay ``count`` bytes from the socket ``fd``; how many
+        of ``first`` went out, and how far the relay got (raises for the client side)."""
 
 
 class Exchange:
@@ -239,6 +257,34 @@ class Exchange:
         finally:
             os.close(read_end)
             os.close(write_end)
+
+    async def relay_through(self, relayer: Relayer, count: int) -> None:
+        """Have ``relayer`` move the next ``count`` body bytes from this connection's
+        socket (the bytes h11 had already buffered first); :attr:`spliced` counts them.
+
+        Raises :class:`BodyEndedEarly` or :class:`BodyTimeout` when the upstream stops
+        short (the bytes before that were delivered), and what ``relayer`` raises for
+        the client.  The connection is reused only if the body was read to its end.
+        """
+        remaining = self._remaining
+        conn = self._conn
+        if remaining is None or conn is None or count > remaining:
+            raise ValueError("relay_through needs that many bytes of a Content-Length body")
+        buffered = self._buffered or memoryview(b"")
+        first = buffered[:count]
+        # A client-side failure raises here with nothing counted: the body is then not
+        # read to its end, so the connection (in an unknown state) is never reused.
+        sent_first, moved = await relayer.relay(
+            conn.socket.fileno(), first, count - len(first), self._timeout
+        )
+        self._buffered = buffered[len(first) :]
+        self._remaining = remaining - len(first) - moved.received
+        self.spliced += sent_first + moved.sent
+        if moved.status == RELAY_DONE:
+            return
+        if moved.status == RELAY_READ_TIMEOUT:
+            raise BodyTimeout("no data received within the read timeout")
+        raise BodyEndedEarly(f"upstream closed with {self._remaining} body bytes missing")
 
     async def _splice_in(self, source: trio.socket.SocketType, pipe: int, size: int) -> int:
         fd = source.fileno()

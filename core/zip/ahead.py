@@ -50,14 +50,14 @@ class OpenedAhead:
 
     __slots__ = ("error", "first", "piece", "reader", "ready", "relay", "taken")
 
-    def __init__(self, piece: Piece) -> None:
+    def __init__(self, piece: Piece, head_only: bool = False) -> None:
         self.piece = piece
         self.ready = trio.Event()
         """Set once the read is open (``reader`` and ``first``) or failed (``error``)."""
         self.taken = trio.Event()
         self.reader: AsyncGenerator[memoryview, None] | None = None
         self.first: bytes | memoryview = b""
-        self.relay = Relay()
+        self.relay = Relay(head_only=head_only)
         self.error: Exception | None = None
 
     async def take(self) -> tuple[AsyncGenerator[memoryview, None], bytes | memoryview]:
@@ -76,7 +76,16 @@ class ReadAhead:
     """The pieces of a reply after the one being sent, with the reads of the next members
     opened ahead in ``nursery`` (cancel it to close those not taken)."""
 
-    def __init__(self, pieces: Iterator[Piece], open_read: OpenRead, nursery: trio.Nursery):
+    def __init__(
+        self,
+        pieces: Iterator[Piece],
+        open_read: OpenRead,
+        nursery: trio.Nursery,
+        *,
+        head_only: bool = False,
+    ):
+        self._head_only = head_only
+        """Open the reads with ``Relay(head_only=True)`` (their first chunk may be empty)."""
         self._pieces = pieces
         self._open_read = open_read
         self._nursery = nursery
@@ -102,7 +111,7 @@ class ReadAhead:
                 pending.append(piece)
             item = pending[position]
             if not isinstance(item, OpenedAhead) and item.kind == "data":
-                ahead = OpenedAhead(item)
+                ahead = OpenedAhead(item, self._head_only)
                 pending[position] = ahead
                 self._nursery.start_soon(self._open, ahead)
                 opened += 1

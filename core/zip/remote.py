@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
@@ -29,7 +29,6 @@ from slipstream.http.dates import parse_http_date
 from slipstream.http.validators import strong_validator
 from slipstream.netpolicy import Target
 from slipstream.numeric import InvalidNumber, parse_uint
-from slipstream.send import BodyWriter
 
 from .errors import ZipError
 
@@ -56,14 +55,32 @@ class MemberChanged(Exception):
     """An upstream object no longer matches the manifest (validator, size or bytes)."""
 
 
+class Sink(Protocol):
+    """What takes the rest of a member read's body itself: a reply's
+    :class:`~slipstream.send.BodyWriter` (``splice``), or a member's lane in a send
+    thread (:class:`~slipstream.zip.sendthread.Lane`, relayed)."""
+
+    async def splice(self, source: Fetched, count: int, /) -> None:
+        """Move ``source``'s next ``count`` body bytes to the client."""
+
+
 class Relay:
     """Where :func:`read_member` may move the bytes itself (see its ``relay``)."""
 
-    __slots__ = ("out",)
+    __slots__ = ("head_only", "moves", "out")
 
-    def __init__(self) -> None:
-        self.out: BodyWriter | None = None
-        """Set it to have the rest of the read spliced into this writer's socket."""
+    def __init__(self, *, head_only: bool = False) -> None:
+        self.head_only = head_only
+        """Whether the first chunk may be empty: when the answer lets ``out`` move its
+        rest, :func:`read_member` then yields an empty chunk once the answer is checked,
+        without reading the body, and ``out`` moves all of it (the bytes that came with
+        the head first)."""
+        self.out: Sink | None = None
+        """Set it to have the rest of the read moved by this sink (not yielded)."""
+        self.moves = False
+        """Whether the answer being read lets ``out`` move its rest (plaintext, framed by
+        length): set by :func:`read_member` before it yields; when False, the rest is
+        yielded even with ``out`` set."""
 
 
 class UpstreamRefused(FetchError):
@@ -237,7 +254,8 @@ async def read_member(
     generator is advanced or closed (copy it to keep it longer).  Once the caller sets
     ``relay.out``, the bytes not yielded yet are moved into that writer's socket with
     ``splice`` instead, where the answer allows it (plaintext, framed by length): the
-    generator then ends without yielding them.
+    generator then ends without yielding them.  With ``relay.head_only``, the first
+    chunk is empty where the answer allows moving (see :class:`Relay`).
 
     Raises :class:`MemberChanged` when the upstream object changed, ``FetchError`` when
     the bytes could not be fetched within ``tries`` attempts (:class:`UpstreamRefused`
@@ -257,6 +275,10 @@ async def read_member(
             try:
                 async with fetcher.stream(obj.uri, ranged, check_url=check_url) as got:
                     skip = _check_answer(got, obj, start, want, skip_limit)
+                    if relay is not None:
+                        relay.moves = got.can_splice
+                        if relay.head_only and relay.moves and not skip and not done:
+                            yield buffer[:0]
                     while done < length:
                         out = relay.out if relay is not None else None
                         if out is not None and not skip and got.can_splice:

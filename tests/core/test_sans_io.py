@@ -37,6 +37,7 @@ IO_MODULES = {
     "slipstream.zip.local",
     "slipstream.zip.localcrc",
     "slipstream.zip.remote",
+    "slipstream.zip.sendthread",
     "slipstream.zip.service",
     "slipstream.zip.stream",
 }

@@ -4,7 +4,8 @@
 :func:`tests.helpers.server.build_tree` in the pytest-trio ``nursery``; ``start_server``
 does the same with config overrides; ``raw_client`` is a raw connection to ``served``.
 ``make_env`` / ``env`` are download-enabled servers whose fetches reach the loopback
-``upstream``; ``three`` puts three small zip members on it.
+``upstream``; ``three`` puts three small zip members on it.  ``zip_sender`` runs a test twice: zip
+replies sent by a send thread, then by the event loop.
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ from typing import Any
 import pytest
 import trio
 
+import slipstream.zip.stream
 from tests.helpers.raw_http import RawClient
 from tests.helpers.remote_downloads import Env, MakeEnv, env_factory
 from tests.helpers.server import Served, StartServer, start_in
 from tests.helpers.upstream import Upstream
 from tests.helpers.zip import add_three
+
+
+@pytest.fixture(params=[True, False], ids=["send-thread", "event-loop"])
+def zip_sender(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether zip replies of remote members get a send thread (both, one run each)."""
+    threaded: bool = request.param
+    monkeypatch.setattr(slipstream.zip.stream, "SEND_THREAD", threaded)
+    return threaded
 
 
 @pytest.fixture

@@ -46,6 +46,8 @@ from tests.helpers.zip import (
     zip_server,
 )
 
+pytestmark = pytest.mark.usefixtures("zip_sender")
+
 MIB = 1024 * 1024
 
 

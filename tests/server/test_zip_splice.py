@@ -22,6 +22,8 @@ from tests.helpers.server import StartServer
 from tests.helpers.upstream import Blob, Upstream
 from tests.helpers.zip import create, fetch, member_bytes, zip_server
 
+pytestmark = pytest.mark.usefixtures("zip_sender")
+
 SIZE = 3 * 1024 * 1024
 
 

@@ -41,6 +41,8 @@ from tests.helpers.zip import (
     zip_server,
 )
 
+pytestmark = pytest.mark.usefixtures("zip_sender")
+
 SIZES = [0, 1, 70_000, 5, 150_001]
 """Member sizes: an empty one, tiny ones, and two spanning several upstream chunks."""
 

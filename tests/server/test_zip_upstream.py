@@ -33,6 +33,8 @@ from tests.helpers.zip import (
     zip_server,
 )
 
+pytestmark = pytest.mark.usefixtures("zip_sender")
+
 # --- own reader of entry names ----------------------------------------------------------
 
 

@@ -3,15 +3,20 @@ loopback upstream, sent through a real socket pair, against the reference layout
 
 The body reads members ahead (several upstream reads open at once, answering at different
 speeds, in chunks of different sizes); what it sends must still be the pieces of the
-layout one after the other (:func:`tests.helpers.zip_layout.full_zip`), for any range.
+layout one after the other (:func:`tests.helpers.zip_layout.full_zip`), for any range,
+sent by a send thread and by the event loop alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import slipstream.zip.stream
 from slipstream.fetch import Fetcher
 from slipstream.netpolicy import NetworkPolicy, Target
 from slipstream.send import send_body
@@ -27,6 +32,14 @@ OPEN = NetworkPolicy(allow_private_networks=True)
 
 def anything(target: Target) -> None:
     """An allow list that allows every URI."""
+
+
+@pytest.fixture(autouse=True)
+def _send_thread_back() -> Iterator[None]:
+    """Whatever a test sets ``SEND_THREAD`` to, it is set back after it."""
+    before = slipstream.zip.stream.SEND_THREAD
+    yield
+    slipstream.zip.stream.SEND_THREAD = before
 
 
 async def sent(body: ZipBody) -> bytes:
@@ -58,6 +71,7 @@ member = st.tuples(
 )
 
 
+@pytest.mark.parametrize("threaded", [True, False], ids=["send-thread", "event-loop"])
 @settings(max_examples=30, deadline=None)
 @given(
     members=st.lists(member, min_size=1, max_size=9),
@@ -65,8 +79,9 @@ member = st.tuples(
     data=st.data(),
 )
 async def test_a_body_reading_ahead_is_the_reference_layout_byte_for_byte(
-    members: list[tuple[int, float, bool]], chunk: int, data: st.DataObject
+    members: list[tuple[int, float, bool]], chunk: int, data: st.DataObject, threaded: bool
 ) -> None:
+    slipstream.zip.stream.SEND_THREAD = threaded  # (set back by the fixture below)
     contents = [member_bytes(n, size) for n, (size, _, _) in enumerate(members)]
     async with Fetcher(OPEN) as fetcher, trio.open_nursery() as background:
         upstream = Upstream()  # its own, in this example's nursery (not a fixture's)
