@@ -23,9 +23,10 @@ What the loop queues (in order; the thread sends it in that order and nothing el
   the expected one (the cached CRC, if any) and sends its data descriptor with it, so the
   loop never waits for a member's end before queuing the next.
 
-Every result reaches the loop through the Trio token (``run_sync_soon``), never by
-blocking the thread.  The thread is the only writer of the client socket while it runs:
-the reply's head goes out before it starts, and the loop writes again only after it ended.
+Every result reaches the loop through the Trio token (``run_sync_soon``, one wake-up for
+the results handed while the loop was busy), never by blocking the thread.  The thread
+is the only writer of the client socket while it runs: the reply's head goes out before
+it starts, and the loop writes again only after it ended.
 
 Stopping: :meth:`SendThread.stop` (a failure elsewhere, or the reply's task cancelled)
 ends the thread at its next wait; its waits (``poll``) include a stop eventfd, and its
@@ -41,6 +42,7 @@ import fcntl
 import os
 import queue
 import select
+from collections import deque
 from typing import Any, Final, Generic, TypeVar
 
 import trio
@@ -277,6 +279,9 @@ class SendThread:
         self._waiting: set[_Result[Any]] = set()
         self._stopped = False
         self._returned = False
+        self._reports: deque[tuple[_Result[Any], Any, Exception | None]] = deque()
+        """Results handed by the thread, not delivered yet (see :meth:`_hand`)."""
+        self._notified = False
         self.ended = trio.Event()
         """Set once the thread has ended (it touches no buffer and no socket after)."""
         self.failure: Exception | None = None
@@ -346,6 +351,7 @@ class SendThread:
                 nursery.cancel_scope.cancel()
         finally:
             self._returned = True
+            self._deliver()  # (what the thread handed last, if not delivered yet)
             error = self._ended_error()
             for waiting in self._waiting:
                 waiting.error = error
@@ -366,21 +372,27 @@ class SendThread:
         return SendStopped("the reply's send thread has ended")
 
     def _hand(self, result: _Result[T] | None, value: T | None, error: Exception | None) -> None:
-        """Hand a result to the loop (from the thread)."""
-        if result is not None:
-            self._token.run_sync_soon(self._handed, result, value, error)
+        """Hand a result to the loop (from the thread).
 
-    def _handed(self, result: _Result[T], value: T | None, error: Exception | None) -> None:
-        result.value, result.error = value, error
-        result.done.set()
-        self._waiting.discard(result)
+        Results wait in a deque; the loop is woken (``run_sync_soon``) only if it has not
+        been since it last took them, so a loop busy with other work takes several at
+        once: each wake-up costs both threads a hand-over of the GIL."""
+        if result is None:
+            return
+        self._reports.append((result, value, error))
+        if not self._notified:
+            self._notified = True
+            self._token.run_sync_soon(self._deliver)
 
-    def _handed_both(
-        self, relayed: _Result[tuple[int, Relayed]], moved: tuple[int, Relayed], ended: _Result[int]
-    ) -> None:
-        """A member's last relay and its end, in one hand-over (one wake-up of the loop)."""
-        self._handed(relayed, moved, None)
-        self._handed(ended, moved[1].crc32, None)
+    def _deliver(self) -> None:
+        """Give the waiting tasks the results the thread handed (in the loop)."""
+        self._notified = False
+        reports = self._reports
+        while reports:
+            result, value, error = reports.popleft()
+            result.value, result.error = value, error
+            result.done.set()
+            self._waiting.discard(result)
 
     # -- the thread's side ----------------------------------------------------------------
 
@@ -471,9 +483,8 @@ class SendThread:
                     self._hand(lane.ended, None, CrcMismatch(value))
                     return RELAY_STOPPED
                 if trailer is not None and moved.status == RELAY_DONE:
-                    self._token.run_sync_soon(
-                        self._handed_both, op.done, (len(first), moved), lane.ended
-                    )
+                    self._hand(op.done, (len(first), moved), None)
+                    self._hand(lane.ended, value, None)
                     return RELAY_DONE
             sent += moved.sent
             if moved.status in (RELAY_SEND_ERROR, RELAY_SEND_TIMEOUT, RELAY_STOPPED):

@@ -83,7 +83,7 @@ RECHECKS: Final = 16
 RECHECK_TIMEOUT: Final = 10.0
 """Seconds one such try may take (then the member counts as failing)."""
 _COALESCE: Final = 64 * 1024
-IN_FLIGHT: Final = 3
+IN_FLIGHT: Final = 4
 """Members handed to a reply's send thread and not finished yet, at most (each holds its
 upstream connection and one pooled buffer until the thread has sent it)."""
 SEND_THREAD: bool = True
@@ -533,6 +533,8 @@ class ZipBody(StreamedBody):
                         source.unavailable.add(item.piece.index)
                         raise
                     self._hand(sender, flights, nursery, item.piece, reader, first, item.relay)
+                    # Let its task queue the relay before the thread gets to the member.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 elif item.kind == "data":
                     ahead.fill()
                     relay = Relay(head_only=True)
