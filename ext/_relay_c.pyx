@@ -109,8 +109,9 @@ cdef int _millis(double seconds):
 
 
 cdef int _send_all(int dest, const unsigned char *p, size_t n, int stop, int send_ms,
-                   int *error) noexcept nogil:
-    """Send all ``n`` bytes at ``p`` (a head or trailer): ``_DONE`` or why it stopped."""
+                   int *error, long long *sent) noexcept nogil:
+    """Send all ``n`` bytes at ``p``, adding to ``sent`` what went: ``_DONE`` or why it
+    stopped (``error`` set to the errno of a failed send)."""
     cdef ssize_t wrote
     cdef int status
     while n:
@@ -127,6 +128,7 @@ cdef int _send_all(int dest, const unsigned char *p, size_t n, int stop, int sen
             return _SEND_ERROR
         p += wrote
         n -= <size_t> wrote
+        sent[0] += wrote
     return _DONE
 
 
@@ -148,10 +150,11 @@ def relay(int source, int dest, buffer, long long count, initial, double read_ti
     cdef size_t size
     cdef long long received = 0
     cdef long long sent = 0
+    cdef long long extra = 0  # head and trailer bytes sent (not counted in the result)
     cdef uint64_t reg
     cdef uint64_t final
-    cdef ssize_t got, wrote
-    cdef size_t want, offset
+    cdef ssize_t got
+    cdef size_t want
     cdef int status = _DONE
     cdef int error = 0
     cdef int read_ms = _millis(read_timeout)
@@ -189,7 +192,7 @@ def relay(int source, int dest, buffer, long long count, initial, double read_ti
             size = <size_t> buf.len
             with nogil:
                 status = _send_all(dest, <const unsigned char *> head_buf.buf,
-                                   <size_t> head_buf.len, stop, send_ms, &error)
+                                   <size_t> head_buf.len, stop, send_ms, &error, &extra)
                 while status == _DONE and received < count:
                     want = size
                     if <long long> want > count - received:
@@ -211,23 +214,7 @@ def relay(int source, int dest, buffer, long long count, initial, double read_ti
                         break
                     received += got
                     reg = slip_crc_update(&_crc32, reg, p, <size_t> got)
-                    offset = 0
-                    while offset < <size_t> got:
-                        wrote = send(dest, p + offset, <size_t> got - offset,
-                                     MSG_NOSIGNAL | MSG_DONTWAIT)
-                        if wrote < 0:
-                            if errno == EAGAIN:  # EWOULDBLOCK is EAGAIN on Linux
-                                status = _wait(dest, POLLOUT, stop, send_ms, _SEND_TIMEOUT)
-                                if status != _DONE:
-                                    break
-                                continue
-                            if errno == EINTR:
-                                continue
-                            status = _SEND_ERROR
-                            error = errno if errno else EIO
-                            break
-                        offset += <size_t> wrote
-                        sent += wrote
+                    status = _send_all(dest, p, <size_t> got, stop, send_ms, &error, &sent)
                 if status == _DONE:
                     final = reg ^ _MASK32
                     if expected != -1 and <long long> final != expected:
@@ -240,7 +227,8 @@ def relay(int source, int dest, buffer, long long count, initial, double read_ti
                             tail[crc_at + 2] = <unsigned char> ((final >> 16) & 0xFF)
                             tail[crc_at + 3] = <unsigned char> ((final >> 24) & 0xFF)
                         status = _send_all(dest, <const unsigned char *> tail_buf.buf,
-                                           <size_t> tail_buf.len, stop, send_ms, &error)
+                                           <size_t> tail_buf.len, stop, send_ms, &error,
+                                           &extra)
         finally:
             if have_tail:
                 PyBuffer_Release(&tail_buf)

@@ -140,7 +140,7 @@ def relay(
     read_ms, send_ms = _millis(read_timeout), _millis(send_timeout)
     received = sent = 0
     value = initial
-    stopped = _send(dest, memoryview(head).cast("B"), stop, send_ms)
+    stopped, _ = _send(dest, memoryview(head).cast("B"), stop, send_ms)
     if stopped is not None:
         return Relayed(0, 0, value, *stopped)
     while received < count:
@@ -158,41 +158,35 @@ def relay(
             return Relayed(received, sent, value, RELAY_ENDED, 0)
         received += got
         value = zlib.crc32(view[:got], value)
-        chunk = view[:got]
-        while chunk:
-            try:
-                # os.write on a socket is send(2) without flags; Python ignores SIGPIPE,
-                # so a closed peer is EPIPE here.
-                wrote = os.write(dest, chunk)
-            except BlockingIOError:
-                waited = _wait(dest, select.POLLOUT, stop, send_ms, RELAY_SEND_TIMEOUT)
-                if waited is not None:
-                    return Relayed(received, sent, value, waited, 0)
-                continue
-            except OSError as exc:
-                return Relayed(received, sent, value, RELAY_SEND_ERROR, exc.errno or errno.EIO)
-            sent += wrote
-            chunk = chunk[wrote:]
+        stopped, moved = _send(dest, view[:got], stop, send_ms)
+        sent += moved
+        if stopped is not None:
+            return Relayed(received, sent, value, *stopped)
     if expected != -1 and value != expected:
         return Relayed(received, sent, value, RELAY_MISMATCH, 0)
     if tail is not None:
         if crc_at != -1:
             tail[crc_at : crc_at + 4] = value.to_bytes(4, "little")
-        stopped = _send(dest, tail, stop, send_ms)
+        stopped, _ = _send(dest, tail, stop, send_ms)
         if stopped is not None:
             return Relayed(received, sent, value, *stopped)
     return Relayed(received, sent, value, RELAY_DONE, 0)
 
 
-def _send(dest: int, data: memoryview, stop: int, send_ms: int) -> tuple[int, int] | None:
-    """Send all of ``data`` (a head or trailer): None, or (status, errno) of the failure."""
-    while data:
+def _send(
+    dest: int, data: memoryview, stop: int, send_ms: int
+) -> tuple[tuple[int, int] | None, int]:
+    """Send all of ``data``: (None, or (status, errno) of what stopped it; bytes sent)."""
+    sent = 0
+    while sent < len(data):
         try:
-            data = data[os.write(dest, data) :]
+            # os.write on a socket is send(2) without flags; Python ignores SIGPIPE, so a
+            # closed peer is EPIPE here.
+            sent += os.write(dest, data[sent:])
         except BlockingIOError:
             waited = _wait(dest, select.POLLOUT, stop, send_ms, RELAY_SEND_TIMEOUT)
             if waited is not None:
-                return waited, 0
+                return (waited, 0), sent
         except OSError as exc:
-            return RELAY_SEND_ERROR, exc.errno or errno.EIO
-    return None
+            return (RELAY_SEND_ERROR, exc.errno or errno.EIO), sent
+    return None, sent
