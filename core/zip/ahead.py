@@ -6,8 +6,11 @@ sent, answer checked, first chunk received), each in a task of a nursery the rep
 so a zip of many small members is not one upstream round trip per member.  The memory
 budget: each open read holds one pooled buffer (``BODY_BUFFER``, 1 MiB, in
 :mod:`slipstream.fetch`) with its first chunk in it, so a reply holds at most 5 MiB (4
-reads ahead and the member being sent).  The rest of each member waits in the kernel's
-socket buffers until its turn.  The bytes, their order and
+reads ahead and the member being sent; a reply with a send thread also holds the
+buffers of the members handed to it, see :mod:`slipstream.zip.stream`).  The rest of
+each member waits in the kernel's socket buffers until its turn.  With ``head_only``
+(the send thread's reads) a read ahead stops at its checked answer: its first chunk is
+empty, and the thread moves the whole body from the kernel.  The bytes, their order and
 the errors are those of reading one member after the other: a read ahead that fails
 (``FetchError``, ``MemberChanged``) fails its member when that member's turn comes,
 never the member being sent; what the reply sent before is flushed first, so the cut
