@@ -553,8 +553,12 @@ class ZipBody(StreamedBody):
                 else:
                     if item.kind == "central":  # it needs the CRCs of the members in flight
                         await flights.drained()
+                        # Stored before the last bytes leave, as the event loop's path
+                        # does: a client that asks again at once finds them cached.
+                        source.crcs.flush(self.background)
                     sender.send(await self._render(item))
             await flights.drained()
+            source.crcs.flush(self.background)
             sender.close()
             await sender.ended.wait()
             if sender.failure is not None:
