@@ -527,11 +527,7 @@ class ZipBody(StreamedBody):
                 await flights.room()
                 if isinstance(item, OpenedAhead):
                     ahead.fill()
-                    try:
-                        reader, first = await item.take()
-                    except FetchError:
-                        source.unavailable.add(item.piece.index)
-                        raise
+                    reader, first = await self._take(item)
                     self._hand(sender, flights, nursery, item.piece, reader, first, item.relay)
                     # Let its task queue the relay before the thread gets to the member.
                     await trio.lowlevel.cancel_shielded_checkpoint()
@@ -687,17 +683,23 @@ class ZipBody(StreamedBody):
         while (item := ahead.next()) is not None:
             if isinstance(item, OpenedAhead):
                 ahead.fill()
-                try:
-                    reader, first = await item.take()
-                except FetchError:
-                    source.unavailable.add(item.piece.index)
-                    raise
+                reader, first = await self._take(item)
                 await self._send_data(out, item.piece, reader, first, item.relay)
             elif item.kind == "data":
                 ahead.fill()
                 await self._send_data(out, item)
             else:
                 await out.write(await self._render(item))
+
+    async def _take(
+        self, item: OpenedAhead
+    ) -> tuple[AsyncGenerator[memoryview, None], bytes | memoryview]:
+        """Own a read opened ahead; its member is marked failing if opening it failed."""
+        try:
+            return await item.take()
+        except FetchError:
+            self.source.unavailable.add(item.piece.index)
+            raise
 
     async def _send_data(
         self,
