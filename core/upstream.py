@@ -59,6 +59,8 @@ from .upstream_pool import Connect, ConnectionPool, UpstreamConnection
 from .upstream_request import request_head
 
 __all__ = [
+    "SPLICE_CHUNK",
+    "SPLICE_FLAGS",
     "BodyEndedEarly",
     "BodyTimeout",
     "Connect",
@@ -69,6 +71,7 @@ __all__ = [
     "UpstreamConnection",
     "exchange",
     "request_head",
+    "splice_pipe",
 ]
 
 HEAD_READ: Final = 16 * 1024
@@ -83,7 +86,8 @@ FAST_FIELDS: Final = 256
 """Most header fields the fast response-head parser takes (more: h11 reads the head)."""
 SPLICE_CHUNK: Final = 1024 * 1024
 """Most bytes moved by one ``splice`` call (and the pipe's size)."""
-_SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+"""Flags of every ``splice`` call: move pages where possible, never block."""
 _GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN})
 
 
@@ -244,10 +248,8 @@ class Exchange:
         if not count:
             return
         source = conn.socket
-        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        read_end, write_end = splice_pipe()
         try:
-            with contextlib.suppress(OSError):  # the default 64 KiB pipe works too
-                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, SPLICE_CHUNK)
             while count:
                 moved = await self._splice_in(source, write_end, min(count, SPLICE_CHUNK))
                 self._remaining = remaining = remaining - moved
@@ -290,7 +292,7 @@ class Exchange:
         fd = source.fileno()
         while True:
             try:
-                moved = os.splice(fd, pipe, size, flags=_SPLICE_FLAGS)
+                moved = os.splice(fd, pipe, size, flags=SPLICE_FLAGS)
             except BlockingIOError:
                 with trio.move_on_after(self._timeout) as scope:
                     await trio.lowlevel.wait_readable(source)
@@ -396,6 +398,15 @@ class Exchange:
             await conn.aclose()
 
 
+def splice_pipe() -> tuple[int, int]:
+    """A non-blocking pipe (read end, write end) for ``splice``, sized to hold
+    :data:`SPLICE_CHUNK` where the kernel allows it; the caller closes both ends."""
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    with contextlib.suppress(OSError):  # the default 64 KiB pipe works too
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, SPLICE_CHUNK)
+    return read_end, write_end
+
+
 def _receive_ready(sock: trio.socket.SocketType, buffer: memoryview) -> int:
     """The bytes the socket holds right now, received into ``buffer`` without waiting;
     0 when there are none yet, and also when the connection has ended or broken (the
@@ -423,7 +434,7 @@ async def _splice_out(pipe: int, out: trio.socket.SocketType, size: int, timeout
     fd = out.fileno()
     while size:
         try:
-            sent = os.splice(pipe, fd, size, flags=_SPLICE_FLAGS)
+            sent = os.splice(pipe, fd, size, flags=SPLICE_FLAGS)
         except BlockingIOError:
             with trio.fail_after(timeout):
                 await trio.lowlevel.wait_writable(out)

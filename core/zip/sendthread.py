@@ -37,8 +37,6 @@ still awaited; the loop does not release a buffer the thread may be sending from
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import queue
 import select
@@ -61,6 +59,7 @@ from slipstream.ext import (
     relay,
 )
 from slipstream.fetched import Fetched
+from slipstream.upstream import SPLICE_CHUNK, SPLICE_FLAGS, splice_pipe
 
 __all__ = [
     "SEND_THREADS",
@@ -76,9 +75,6 @@ SEND_THREADS: Final = 16
 """Zip replies that may each have a send thread at once; the others are sent by the loop."""
 RELAY_BUFFER: Final = 1024 * 1024
 """The thread's relay buffer (one per send thread)."""
-SPLICE_CHUNK: Final = 1024 * 1024
-"""Most bytes moved by one ``splice`` call (and the pipe's size)."""
-_SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 _SEND_GATES: trio.lowlevel.RunVar[trio.Semaphore] = trio.lowlevel.RunVar("zip_send_gates")
 
@@ -513,14 +509,12 @@ class SendThread:
         """Move ``count`` bytes from the socket ``source`` to the client with ``splice``
         (socket -> pipe -> socket); as :func:`~slipstream.ext.relay` reports it (no CRC)."""
         received = sent = 0
-        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        read_end, write_end = splice_pipe()
         try:
-            with contextlib.suppress(OSError):  # the default 64 KiB pipe works too
-                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, SPLICE_CHUNK)
             while received < count:
                 try:
                     moved = os.splice(
-                        source, write_end, min(count - received, SPLICE_CHUNK), flags=_SPLICE_FLAGS
+                        source, write_end, min(count - received, SPLICE_CHUNK), flags=SPLICE_FLAGS
                     )
                 except BlockingIOError:
                     status = self._wait(source, select.POLLIN, read_timeout, RELAY_READ_TIMEOUT)
@@ -534,7 +528,7 @@ class SendThread:
                 received += moved
                 while moved:
                     try:
-                        out = os.splice(read_end, self._fd, moved, flags=_SPLICE_FLAGS)
+                        out = os.splice(read_end, self._fd, moved, flags=SPLICE_FLAGS)
                     except BlockingIOError:
                         status = self._wait(
                             self._fd, select.POLLOUT, self._send_timeout, RELAY_SEND_TIMEOUT
