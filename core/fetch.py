@@ -44,6 +44,8 @@ from .buffers import BufferPool
 from .fetched import BodySource, Fetched, FetchError, FetchKey, as_fetch_error, fetch_errors
 from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
 from .upstream import ConnectionPool, exchange
+from .upstream_ahead import SentRequest, send_request
+from .upstream_request import request_head
 
 __all__ = [
     "BodySource",
@@ -333,6 +335,62 @@ class Fetcher:
             as_sent(target)  # refused by httpx (e.g. "999.1.1.1"): answer 400 now
         return target
 
+    @property
+    def pumped(self) -> bool:
+        """Whether plain ``http://`` GETs go through :mod:`slipstream.upstream` (and
+        :meth:`send_ahead` may write them), not httpx."""
+        return self._pump
+
+    async def send_ahead(
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        check_url: Callable[[Target], None] | None = None,
+    ) -> SentRequest | None:
+        """Write ``GET url`` now and read its answer later (:class:`SentRequest`), for
+        plain ``http://`` requests of the common shape; None otherwise, or when it
+        fails: the caller then uses :meth:`stream`, which reports why.
+
+        The headers sent are those :meth:`stream` sends; the URL is checked the same
+        way (a refused one gives None here, and :meth:`stream` refuses it)."""
+        if not self._pump:
+            return None
+        try:
+            target = self.check(url, check_url)
+        except FetchError:
+            return None
+        if target.scheme != "http":
+            return None
+        try:
+            path, lines = self._request_lines(target, self._headers_sent(headers))
+        except UnicodeEncodeError:
+            return None
+        data = request_head("GET", path, lines)
+        if data is None:
+            return None
+        return await send_request(
+            self.pool, target.host, target.port, data, target.url, self._read_timeout
+        )
+
+    def _headers_sent(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``headers`` with the fetcher's own (User-Agent, Accept-Encoding) unless given."""
+        base = [("User-Agent", self._user_agent), ("Accept-Encoding", "identity")]
+        names = {name.lower() for name, _ in headers}
+        return [h for h in base if h[0].lower() not in names] + list(headers)
+
+    @staticmethod
+    def _request_lines(
+        target: Target, headers: Sequence[tuple[str, str]]
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The request target and the header lines (Host first) of a pumped request."""
+        # check() has made sure httpx would send target.url unchanged (as_sent), so its
+        # netloc and path+query are the Host and the request target, as bytes.
+        netloc, _, path = target.url.split("://", 1)[1].partition("/")
+        lines = [(b"Host", netloc.encode("ascii"))]
+        lines += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        return b"/" + path.encode("ascii"), lines
+
     @contextlib.asynccontextmanager
     async def stream(
         self,
@@ -347,9 +405,7 @@ class Fetcher:
         The response is closed when the block exits.  ``Accept-Encoding: identity`` is
         sent unless ``headers`` say otherwise, so bytes arrive as stored.
         """
-        base = [("User-Agent", self._user_agent), ("Accept-Encoding", "identity")]
-        names = {name.lower() for name, _ in headers}
-        sent = [h for h in base if h[0].lower() not in names] + list(headers)
+        sent = self._headers_sent(headers)
         target = self.check(url, check_url)
         origin = (target.scheme, target.host, target.port)
         for _hop in range(self.max_redirects + 1):
@@ -390,17 +446,13 @@ class Fetcher:
         self, target: Target, method: str, headers: Sequence[tuple[str, str]]
     ) -> AsyncIterator[Fetched]:
         with fetch_errors():
-            # check() has made sure httpx would send target.url unchanged (as_sent), so
-            # its netloc and path+query are the Host and the request target, as bytes.
-            netloc, _, path = target.url.split("://", 1)[1].partition("/")
-            lines = [(b"Host", netloc.encode("ascii"))]
-            lines += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+            path, lines = self._request_lines(target, headers)
             answer = await exchange(
                 self.pool,
                 target.host,
                 target.port,
                 method,
-                b"/" + path.encode("ascii"),
+                path,
                 lines,
                 read_timeout=self._read_timeout,
             )

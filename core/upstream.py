@@ -70,6 +70,7 @@ __all__ = [
     "Relayer",
     "UpstreamConnection",
     "exchange",
+    "read_fast_head",
     "request_head",
     "splice_pipe",
 ]
@@ -203,6 +204,30 @@ class Exchange:
         """Body bytes :meth:`splice_to` has delivered so far."""
 
     @classmethod
+    def from_head(
+        cls,
+        pool: ConnectionPool,
+        conn: UpstreamConnection,
+        head: ResponseHead,
+        received: bytearray,
+        read_timeout: float,
+    ) -> Exchange:
+        """The exchange whose head the fast parser read (``head``, parsed from
+        ``received``, which may hold the first body bytes after it)."""
+        headers = head.headers
+        return cls(
+            pool,
+            conn,
+            None,
+            head.status,
+            headers,
+            _keep_alive(headers),
+            head.content_length,
+            memoryview(received)[head.end :],
+            read_timeout,
+        )
+
+    @classmethod
     def from_h11(
         cls,
         pool: ConnectionPool,
@@ -268,19 +293,37 @@ class Exchange:
         short (the bytes before that were delivered), and what ``relayer`` raises for
         the client.  The connection is reused only if the body was read to its end.
         """
+        fd, first, rest = self.relay_plan(count)
+        # A client-side failure raises here with nothing counted: the body is then not
+        # read to its end, so the connection (in an unknown state) is never reused.
+        sent_first, moved = await relayer.relay(fd, first, rest, self._timeout)
+        self.relayed(first, sent_first, moved)
+
+    @property
+    def read_timeout(self) -> float:
+        """The longest wait for the next byte of this answer, in seconds."""
+        return self._timeout
+
+    def relay_plan(self, count: int) -> tuple[int, memoryview, int]:
+        """What a relay of the next ``count`` body bytes moves: the socket's descriptor,
+        the bytes already buffered that go first, and how many to take from the socket
+        after them (for :meth:`relay_through`, or a relay queued without waiting; report
+        its result with :meth:`relayed`)."""
         remaining = self._remaining
         conn = self._conn
         if remaining is None or conn is None or count > remaining:
-            raise ValueError("relay_through needs that many bytes of a Content-Length body")
+            raise ValueError("a relay needs that many bytes of a Content-Length body")
+        first = (self._buffered or memoryview(b""))[:count]
+        return conn.socket.fileno(), first, count - len(first)
+
+    def relayed(self, first: memoryview, sent_first: int, moved: Relayed) -> None:
+        """Count what a relay planned by :meth:`relay_plan` moved (``first`` as planned;
+        ``sent_first`` of it went out, then ``moved``).  Raises :class:`BodyEndedEarly`
+        or :class:`BodyTimeout` when the upstream stopped short."""
         buffered = self._buffered or memoryview(b"")
-        first = buffered[:count]
-        # A client-side failure raises here with nothing counted: the body is then not
-        # read to its end, so the connection (in an unknown state) is never reused.
-        sent_first, moved = await relayer.relay(
-            conn.socket.fileno(), first, count - len(first), self._timeout
-        )
         self._buffered = buffered[len(first) :]
-        self._remaining = remaining - len(first) - moved.received
+        assert self._remaining is not None
+        self._remaining -= len(first) + moved.received
         self.spliced += sent_first + moved.sent
         if moved.status == RELAY_DONE:
             return
@@ -478,6 +521,24 @@ async def exchange(
     raise HeadFailed("the upstream closed the connection twice")  # pragma: no cover
 
 
+async def read_fast_head(
+    sock: trio.socket.SocketType, received: bytearray
+) -> tuple[ResponseHead | None, bool]:
+    """Receive a response head into ``received`` for the fast parser: (the head, False)
+    once it is in; (None, False) when the parser declines it, (None, True) when the
+    connection ended first (``received`` then holds what came, for h11)."""
+    while True:
+        chunk = await sock.recv(HEAD_READ)
+        if not chunk:
+            return None, True
+        received += chunk
+        head = parse_response_head(received, 0, MAX_HEAD, FAST_FIELDS)
+        if isinstance(head, ResponseHead):
+            return head, False
+        if head != NEED_MORE:
+            return None, False
+
+
 def _h11_client(
     method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]]
 ) -> tuple[h11.Connection, bytes]:
@@ -509,27 +570,15 @@ async def _send_and_read_head(
             view = memoryview(data)
             while view:
                 view = view[await sock.send(view) :]
-            while machine is None:  # the fast path, until the head is in or declined
-                chunk = await sock.recv(HEAD_READ)
-                received += chunk
-                head = parse_response_head(received, 0, MAX_HEAD, FAST_FIELDS) if chunk else None
-                if isinstance(head, ResponseHead):
-                    return Exchange(
-                        pool,
-                        conn,
-                        None,
-                        head.status,
-                        head.headers,
-                        _keep_alive(head.headers),
-                        head.content_length,
-                        memoryview(received)[head.end :],
-                        read_timeout,
-                    )
-                if head != NEED_MORE:  # declined, or the connection ended: h11 judges
-                    machine, _ = _h11_client(method, target, headers)
-                    machine.receive_data(bytes(received))
-                    if not chunk:
-                        machine.receive_data(b"")
+            if machine is None:  # the fast path, until the head is in or declined
+                head, ended = await read_fast_head(sock, received)
+                if head is not None:
+                    return Exchange.from_head(pool, conn, head, received, read_timeout)
+                # Declined, or the connection ended: h11 judges.
+                machine, _ = _h11_client(method, target, headers)
+                machine.receive_data(bytes(received))
+                if ended:
+                    machine.receive_data(b"")
             while True:
                 event = machine.next_event()
                 if event is h11.NEED_DATA:

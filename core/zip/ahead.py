@@ -21,15 +21,24 @@ away, the reads ahead are cancelled and closed (shielded, within :data:`CLOSE_TI
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Final
 
 import trio
 
+from slipstream.upstream_ahead import SentRequest
+
 from .plan import Piece
 from .remote import Relay
 
-__all__ = ["CLOSE_TIMEOUT", "PREFETCH_MEMBERS", "OpenedAhead", "ReadAhead"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "PREFETCH_MEMBERS",
+    "OpenedAhead",
+    "ReadAhead",
+    "RequestsAhead",
+    "SentAhead",
+]
 
 PREFETCH_MEMBERS: Final = 4
 """Member reads a reply keeps open ahead of the member it is sending (each holds one
@@ -75,7 +84,37 @@ class OpenedAhead:
         return reader, first
 
 
-class ReadAhead:
+class _Lookahead:
+    """The pieces of a reply after the one being sent, taken from the layout ahead of
+    their turn so that the next members' reads can be started early."""
+
+    def __init__(self, pieces: Iterator[Piece]) -> None:
+        self._pieces = pieces
+        self._pending: deque[Piece | OpenedAhead | SentAhead] = deque()
+        """Pieces taken from the layout ahead; those with a read started are replaced
+        by what started it."""
+
+    def _to_start(self) -> Iterator[tuple[int, Piece]]:
+        """The positions in ``_pending`` (and pieces) of the next members with data
+        whose reads are not started, as long as fewer than :data:`PREFETCH_MEMBERS`
+        are (the caller replaces each piece before asking for the next)."""
+        pending = self._pending
+        started = sum(not isinstance(item, Piece) for item in pending)
+        position = 0
+        while started < PREFETCH_MEMBERS:
+            if position == len(pending):
+                piece = next(self._pieces, None) if position < _LOOKAHEAD_PIECES else None
+                if piece is None:
+                    return
+                pending.append(piece)
+            item = pending[position]
+            if isinstance(item, Piece) and item.kind == "data":
+                yield position, item
+                started += 1
+            position += 1
+
+
+class ReadAhead(_Lookahead):
     """The pieces of a reply after the one being sent, with the reads of the next members
     opened ahead in ``nursery`` (cancel it to close those not taken)."""
 
@@ -87,38 +126,26 @@ class ReadAhead:
         *,
         head_only: bool = False,
     ):
+        super().__init__(pieces)
         self._head_only = head_only
         """Open the reads with ``Relay(head_only=True)`` (their first chunk may be empty)."""
-        self._pieces = pieces
         self._open_read = open_read
         self._nursery = nursery
-        self._pending: deque[Piece | OpenedAhead] = deque()
-        """Pieces taken from the layout ahead, an :class:`OpenedAhead` for each read opened."""
 
     def next(self) -> Piece | OpenedAhead | None:
         """The next piece to send (an :class:`OpenedAhead` if its read was opened); None
         at the end."""
-        return self._pending.popleft() if self._pending else next(self._pieces, None)
+        item = self._pending.popleft() if self._pending else next(self._pieces, None)
+        assert not isinstance(item, SentAhead)
+        return item
 
     def fill(self) -> None:
         """Open the reads of the next members with data (after the one about to be sent),
         up to :data:`PREFETCH_MEMBERS`."""
-        pending = self._pending
-        opened = sum(isinstance(item, OpenedAhead) for item in pending)
-        position = 0
-        while opened < PREFETCH_MEMBERS:
-            if position == len(pending):
-                piece = next(self._pieces, None) if position < _LOOKAHEAD_PIECES else None
-                if piece is None:
-                    return
-                pending.append(piece)
-            item = pending[position]
-            if not isinstance(item, OpenedAhead) and item.kind == "data":
-                ahead = OpenedAhead(item, self._head_only)
-                pending[position] = ahead
-                self._nursery.start_soon(self._open, ahead)
-                opened += 1
-            position += 1
+        for position, piece in self._to_start():
+            ahead = OpenedAhead(piece, self._head_only)
+            self._pending[position] = ahead
+            self._nursery.start_soon(self._open, ahead)
 
     async def _open(self, ahead: OpenedAhead) -> None:
         """Open one read ahead and keep it until the sender takes it; a failure is kept
@@ -140,3 +167,49 @@ class ReadAhead:
                 ahead.reader, ahead.first = None, b""
                 with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
                     await reader.aclose()
+
+
+class SentAhead:
+    """A member whose request :class:`RequestsAhead` wrote ahead of its turn (``request``
+    is None when that was declined: the member is read the general way)."""
+
+    __slots__ = ("piece", "request")
+
+    def __init__(self, piece: Piece, request: SentRequest | None) -> None:
+        self.piece = piece
+        self.request = request
+
+
+class RequestsAhead(_Lookahead):
+    """The pieces of a reply after the one being sent, with the requests of the next
+    members written ahead by ``send_ahead(piece)`` (see
+    :mod:`slipstream.upstream_ahead`), in the reply's own task: no task per member.
+    :meth:`aclose` closes the connections of the requests not taken."""
+
+    def __init__(
+        self,
+        pieces: Iterator[Piece],
+        send_ahead: Callable[[Piece], Awaitable[SentRequest | None]],
+    ) -> None:
+        super().__init__(pieces)
+        self._send_ahead = send_ahead
+
+    def next(self) -> Piece | SentAhead | None:
+        """The next piece to send (a :class:`SentAhead` if its request was written);
+        None at the end."""
+        item = self._pending.popleft() if self._pending else next(self._pieces, None)
+        assert not isinstance(item, OpenedAhead)
+        return item
+
+    async def fill(self) -> None:
+        """Write the requests of the next members with data (after the one about to be
+        sent), up to :data:`PREFETCH_MEMBERS`."""
+        for position, piece in self._to_start():
+            self._pending[position] = SentAhead(piece, await self._send_ahead(piece))
+
+    async def aclose(self) -> None:
+        """Close the connections of the requests written and not taken."""
+        pending, self._pending = self._pending, deque()
+        for item in pending:
+            if isinstance(item, SentAhead) and item.request is not None:
+                await item.request.aclose()

@@ -17,7 +17,7 @@ retried from the byte it stopped at; an error status (``404``, ``403``...) is no
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -29,6 +29,7 @@ from slipstream.http.dates import parse_http_date
 from slipstream.http.validators import strong_validator
 from slipstream.netpolicy import Target
 from slipstream.numeric import InvalidNumber, parse_uint
+from slipstream.upstream import Exchange
 
 from .errors import ZipError
 
@@ -38,6 +39,7 @@ __all__ = [
     "Relay",
     "RemoteObject",
     "UpstreamRefused",
+    "plain_answer",
     "probe_all",
     "probe_one",
     "read_member",
@@ -120,11 +122,37 @@ class RemoteObject:
         return strong_validator(self.etag, self.last_modified) or ""
 
 
-def _content_range(got: Fetched) -> ContentRange | UnsatisfiedRange | None:
+class _Answer(Protocol):
+    """What :func:`_check_answer` reads of an answer (a :class:`Fetched`, or a
+    :class:`_PlainAnswer`)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class _PlainAnswer:
+    """An answer read ahead, as :func:`_check_answer` reads it: its status, and the
+    fields it looks at (a plain dict: no other field is decoded)."""
+
+    __slots__ = ("headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+        self.headers = headers
+
+
+_CHECKED_FIELDS: Final = frozenset({b"content-range", b"content-length", b"etag", b"last-modified"})
+"""The fields :func:`_check_answer` reads (lower case, as the fast head parser gives them)."""
+
+
+def _content_range(got: _Answer) -> ContentRange | UnsatisfiedRange | None:
     return parse_content_range(got.headers.get("content-range"))
 
 
-def _validators(fetched: Fetched) -> tuple[str | None, str | None]:
+def _validators(fetched: _Answer) -> tuple[str | None, str | None]:
     etag: str | None = fetched.headers.get("etag")
     modified: str | None = fetched.headers.get("last-modified")
     return etag, modified
@@ -200,7 +228,7 @@ async def probe_all(
 
 
 def _check_answer(
-    got: Fetched, obj: RemoteObject, offset: int, length: int, skip_limit: int
+    got: _Answer, obj: RemoteObject, offset: int, length: int, skip_limit: int
 ) -> int:
     """The answer must be exactly the bytes asked for, of the object the probe saw, or
     the whole object; returns how many leading body bytes to discard (``offset`` for a
@@ -234,6 +262,25 @@ def _check_answer(
             "NETWORK_ERROR", f"upstream ignores Range: {offset} bytes to skip is over the limit"
         )
     return offset
+
+
+def plain_answer(answer: Exchange, obj: RemoteObject, offset: int, length: int) -> bool:
+    """Whether the answer to a request sent ahead (:mod:`slipstream.upstream_ahead`) is
+    exactly bytes ``[offset, offset + length)`` of the object the probe saw, relayable
+    from its socket.  When not, the caller closes it and reads the member with
+    :func:`read_member`, which reports what is wrong (and follows a redirect)."""
+    fields: dict[str, str] = {}
+    for name, value in answer.headers:
+        if name in _CHECKED_FIELDS:
+            key = name.decode("latin-1")
+            if key in fields:
+                return False  # (twice: read_member judges it as httpx joins them)
+            fields[key] = value.decode("latin-1")
+    try:
+        skip = _check_answer(_PlainAnswer(answer.status, fields), obj, offset, length, 0)
+    except (FetchError, MemberChanged):
+        return False
+    return not skip and answer.can_splice
 
 
 async def read_member(

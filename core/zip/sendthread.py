@@ -244,9 +244,16 @@ class Lane:
         Raises the client-side failure (``trio.BrokenResourceError``,
         ``trio.TooSlowError``, :class:`SendStopped`); an upstream that stops short is
         the caller's to read in the result."""
+        return await self.relay_soon(fd, first, count, read_timeout).wait()
+
+    def relay_soon(
+        self, fd: int, first: memoryview, count: int, read_timeout: float
+    ) -> _Result[tuple[int, Relayed]]:
+        """:meth:`relay` without waiting: its result, to await when it suits (``fd`` and
+        ``first`` must stay open and unchanged until then)."""
         done: _Result[tuple[int, Relayed]] = self._owner.result()
         self.ops.put(_Relay(fd, first, count, read_timeout, done))
-        return await done.wait()
+        return done
 
     async def splice(self, source: Fetched, count: int) -> None:
         """Have ``source``'s next ``count`` body bytes relayed (see ``read_member``)."""

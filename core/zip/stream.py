@@ -71,10 +71,19 @@ from .remote import (
     RemoteObject,
     read_member,
 )
-from .sendthread import CrcMismatch, Lane, SendThread, acquire_send_thread, release_send_thread
+from .sendthread import acquire_send_thread, release_send_thread
 from .state import ZipState
+from .threadsend import IN_FLIGHT, ThreadedSend
 
-__all__ = ["CRC_CHUNK", "CrcBook", "MembersUnavailable", "ZipBody", "ZipParts", "ZipSource"]
+__all__ = [
+    "CRC_CHUNK",
+    "IN_FLIGHT",
+    "CrcBook",
+    "MembersUnavailable",
+    "ZipBody",
+    "ZipParts",
+    "ZipSource",
+]
 
 log = logging.getLogger("slipstream.zip")
 
@@ -83,9 +92,6 @@ RECHECKS: Final = 16
 RECHECK_TIMEOUT: Final = 10.0
 """Seconds one such try may take (then the member counts as failing)."""
 _COALESCE: Final = 64 * 1024
-IN_FLIGHT: Final = 4
-"""Members handed to a reply's send thread and not finished yet, at most (each holds its
-upstream connection and one pooled buffer until the thread has sent it)."""
 SEND_THREAD: bool = True
 """Whether replies use a send thread when one is free (False: always the event loop)."""
 
@@ -96,51 +102,6 @@ class MembersUnavailable(Exception):
     def __init__(self, uris: Sequence[str]) -> None:
         super().__init__("could not fetch " + ", ".join(uris))
         self.uris = tuple(uris)
-
-
-def _crc_offset(zero: bytes, ones: bytes) -> int:
-    """Where a data descriptor holds its CRC-32: the first byte that differs between it
-    rendered with a CRC of 0 and of 0xFFFFFFFF."""
-    return next(i for i, (a, b) in enumerate(zip(zero, ones, strict=True)) if a != b)
-
-
-class _Flights:
-    """The members a reply handed to its send thread: how many are unfinished (at most
-    ``limit`` before :meth:`room` waits), and the earliest member's failure."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._count = 0
-        self._changed = trio.Event()
-        self._failed_at = -1
-        self.failure: Exception | None = None
-
-    def add(self) -> None:
-        self._count += 1
-
-    def landed(self, index: int, error: Exception | None) -> None:
-        """One member finished (``error`` if it failed)."""
-        if error is not None and (self.failure is None or index < self._failed_at):
-            self.failure, self._failed_at = error, index
-        self._count -= 1
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def _until(self, limit: int, raising: bool) -> None:
-        while self._count > limit:
-            if raising and self.failure is not None:
-                break
-            await self._changed.wait()
-        if raising and self.failure is not None:
-            raise self.failure
-
-    async def room(self) -> None:
-        """Wait until another member may be handed; raise a failure of one handed."""
-        await self._until(self._limit - 1, True)
-
-    async def drained(self, *, raising: bool = True) -> None:
-        """Wait until every member handed has finished (raise the earliest failure)."""
-        await self._until(0, raising)
 
 
 class ZipSource:
@@ -180,6 +141,13 @@ class ZipSource:
         """Set when an upstream stopped matching the manifest (later replies must fail)."""
         self._central: bytes | None = None
         self._all_ranged = all(obj.ranges for obj in objects)
+        self.sends_ahead = (
+            fetcher.pumped
+            and self._all_ranged
+            and all(obj.uri.startswith("http://") for obj in objects)
+        )
+        """Whether a send-thread reply writes its members' requests ahead (see
+        :mod:`slipstream.zip.threadsend`): plain ``http://`` objects that honour Range."""
 
     def range_possible(self, start: int, stop: int) -> bool:
         """Whether ``[start, stop)`` can be served as a range.
@@ -491,7 +459,7 @@ class ZipBody(StreamedBody):
             async with trio.open_nursery() as nursery:
                 try:
                     if threaded:
-                        await self._send_threaded(out, nursery)
+                        await ThreadedSend(self, out, nursery).run()
                     else:
                         await self._send_pieces(out, nursery)
                 except BaseException as exc:  # re-raised below, outside the nursery
@@ -503,174 +471,6 @@ class ZipBody(StreamedBody):
                 release_send_thread()
         if failure is not None:
             raise failure
-
-    async def _send_threaded(self, out: BodyWriter, nursery: trio.Nursery) -> None:
-        """:meth:`_send_pieces` with a send thread: every member is handed to the thread
-        (its reads finished by a task each), at most :data:`IN_FLIGHT` unfinished.
-
-        A failure leaves the members handed before it to be sent in full (the cut falls
-        where the event loop's would), and the earliest member's failure is raised."""
-        source = self.source
-        await out.flush()
-        sender = SendThread(out.stream.socket, out.send_timeout)
-        nursery.start_soon(sender.run)
-        flights = _Flights(IN_FLIGHT)
-        # The thread moves the bodies: a read ahead stops at its checked answer.
-        ahead = ReadAhead(self._pieces, source.read, nursery, head_only=True)
-        try:
-            piece, reader, first = self._reading, self._reader, self._first
-            if piece is not None and reader is not None:
-                self._reading, self._reader, self._first = None, None, b""
-                ahead.fill()
-                self._hand(sender, flights, nursery, piece, reader, first, self._relay)
-            while (item := ahead.next()) is not None:
-                await flights.room()
-                if isinstance(item, OpenedAhead):
-                    ahead.fill()
-                    reader, first = await self._take(item)
-                    self._hand(sender, flights, nursery, item.piece, reader, first, item.relay)
-                    # Let its task queue the relay before the thread gets to the member.
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                elif item.kind == "data":
-                    ahead.fill()
-                    relay = Relay(head_only=True)
-                    reader = source.read(item.index, item.skip, item.length, relay=relay)
-                    try:
-                        first = await anext(reader)
-                    except BaseException as exc:
-                        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                            await reader.aclose()
-                        if isinstance(exc, FetchError):
-                            source.unavailable.add(item.index)
-                        raise
-                    self._hand(sender, flights, nursery, item, reader, first, relay)
-                elif item.kind == "descriptor" and item.index in self._whole:
-                    continue  # the send thread sends it, with the CRC-32 it computed
-                else:
-                    if item.kind == "central":  # it needs the CRCs of the members in flight
-                        await flights.drained()
-                        # Stored before the last bytes leave, as the event loop's path
-                        # does: a client that asks again at once finds them cached.
-                        source.crcs.flush(self.background)
-                    sender.send(await self._render(item))
-            await flights.drained()
-            source.crcs.flush(self.background)
-            sender.close()
-            await sender.ended.wait()
-            if sender.failure is not None:
-                raise sender.failure
-        except Exception as exc:
-            # What was handed before the failure is sent in full (so a resume has less
-            # to fetch again), then the thread ends; an earlier member's failure wins.
-            sender.close()
-            await flights.drained(raising=False)
-            await sender.ended.wait()
-            earlier = flights.failure
-            if earlier is not None and earlier is not exc:
-                raise earlier from None
-            raise
-        finally:
-            sender.stop()
-
-    def _hand(
-        self,
-        sender: SendThread,
-        flights: _Flights,
-        nursery: trio.Nursery,
-        piece: Piece,
-        reader: AsyncGenerator[memoryview, None],
-        first: bytes | memoryview,
-        relay: Relay,
-    ) -> None:
-        """Queue a member's data (and, streamed whole, its descriptor) on the send
-        thread, and finish its read in a task of ``nursery``."""
-        source = self.source
-        layout = source.layout
-        index = piece.index
-        if index in self._whole:
-            template = layout.descriptor_bytes(index, 0)
-            lane = sender.member(
-                piece.length,
-                template,
-                _crc_offset(template, layout.descriptor_bytes(index, 0xFFFFFFFF)),
-                self._descriptor_span(index),
-                source.crcs.known(index),
-            )
-        else:
-            lane = sender.member(piece.length)
-        if first:
-            # Relayed, the rest never touches the read's buffer, so the first bytes can
-            # be sent from it; otherwise the next chunk is read into that buffer.
-            lane.send_soon(first if relay.moves else bytes(first))
-        relay.out = lane
-        flights.add()
-        held = len(first) >= piece.length  # nothing left to read: see _finish
-        nursery.start_soon(self._finish, sender, lane, piece, reader, held, flights)
-
-    def _descriptor_span(self, index: int) -> tuple[int, int]:
-        """(skip, length) of member ``index``'s descriptor within this reply."""
-        layout = self.source.layout
-        begin = layout.descriptor_offset(index)
-        end = (
-            layout.header_offset(index + 1)
-            if index + 1 < len(layout.members)
-            else layout.central_offset
-        )
-        low, high = max(begin, self.start), min(end, self.stop)
-        return (low - begin, high - low) if high > low else (0, 0)
-
-    async def _finish(
-        self,
-        sender: SendThread,
-        lane: Lane,
-        piece: Piece,
-        reader: AsyncGenerator[memoryview, None],
-        held: bool,
-        flights: _Flights,
-    ) -> None:
-        """Finish one member handed to the send thread: drive its read (the rest is
-        relayed by the thread, or, when it cannot be, yielded here and sent through the
-        lane), then record its CRC-32.  A failure is kept in ``flights``, not raised.
-
-        ``held``: the first chunk was all of the member's data, so the read only ends,
-        and ending it releases the buffer the thread sends that chunk from: it is ended
-        once the thread has sent the member.  (When a relay follows, the relay comes
-        after that chunk in the thread's queue, so ending after it is safe.)"""
-        source = self.source
-        index = piece.index
-        error: Exception | None = None
-        try:
-            try:
-                if held:
-                    await lane.ended.wait()
-                try:
-                    async for chunk in reader:
-                        await lane.send(chunk)
-                except FetchError:
-                    source.unavailable.add(index)
-                    raise
-                source.unavailable.discard(index)
-                value = await lane.ended.wait()
-            except CrcMismatch:
-                uri = source.objects[index].uri
-                raise MemberChanged(f"{uri}: CRC-32 differs from the cached one") from None
-            if index in self._whole:
-                await source.crcs.record(index, value, self.background)
-        except Exception as exc:
-            error = exc
-            lane.abort()
-        except BaseException:
-            sender.stop()
-            raise
-        finally:
-            if not lane.ended.done.is_set() or lane.ended.error is not None:
-                # The thread may still send from this read's buffer: never release it
-                # before the thread has ended.
-                with trio.CancelScope(shield=True):
-                    await sender.ended.wait()
-            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                await reader.aclose()
-            flights.landed(index, error)
 
     async def _send_pieces(self, out: BodyWriter, nursery: trio.Nursery) -> None:
         source = self.source

@@ -31,6 +31,7 @@ IO_MODULES = {
     "slipstream.fetched",
     "slipstream.send",
     "slipstream.upstream",
+    "slipstream.upstream_ahead",
     "slipstream.upstream_pool",
     "slipstream.zip.ahead",
     "slipstream.zip.crc",
@@ -40,6 +41,7 @@ IO_MODULES = {
     "slipstream.zip.sendthread",
     "slipstream.zip.service",
     "slipstream.zip.stream",
+    "slipstream.zip.threadsend",
 }
 """Modules that do I/O with Trio (or httpx) and so may import it."""
 IO_PACKAGES = {"slipstream.client", "slipstream.jobs"}

@@ -143,6 +143,21 @@ async def test_redirects_inside_the_allow_list_are_followed(
     assert list(read_zip(zipped.content).values()) == [b"real data"]
 
 
+async def test_members_after_the_first_that_redirect_are_followed(
+    start_server: StartServer, upstream: Upstream
+) -> None:
+    # The members after the first are read ahead (with a send thread, their requests
+    # are written ahead): an answer that is a redirect is read again the general way.
+    served = await zip_server(start_server, upstream, upstream.url("/ok/"))
+    first = upstream.add("/ok/first.bin", Blob(b"first"))
+    upstream.add("/ok/real/data.bin", Blob(b"real data"))
+    moved = upstream.add("/ok/moved.bin", Redirect(upstream.url("/ok/real/data.bin")))
+    last = upstream.add("/ok/last.bin", Blob(b"last"))
+    path = await create(served, [first, moved, last])
+    zipped = await fetch(served, path)
+    assert list(read_zip(zipped.content).values()) == [b"first", b"real data", b"last"]
+
+
 # --- header forwarding, as the upstream saw it --------------------------------------------
 
 CLIENT_HEADERS = [

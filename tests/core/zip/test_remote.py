@@ -11,6 +11,7 @@ from slipstream.zip.errors import ZipError
 from slipstream.zip.remote import (
     MemberChanged,
     UpstreamRefused,
+    plain_answer,
     probe_all,
     read_member,
 )
@@ -142,3 +143,33 @@ async def test_an_absurd_content_length_of_a_200_fails(upstream: Upstream, lengt
         with pytest.raises(ZipError) as info:
             await probe_all(fetcher, [url], [], anything)
     assert info.value.records == (url,)
+
+
+async def test_plain_answer_takes_only_the_exact_range_of_the_probed_object(
+    upstream: Upstream,
+) -> None:
+    data = bytes(range(256)) * 100
+    url = upstream.add("/m", Blob(data, etag='"v1"'))
+    plain = upstream.add("/plain", Blob(data, ranges=False))
+
+    async def answered(uri: str, first: int, last: int, offset: int, length: int) -> bool:
+        sent = await fetcher.send_ahead(uri, [("Range", f"bytes={first}-{last}")])
+        assert sent is not None
+        answer = await sent.answer()
+        assert answer is not None
+        try:
+            return plain_answer(answer, objs[uri], offset, length)
+        finally:
+            await answer.finish()
+
+    async with Fetcher(OPEN) as fetcher:
+        objs = {o.uri: o for o in await probe_all(fetcher, [url, plain], [], anything)}
+        assert await answered(url, 1000, 5999, 1000, 5000)
+        assert not await answered(url, 1000, 5999, 1001, 5000)  # not the range asked
+        assert not await answered(url, 1000, 5999, 1000, 4999)
+        assert await answered(plain, 0, 99, 0, len(data))  # a 200 of the whole object
+        assert not await answered(plain, 100, 199, 100, 100)  # a 200: bytes to skip
+        upstream.add("/m", Blob(data, etag='"v2"'))
+        assert not await answered(url, 0, 9, 0, 10)  # the object changed
+        upstream.add("/m", Blob(data[:-1], etag='"v1"'))
+        assert not await answered(url, 0, 9, 0, 10)  # its size changed
