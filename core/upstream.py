@@ -528,7 +528,12 @@ async def read_fast_head(
     once it is in; (None, False) when the parser declines it, (None, True) when the
     connection ended first (``received`` then holds what came, for h11)."""
     while True:
-        chunk = await sock.recv(HEAD_READ)
+        try:
+            # What the kernel already holds comes without a trip through the event
+            # loop (an answer to a request written ahead is usually in by now).
+            chunk = os.read(sock.fileno(), HEAD_READ)
+        except BlockingIOError:
+            chunk = await sock.recv(HEAD_READ)
         if not chunk:
             return None, True
         received += chunk

@@ -18,6 +18,8 @@ connector for a URL the fetcher checked.
 
 from __future__ import annotations
 
+import os
+
 import trio
 
 from .upstream import Exchange, read_fast_head
@@ -76,8 +78,11 @@ async def send_request(
         with trio.move_on_after(read_timeout):
             conn, _reused = await pool.acquire(host, port)
             try:
-                view = memoryview(data)
                 sock = conn.socket
+                try:  # (a request fits an idle connection's send buffer: no wait)
+                    view = memoryview(data)[os.write(sock.fileno(), data) :]
+                except BlockingIOError:
+                    view = memoryview(data)
                 while view:
                     view = view[await sock.send(view) :]
             except BaseException:

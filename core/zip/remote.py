@@ -29,7 +29,6 @@ from slipstream.http.dates import parse_http_date
 from slipstream.http.validators import strong_validator
 from slipstream.netpolicy import Target
 from slipstream.numeric import InvalidNumber, parse_uint
-from slipstream.upstream import Exchange
 
 from .errors import ZipError
 
@@ -264,23 +263,26 @@ def _check_answer(
     return offset
 
 
-def plain_answer(answer: Exchange, obj: RemoteObject, offset: int, length: int) -> bool:
-    """Whether the answer to a request sent ahead (:mod:`slipstream.upstream_ahead`) is
-    exactly bytes ``[offset, offset + length)`` of the object the probe saw, relayable
-    from its socket.  When not, the caller closes it and reads the member with
-    :func:`read_member`, which reports what is wrong (and follows a redirect)."""
+def plain_answer(
+    status: int, headers: Sequence[tuple[bytes, bytes]], obj: RemoteObject, offset: int, length: int
+) -> bool:
+    """Whether an answer (``status``, ``headers`` with lower-case names, as the fast
+    head parser gives them) to a request written ahead (:mod:`slipstream.upstream_ahead`)
+    is exactly bytes ``[offset, offset + length)`` of the object the probe saw.  When
+    not, the member is read with :func:`read_member`, which reports what is wrong (and
+    follows a redirect).  Sans-IO: the send thread calls it."""
     fields: dict[str, str] = {}
-    for name, value in answer.headers:
+    for name, value in headers:
         if name in _CHECKED_FIELDS:
             key = name.decode("latin-1")
             if key in fields:
                 return False  # (twice: read_member judges it as httpx joins them)
             fields[key] = value.decode("latin-1")
     try:
-        skip = _check_answer(_PlainAnswer(answer.status, fields), obj, offset, length, 0)
+        skip = _check_answer(_PlainAnswer(status, fields), obj, offset, length, 0)
     except (FetchError, MemberChanged):
         return False
-    return not skip and answer.can_splice
+    return not skip
 
 
 async def read_member(

@@ -135,7 +135,8 @@ class _Result(Generic[T]):
         self.error: Exception | None = None
 
     async def wait(self) -> T:
-        await self.done.wait()
+        if not self.done.is_set():  # (set: no trip through the event loop)
+            await self.done.wait()
         if self.error is not None:
             raise self.error
         assert self.value is not None

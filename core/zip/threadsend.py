@@ -178,8 +178,10 @@ class ThreadedSend:
                 if isinstance(item, SentAhead):
                     if not await self._hand_sent(sender, item):
                         await self._open_and_hand(sender, item.piece)
-                    # Let the loop deliver the thread's results before the next head.
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    # Let the loop deliver the thread's results before the next head
+                    # (and a cancellation in: a member whose answer was in already
+                    # is handed without a wait).
+                    await trio.lowlevel.checkpoint()
                 elif isinstance(item, OpenedAhead):
                     reader, first = await body._take(item)
                     self._hand(sender, item.piece, reader, first, item.relay)
@@ -264,7 +266,7 @@ class ThreadedSend:
         if answer is None:
             return False
         obj = self.source.objects[piece.index]
-        if not plain_answer(answer, obj, piece.skip, piece.length):
+        if not plain_answer(answer.status, answer.headers, obj, piece.skip, piece.length):
             await answer.finish()
             return False
         lane = self._lane(sender, piece)
