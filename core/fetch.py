@@ -206,6 +206,8 @@ class Fetcher:
     the body read from the socket into the caller's buffer, keep-alive connections per
     origin); ``https://`` and other methods through httpx.  ``pump=False`` sends
     everything through httpx (the reference path the tests compare with).
+    ``near_receive_buffer`` sets the receive buffer of those connections when they go to
+    a near upstream (see :func:`slipstream.upstream_pool.size_near_receive_buffer`).
     """
 
     def __init__(
@@ -221,6 +223,7 @@ class Fetcher:
         dialer: Dialer | None = None,
         pump: bool = True,
         max_idle_per_host: int = 8,
+        near_receive_buffer: int | None = None,
     ) -> None:
         self.policy = policy
         self.max_redirects = max_redirects
@@ -229,7 +232,10 @@ class Fetcher:
         self._read_timeout = read_timeout
         self._pump = pump
         self.pool = ConnectionPool(
-            self.backend.connect_tcp, connect_timeout=connect_timeout, max_idle=max_idle_per_host
+            self.backend.connect_tcp,
+            connect_timeout=connect_timeout,
+            max_idle=max_idle_per_host,
+            near_receive_buffer=near_receive_buffer,
         )
         """Idle plaintext connections the pumped requests reuse."""
         self.buffers = BufferPool(BODY_BUFFER, BODY_BUFFERS_KEPT)

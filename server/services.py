@@ -40,6 +40,7 @@ from slipstream.netpolicy import NetworkPolicy
 from slipstream.openfiles import OpenFileCache
 from slipstream.presign import Signer
 from slipstream.storage import LocalStorage, MemoryStorage, Storage, StorageRegistry
+from slipstream.zip.remote import NEAR_RECEIVE_BUFFER
 from slipstream.zip.service import ZipService
 from slipstream.zip.state import SCHEMA as ZIP_MANIFESTS
 from slipstream.zip.state import ZipState
@@ -177,7 +178,10 @@ async def open_app(
         # The zip service's security is its prefix allow list, set by the administrator
         # (who may well list intranet hosts), so its fetcher has no address rule.
         zip_fetcher = Fetcher(
-            NetworkPolicy(allow_private_networks=True), resolver=app.resolver, dialer=app.dialer
+            NetworkPolicy(allow_private_networks=True),
+            resolver=app.resolver,
+            dialer=app.dialer,
+            near_receive_buffer=NEAR_RECEIVE_BUFFER,
         )
         await stack.enter_async_context(fetcher)
         await stack.enter_async_context(zip_fetcher)

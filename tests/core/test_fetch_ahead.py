@@ -6,11 +6,14 @@ connection closed), so the caller reads the general way.
 
 from __future__ import annotations
 
+import socket
+
 import trio
 
 from slipstream.fetch import Fetcher
 from slipstream.netpolicy import NetworkPolicy
 from slipstream.upstream import Exchange
+from slipstream.upstream_pool import size_near_receive_buffer
 from tests.core.test_fetch_pump import BODY, Script, chunked, fetch_all, head, serve
 from tests.helpers.fetch import OPEN, free_port
 
@@ -125,3 +128,30 @@ async def test_closing_a_request_not_answered_closes_its_connection(nursery: tri
         assert await sent.answer() is None
         assert await fetch_all(f, url) == (200, b"abc")
     assert upstream.connections == 2
+
+
+async def test_connections_to_a_near_upstream_get_the_receive_buffer_asked(
+    nursery: trio.Nursery,
+) -> None:
+    _, url = await serve(nursery, Script([[head(3) + b"abc"]] * 2))
+    sizes = []
+    for asked in (None, 3 * 1024 * 1024):
+        async with Fetcher(OPEN, near_receive_buffer=asked) as f:
+            sent = await f.send_ahead(url)
+            assert sent is not None
+            answer = await sent.answer()
+            assert answer is not None
+            conn = answer._conn  # (the answer holds the connection until it finishes)
+            assert conn is not None
+            sizes.append(conn.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+            await answer.finish()
+    default, asked_size = sizes
+    assert asked_size >= 3 * 1024 * 1024 > default  # (Linux books twice what is asked)
+
+
+def test_a_socket_without_a_tcp_round_trip_keeps_the_kernels_buffer() -> None:
+    far = trio.socket.from_stdlib_socket(socket.socketpair()[0])
+    with far:
+        before = far.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert not size_near_receive_buffer(far, 8 * 1024 * 1024)
+        assert far.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == before
