@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import os
 import queue
-import select
 from collections import deque
 from typing import Any, Final, Generic, TypeVar
 
@@ -47,10 +46,7 @@ import trio
 
 from slipstream.ext import (
     RELAY_DONE,
-    RELAY_ENDED,
     RELAY_MISMATCH,
-    RELAY_READ_ERROR,
-    RELAY_READ_TIMEOUT,
     RELAY_SEND_ERROR,
     RELAY_SEND_TIMEOUT,
     RELAY_STOPPED,
@@ -59,7 +55,8 @@ from slipstream.ext import (
     relay,
 )
 from slipstream.fetched import Fetched
-from slipstream.upstream import SPLICE_CHUNK, SPLICE_FLAGS, splice_pipe
+
+from .threadio import splice_all, write_all
 
 __all__ = [
     "SEND_THREADS",
@@ -514,76 +511,9 @@ class SendThread:
         return RELAY_DONE
 
     def _splice(self, source: int, count: int, read_timeout: float) -> Relayed:
-        """Move ``count`` bytes from the socket ``source`` to the client with ``splice``
-        (socket -> pipe -> socket); as :func:`~slipstream.ext.relay` reports it (no CRC)."""
-        received = sent = 0
-        read_end, write_end = splice_pipe()
-        try:
-            while received < count:
-                try:
-                    moved = os.splice(
-                        source, write_end, min(count - received, SPLICE_CHUNK), flags=SPLICE_FLAGS
-                    )
-                except BlockingIOError:
-                    status = self._wait(source, select.POLLIN, read_timeout, RELAY_READ_TIMEOUT)
-                    if status != RELAY_DONE:
-                        return Relayed(received, sent, 0, status, 0)
-                    continue
-                except OSError as exc:
-                    return Relayed(received, sent, 0, RELAY_READ_ERROR, exc.errno or 0)
-                if not moved:
-                    return Relayed(received, sent, 0, RELAY_ENDED, 0)
-                received += moved
-                while moved:
-                    try:
-                        out = os.splice(read_end, self._fd, moved, flags=SPLICE_FLAGS)
-                    except BlockingIOError:
-                        status = self._wait(
-                            self._fd, select.POLLOUT, self._send_timeout, RELAY_SEND_TIMEOUT
-                        )
-                        if status != RELAY_DONE:
-                            return Relayed(received, sent, 0, status, 0)
-                        continue
-                    except OSError as exc:
-                        return Relayed(received, sent, 0, RELAY_SEND_ERROR, exc.errno or 0)
-                    moved -= out
-                    sent += out
-        finally:
-            os.close(read_end)
-            os.close(write_end)
-        return Relayed(received, sent, 0, RELAY_DONE, 0)
-
-    def _wait(self, fd: int, events: int, timeout: float, timed_out: int) -> int:
-        """Wait until ``fd`` is ready for ``events``: RELAY_DONE; RELAY_STOPPED when the
-        thread is stopped first; ``timed_out`` after ``timeout`` seconds."""
-        poller = select.poll()
-        poller.register(fd, events)
-        poller.register(self._stop_fd, select.POLLIN)
-        ready = poller.poll(_millis(timeout))
-        if not ready:
-            return timed_out
-        if any(ready_fd == self._stop_fd for ready_fd, _ in ready):
-            return RELAY_STOPPED
-        return RELAY_DONE
+        """Move ``count`` bytes from the socket ``source`` to the client with ``splice``."""
+        return splice_all(source, self._fd, count, self._stop_fd, read_timeout, self._send_timeout)
 
     def _write(self, data: bytes | bytearray | memoryview) -> int:
-        """Send all of ``data`` to the client, waiting with ``poll`` (and on the stop
-        eventfd) within the send timeout per wait; RELAY_DONE or why it stopped."""
-        view = memoryview(data)
-        fd = self._fd
-        while view:
-            try:
-                # os.write on a socket is send(2) without flags; Python ignores SIGPIPE.
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                status = self._wait(fd, select.POLLOUT, self._send_timeout, RELAY_SEND_TIMEOUT)
-                if status != RELAY_DONE:
-                    return status
-            except OSError:
-                return RELAY_SEND_ERROR
-        return RELAY_DONE
-
-
-def _millis(seconds: float) -> int:
-    """``seconds`` as a ``poll`` timeout: whole milliseconds, within a C int."""
-    return max(0, min(int(seconds * 1000.0 + 0.5), 2**31 - 1))
+        """Send all of ``data`` to the client; RELAY_DONE or why it stopped."""
+        return write_all(self._fd, data, self._stop_fd, self._send_timeout)

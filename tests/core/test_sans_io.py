@@ -41,6 +41,7 @@ IO_MODULES = {
     "slipstream.zip.sendthread",
     "slipstream.zip.service",
     "slipstream.zip.stream",
+    "slipstream.zip.threadio",
     "slipstream.zip.threadsend",
 }
 """Modules that do I/O with Trio (or httpx) and so may import it."""
