@@ -16,6 +16,11 @@ the errors are those of reading one member after the other: a read ahead that fa
 never the member being sent; what the reply sent before is flushed first, so the cut
 falls just before that member's data.  When the reply ends, is cut, or its client goes
 away, the reads ahead are cancelled and closed (shielded, within :data:`CLOSE_TIMEOUT`).
+
+:class:`RequestsAhead` is the lighter form a reply with a send thread uses when every
+member is a plain ``http://`` object that honours Range: only the requests of the next
+members are written ahead, by the reply's own task (no task, no buffer per member); the
+answers are read in the member's turn (see :mod:`slipstream.zip.threadsend`).
 """
 
 from __future__ import annotations
