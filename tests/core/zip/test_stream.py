@@ -10,6 +10,7 @@ sent by a send thread and by the event loop alike.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -98,4 +99,37 @@ async def test_a_body_reading_ahead_is_the_reference_layout_byte_for_byte(
         source = ZipSource(layout, objects, fetcher, (), anything)
         assert await sent(source.body(start, stop, background)) == expected[start:stop]
         assert source.failure is None and not source.unavailable
+        background.cancel_scope.cancel()
+
+
+async def test_cancelling_a_threaded_reply_closes_every_member_it_handed_or_requested(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    slipstream.zip.stream.SEND_THREAD = True  # (set back by the fixture above)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as sparse:
+        sparse.truncate(32 * 1024 * 1024)  # more than the socket buffers hold
+    stuck = trio.Event()  # the second member's upstream stops mid-body until it is set
+    uris = [
+        upstream.add(f"/c{n}", Blob(path=big, hold=stuck if n == 1 else None, hold_after=65536))
+        for n in range(8)
+    ]
+    async with Fetcher(OPEN) as fetcher, trio.open_nursery() as background:
+        objects = await probe_all(fetcher, uris, [], anything)
+        layout = plan_zip([ZipMember(f"c{n}", o.size, o.mtime) for n, o in enumerate(objects)])
+        source = ZipSource(layout, objects, fetcher, (), anything)
+        assert source.sends_ahead
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sent, source.body(0, layout.total, background))
+                # The thread waits in member 1; members after it are handed, or their
+                # requests written ahead: then the reply is cancelled.
+                while len(upstream.requests_for("/c5")) < 2:  # (the probe, then the read)
+                    await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+            stuck.set()
+            # Every upstream reply ends: nothing handed or written ahead is left open (a
+            # reply left open would block on a full socket buffer).
+            while upstream.responding:
+                await trio.sleep(0.01)
         background.cancel_scope.cancel()
