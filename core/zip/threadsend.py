@@ -281,32 +281,25 @@ class ThreadedSend:
         back to the pool and its CRC-32 recorded.  An upstream that stopped short is
         read on from there the general way (:meth:`_finish`, in a task); a failure is
         kept in :attr:`flights`, not raised."""
-        source, body, sender = self.source, self.body, self.sender
+        source, sender = self.source, self.sender
         piece, lane, answer = sent.piece, sent.lane, sent.answer
         index = piece.index
         error: Exception | None = None
         try:
+            sent_first, moved = await sent.relayed.wait()
             try:
-                sent_first, moved = await sent.relayed.wait()
-                try:
-                    answer.relayed(sent.first, sent_first, moved)
-                except (BodyEndedEarly, BodyTimeout):
-                    done = answer.spliced
-                    await answer.finish()  # (the thread is past this relay)
-                    relay = Relay()
-                    relay.out = lane
-                    reader = source.read(index, piece.skip + done, piece.length - done, relay=relay)
-                    self.nursery.start_soon(
-                        self._finish, sender, lane, piece, reader, False, self.flights
-                    )
-                    return
-                value = await lane.ended.wait()
-            except CrcMismatch:
-                uri = source.objects[index].uri
-                raise MemberChanged(f"{uri}: CRC-32 differs from the cached one") from None
-            source.unavailable.discard(index)
-            if index in body._whole:
-                await source.crcs.record(index, value, body.background)
+                answer.relayed(sent.first, sent_first, moved)
+            except (BodyEndedEarly, BodyTimeout):
+                done = answer.spliced
+                await answer.finish()  # (the thread is past this relay)
+                relay = Relay()
+                relay.out = lane
+                reader = source.read(index, piece.skip + done, piece.length - done, relay=relay)
+                self.nursery.start_soon(
+                    self._finish, sender, lane, piece, reader, False, self.flights
+                )
+                return
+            await self._completed(lane, index)
         except Exception as exc:
             error = exc
             lane.abort()
@@ -319,6 +312,18 @@ class ThreadedSend:
                     await sender.ended.wait()  # (it may still read the socket)
             await answer.finish()
         self.flights.landed(index, error)
+
+    async def _completed(self, lane: Lane, index: int) -> None:
+        """Wait until the thread has sent member ``index`` whole, then record its CRC-32
+        (``MemberChanged`` when the bytes had another CRC than the cached one)."""
+        try:
+            value = await lane.ended.wait()
+        except CrcMismatch:
+            uri = self.source.objects[index].uri
+            raise MemberChanged(f"{uri}: CRC-32 differs from the cached one") from None
+        self.source.unavailable.discard(index)
+        if index in self.body._whole:
+            await self.source.crcs.record(index, value, self.body.background)
 
     # -- members read the general way ---------------------------------------------------
 
@@ -410,22 +415,15 @@ class ThreadedSend:
         index = piece.index
         error: Exception | None = None
         try:
+            if held:
+                await lane.ended.done.wait()  # (its outcome is taken below)
             try:
-                if held:
-                    await lane.ended.wait()
-                try:
-                    async for chunk in reader:
-                        await lane.send(chunk)
-                except FetchError:
-                    source.unavailable.add(index)
-                    raise
-                source.unavailable.discard(index)
-                value = await lane.ended.wait()
-            except CrcMismatch:
-                uri = source.objects[index].uri
-                raise MemberChanged(f"{uri}: CRC-32 differs from the cached one") from None
-            if index in self.body._whole:
-                await source.crcs.record(index, value, self.body.background)
+                async for chunk in reader:
+                    await lane.send(chunk)
+            except FetchError:
+                source.unavailable.add(index)
+                raise
+            await self._completed(lane, index)
         except Exception as exc:
             error = exc
             lane.abort()
