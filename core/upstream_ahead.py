@@ -1,6 +1,6 @@
 """Requests sent ahead: a plain upstream ``GET`` written now, its answer's head read later.
 
-A zip reply with a send thread (:mod:`slipstream.zip.stream`) writes the requests of its
+A zip reply with a send thread (:mod:`slipstream.zip.threadsend`) writes the requests of its
 next members while the thread relays the current one, and reads each answer's head when
 that member's turn comes, all in the reply's own task: a member then costs the event
 loop one request and one head, not a task, a generator and two context managers.

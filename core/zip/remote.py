@@ -277,7 +277,7 @@ def plain_answer(
     head parser gives them) to a request written ahead (:mod:`slipstream.upstream_ahead`)
     is exactly bytes ``[offset, offset + length)`` of the object the probe saw.  When
     not, the member is read with :func:`read_member`, which reports what is wrong (and
-    follows a redirect).  Sans-IO: the send thread calls it."""
+    follows a redirect).  Sans-IO."""
     fields: dict[str, str] = {}
     for name, value in headers:
         if name in _CHECKED_FIELDS:
