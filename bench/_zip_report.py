@@ -56,6 +56,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     many_floor = med("many", "pump_crc", "bytes_per_s")
     upstream_many = med("many", "upstream_curl", "bytes_per_s")
     design_floor = med("many", "relay_floor", "bytes_per_s")
+    thread_floor = med("many", "thread_floor", "bytes_per_s")
     zs = med("many", "zipstream_ng", "bytes_per_s")
     ttfb0 = med("resume", "offset0", "first_body_s")
     ttfb90 = med("resume", "offset90", "first_body_s")
@@ -96,6 +97,8 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "upstream_curl_ratio_to_big_cold": upstream_many / cold,
             "design_floor_bytes_per_s": design_floor,
             "design_floor_ratio_to_big_cold": design_floor / cold,
+            "thread_floor_bytes_per_s": thread_floor,
+            "thread_floor_ratio_to_big_cold": thread_floor / cold,
             "target": MANY_TARGET,
             "zip_bytes": {
                 "zipstream_ng": raw["many"]["zipstream_ng"][0]["bytes"],
@@ -188,6 +191,14 @@ def print_table(sizes: dict[str, int], summary: dict[str, Any]) -> None:
         _mbps(many["big_cold_bytes_per_s"]),
         _mbps(many["design_floor_bytes_per_s"]),
         f"{many['design_floor_ratio_to_big_cold']:.2f}",
+        "reported",
+        "-",
+    )
+    row(
+        "    thread floor: the loop idle per member",
+        _mbps(many["big_cold_bytes_per_s"]),
+        _mbps(many["thread_floor_bytes_per_s"]),
+        f"{many['thread_floor_ratio_to_big_cold']:.2f}",
         "reported",
         "-",
     )

@@ -37,7 +37,9 @@ before the ``GET``.  Four cases; in each, the order of the sides reverses every 
     the other on one keep-alive connection, bodies dropped (no relay at all); and the
     **design floor** (``_relay_floor_server.py``: the same body made as the proposed
     design for (b) would, the members relayed back to back by one worker thread, each
-    body in C without the GIL, while the Trio task keeps the requests 4 ahead).
+    body in C without the GIL, while the Trio task keeps the requests 4 ahead); and the
+    **thread floor** (``_thread_floor_server.py``: the same, but the worker thread also
+    writes the requests and reads the heads, so the event loop does nothing per member).
 (c) ``resume``: on a cold 10 GiB, 1,000-member zip, the time to the first body byte of
     ``Range: bytes=<90%>-`` against the same request at offset 0 (``bytes=0-``), each
     on its own cold manifest.  The offset-0 reply is closed after its first body byte;
@@ -246,6 +248,7 @@ class Bench:
     slow: ScriptServer  # the delaying proxy in front of nginx
     slip: ZipServer
     relay_floor: ScriptServer  # (b)'s design floor
+    thread_floor: ScriptServer  # (b)'s thread floor (the loop idle per member)
 
     def upstream(self, path: str) -> str:
         return f"http://127.0.0.1:{self.nginx.port}/{path}"
@@ -465,6 +468,7 @@ def cases(bench: Bench) -> dict[str, dict[str, Side]]:
             "zipstream_ng": lambda tag: many_zipstream(bench),
             "pump_crc": lambda tag: many_floor(bench),
             "relay_floor": lambda tag: many_floor(bench, bench.relay_floor),
+            "thread_floor": lambda tag: many_floor(bench, bench.thread_floor),
             "upstream_curl": lambda tag: many_upstream_curl(bench),
             "slipstream": lambda tag: many_slipstream(bench, tag),
         },
@@ -562,13 +566,18 @@ def run(sizes: Sizes, tmpdir: str | None) -> dict[str, Any]:
             relay_floor = ScriptServer("_relay_floor_server.py", [str(nginx.port)])
             servers.append(relay_floor)
             relay_floor.start()
+            thread_floor = ScriptServer("_thread_floor_server.py", [str(nginx.port)])
+            servers.append(thread_floor)
+            thread_floor.start()
             slow = ScriptServer("_delay_proxy.py", [str(nginx.port), str(sizes.delay_ms)])
             servers.append(slow)
             slow.start()
             prefixes = [f"http://127.0.0.1:{port}/" for port in (nginx.port, slow.port)]
             slip = ZipServer(prefixes, TIMEOUT_S)
             servers.append(slip)
-            bench = Bench(root, tmp, sizes, nginx, proxy, pump, slow, slip, relay_floor)
+            bench = Bench(
+                root, tmp, sizes, nginx, proxy, pump, slow, slip, relay_floor, thread_floor
+            )
             bench.restart()
             # Warm-up: the page cache for every file, and the CRC of big.bin for (a) warm.
             for port in (nginx.port, proxy.port):
