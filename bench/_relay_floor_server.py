@@ -28,7 +28,7 @@ import queue
 import select
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 
 import trio
@@ -87,6 +87,12 @@ async def read_head(sock: trio.socket.SocketType) -> tuple[int, bytes]:
         if not data:
             raise ConnectionError("the upstream closed in a response head")
         got += data
+    return split_head(got)
+
+
+def split_head(got: bytes) -> tuple[int, bytes]:
+    """A received response head (and what followed it): its ``Content-Length`` and the
+    body bytes after it."""
     head, _, first = got.partition(b"\r\n\r\n")
     for line in head.split(b"\r\n")[1:]:
         name, _, field = line.partition(b":")
@@ -151,7 +157,11 @@ def _gone() -> Iterator[None]:
         pass
 
 
-async def handle(client: trio.SocketStream, upstream_port: int) -> None:
+Relay = Callable[[trio.SocketStream, int, bytes], Awaitable[None]]
+"""``relay(client, upstream_port, spec)``: the reply to ``GET /many/<spec>``."""
+
+
+async def handle(client: trio.SocketStream, upstream_port: int, relay: Relay) -> None:
     """One connection: one reply under a deadline; a client gone early is not an error."""
     async with client:
         with trio.move_on_after(TIMEOUT_S), _gone():
@@ -164,13 +174,16 @@ async def handle(client: trio.SocketStream, upstream_port: int) -> None:
             target = request.split(b" ", 2)[1]
             mode, _, spec = target.lstrip(b"/").partition(b"/")
             if mode == b"many":
-                await relay_many(client, upstream_port, spec)
+                await relay(client, upstream_port, spec)
 
 
-def main() -> None:
+def serve(relay: Relay) -> None:
+    """Serve ``/many/`` with ``relay`` on 127.0.0.1:PORT (argv: ``UPSTREAM_PORT PORT``)."""
     upstream_port, port = int(sys.argv[1]), int(sys.argv[2])
-    trio.run(lambda: trio.serve_tcp(lambda s: handle(s, upstream_port), port, host="127.0.0.1"))
+    trio.run(
+        lambda: trio.serve_tcp(lambda s: handle(s, upstream_port, relay), port, host="127.0.0.1")
+    )
 
 
 if __name__ == "__main__":
-    main()
+    serve(relay_many)

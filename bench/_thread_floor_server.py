@@ -19,16 +19,13 @@ slipstream, not a result.  A subprocess of its own, as the pump is.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import socket
-import sys
 import zlib
-from collections.abc import Iterator
 
 import trio
-from _relay_floor_server import MIB, TIMEOUT_S, WAIT_S, send_blocking
+from _relay_floor_server import MIB, WAIT_S, send_blocking, serve, split_head
 
 from slipstream.ext import RELAY_DONE, relay
 from slipstream.numeric import parse_uint
@@ -55,12 +52,7 @@ def read_head(fd: int, stop: int) -> tuple[int, bytes]:
         if not data:
             raise ConnectionError("the upstream closed in a response head")
         got += data
-    head, _, first = got.partition(b"\r\n\r\n")
-    for line in head.split(b"\r\n")[1:]:
-        name, _, field = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return parse_uint(field.strip().decode()), first
-    raise ConnectionError("a response without Content-Length")
+    return split_head(got)
 
 
 def worker(upstreams: list[int], client: int, stop: int, prefix: bytes, count: int) -> None:
@@ -118,35 +110,5 @@ async def relay_many(client: trio.SocketStream, upstream_port: int, spec: bytes)
         os.close(stop)
 
 
-@contextlib.contextmanager
-def _gone() -> Iterator[None]:
-    """A client or upstream gone early is not an error."""
-    try:
-        yield
-    except* (trio.BrokenResourceError, ConnectionError):
-        pass
-
-
-async def handle(client: trio.SocketStream, upstream_port: int) -> None:
-    """One connection: one reply under a deadline; a client gone early is not an error."""
-    async with client:
-        with trio.move_on_after(TIMEOUT_S), _gone():
-            request = b""
-            while b"\r\n\r\n" not in request:
-                data = await client.receive_some(65536)
-                if not data:
-                    return
-                request += data
-            target = request.split(b" ", 2)[1]
-            mode, _, spec = target.lstrip(b"/").partition(b"/")
-            if mode == b"many":
-                await relay_many(client, upstream_port, spec)
-
-
-def main() -> None:
-    upstream_port, port = int(sys.argv[1]), int(sys.argv[2])
-    trio.run(lambda: trio.serve_tcp(lambda s: handle(s, upstream_port), port, host="127.0.0.1"))
-
-
 if __name__ == "__main__":
-    main()
+    serve(relay_many)
