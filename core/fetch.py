@@ -45,7 +45,7 @@ from .fetched import BodySource, Fetched, FetchError, FetchKey, as_fetch_error, 
 from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
 from .upstream import ConnectionPool, exchange
 from .upstream_ahead import SentRequest, send_request
-from .upstream_request import request_head
+from .upstream_request import PlannedRequest, request_head
 
 __all__ = [
     "BodySource",
@@ -347,19 +347,20 @@ class Fetcher:
         :meth:`send_ahead` may write them), not httpx."""
         return self._pump
 
-    async def send_ahead(
+    def plan_request(
         self,
         url: str,
         headers: Sequence[tuple[str, str]] = (),
         *,
         check_url: Callable[[Target], None] | None = None,
-    ) -> SentRequest | None:
-        """Write ``GET url`` now and read its answer later (:class:`SentRequest`), for
-        plain ``http://`` requests of the common shape; None otherwise, or when it
-        fails: the caller then uses :meth:`stream`, which reports why.
+    ) -> PlannedRequest | None:
+        """The bytes of ``GET url`` as :meth:`stream` would write them, and where to, for
+        a caller that writes the request itself on a connection from :attr:`pool` (a
+        zip reply's send thread); None unless it is a plain ``http://`` request of the
+        common shape whose URL passes the checks (:meth:`stream` reports why not).
 
-        The headers sent are those :meth:`stream` sends; the URL is checked the same
-        way (a refused one gives None here, and :meth:`stream` refuses it)."""
+        The headers are those :meth:`stream` sends; the URL is checked the same way, and
+        the connection's address is checked by the pool's guarded connector."""
         if not self._pump:
             return None
         try:
@@ -375,8 +376,24 @@ class Fetcher:
         data = request_head("GET", path, lines)
         if data is None:
             return None
+        return PlannedRequest(target.host, target.port, data, target.url, self._read_timeout)
+
+    async def send_ahead(
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        check_url: Callable[[Target], None] | None = None,
+    ) -> SentRequest | None:
+        """Write ``GET url`` now and read its answer later (:class:`SentRequest`), for
+        plain ``http://`` requests of the common shape; None otherwise, or when it
+        fails: the caller then uses :meth:`stream`, which reports why (see
+        :meth:`plan_request`)."""
+        plan = self.plan_request(url, headers, check_url=check_url)
+        if plan is None:
+            return None
         return await send_request(
-            self.pool, target.host, target.port, data, target.url, self._read_timeout
+            self.pool, plan.host, plan.port, plan.data, plan.url, plan.read_timeout
         )
 
     def _headers_sent(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -70,6 +70,7 @@ __all__ = [
     "Relayer",
     "UpstreamConnection",
     "exchange",
+    "keep_alive",
     "read_fast_head",
     "request_head",
     "splice_pipe",
@@ -114,7 +115,7 @@ class BodyTimeout(Exception):
     """No body byte arrived within the read timeout."""
 
 
-def _keep_alive(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+def keep_alive(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     """Whether an HTTP/1.1 answer with ``headers`` (lower-case names) allows keep-alive."""
     for name, value in headers:
         if name == b"connection" and b"close" in (t.strip().lower() for t in value.split(b",")):
@@ -221,7 +222,7 @@ class Exchange:
             None,
             head.status,
             headers,
-            _keep_alive(headers),
+            keep_alive(headers),
             head.content_length,
             memoryview(received)[head.end :],
             read_timeout,
@@ -238,7 +239,7 @@ class Exchange:
     ) -> Exchange:
         """The exchange whose head h11 read (``response``)."""
         headers = list(response.headers)
-        keep = response.http_version == b"1.1" and _keep_alive(headers)
+        keep = response.http_version == b"1.1" and keep_alive(headers)
         length = _content_length(response)
         buffered = memoryview(machine.trailing_data[0]) if length is not None else None
         status = response.status_code

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
-__all__ = ["request_head"]
+__all__ = ["PlannedRequest", "request_head"]
 
 _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _VALUE: Final = re.compile(rb"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?")
 _TARGET: Final = re.compile(rb"/[\x21-\x7e]*")
 _OWN_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
+
+
+class PlannedRequest(NamedTuple):
+    """A plain ``GET`` ready to write: to ``host:port``, the bytes ``data``, for the
+    checked ``url``; its answer awaited at most ``read_timeout`` seconds per wait."""
+
+    host: str
+    port: int
+    data: bytes
+    url: str
+    read_timeout: float
 
 
 def request_head(

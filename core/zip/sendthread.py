@@ -40,6 +40,8 @@ from __future__ import annotations
 import os
 import queue
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Final, Generic, TypeVar
 
 import trio
@@ -55,7 +57,9 @@ from slipstream.ext import (
     relay,
 )
 from slipstream.fetched import Fetched
+from slipstream.upstream_pool import ConnectionPool
 
+from .threadfetch import REQUESTS_AHEAD, PlainFetch, ThreadUpstreams
 from .threadio import splice_all, write_all
 
 __all__ = [
@@ -124,12 +128,14 @@ def _send_failure(status: int) -> Exception:
 class _Result(Generic[T]):
     """A result the thread hands to a task of the loop."""
 
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "notify", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, notify: Callable[[], None] | None = None) -> None:
         self.done = trio.Event()
         self.value: T | None = None
         self.error: Exception | None = None
+        self.notify = notify
+        """Called (in the loop, outside any task) once the thread has handed it."""
 
     async def wait(self) -> T:
         if not self.done.is_set():  # (set: no trip through the event loop)
@@ -183,6 +189,10 @@ class Lane:
     its data descriptor with a zero CRC-32, whose 4 bytes at ``crc_at`` get the CRC of
     the bytes sent; ``descriptor_span`` (skip, length) of it is sent once the ``total``
     bytes are.  ``expected`` is the CRC-32 those bytes must have.
+
+    With ``fetch``, the thread fetches the member itself first (:mod:`.threadfetch`).
+    If that declines or the upstream stops short, it hands :attr:`fallback` the count
+    of the member's bytes it sent, and takes the rest from the lane's operations.
     """
 
     __slots__ = (
@@ -192,6 +202,8 @@ class Lane:
         "descriptor_span",
         "ended",
         "expected",
+        "fallback",
+        "fetch",
         "ops",
         "total",
     )
@@ -204,8 +216,16 @@ class Lane:
         crc_at: int,
         descriptor_span: tuple[int, int],
         expected: int | None,
+        fetch: PlainFetch | None = None,
+        on_fallback: Callable[[Lane], None] | None = None,
     ) -> None:
         self._owner = owner
+        self.fetch = fetch
+        self.fallback: _Result[int] = _Result(
+            None if on_fallback is None else partial(on_fallback, self)
+        )
+        """Member bytes sent when the thread gave up fetching it itself (handed only
+        then, to :attr:`_Result.notify`)."""
         self.total = total
         self.descriptor = descriptor
         self.crc_at = crc_at
@@ -270,12 +290,25 @@ class SendThread:
     :meth:`stop` (end now), and wait for :attr:`ended`.
     """
 
-    def __init__(self, socket: trio.socket.SocketType, send_timeout: float) -> None:
+    def __init__(
+        self,
+        socket: trio.socket.SocketType,
+        send_timeout: float,
+        pool: ConnectionPool | None = None,
+    ) -> None:
         self._fd = socket.fileno()
         self._send_timeout = send_timeout
         self._token = trio.lowlevel.current_trio_token()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._ahead: deque[object] = deque()
+        """Items the thread took from the queue early, to write requests ahead."""
+        self._unsent: deque[PlainFetch] = deque()
+        """Members among them whose requests are not written yet (in order)."""
         self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.upstreams = (
+            ThreadUpstreams(pool, self._stop_fd, self._flush) if pool is not None else None
+        )
+        """The connections of members the thread fetches itself (needs ``pool``)."""
         self._lanes: list[Lane] = []
         self._waiting: set[_Result[Any]] = set()
         self._stopped = False
@@ -311,9 +344,13 @@ class SendThread:
         crc_at: int = 0,
         descriptor_span: tuple[int, int] = (0, 0),
         expected: int | None = None,
+        fetch: PlainFetch | None = None,
+        on_fallback: Callable[[Lane], None] | None = None,
     ) -> Lane:
-        """Queue a member's body (see :class:`Lane`); its operations go to the lane."""
-        lane = Lane(self, total, descriptor, crc_at, descriptor_span, expected)
+        """Queue a member's body (see :class:`Lane`); its operations go to the lane.
+        ``fetch`` needs the thread built with a ``pool``."""
+        assert fetch is None or self.upstreams is not None
+        lane = Lane(self, total, descriptor, crc_at, descriptor_span, expected, fetch, on_fallback)
         self._lanes = [held for held in self._lanes if not held.ended.done.is_set()]
         self._lanes.append(lane)
         self._queue.put(lane)
@@ -360,6 +397,9 @@ class SendThread:
             self._waiting.clear()
             os.close(self._stop_fd)
             self.ended.set()
+            if self.upstreams is not None:
+                with trio.CancelScope(shield=True):
+                    await self.upstreams.aclose()
 
     async def _stop_when_cancelled(self) -> None:
         try:
@@ -373,15 +413,22 @@ class SendThread:
         return SendStopped("the reply's send thread has ended")
 
     def _hand(self, result: _Result[T] | None, value: T | None, error: Exception | None) -> None:
-        """Hand a result to the loop (from the thread).
+        """Hand a result to the loop (from the thread), at the thread's next wait.
 
-        Results wait in a deque; the loop is woken (``run_sync_soon``) only if it has not
-        been since it last took them, so a loop busy with other work takes several at
-        once: each wake-up costs both threads a hand-over of the GIL."""
-        if result is None:
-            return
-        self._reports.append((result, value, error))
-        if not self._notified:
+        Results wait in a deque until :meth:`_flush`, which the thread calls just before
+        it waits (in a relay without the GIL, or for the socket or the queue).  The
+        loop's work on them then runs while the thread relays, not between the thread's
+        short steps between two relays: each step that releases the GIL (a ``read``, a
+        ``write``) would let a woken loop take it, and the thread would wait for the
+        loop's whole turn."""
+        if result is not None:
+            self._reports.append((result, value, error))
+
+    def _flush(self) -> None:
+        """Wake the loop to deliver the results handed, unless it has been since it last
+        took them (one wake-up for the results handed while it was busy: each costs both
+        threads a hand-over of the GIL)."""
+        if self._reports and not self._notified:
             self._notified = True
             self._token.run_sync_soon(self._deliver)
 
@@ -394,6 +441,8 @@ class SendThread:
             result.value, result.error = value, error
             result.done.set()
             self._waiting.discard(result)
+            if result.notify is not None:
+                result.notify()
 
     # -- the thread's side ----------------------------------------------------------------
 
@@ -405,7 +454,9 @@ class SendThread:
         buffer = bytearray(RELAY_BUFFER)
         pending = bytearray()
         while True:
-            item = self._queue.get()
+            if not self._ahead:
+                self._flush()
+            item = self._ahead.popleft() if self._ahead else self._queue.get()
             if item is _STOP:
                 return RELAY_STOPPED
             if isinstance(item, bytes):
@@ -429,7 +480,14 @@ class SendThread:
         RELAY_DONE, or what stopped it (RELAY_STOPPED as well when the member was
         aborted or its CRC differs)."""
         value = sent = 0
+        if lane.fetch is not None:
+            status, sent, value = self._fetched(lane, lane.fetch, buffer, pending)
+            if status != RELAY_DONE or sent < 0:
+                return status
+        elif self.upstreams is not None:
+            self._request_ahead(None)  # (the next members' answers come meanwhile)
         while sent < lane.total:
+            self._flush()
             op = lane.ops.get()
             if isinstance(op, _Data):
                 status = self._write(pending)
@@ -443,6 +501,9 @@ class SendThread:
                 sent += len(op.data)
                 self._hand(op.done, True, None)
                 continue
+            if op is _ABORT:  # what comes before the member's data is still sent
+                self._write(pending)
+                pending.clear()
             if not isinstance(op, _Relay):  # _ABORT or _STOP
                 return RELAY_STOPPED
             first = op.first
@@ -464,6 +525,7 @@ class SendThread:
                 if last and descriptor and lane.descriptor_span == (0, len(descriptor)):
                     trailer = bytearray(descriptor)
                 expected = lane.expected if last and lane.expected is not None else -1
+                self._flush()
                 moved = relay(
                     op.fd,
                     self._fd,
@@ -510,10 +572,102 @@ class SendThread:
         self._hand(lane.ended, value, None)
         return RELAY_DONE
 
+    def _fetched(
+        self, lane: Lane, fetch: PlainFetch, buffer: bytearray, pending: bytearray
+    ) -> tuple[int, int, int]:
+        """Fetch ``lane``'s member itself (see :mod:`.threadfetch`), after ``pending``.
+
+        (RELAY_DONE, -1, 0) once the member and its descriptor were sent; (status, -1,
+        0) when the reply stops; else (RELAY_DONE, the member bytes sent, their CRC-32):
+        either all of them, with the descriptor left to :meth:`_member`, or fewer, the
+        thread having given up (:attr:`Lane.fallback` handed) for the lane's operations
+        to send the rest."""
+        upstreams = self.upstreams
+        assert upstreams is not None
+        self._request_ahead(fetch)
+        answered = upstreams.answer(fetch)
+        if answered is None:
+            self._hand(lane.fallback, 0, None)
+            return RELAY_DONE, 0, 0
+        fd, first = answered
+        read_timeout = fetch.request.read_timeout
+        value = crc("crc32", first, 0)
+        head = pending + first if pending else first
+        pending.clear()
+        trailer: bytearray | None = None
+        if lane.descriptor is None and lane.expected is None and hasattr(os, "splice"):
+            status = self._write(head)  # nothing needs the CRC: moved without copying
+            if status != RELAY_DONE:
+                return status, -1, 0
+            moved = self._splice(fd, lane.total - len(first), read_timeout)
+        else:
+            descriptor = lane.descriptor
+            if descriptor and lane.descriptor_span == (0, len(descriptor)):
+                trailer = bytearray(descriptor)
+            self._flush()
+            moved = relay(
+                fd,
+                self._fd,
+                buffer,
+                lane.total - len(first),
+                value,
+                read_timeout,
+                self._send_timeout,
+                self._stop_fd,
+                head,
+                trailer,
+                lane.crc_at if trailer is not None else -1,
+                lane.expected if lane.expected is not None else -1,
+            )
+            value = moved.crc32
+        status = moved.status
+        if status == RELAY_MISMATCH:  # every byte moved; no descriptor sent
+            upstreams.done(fetch)
+            self._hand(lane.ended, None, CrcMismatch(value))
+            return RELAY_STOPPED, -1, 0
+        if status in (RELAY_SEND_ERROR, RELAY_SEND_TIMEOUT, RELAY_STOPPED):
+            return status, -1, 0
+        sent = len(first) + moved.sent
+        if status != RELAY_DONE:  # the upstream stopped short: the rest the general way
+            self._hand(lane.fallback, sent, None)
+            return RELAY_DONE, sent, value
+        upstreams.done(fetch)
+        if trailer is None:
+            return RELAY_DONE, sent, value
+        self._hand(lane.ended, value, None)
+        return RELAY_DONE, -1, 0
+
+    def _request_ahead(self, current: PlainFetch | None) -> None:
+        """Write ``current``'s request if it was not, and those of the next members the
+        thread fetches itself until :data:`REQUESTS_AHEAD` are written (taking items
+        from the queue early to see them)."""
+        upstreams = self.upstreams
+        assert upstreams is not None
+        unsent = self._unsent
+        if current is not None and not current.sent:
+            if unsent and unsent[0] is current:
+                unsent.popleft()
+            upstreams.send(current)
+        while upstreams.outstanding < REQUESTS_AHEAD:
+            if unsent:
+                upstreams.send(unsent.popleft())
+                continue
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._ahead.append(item)
+            if isinstance(item, Lane) and item.fetch is not None:
+                unsent.append(item.fetch)
+            elif item is _STOP or item is None:
+                return
+
     def _splice(self, source: int, count: int, read_timeout: float) -> Relayed:
         """Move ``count`` bytes from the socket ``source`` to the client with ``splice``."""
+        self._flush()
         return splice_all(source, self._fd, count, self._stop_fd, read_timeout, self._send_timeout)
 
     def _write(self, data: bytes | bytearray | memoryview) -> int:
         """Send all of ``data`` to the client; RELAY_DONE or why it stopped."""
+        self._flush()
         return write_all(self._fd, data, self._stop_fd, self._send_timeout)

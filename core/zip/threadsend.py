@@ -30,30 +30,31 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncGenerator
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import trio
 
-from slipstream.ext import Relayed
 from slipstream.fetch import FetchError
 from slipstream.send import BodyWriter
-from slipstream.upstream import BodyEndedEarly, BodyTimeout, Exchange
-from slipstream.upstream_ahead import SentRequest
 
-from .ahead import CLOSE_TIMEOUT, OpenedAhead, ReadAhead, RequestsAhead, SentAhead
+from .ahead import CLOSE_TIMEOUT, OpenedAhead, ReadAhead
 from .plan import Piece
-from .remote import MemberChanged, Relay, plain_answer
-from .sendthread import CrcMismatch, Lane, SendThread, _Result
+from .remote import MemberChanged, Relay
+from .sendthread import CrcMismatch, Lane, SendThread
+from .threadfetch import REQUESTS_AHEAD, PlainFetch
 
 if TYPE_CHECKING:
     from .stream import ZipBody
 
-__all__ = ["IN_FLIGHT", "ThreadedSend"]
+__all__ = ["FETCH_WINDOW", "IN_FLIGHT", "ThreadedSend"]
 
 IN_FLIGHT: Final = 4
-"""Members handed to a reply's send thread and not finished yet, at most (each holds its
-upstream connection and, read the general way, one pooled buffer until the thread has
-sent it)."""
+"""Members handed to a reply's send thread the general way and not finished yet, at most
+(each holds its upstream connection and one pooled buffer until the thread has sent it)."""
+FETCH_WINDOW: Final = 32
+"""Members queued for the send thread to fetch itself and not collected yet, at most
+(each is a few small objects; the thread writes at most ``REQUESTS_AHEAD`` requests)."""
 
 
 def _crc_offset(zero: bytes, ones: bytes) -> int:
@@ -81,6 +82,13 @@ class _Flights:
     def add(self) -> None:
         self._count += 1
 
+    def failed(self, index: int, error: Exception) -> None:
+        """A member not counted here failed (kept if it is the earliest)."""
+        if self.failure is None or index < self._failed_at:
+            self.failure, self._failed_at = error, index
+        self._changed.set()
+        self._changed = trio.Event()
+
     def landed(self, index: int, error: Exception | None) -> None:
         """One member finished (``error`` if it failed)."""
         if error is not None and (self.failure is None or index < self._failed_at):
@@ -106,26 +114,6 @@ class _Flights:
         await self._until(0, raising)
 
 
-class _Sent:
-    """A member handed with its request sent ahead: its answer, and the relay queued."""
-
-    __slots__ = ("answer", "first", "lane", "piece", "relayed")
-
-    def __init__(
-        self,
-        piece: Piece,
-        lane: Lane,
-        answer: Exchange,
-        first: memoryview,
-        relayed: _Result[tuple[int, Relayed]],
-    ) -> None:
-        self.piece = piece
-        self.lane = lane
-        self.answer = answer
-        self.first = first
-        self.relayed = relayed
-
-
 class ThreadedSend:
     """One reply's pieces after its head, sent by a send thread (see the module
     docstring); :meth:`run` in the reply's nursery."""
@@ -140,8 +128,12 @@ class ThreadedSend:
         """The reply's send thread (set by :meth:`run`)."""
         self._crc_at: dict[int, int] = {}
         """Where a descriptor holds its CRC-32, by the descriptor's size."""
-        self.landing: deque[_Sent] = deque()
-        """Members handed with their requests sent ahead, not collected yet (in order)."""
+        self.fetching: deque[tuple[Piece, Lane]] = deque()
+        """Members the thread fetches itself, not collected yet (in order)."""
+        self._fell_back: deque[tuple[Piece, Lane]] = deque()
+        """Members the thread gave up fetching itself, to read the general way."""
+        self._fell = trio.Event()
+        self._started = False
 
     async def run(self) -> None:
         """Send every piece; the earliest member's failure is raised.
@@ -156,38 +148,53 @@ class ThreadedSend:
             self.flights,
         )
         await out.flush()
-        sender = self.sender = SendThread(out.stream.socket, out.send_timeout)
-        nursery.start_soon(sender.run)
-        ahead: ReadAhead | RequestsAhead
-        if source.sends_ahead:
-            ahead = RequestsAhead(body._pieces, self._send_ahead)
+        plain = source.sends_ahead
+        pool = source.fetcher.pool if plain else None
+        sender = self.sender = SendThread(out.stream.socket, out.send_timeout, pool)
+        ahead: ReadAhead | None = None
+        if plain:
+            # Started once the first members it fetches itself are queued, so that it
+            # writes their requests before it waits in the first member (read the
+            # general way by ZipBody.open).
+            nursery.start_soon(self._read_fallbacks)
         else:
+            self._start()
             # The thread moves the bodies: a read ahead stops at its checked answer.
             ahead = ReadAhead(body._pieces, source.read, nursery, head_only=True)
-        item: Piece | OpenedAhead | SentAhead | None = None
         try:
             piece, reader, first = body._reading, body._reader, body._first
             if piece is not None and reader is not None:
                 body._reading, body._reader, body._first = None, None, b""
-                await self._fill(ahead)
+                if ahead is not None:
+                    ahead.fill()
                 self._hand(sender, piece, reader, first, body._relay)
-            while (item := ahead.next()) is not None:
-                if not isinstance(item, Piece) or item.kind == "data":
+            while True:
+                item = ahead.next() if ahead is not None else next(body._pieces, None)
+                if item is None:
+                    break
+                if not self._started and (
+                    len(self.fetching) >= REQUESTS_AHEAD
+                    or isinstance(item, OpenedAhead)
+                    or item.kind not in ("header", "data", "descriptor")
+                    or (item.kind == "descriptor" and item.index not in body._whole)
+                ):
+                    self._start()
+                if isinstance(item, OpenedAhead):
                     await self._room()
-                    await self._fill(ahead)
-                if isinstance(item, SentAhead):
-                    if not await self._hand_sent(sender, item):
-                        await self._open_and_hand(sender, item.piece)
-                    # Let the loop deliver the thread's results before the next head
-                    # (and a cancellation in: a member whose answer was in already
-                    # is handed without a wait).
-                    await trio.lowlevel.checkpoint()
-                elif isinstance(item, OpenedAhead):
+                    assert ahead is not None
+                    ahead.fill()
                     reader, first = await body._take(item)
                     self._hand(sender, item.piece, reader, first, item.relay)
                     # Let its task queue the relay before the thread gets to the member.
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 elif item.kind == "data":
+                    if ahead is not None:
+                        await self._room()
+                        ahead.fill()
+                    elif await self._fetch_room() and self._fetch_soon(sender, item):
+                        continue
+                    self._start()
+                    await self._room()
                     await self._open_and_hand(sender, item)
                 elif item.kind == "descriptor" and item.index in body._whole:
                     continue  # the send thread sends it, with the CRC-32 it computed
@@ -198,6 +205,7 @@ class ThreadedSend:
                         # does: a client that asks again at once finds them cached.
                         source.crcs.flush(body.background)
                     sender.send(await body._render(item))
+            self._start()
             await self._drained()
             source.crcs.flush(body.background)
             sender.close()
@@ -207,6 +215,7 @@ class ThreadedSend:
         except Exception as exc:
             # What was handed before the failure is sent in full (so a resume has less
             # to fetch again), then the thread ends; an earlier member's failure wins.
+            self._start()
             sender.close()
             await self._drained(raising=False)
             await sender.ended.wait()
@@ -215,103 +224,90 @@ class ThreadedSend:
                 raise earlier from None
             raise
         finally:
+            self._start()  # (it then ends at once, releasing what it holds)
             sender.stop()
-            with trio.CancelScope(shield=True):
-                if isinstance(ahead, RequestsAhead):
-                    await ahead.aclose()
-                if isinstance(item, SentAhead) and item.request is not None:
-                    await item.request.aclose()  # (taken, not answered yet: closed here)
-                if self.landing:
-                    await sender.ended.wait()  # (it may relay from their sockets)
-                    while self.landing:
-                        await self.landing.popleft().answer.finish()
 
-    async def _fill(self, ahead: ReadAhead | RequestsAhead) -> None:
-        if isinstance(ahead, RequestsAhead):
-            await ahead.fill()
-        else:
-            ahead.fill()
+    def _start(self) -> None:
+        """Start the send thread (once)."""
+        if not self._started:
+            self._started = True
+            self.nursery.start_soon(self.sender.run)
 
     async def _room(self) -> None:
-        """Collect the members sent ahead that have ended, and as many more as it takes
-        for another member to be handed; then wait for room (raising a failure)."""
-        landing = self.landing
-        while landing and (self.flights.full or landing[0].relayed.done.is_set()):
-            await self._land(landing.popleft())
+        """Wait until another member may be handed the general way (raising a failure)."""
         await self.flights.room()
 
     async def _drained(self, *, raising: bool = True) -> None:
         """Collect every member handed (see :meth:`_Flights.drained`)."""
-        while self.landing:
-            await self._land(self.landing.popleft())
+        while self.fetching:
+            await self._collect(*self.fetching.popleft())
         await self.flights.drained(raising=raising)
 
-    # -- members sent ahead -------------------------------------------------------------
+    # -- members the thread fetches itself ----------------------------------------------
 
-    async def _send_ahead(self, piece: Piece) -> SentRequest | None:
-        """Write the request of ``piece``'s member ahead (None: declined)."""
+    async def _fetch_room(self) -> bool:
+        """Collect the members the thread fetched that have ended, and the oldest while
+        :data:`FETCH_WINDOW` are queued; True (raising a failure of a member handed)."""
+        fetching = self.fetching
+        while fetching and (len(fetching) >= FETCH_WINDOW or fetching[0][1].ended.done.is_set()):
+            await self._collect(*fetching.popleft())
+        failure = self.flights.failure
+        if failure is not None:
+            raise failure
+        return True
+
+    def _fetch_soon(self, sender: SendThread, piece: Piece) -> bool:
+        """Queue a member for the thread to fetch itself (False: its request is not of
+        the plain kind, it is read the general way)."""
         source = self.source
         obj = source.objects[piece.index]
         start, stop = piece.skip, piece.skip + piece.length - 1
         headers = [*source.headers, ("Range", f"bytes={start}-{stop}")]
-        return await source.fetcher.send_ahead(obj.uri, headers, check_url=source.check_url)
-
-    async def _hand_sent(self, sender: SendThread, item: SentAhead) -> bool:
-        """Read the answer of a member sent ahead and queue its relay on the thread;
-        False (nothing handed, the answer closed) when it is not the plain answer."""
-        request, piece = item.request, item.piece
+        request = source.fetcher.plan_request(obj.uri, headers, check_url=source.check_url)
         if request is None:
             return False
-        answer = await request.answer()
-        if answer is None:
-            return False
-        obj = self.source.objects[piece.index]
-        if not plain_answer(answer.status, answer.headers, obj, piece.skip, piece.length):
-            await answer.finish()
-            return False
-        lane = self._lane(sender, piece)
-        fd, first, rest = answer.relay_plan(piece.length)
-        relayed = lane.relay_soon(fd, first, rest, answer.read_timeout)
-        self.flights.add()
-        self.landing.append(_Sent(piece, lane, answer, first, relayed))
+        fetch = PlainFetch(request, obj, piece.skip, piece.length)
+        lane = self._lane(sender, piece, fetch)
+        self.fetching.append((piece, lane))
         return True
 
-    async def _land(self, sent: _Sent) -> None:
-        """Collect a member sent ahead once the thread is done with it: its connection
-        back to the pool and its CRC-32 recorded.  An upstream that stopped short is
-        read on from there the general way (:meth:`_finish`, in a task); a failure is
-        kept in :attr:`flights`, not raised."""
-        source, sender = self.source, self.sender
-        piece, lane, answer = sent.piece, sent.lane, sent.answer
-        index = piece.index
-        error: Exception | None = None
-        try:
-            sent_first, moved = await sent.relayed.wait()
-            try:
-                answer.relayed(sent.first, sent_first, moved)
-            except (BodyEndedEarly, BodyTimeout):
-                done = answer.spliced
-                await answer.finish()  # (the thread is past this relay)
+    def _fell_back_on(self, piece: Piece, lane: Lane) -> None:
+        """The thread gave up fetching ``lane``'s member itself (in the loop, outside any
+        task): it counts as handed the general way from now on, and
+        :meth:`_read_fallbacks` reads the rest."""
+        self.flights.add()
+        self._fell_back.append((piece, lane))
+        self._fell.set()
+
+    async def _read_fallbacks(self) -> None:
+        """Read the rest of each member the thread gave up on the general way, through
+        its lane (a task of the reply's nursery, cancelled at its end)."""
+        source = self.source
+        while True:
+            await self._fell.wait()
+            self._fell = trio.Event()
+            while self._fell_back:
+                piece, lane = self._fell_back.popleft()
+                done = lane.fallback.value or 0
                 relay = Relay()
                 relay.out = lane
-                reader = source.read(index, piece.skip + done, piece.length - done, relay=relay)
-                self.nursery.start_soon(
-                    self._finish, sender, lane, piece, reader, False, self.flights
+                reader = source.read(
+                    piece.index, piece.skip + done, piece.length - done, relay=relay
                 )
-                return
-            await self._completed(lane, index)
+                self.nursery.start_soon(
+                    self._finish, self.sender, lane, piece, reader, False, self.flights
+                )
+
+    async def _collect(self, piece: Piece, lane: Lane) -> None:
+        """Record the CRC-32 of a member the thread fetched, once it has ended; a failure
+        is kept in :attr:`flights`, not raised (a member it gave up on is :meth:`_finish`'s)."""
+        await lane.ended.done.wait()
+        if lane.fallback.done.is_set():
+            return
+        try:
+            await self._completed(lane, piece.index)
         except Exception as exc:
-            error = exc
-            lane.abort()
-        except BaseException:
-            sender.stop()
-            raise
-        finally:
-            if not sent.relayed.done.is_set() or sent.relayed.error is not None:
-                with trio.CancelScope(shield=True):
-                    await sender.ended.wait()  # (it may still read the socket)
-            await answer.finish()
-        self.flights.landed(index, error)
+            self.flights.failed(piece.index, exc)
 
     async def _completed(self, lane: Lane, index: int) -> None:
         """Wait until the thread has sent member ``index`` whole, then record its CRC-32
@@ -342,14 +338,15 @@ class ThreadedSend:
             raise
         self._hand(sender, piece, reader, first, relay)
 
-    def _lane(self, sender: SendThread, piece: Piece) -> Lane:
-        """Queue a member on the send thread: its data, and (streamed whole) its
-        descriptor with the CRC-32 the thread computes."""
+    def _lane(self, sender: SendThread, piece: Piece, fetch: PlainFetch | None = None) -> Lane:
+        """Queue a member on the send thread: its data (``fetch``: the thread fetches it
+        itself), and (streamed whole) its descriptor with the CRC-32 the thread computes."""
         source = self.source
         layout = source.layout
         index = piece.index
+        on_fallback = None if fetch is None else partial(self._fell_back_on, piece)
         if index not in self.body._whole:
-            return sender.member(piece.length)
+            return sender.member(piece.length, fetch=fetch, on_fallback=on_fallback)
         template = layout.descriptor_bytes(index, 0)
         crc_at = self._crc_at.get(len(template))
         if crc_at is None:  # (where the CRC sits depends only on the record's size)
@@ -361,6 +358,8 @@ class ThreadedSend:
             crc_at,
             self._descriptor_span(index),
             source.crcs.known(index),
+            fetch,
+            on_fallback,
         )
 
     def _hand(

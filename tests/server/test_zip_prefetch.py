@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from slipstream.zip.ahead import PREFETCH_MEMBERS
-from slipstream.zip.stream import IN_FLIGHT
+from slipstream.zip.threadfetch import REQUESTS_AHEAD
 from tests.helpers.server import Served, StartServer
 from tests.helpers.upstream import DEFAULT_CHUNK, Blob, Handler, RecordedRequest, Status, Upstream
 from tests.helpers.zip import (
@@ -135,9 +135,10 @@ async def test_a_client_gone_mid_zip_leaves_no_upstream_read_open(
     big = tmp_path / "big.bin"
     with big.open("wb") as sparse:
         sparse.truncate(32 * 1024 * 1024)  # more than the socket buffers hold
-    # With a send thread, up to IN_FLIGHT members are handed to it (the first one, stuck,
-    # among them), and the reads ahead are those of the members after the last one handed.
-    opened = PREFETCH_MEMBERS + (IN_FLIGHT - 1 if zip_sender else 0)
+    # With a send thread, the thread writes the requests of the REQUESTS_AHEAD members
+    # after the one it sends (the first, stuck) before it sends it; without, the event
+    # loop reads PREFETCH_MEMBERS ahead.
+    opened = REQUESTS_AHEAD if zip_sender else PREFETCH_MEMBERS
     count = opened + 2
     uris = [upstream.add(f"/gone/m{n}.bin", Blob(path=big)) for n in range(count)]
     served = await zip_server(start_server, upstream)
