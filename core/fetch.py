@@ -44,7 +44,6 @@ from .buffers import BufferPool
 from .fetched import BodySource, Fetched, FetchError, FetchKey, as_fetch_error, fetch_errors
 from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
 from .upstream import ConnectionPool, exchange
-from .upstream_ahead import SentRequest, send_request
 from .upstream_request import PlannedRequest, request_head
 
 __all__ = [
@@ -344,7 +343,7 @@ class Fetcher:
     @property
     def pumped(self) -> bool:
         """Whether plain ``http://`` GETs go through :mod:`slipstream.upstream` (and
-        :meth:`send_ahead` may write them), not httpx."""
+        :meth:`plan_request` plans them), not httpx."""
         return self._pump
 
     def plan_request(
@@ -377,24 +376,6 @@ class Fetcher:
         if data is None:
             return None
         return PlannedRequest(target.host, target.port, data, target.url, self._read_timeout)
-
-    async def send_ahead(
-        self,
-        url: str,
-        headers: Sequence[tuple[str, str]] = (),
-        *,
-        check_url: Callable[[Target], None] | None = None,
-    ) -> SentRequest | None:
-        """Write ``GET url`` now and read its answer later (:class:`SentRequest`), for
-        plain ``http://`` requests of the common shape; None otherwise, or when it
-        fails: the caller then uses :meth:`stream`, which reports why (see
-        :meth:`plan_request`)."""
-        plan = self.plan_request(url, headers, check_url=check_url)
-        if plan is None:
-            return None
-        return await send_request(
-            self.pool, plan.host, plan.port, plan.data, plan.url, plan.read_timeout
-        )
 
     def _headers_sent(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """``headers`` with the fetcher's own (User-Agent, Accept-Encoding) unless given."""

@@ -17,21 +17,18 @@ never the member being sent; what the reply sent before is flushed first, so the
 falls just before that member's data.  When the reply ends, is cut, or its client goes
 away, the reads ahead are cancelled and closed (shielded, within :data:`CLOSE_TIMEOUT`).
 
-:class:`RequestsAhead` is the lighter form a reply with a send thread uses when every
-member is a plain ``http://`` object that honours Range: only the requests of the next
-members are written ahead, by the reply's own task (no task, no buffer per member); the
-answers are read in the member's turn (see :mod:`slipstream.zip.threadsend`).
+A reply with a send thread whose members are all plain ``http://`` objects that honour
+Range reads nothing ahead here: its thread writes the next members' requests itself
+(:mod:`slipstream.zip.threadfetch`).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Final
 
 import trio
-
-from slipstream.upstream_ahead import SentRequest
 
 from .plan import Piece
 from .remote import Relay
@@ -41,8 +38,6 @@ __all__ = [
     "PREFETCH_MEMBERS",
     "OpenedAhead",
     "ReadAhead",
-    "RequestsAhead",
-    "SentAhead",
 ]
 
 PREFETCH_MEMBERS: Final = 4
@@ -89,15 +84,31 @@ class OpenedAhead:
         return reader, first
 
 
-class _Lookahead:
-    """The pieces of a reply after the one being sent, taken from the layout ahead of
-    their turn so that the next members' reads can be started early."""
+class ReadAhead:
+    """The pieces of a reply after the one being sent, with the reads of the next members
+    opened ahead in ``nursery`` (cancel it to close those not taken)."""
 
-    def __init__(self, pieces: Iterator[Piece]) -> None:
+    def __init__(
+        self,
+        pieces: Iterator[Piece],
+        open_read: OpenRead,
+        nursery: trio.Nursery,
+        *,
+        head_only: bool = False,
+    ):
         self._pieces = pieces
-        self._pending: deque[Piece | OpenedAhead | SentAhead] = deque()
+        self._pending: deque[Piece | OpenedAhead] = deque()
         """Pieces taken from the layout ahead; those with a read started are replaced
         by what started it."""
+        self._head_only = head_only
+        """Open the reads with ``Relay(head_only=True)`` (their first chunk may be empty)."""
+        self._open_read = open_read
+        self._nursery = nursery
+
+    def next(self) -> Piece | OpenedAhead | None:
+        """The next piece to send (an :class:`OpenedAhead` if its read was opened); None
+        at the end."""
+        return self._pending.popleft() if self._pending else next(self._pieces, None)
 
     def _to_start(self) -> Iterator[tuple[int, Piece]]:
         """The positions in ``_pending`` (and pieces) of the next members with data
@@ -117,32 +128,6 @@ class _Lookahead:
                 yield position, item
                 started += 1
             position += 1
-
-
-class ReadAhead(_Lookahead):
-    """The pieces of a reply after the one being sent, with the reads of the next members
-    opened ahead in ``nursery`` (cancel it to close those not taken)."""
-
-    def __init__(
-        self,
-        pieces: Iterator[Piece],
-        open_read: OpenRead,
-        nursery: trio.Nursery,
-        *,
-        head_only: bool = False,
-    ):
-        super().__init__(pieces)
-        self._head_only = head_only
-        """Open the reads with ``Relay(head_only=True)`` (their first chunk may be empty)."""
-        self._open_read = open_read
-        self._nursery = nursery
-
-    def next(self) -> Piece | OpenedAhead | None:
-        """The next piece to send (an :class:`OpenedAhead` if its read was opened); None
-        at the end."""
-        item = self._pending.popleft() if self._pending else next(self._pieces, None)
-        assert not isinstance(item, SentAhead)
-        return item
 
     def fill(self) -> None:
         """Open the reads of the next members with data (after the one about to be sent),
@@ -172,49 +157,3 @@ class ReadAhead(_Lookahead):
                 ahead.reader, ahead.first = None, b""
                 with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
                     await reader.aclose()
-
-
-class SentAhead:
-    """A member whose request :class:`RequestsAhead` wrote ahead of its turn (``request``
-    is None when that was declined: the member is read the general way)."""
-
-    __slots__ = ("piece", "request")
-
-    def __init__(self, piece: Piece, request: SentRequest | None) -> None:
-        self.piece = piece
-        self.request = request
-
-
-class RequestsAhead(_Lookahead):
-    """The pieces of a reply after the one being sent, with the requests of the next
-    members written ahead by ``send_ahead(piece)`` (see
-    :mod:`slipstream.upstream_ahead`), in the reply's own task: no task per member.
-    :meth:`aclose` closes the connections of the requests not taken."""
-
-    def __init__(
-        self,
-        pieces: Iterator[Piece],
-        send_ahead: Callable[[Piece], Awaitable[SentRequest | None]],
-    ) -> None:
-        super().__init__(pieces)
-        self._send_ahead = send_ahead
-
-    def next(self) -> Piece | SentAhead | None:
-        """The next piece to send (a :class:`SentAhead` if its request was written);
-        None at the end."""
-        item = self._pending.popleft() if self._pending else next(self._pieces, None)
-        assert not isinstance(item, OpenedAhead)
-        return item
-
-    async def fill(self) -> None:
-        """Write the requests of the next members with data (after the one about to be
-        sent), up to :data:`PREFETCH_MEMBERS`."""
-        for position, piece in self._to_start():
-            self._pending[position] = SentAhead(piece, await self._send_ahead(piece))
-
-    async def aclose(self) -> None:
-        """Close the connections of the requests written and not taken."""
-        pending, self._pending = self._pending, deque()
-        for item in pending:
-            if isinstance(item, SentAhead) and item.request is not None:
-                await item.request.aclose()

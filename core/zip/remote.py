@@ -274,7 +274,7 @@ def plain_answer(
     status: int, headers: Sequence[tuple[bytes, bytes]], obj: RemoteObject, offset: int, length: int
 ) -> bool:
     """Whether an answer (``status``, ``headers`` with lower-case names, as the fast
-    head parser gives them) to a request written ahead (:mod:`slipstream.upstream_ahead`)
+    head parser gives them) to a request a send thread wrote (:mod:`.threadfetch`)
     is exactly bytes ``[offset, offset + length)`` of the object the probe saw.  When
     not, the member is read with :func:`read_member`, which reports what is wrong (and
     follows a redirect).  Sans-IO."""

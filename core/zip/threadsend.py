@@ -1,26 +1,25 @@
 """The event loop's side of a zip reply sent by a send thread (:mod:`.sendthread`).
 
 :class:`ThreadedSend` sends a :class:`~slipstream.zip.stream.ZipBody`'s pieces after
-those it rendered before its head: the loop opens each member's read, checks the
-upstream's answer and hands the member to the thread (at most :data:`IN_FLIGHT`
-unfinished); the thread sends the headers, relays the bodies with their CRC-32 and
-sends the descriptors, back to back.
+those it rendered before its head, with a send thread that sends the headers, relays the
+bodies with their CRC-32 and sends the descriptors, back to back.  The loop renders the
+other pieces and records each member's CRC-32 as the thread hands it back.
 
-Two ways to open the member reads:
+Two ways to hand the members:
 
-- **Requests sent ahead** (:class:`~slipstream.zip.ahead.RequestsAhead`), when every
-  member is a plain ``http://`` object that honours ``Range``: the reply's own task
-  writes the next members' requests ahead on pooled connections, reads each answer's
-  head when its turn comes, checks it and queues its relay on the thread without
-  waiting; it collects each member's end (:meth:`ThreadedSend._land`) when it needs
-  room, or as the results come.  No task, generator or context manager per member:
-  measured on 1,000 members of 1 MiB, that is what cost the event loop most of its
-  0.9 ms per member.  Anything unusual about one member (its request declined, an
-  answer that is not exactly the range asked, a redirect, a body cut midway) sends
-  that member the general way below, which retries and reports the error.
+- **Fetched by the thread** (:mod:`.threadfetch`), when every member is a plain
+  ``http://`` object that honours ``Range``: the loop queues each member with its
+  request's bytes (at most :data:`FETCH_WINDOW` not collected), and the thread writes
+  the requests ahead, reads and checks each answer's head and relays the member.  The
+  loop has no per-member task, wait or wake-up: measured on 1,000 members of 1 MiB, the
+  loop's part per member was what held the thread back.  A member the thread gives up
+  on (its request declined, an answer that is not exactly the range asked, a redirect,
+  a body cut midway) is read on the general way from the byte it stopped at
+  (:meth:`ThreadedSend._read_fallbacks`), which retries and reports the error.
 - **Reads opened ahead** (:class:`~slipstream.zip.ahead.ReadAhead`): a task per member
-  opens it with :func:`~slipstream.zip.remote.read_member` and another finishes it
-  (:meth:`ThreadedSend._finish`).
+  opens it with :func:`~slipstream.zip.remote.read_member` (the answer checked, nothing
+  of the body read), at most :data:`IN_FLIGHT` are handed unfinished, and another task
+  finishes each (:meth:`ThreadedSend._finish`).
 
 Either way the bytes, their order, the cut positions and the errors are those of
 sending the members one after the other on the event loop.

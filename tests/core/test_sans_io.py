@@ -31,7 +31,6 @@ IO_MODULES = {
     "slipstream.fetched",
     "slipstream.send",
     "slipstream.upstream",
-    "slipstream.upstream_ahead",
     "slipstream.upstream_pool",
     "slipstream.zip.ahead",
     "slipstream.zip.crc",
@@ -41,6 +40,7 @@ IO_MODULES = {
     "slipstream.zip.sendthread",
     "slipstream.zip.service",
     "slipstream.zip.stream",
+    "slipstream.zip.threadfetch",
     "slipstream.zip.threadio",
     "slipstream.zip.threadsend",
 }
