@@ -45,6 +45,8 @@ WORKERS: Final = 8
 """Members whose CRCs are computed at once (per zip source)."""
 SAVE_BATCH: Final = 32
 """CRCs a streaming reply records before they are stored (in one transaction)."""
+STORE_WAIT: Final = 5.0
+"""Seconds a reply waits for its CRCs to be stored before its central directory goes."""
 
 
 def first_failure(group: BaseExceptionGroup[Exception]) -> Exception:
@@ -90,6 +92,8 @@ class CrcBook:
         self._unsaved: list[tuple[str, int, str, int]] = []
         """CRCs recorded but not stored yet: (uri, size, validator, crc)."""
         self._saving = False
+        self._save_done = trio.Event()
+        """Set when the save in progress (if any) has ended."""
         cached: Sequence[int | None] = [None] * len(objects)
         if state is not None:
             cached = state.get_crcs([(obj.uri, obj.size, obj.validator) for obj in objects])
@@ -135,14 +139,29 @@ class CrcBook:
         """Store the CRCs :meth:`record` kept for a batch, in a task in ``background``
         (a reply calls it when it ends, streamed whole or not)."""
         if self._unsaved and not self._saving and self.state is not None:
-            self._saving = True
+            self._begin_save()
             background.start_soon(self._save)
+
+    async def stored(self, background: trio.Nursery) -> None:
+        """Store the CRCs recorded so far and wait until they are (at most
+        :data:`STORE_WAIT` seconds): a reply calls it before its last bytes leave, so a
+        client that asks for a new manifest of the same URIs as soon as it has them
+        finds them cached."""
+        self.flush(background)
+        if self._saving:
+            with trio.move_on_after(STORE_WAIT):
+                await self._save_done.wait()
+
+    def _begin_save(self) -> None:
+        self._saving = True
+        self._save_done = trio.Event()
 
     async def _save(self) -> None:
         """Store the CRCs recorded so far, a batch per transaction, until none is left;
         never raises an ``Exception`` (a failure is logged)."""
         assert self.state is not None
-        self._saving = True
+        if not self._saving:  # (called directly, not through flush)
+            self._begin_save()
         try:
             while self._unsaved:
                 rows, self._unsaved = self._unsaved, []
@@ -159,6 +178,7 @@ class CrcBook:
                     )
         finally:
             self._saving = False
+            self._save_done.set()
 
     def ensure(self, nursery: trio.Nursery, indices: Sequence[int]) -> None:
         """Queue background computations for those of ``indices`` not known or queued.

@@ -489,6 +489,8 @@ class ZipBody(StreamedBody):
                 ahead.fill()
                 await self._send_data(out, item)
             else:
+                if item.kind == "central":  # (see ThreadedSend.run)
+                    await source.crcs.stored(self.background)
                 await out.write(await self._render(item))
 
     async def _take(

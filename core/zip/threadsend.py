@@ -200,9 +200,9 @@ class ThreadedSend:
                 else:
                     if item.kind == "central":  # it needs the CRCs of the members in flight
                         await self._drained()
-                        # Stored before the last bytes leave, as the event loop's path
-                        # does: a client that asks again at once finds them cached.
-                        source.crcs.flush(body.background)
+                        # Stored before the last bytes leave: a client that asks again
+                        # at once finds them cached.
+                        await source.crcs.stored(body.background)
                     sender.send(await body._render(item))
             self._start()
             await self._drained()
