@@ -1,32 +1,30 @@
 """The send thread of a zip reply: one worker thread writes the reply's body to its client.
 
 Why a thread: a zip of many remote members costs the event loop a little work per member
-(the descriptor, the next header, taking the next read) and the relay of each body a
-little more (``recv``, CRC-32, ``send``).  Done by the loop, the two alternate; measured
-on 1,000 members of 1 MiB, that is about 0.4 ms of loop work plus 0.9 ms of relaying per
-member, back to back.  With a send thread they overlap: the loop prepares the members
-ahead and queues them, and the thread sends them back to back, relaying each body with
-:func:`slipstream.ext.relay` (which runs without the GIL in the compiled twin), never
-waiting for the loop between two members.
+and the relay of each body a little more (``recv``, CRC-32, ``send``); done by the loop,
+the two alternate.  With a send thread they overlap: the loop queues the members ahead,
+and the thread sends them back to back, relaying each body with
+:func:`slipstream.ext.relay` (without the GIL in the compiled twin).
 
 What the loop queues (in order; the thread sends it in that order and nothing else):
 
 - bytes (:meth:`SendThread.send`): a header, a rendered descriptor, the central directory;
-- a member's body (:meth:`SendThread.member`, a :class:`Lane`): the thread takes that
-  member's operations from the lane until the member's ``total`` bytes are sent: the
-  bytes already read (:meth:`Lane.send`, also how bodies that cannot be relayed go) and
-  the relays of the rest from the upstream socket (:meth:`Lane.relay`, what
+- a member's body (:meth:`SendThread.member`, a :class:`~.threadlane.Lane`).  With a
+  :class:`~.threadfetch.PlainFetch` the thread fetches the member itself (it writes the
+  requests of the next members ahead, reads and checks the answer, relays it); if it
+  gives up, or without one, it takes the member's operations from the lane until its
+  ``total`` bytes are sent: bytes already read (:meth:`Lane.send`) and relays of the rest
+  from the upstream socket (:meth:`Lane.relay`, what
   :func:`~slipstream.zip.remote.read_member` asks for through :meth:`Lane.splice`).  A
-  relay that stops short on the upstream side is reported, and the thread waits for
-  the lane's next operation: the retry of the rest, from a new upstream answer, or
-  :meth:`Lane.abort`.  Once the member is complete, the thread checks its CRC-32 against
-  the expected one (the cached CRC, if any) and sends its data descriptor with it, so the
-  loop never waits for a member's end before queuing the next.
+  relay that stops short upstream is reported, and the thread waits for the lane's next
+  operation (the retry of the rest, or :meth:`Lane.abort`).  Once the member is complete,
+  the thread checks its CRC-32 against the expected one (the cached CRC, if any) and
+  sends its data descriptor with it: the loop never waits for a member's end.
 
-Every result reaches the loop through the Trio token (``run_sync_soon``, one wake-up for
-the results handed while the loop was busy), never by blocking the thread.  The thread
-is the only writer of the client socket while it runs: the reply's head goes out before
-it starts, and the loop writes again only after it ended.
+Every result reaches the loop through the Trio token (``run_sync_soon``), at the thread's
+next wait, one wake-up for the results handed meanwhile; the thread never blocks on the
+loop.  The thread is the only writer of the client socket while it runs: the reply's head
+goes out before it starts, and the loop writes again only after it ended.
 
 Stopping: :meth:`SendThread.stop` (a failure elsewhere, or the reply's task cancelled)
 ends the thread at its next wait; its waits (``poll``) include a stop eventfd, and its
@@ -41,8 +39,7 @@ import os
 import queue
 from collections import deque
 from collections.abc import Callable
-from functools import partial
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 import trio
 
@@ -56,11 +53,21 @@ from slipstream.ext import (
     crc,
     relay,
 )
-from slipstream.fetched import Fetched
 from slipstream.upstream_pool import ConnectionPool
 
 from .threadfetch import REQUESTS_AHEAD, PlainFetch, ThreadUpstreams
 from .threadio import splice_all, write_all
+from .threadlane import (
+    ABORT,
+    STOP,
+    CrcMismatch,
+    DataOp,
+    Lane,
+    RelayOp,
+    Result,
+    SendStopped,
+    send_failure,
+)
 
 __all__ = [
     "SEND_THREADS",
@@ -102,186 +109,6 @@ def release_send_thread() -> None:
     _SEND_GATES.get().release()
 
 
-class SendStopped(Exception):
-    """The send thread was stopped (a failure elsewhere, or cancellation) before this
-    operation was done."""
-
-
-class CrcMismatch(Exception):
-    """A member's bytes have another CRC-32 than the expected one (nothing of its
-    descriptor was sent)."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(f"CRC-32 {value:08x} differs from the expected one")
-        self.value = value
-
-
-def _send_failure(status: int) -> Exception:
-    """The loop-side error for a send that stopped with ``status``."""
-    if status == RELAY_SEND_TIMEOUT:
-        return trio.TooSlowError()
-    if status == RELAY_STOPPED:
-        return SendStopped("the reply's send thread was stopped")
-    return trio.BrokenResourceError("the client's socket failed")
-
-
-class _Result(Generic[T]):
-    """A result the thread hands to a task of the loop."""
-
-    __slots__ = ("done", "error", "notify", "value")
-
-    def __init__(self, notify: Callable[[], None] | None = None) -> None:
-        self.done = trio.Event()
-        self.value: T | None = None
-        self.error: Exception | None = None
-        self.notify = notify
-        """Called (in the loop, outside any task) once the thread has handed it."""
-
-    async def wait(self) -> T:
-        if not self.done.is_set():  # (set: no trip through the event loop)
-            await self.done.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.value is not None
-        return self.value
-
-
-_STOP: Final = object()
-"""Queued to tell the thread to end at once."""
-_ABORT: Final = object()
-"""Queued on a lane whose member cannot be completed."""
-
-
-class _Data:
-    """Member bytes to send (``done``: None, or told once they are sent)."""
-
-    __slots__ = ("data", "done")
-
-    def __init__(self, data: memoryview | bytes, done: _Result[bool] | None) -> None:
-        self.data = data
-        self.done = done
-
-
-class _Relay:
-    """``first``, then ``count`` bytes relayed from the socket ``fd``."""
-
-    __slots__ = ("count", "done", "fd", "first", "read_timeout")
-
-    def __init__(
-        self,
-        fd: int,
-        first: memoryview,
-        count: int,
-        read_timeout: float,
-        done: _Result[tuple[int, Relayed]],
-    ) -> None:
-        self.fd = fd
-        self.first = first
-        self.count = count
-        self.read_timeout = read_timeout
-        self.done = done
-
-
-class Lane:
-    """One member's body in the send thread's queue: its operations, in order.
-
-    ``total`` is how many of its bytes the reply sends.  ``descriptor`` (when given) is
-    its data descriptor with a zero CRC-32, whose 4 bytes at ``crc_at`` get the CRC of
-    the bytes sent; ``descriptor_span`` (skip, length) of it is sent once the ``total``
-    bytes are.  ``expected`` is the CRC-32 those bytes must have.
-
-    With ``fetch``, the thread fetches the member itself first (:mod:`.threadfetch`).
-    If that declines or the upstream stops short, it hands :attr:`fallback` the count
-    of the member's bytes it sent, and takes the rest from the lane's operations.
-    """
-
-    __slots__ = (
-        "_owner",
-        "crc_at",
-        "descriptor",
-        "descriptor_span",
-        "ended",
-        "expected",
-        "fallback",
-        "fetch",
-        "ops",
-        "total",
-    )
-
-    def __init__(
-        self,
-        owner: SendThread,
-        total: int,
-        descriptor: bytes | None,
-        crc_at: int,
-        descriptor_span: tuple[int, int],
-        expected: int | None,
-        fetch: PlainFetch | None = None,
-        on_fallback: Callable[[Lane], None] | None = None,
-    ) -> None:
-        self._owner = owner
-        self.fetch = fetch
-        self.fallback: _Result[int] = _Result(
-            None if on_fallback is None else partial(on_fallback, self)
-        )
-        """Member bytes sent when the thread gave up fetching it itself (handed only
-        then, to :attr:`_Result.notify`)."""
-        self.total = total
-        self.descriptor = descriptor
-        self.crc_at = crc_at
-        self.descriptor_span = descriptor_span
-        self.expected = expected
-        self.ops: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.ended: _Result[int] = owner.result()
-        """The member's CRC-32, once all of it (and its descriptor) was sent."""
-
-    def descriptor_with(self, value: int) -> bytearray:
-        """The descriptor with the CRC-32 ``value`` in it."""
-        assert self.descriptor is not None
-        data = bytearray(self.descriptor)
-        data[self.crc_at : self.crc_at + 4] = value.to_bytes(4, "little")
-        return data
-
-    async def send(self, data: memoryview | bytes) -> None:
-        """Send member bytes (``data`` must stay unchanged until this returns)."""
-        done: _Result[bool] = self._owner.result()
-        self.ops.put(_Data(data, done))
-        await done.wait()
-
-    def send_soon(self, data: memoryview | bytes) -> None:
-        """Queue member bytes without waiting (``data`` must stay unchanged until the
-        member has ended: :attr:`ended`, or the thread has)."""
-        self.ops.put(_Data(data, None))
-
-    async def relay(
-        self, fd: int, first: memoryview, count: int, read_timeout: float
-    ) -> tuple[int, Relayed]:
-        """Send ``first``, then relay ``count`` bytes from the socket ``fd`` (each wait
-        within ``read_timeout``); how many of ``first`` were sent, and the relay's result.
-
-        Raises the client-side failure (``trio.BrokenResourceError``,
-        ``trio.TooSlowError``, :class:`SendStopped`); an upstream that stops short is
-        the caller's to read in the result."""
-        return await self.relay_soon(fd, first, count, read_timeout).wait()
-
-    def relay_soon(
-        self, fd: int, first: memoryview, count: int, read_timeout: float
-    ) -> _Result[tuple[int, Relayed]]:
-        """:meth:`relay` without waiting: its result, to await when it suits (``fd`` and
-        ``first`` must stay open and unchanged until then)."""
-        done: _Result[tuple[int, Relayed]] = self._owner.result()
-        self.ops.put(_Relay(fd, first, count, read_timeout, done))
-        return done
-
-    async def splice(self, source: Fetched, count: int) -> None:
-        """Have ``source``'s next ``count`` body bytes relayed (see ``read_member``)."""
-        await source.relay_through(self, count)
-
-    def abort(self) -> None:
-        """This member cannot be completed: the thread ends without sending more."""
-        self.ops.put(_ABORT)
-
-
 class SendThread:
     """One reply's send thread (see the module docstring).
 
@@ -310,10 +137,10 @@ class SendThread:
         )
         """The connections of members the thread fetches itself (needs ``pool``)."""
         self._lanes: list[Lane] = []
-        self._waiting: set[_Result[Any]] = set()
+        self._waiting: set[Result[Any]] = set()
         self._stopped = False
         self._returned = False
-        self._reports: deque[tuple[_Result[Any], Any, Exception | None]] = deque()
+        self._reports: deque[tuple[Result[Any], Any, Exception | None]] = deque()
         """Results handed by the thread, not delivered yet (see :meth:`_hand`)."""
         self._notified = False
         self.ended = trio.Event()
@@ -323,9 +150,9 @@ class SendThread:
 
     # -- the loop's side ------------------------------------------------------------------
 
-    def result(self) -> _Result[T]:
+    def result(self) -> Result[T]:
         """A result the thread will hand over (failed if the thread ends first)."""
-        result: _Result[T] = _Result()
+        result: Result[T] = Result()
         if self.ended.is_set():
             result.error = self._ended_error()
             result.done.set()
@@ -358,7 +185,7 @@ class SendThread:
 
     async def drained(self) -> None:
         """Wait until everything queued so far was sent (raises if the thread ended)."""
-        reached: _Result[bool] = self.result()
+        reached: Result[bool] = self.result()
         self._queue.put(reached)
         await reached.wait()
 
@@ -372,9 +199,9 @@ class SendThread:
             return
         self._stopped = True
         os.eventfd_write(self._stop_fd, 1)
-        self._queue.put(_STOP)
+        self._queue.put(STOP)
         for lane in self._lanes:
-            lane.ops.put(_STOP)
+            lane.ops.put(STOP)
 
     async def run(self) -> None:
         """Run the thread until it ends (a task of the reply's nursery); cancelled, it
@@ -385,7 +212,7 @@ class SendThread:
                 status = await trio.to_thread.run_sync(self._work, limiter=trio.CapacityLimiter(1))
                 self._returned = True
                 if status not in (RELAY_DONE, RELAY_STOPPED):
-                    self.failure = _send_failure(status)
+                    self.failure = send_failure(status)
                 nursery.cancel_scope.cancel()
         finally:
             self._returned = True
@@ -412,7 +239,7 @@ class SendThread:
             return self.failure
         return SendStopped("the reply's send thread has ended")
 
-    def _hand(self, result: _Result[T] | None, value: T | None, error: Exception | None) -> None:
+    def _hand(self, result: Result[T] | None, value: T | None, error: Exception | None) -> None:
         """Hand a result to the loop (from the thread), at the thread's next wait.
 
         Results wait in a deque until :meth:`_flush`, which the thread calls just before
@@ -457,7 +284,7 @@ class SendThread:
             if not self._ahead:
                 self._flush()
             item = self._ahead.popleft() if self._ahead else self._queue.get()
-            if item is _STOP:
+            if item is STOP:
                 return RELAY_STOPPED
             if isinstance(item, bytes):
                 pending += item
@@ -467,7 +294,7 @@ class SendThread:
             else:  # None (close) or a drain marker
                 status = self._write(pending)
                 pending.clear()
-                if status == RELAY_DONE and isinstance(item, _Result):
+                if status == RELAY_DONE and isinstance(item, Result):
                     self._hand(item, True, None)
                     continue
                 if item is None:
@@ -489,22 +316,22 @@ class SendThread:
         while sent < lane.total:
             self._flush()
             op = lane.ops.get()
-            if isinstance(op, _Data):
+            if isinstance(op, DataOp):
                 status = self._write(pending)
                 pending.clear()
                 if status == RELAY_DONE:
                     status = self._write(op.data)
                 if status != RELAY_DONE:
-                    self._hand(op.done, None, _send_failure(status))
+                    self._hand(op.done, None, send_failure(status))
                     return status
                 value = crc("crc32", op.data, value)
                 sent += len(op.data)
                 self._hand(op.done, True, None)
                 continue
-            if op is _ABORT:  # what comes before the member's data is still sent
+            if op is ABORT:  # what comes before the member's data is still sent
                 self._write(pending)
                 pending.clear()
-            if not isinstance(op, _Relay):  # _ABORT or _STOP
+            if not isinstance(op, RelayOp):  # ABORT or STOP
                 return RELAY_STOPPED
             first = op.first
             head = pending + first if pending else first
@@ -516,7 +343,7 @@ class SendThread:
                 # Nothing needs these bytes' CRC: moved without copying them.
                 status = self._write(head)
                 if status != RELAY_DONE:
-                    self._hand(op.done, None, _send_failure(status))
+                    self._hand(op.done, None, send_failure(status))
                     return status
                 moved = self._splice(op.fd, op.count, op.read_timeout)
             else:
@@ -551,13 +378,13 @@ class SendThread:
                     return RELAY_DONE
             sent += moved.sent
             if moved.status in (RELAY_SEND_ERROR, RELAY_SEND_TIMEOUT, RELAY_STOPPED):
-                self._hand(op.done, None, _send_failure(moved.status))
+                self._hand(op.done, None, send_failure(moved.status))
                 return moved.status
             self._hand(op.done, (len(first), moved), None)
         status = self._write(pending)  # (an empty member of a reply: nothing to relay)
         pending.clear()
         if status != RELAY_DONE:
-            self._hand(lane.ended, None, _send_failure(status))
+            self._hand(lane.ended, None, send_failure(status))
             return status
         if lane.expected is not None and value != lane.expected:
             self._hand(lane.ended, None, CrcMismatch(value))
@@ -567,7 +394,7 @@ class SendThread:
             if length:
                 status = self._write(lane.descriptor_with(value)[skip : skip + length])
                 if status != RELAY_DONE:
-                    self._hand(lane.ended, None, _send_failure(status))
+                    self._hand(lane.ended, None, send_failure(status))
                     return status
         self._hand(lane.ended, value, None)
         return RELAY_DONE
@@ -659,7 +486,7 @@ class SendThread:
             self._ahead.append(item)
             if isinstance(item, Lane) and item.fetch is not None:
                 unsent.append(item.fetch)
-            elif item is _STOP or item is None:
+            elif item is STOP or item is None:
                 return
 
     def _splice(self, source: int, count: int, read_timeout: float) -> Relayed:
