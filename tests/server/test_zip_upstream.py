@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from slipstream.zip.threadsend import FETCH_WINDOW
 from tests.helpers.raw_http import RawClient
 from tests.helpers.server import Served, StartServer
 from tests.helpers.upstream import Blob, Redirect, Status, Upstream
@@ -156,6 +157,31 @@ async def test_members_after_the_first_that_redirect_are_followed(
     path = await create(served, [first, moved, last])
     zipped = await fetch(served, path)
     assert list(read_zip(zipped.content).values()) == [b"first", b"real data", b"last"]
+
+
+async def test_many_members_with_odd_ones_among_them_give_the_whole_zip(
+    start_server: StartServer, upstream: Upstream
+) -> None:
+    # More members than a send thread is given at once (FETCH_WINDOW), among them some it
+    # gives up fetching itself, read on the general way: a redirect, a chunked answer, a
+    # body cut midway (read on from the byte it reached).
+    served = await zip_server(start_server, upstream, upstream.url("/ok/"))
+    contents = [member_bytes(n, 1000 + 37 * n) for n in range(2 * FETCH_WINDOW + 5)]
+    uris = []
+    for n, data in enumerate(contents):
+        name = f"m{n:03d}.bin"
+        if n == 10:
+            upstream.add(f"/ok/real/{name}", Blob(data))
+            uris.append(upstream.add(f"/ok/{name}", Redirect(upstream.url(f"/ok/real/{name}"))))
+        else:
+            odd = {20: {"chunked": True}, 40: {"drop_after": 700, "drop_count": 1}}
+            uris.append(upstream.add(f"/ok/{name}", Blob(data, **odd.get(n, {}))))
+    path = await create(served, uris)
+    zipped = await fetch(served, path)
+    assert zipped.status_code == 200
+    assert list(read_zip(zipped.content).values()) == contents  # (zipfile checks each CRC)
+    ranges = [r.header("range") for r in upstream.requests_for("/ok/m040.bin")]
+    assert ranges[-2:] == [f"bytes=0-{len(contents[40]) - 1}", f"bytes=700-{len(contents[40]) - 1}"]
 
 
 # --- header forwarding, as the upstream saw it --------------------------------------------
