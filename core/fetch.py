@@ -44,7 +44,7 @@ from .buffers import BufferPool
 from .fetched import BodySource, Fetched, FetchError, FetchKey, as_fetch_error, fetch_errors
 from .netpolicy import NetworkPolicy, Target, UrlRejected, parse_target
 from .upstream import ConnectionPool, exchange
-from .upstream_request import PlannedRequest, request_head
+from .upstream_request import PlannedRequest, RangeTemplate, request_head
 
 __all__ = [
     "BodySource",
@@ -240,6 +240,8 @@ class Fetcher:
         self.buffers = BufferPool(BODY_BUFFER, BODY_BUFFERS_KEPT)
         """Aligned buffers that callers read bodies into (:meth:`Fetched.readinto`)."""
         self._memo: dict[tuple[str, Callable[[Target], None] | None], Target] = {}
+        self._templates: dict[tuple[str, tuple[tuple[str, str], ...]], RangeTemplate | None] = {}
+        """Request templates of :meth:`plan_request` by (netloc, headers)."""
         """URLs whose :meth:`check` passed (with the ``check_url`` they passed)."""
         self._memo_policy = policy
         """The policy those verdicts were given under (a new one forgets them)."""
@@ -352,14 +354,18 @@ class Fetcher:
         headers: Sequence[tuple[str, str]] = (),
         *,
         check_url: Callable[[Target], None] | None = None,
+        byte_range: tuple[int, int] | None = None,
     ) -> PlannedRequest | None:
         """The bytes of ``GET url`` as :meth:`stream` would write them, and where to, for
         a caller that writes the request itself on a connection from :attr:`pool` (a
         zip reply's send thread); None unless it is a plain ``http://`` request of the
         common shape whose URL passes the checks (:meth:`stream` reports why not).
 
-        The headers are those :meth:`stream` sends; the URL is checked the same way, and
-        the connection's address is checked by the pool's guarded connector."""
+        The headers are those :meth:`stream` sends, with ``byte_range`` (first, last) as
+        a ``Range`` after them; the URL is checked the same way, and the connection's
+        address is checked by the pool's guarded connector.  With ``byte_range`` the
+        head is written from a :class:`RangeTemplate` kept per origin and header set (a
+        zip asks many objects of one origin with the same headers)."""
         if not self._pump:
             return None
         try:
@@ -369,13 +375,34 @@ class Fetcher:
         if target.scheme != "http":
             return None
         try:
-            path, lines = self._request_lines(target, self._headers_sent(headers))
+            if byte_range is None:
+                path, lines = self._request_lines(target, self._headers_sent(headers))
+                data = request_head("GET", path, lines)
+            else:
+                data = self._ranged_head(target, headers, *byte_range)
         except UnicodeEncodeError:
             return None
-        data = request_head("GET", path, lines)
         if data is None:
             return None
         return PlannedRequest(target.host, target.port, data, target.url, self._read_timeout)
+
+    def _ranged_head(
+        self, target: Target, headers: Sequence[tuple[str, str]], first: int, last: int
+    ) -> bytes | None:
+        netloc, _, path = target.url.split("://", 1)[1].partition("/")
+        key = (netloc, tuple(headers))
+        templates = self._templates
+        if key in templates:
+            template = templates[key]
+        else:
+            _, lines = self._request_lines(target, self._headers_sent(headers))
+            template = RangeTemplate.of(lines)
+            if len(templates) >= CHECKED_KEPT:
+                templates.clear()
+            templates[key] = template
+        if template is None:
+            return None
+        return template.head(b"/" + path.encode("ascii"), first, last)
 
     def _headers_sent(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """``headers`` with the fetcher's own (User-Agent, Accept-Encoding) unless given."""

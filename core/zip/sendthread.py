@@ -136,7 +136,8 @@ class SendThread:
             ThreadUpstreams(pool, self._stop_fd, self._flush) if pool is not None else None
         )
         """The connections of members the thread fetches itself (needs ``pool``)."""
-        self._lanes: list[Lane] = []
+        self._lanes: deque[Lane] = deque()
+        """The lanes queued and not ended (the thread ends them in order)."""
         self._waiting: set[Result[Any]] = set()
         self._stopped = False
         self._returned = False
@@ -178,8 +179,10 @@ class SendThread:
         ``fetch`` needs the thread built with a ``pool``."""
         assert fetch is None or self.upstreams is not None
         lane = Lane(self, total, descriptor, crc_at, descriptor_span, expected, fetch, on_fallback)
-        self._lanes = [held for held in self._lanes if not held.ended.done.is_set()]
-        self._lanes.append(lane)
+        lanes = self._lanes
+        while lanes and lanes[0].ended.done.is_set():
+            lanes.popleft()
+        lanes.append(lane)
         self._queue.put(lane)
         return lane
 

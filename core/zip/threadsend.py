@@ -260,9 +260,12 @@ class ThreadedSend:
         the plain kind, it is read the general way)."""
         source = self.source
         obj = source.objects[piece.index]
-        start, stop = piece.skip, piece.skip + piece.length - 1
-        headers = [*source.headers, ("Range", f"bytes={start}-{stop}")]
-        request = source.fetcher.plan_request(obj.uri, headers, check_url=source.check_url)
+        request = source.fetcher.plan_request(
+            obj.uri,
+            source.headers,
+            check_url=source.check_url,
+            byte_range=(piece.skip, piece.skip + piece.length - 1),
+        )
         if request is None:
             return False
         fetch = PlainFetch(request, obj, piece.skip, piece.length)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from slipstream.fetch import Fetcher
 from slipstream.upstream import request_head
+from slipstream.upstream_request import RangeTemplate
 from tests.core.test_fetch_pump import BODY, Script, chunked, fetch_all, head, serve
 from tests.helpers.fetch import OPEN
 
@@ -51,6 +52,30 @@ def test_the_request_template_writes_what_h11_writes(
         return
     event("written from the template")
     assert fast == h11_request(target, headers)
+
+
+@given(
+    TARGETS,
+    st.lists(st.tuples(NAMES, VALUES), max_size=5),
+    st.booleans(),
+    st.integers(0, 2**63),
+    st.integers(0, 2**63),
+)
+@settings(max_examples=500, deadline=None)
+def test_a_range_template_writes_what_request_head_writes(
+    target: bytes, fields: list[tuple[bytes, bytes]], host: bool, first: int, last: int
+) -> None:
+    headers = [(b"Host", b"h:1"), *fields] if host else fields
+    template = RangeTemplate.of(headers)
+    ranged = [*headers, (b"Range", b"bytes=%d-%d" % (first, last))]
+    if template is None:
+        event("no template")
+        assert request_head("GET", b"/", ranged) is None or any(
+            name.lower() == b"range" for name, _ in headers
+        )
+        return
+    event("from the template")
+    assert template.head(target, first, last) == request_head("GET", target, ranged)
 
 
 def test_the_request_template_leaves_unusual_requests_to_h11() -> None:

@@ -122,8 +122,8 @@ async def test_cancelling_a_threaded_reply_closes_every_member_it_handed_or_requ
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(sent, source.body(0, layout.total, background))
-                # The thread waits in member 1, with the requests of members 2 to 4
-                # written ahead (REQUESTS_AHEAD): then the reply is cancelled.
+                # The thread waits in member 1, with the requests of the members
+                # after it written ahead (REQUESTS_AHEAD): then the reply is cancelled.
                 while len(upstream.requests_for("/c4")) < 2:  # (the probe, then the read)
                     await trio.sleep(0.01)
                 nursery.cancel_scope.cancel()
