@@ -83,6 +83,11 @@ SEND_THREADS: Final = 16
 """Zip replies that may each have a send thread at once; the others are sent by the loop."""
 RELAY_BUFFER: Final = 1024 * 1024
 """The thread's relay buffer (one per send thread)."""
+FLUSH_BATCH: Final = 8
+"""Results the thread gathers before it wakes the loop ahead of a relay (it always does
+before it waits for the loop, the queue or a socket).  Measured on 1,000 members of 1 MiB
+(alternated runs): the loop's CPU fell from 0.28-0.30 to 0.14 s, (b) rose from 1,085 to
+1,373 MB/s; 4 gave 1,266, 16 the same as 8."""
 
 _SEND_GATES: trio.lowlevel.RunVar[trio.Semaphore] = trio.lowlevel.RunVar("zip_send_gates")
 
@@ -254,11 +259,11 @@ class SendThread:
         if result is not None:
             self._reports.append((result, value, error))
 
-    def _flush(self) -> None:
-        """Wake the loop to deliver the results handed, unless it has been since it last
-        took them (one wake-up for the results handed while it was busy: each costs both
-        threads a hand-over of the GIL)."""
-        if self._reports and not self._notified:
+    def _flush(self, at_least: int = 1) -> None:
+        """Wake the loop to deliver the results handed if there are ``at_least``, unless
+        it has been since it last took them (one wake-up for the results handed while it
+        was busy: each costs both threads a hand-over of the GIL)."""
+        if len(self._reports) >= at_least and not self._notified:
             self._notified = True
             self._token.run_sync_soon(self._deliver)
 
@@ -355,7 +360,7 @@ class SendThread:
                 if last and descriptor and lane.descriptor_span == (0, len(descriptor)):
                     trailer = bytearray(descriptor)
                 expected = lane.expected if last and lane.expected is not None else -1
-                self._flush()
+                self._flush(FLUSH_BATCH)
                 moved = relay(
                     op.fd,
                     self._fd,
@@ -434,7 +439,7 @@ class SendThread:
             descriptor = lane.descriptor
             if descriptor and lane.descriptor_span == (0, len(descriptor)):
                 trailer = bytearray(descriptor)
-            self._flush()
+            self._flush(FLUSH_BATCH)
             moved = relay(
                 fd,
                 self._fd,
