@@ -3,10 +3,11 @@
 Usage: ``_thread_floor_server.py UPSTREAM_PORT PORT``.  It answers ``GET
 /many/<count>/<prefix>`` with the same body as ``_relay_floor_server.py`` (each member
 ``/<prefix>NNNN.bin`` of nginx on 127.0.0.1:UPSTREAM_PORT framed by a 39-byte local
-header and a 16-byte descriptor with its CRC-32), made the way the design proposed after
-the design floor would make it: the event loop does nothing per member.  One worker
-thread (one ``trio.to_thread`` call for the whole reply) keeps the requests 4 ahead on 4
-keep-alive connections (member ``i`` on connection ``i % 4``), reads each answer's head,
+header and a 16-byte descriptor with its CRC-32), made the way slipstream's send thread
+makes it (``slipstream.zip.threadfetch``), with nothing else: the event loop does nothing
+per member.  One worker thread (one ``trio.to_thread`` call for the whole reply) keeps
+the requests 4 ahead on 4 keep-alive connections (member ``i`` on connection ``i % 4``;
+slipstream keeps 8, the same pace on a near upstream), reads each answer's head,
 and relays the member (header, body with its CRC-32, descriptor) with one
 :func:`slipstream.ext.relay` call; the connections get a 2 MiB receive buffer, as
 slipstream's zip fetcher gives near upstreams.  The design floor differs only in that
