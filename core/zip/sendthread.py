@@ -1,10 +1,9 @@
 """The send thread of a zip reply: one worker thread writes the reply's body to its client.
 
-Why a thread: a zip of many remote members costs the event loop a little work per member
-and the relay of each body a little more (``recv``, CRC-32, ``send``); done by the loop,
-the two alternate.  With a send thread they overlap: the loop queues the members ahead,
-and the thread sends them back to back, relaying each body with
-:func:`slipstream.ext.relay` (without the GIL in the compiled twin).
+Why a thread: done by the event loop, its work per member and the relay of each body
+(``recv``, CRC-32, ``send``) alternate.  With a send thread they overlap: the thread
+relays the members back to back with :func:`slipstream.ext.relay` (without the GIL in the
+compiled twin).
 
 What the loop queues (in order; the thread sends it in that order and nothing else):
 
@@ -21,10 +20,9 @@ What the loop queues (in order; the thread sends it in that order and nothing el
   the thread checks its CRC-32 against the expected one (the cached CRC, if any) and
   sends its data descriptor with it: the loop never waits for a member's end.
 
-Every result reaches the loop through the Trio token (``run_sync_soon``), at the thread's
-next wait, one wake-up for the results handed meanwhile; the thread never blocks on the
-loop.  The thread is the only writer of the client socket while it runs: the reply's head
-goes out before it starts, and the loop writes again only after it ended.
+Results reach the loop through the Trio token (``run_sync_soon``), in batches; the thread
+never blocks on the loop for them.  The thread is the only writer of the client socket
+while it runs (the reply's head goes out before it starts).
 
 Stopping: :meth:`SendThread.stop` (a failure elsewhere, or the reply's task cancelled)
 ends the thread at its next wait; its waits (``poll``) include a stop eventfd, and its
@@ -81,8 +79,7 @@ __all__ = [
 
 SEND_THREADS: Final = 16
 """Zip replies that may each have a send thread at once; the others are sent by the loop."""
-RELAY_BUFFER: Final = 1024 * 1024
-"""The thread's relay buffer (one per send thread)."""
+RELAY_BUFFER: Final = 1024 * 1024  # the thread's relay buffer (one per send thread)
 FLUSH_BATCH: Final = 8
 """Results the thread gathers before it wakes the loop ahead of a relay (it always does
 before it waits for the loop, the queue or a socket).  Measured on 1,000 members of 1 MiB
@@ -243,19 +240,13 @@ class SendThread:
             self.stop()
 
     def _ended_error(self) -> Exception:
-        if self.failure is not None:
-            return self.failure
-        return SendStopped("the reply's send thread has ended")
+        return self.failure or SendStopped("the reply's send thread has ended")
 
     def _hand(self, result: Result[T] | None, value: T | None, error: Exception | None) -> None:
-        """Hand a result to the loop (from the thread), at the thread's next wait.
-
-        Results wait in a deque until :meth:`_flush`, which the thread calls just before
-        it waits (in a relay without the GIL, or for the socket or the queue).  The
-        loop's work on them then runs while the thread relays, not between the thread's
-        short steps between two relays: each step that releases the GIL (a ``read``, a
-        ``write``) would let a woken loop take it, and the thread would wait for the
-        loop's whole turn."""
+        """Hand a result to the loop (from the thread) at its next :meth:`_flush`, just
+        before it waits: the loop's work on them then runs while the thread relays, not
+        between its short steps, each of which (a ``read``, a ``write``) would let a
+        woken loop take the GIL for its whole turn."""
         if result is not None:
             self._reports.append((result, value, error))
 
@@ -464,6 +455,7 @@ class SendThread:
             return status, -1, 0
         sent = len(first) + moved.sent
         if status != RELAY_DONE:  # the upstream stopped short: the rest the general way
+            upstreams.drop(fetch)
             self._hand(lane.fallback, sent, None)
             return RELAY_DONE, sent, value
         upstreams.done(fetch)

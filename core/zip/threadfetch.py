@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -91,8 +92,10 @@ class ThreadUpstreams:
         self._before_wait = before_wait
         """Called before the thread waits for the loop or the upstream."""
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
-        self._held: list[UpstreamConnection] = []
-        """Every connection taken, idle or not (all given back by :meth:`aclose`)."""
+        self._held: set[UpstreamConnection] = set()
+        """Every connection taken and not dropped, idle or not."""
+        self._dropped: deque[UpstreamConnection] = deque()
+        """Connections the thread will not use again, for the loop to close."""
         self.outstanding = 0
         """Requests written whose answers were not read yet."""
 
@@ -128,22 +131,37 @@ class ThreadUpstreams:
         fd = conn.socket.fileno()
         received = bytearray()
         head = self._read_head(fd, received, fetch.request.read_timeout)
-        if head is None or head.content_length != fetch.length:
+        if (
+            head is None
+            or head.content_length != fetch.length
+            or not plain_answer(head.status, head.headers, fetch.obj, fetch.offset, fetch.length)
+            or len(received) - head.end > fetch.length  # more than announced
+        ):
+            self.drop(fetch)
             return None
-        if not plain_answer(head.status, head.headers, fetch.obj, fetch.offset, fetch.length):
-            return None
-        first = memoryview(received)[head.end :]
-        if len(first) > fetch.length:
-            return None  # more than announced: never relayed, the connection never reused
         fetch._keep = keep_alive(head.headers)
-        return fd, first
+        return fd, memoryview(received)[head.end :]
 
     def done(self, fetch: PlainFetch) -> None:
         """``fetch``'s body was read to its end: its connection may serve another member
         (on keep-alive)."""
         conn, fetch._conn = fetch._conn, None
-        if conn is not None and fetch._keep:
-            self._idle.setdefault(conn.origin, []).append(conn)
+        if conn is not None:
+            if fetch._keep:
+                self._idle.setdefault(conn.origin, []).append(conn)
+            else:
+                self._drop(conn)
+
+    def drop(self, fetch: PlainFetch) -> None:
+        """``fetch``'s connection will not be used again (its answer was declined, or
+        stopped short): the loop closes it (:meth:`close_dropped`)."""
+        conn, fetch._conn = fetch._conn, None
+        if conn is not None:
+            self._drop(conn)
+
+    def _drop(self, conn: UpstreamConnection) -> None:
+        self._held.discard(conn)
+        self._dropped.append(conn)
 
     def _connection(self, origin: tuple[str, int]) -> UpstreamConnection | None:
         """An idle connection to ``origin`` with nothing unread on it, else a new one
@@ -153,14 +171,15 @@ class ThreadUpstreams:
             conn = idle.pop()
             poller = select.poll()
             poller.register(conn.socket.fileno(), select.POLLIN)
-            if not poller.poll(0):  # readable: closed by the upstream, or stray bytes
+            if not poller.poll(0):
                 return conn
+            self._drop(conn)  # readable: closed by the upstream, or stray bytes
         self._before_wait()
         try:
             conn, _reused = trio.from_thread.run(self._pool.acquire, *origin)
         except BaseException:  # refused, unreachable, the reply cancelled: declined
             return None
-        self._held.append(conn)
+        self._held.add(conn)
         return conn
 
     def _read_head(self, fd: int, received: bytearray, timeout: float) -> ResponseHead | None:
@@ -190,11 +209,23 @@ class ThreadUpstreams:
 
     # -- the event loop's side ------------------------------------------------------------
 
+    @property
+    def open_count(self) -> int:
+        """Connections taken and not closed yet."""
+        return len(self._held) + len(self._dropped)
+
+    async def close_dropped(self) -> None:
+        """Close the connections the thread dropped so far (while it runs: a reply whose
+        members are all declined holds no more than :data:`REQUESTS_AHEAD` open)."""
+        while self._dropped:
+            await self._dropped.popleft().aclose()
+
     async def aclose(self) -> None:
         """Give the idle connections back to the pool and close the others (once the
         thread has ended; shielded by the caller)."""
         idle = {id(conn) for conns in self._idle.values() for conn in conns[:MAX_IDLE]}
-        held, self._held, self._idle = self._held, [], {}
+        held, self._held, self._idle = self._held, set(), {}
+        await self.close_dropped()
         for conn in held:
             if id(conn) in idle:
                 await self._pool.release(conn)

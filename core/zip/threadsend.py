@@ -187,13 +187,14 @@ class ThreadedSend:
                     # Let its task queue the relay before the thread gets to the member.
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 elif item.kind == "data":
-                    if ahead is not None:
-                        await self._room()
-                        ahead.fill()
-                    elif await self._fetch_room() and self._fetch_soon(sender, item):
-                        continue
-                    self._start()
+                    if ahead is None:
+                        await self._fetch_room()
+                        if self._fetch_soon(sender, item):
+                            continue
+                        self._start()
                     await self._room()
+                    if ahead is not None:
+                        ahead.fill()
                     await self._open_and_hand(sender, item)
                 elif item.kind == "descriptor" and item.index in body._whole:
                     continue  # the send thread sends it, with the CRC-32 it computed
@@ -244,16 +245,15 @@ class ThreadedSend:
 
     # -- members the thread fetches itself ----------------------------------------------
 
-    async def _fetch_room(self) -> bool:
+    async def _fetch_room(self) -> None:
         """Collect the members the thread fetched that have ended, and the oldest while
-        :data:`FETCH_WINDOW` are queued; True (raising a failure of a member handed)."""
+        :data:`FETCH_WINDOW` are queued (raising a failure of a member handed)."""
         fetching = self.fetching
         while fetching and (len(fetching) >= FETCH_WINDOW or fetching[0][1].ended.done.is_set()):
             await self._collect(*fetching.popleft())
         failure = self.flights.failure
         if failure is not None:
             raise failure
-        return True
 
     def _fetch_soon(self, sender: SendThread, piece: Piece) -> bool:
         """Queue a member for the thread to fetch itself (False: its request is not of
@@ -299,6 +299,9 @@ class ThreadedSend:
                 self.nursery.start_soon(
                     self._finish, self.sender, lane, piece, reader, False, self.flights
                 )
+            upstreams = self.sender.upstreams
+            if upstreams is not None:  # (the connections of the answers given up on)
+                await upstreams.close_dropped()
 
     async def _collect(self, piece: Piece, lane: Lane) -> None:
         """Record the CRC-32 of a member the thread fetched, once it has ended; a failure

@@ -128,6 +128,9 @@ async def test_an_answer_that_is_not_the_member_is_declined_and_its_connection_c
         async with upstreams(f) as (ups, _):
             fetch = planned(f, url, len(BODY))
             assert await in_thread(partial(body_of, ups, fetch)) is None
+            assert ups.open_count == 1
+            await ups.close_dropped()  # (the loop does, while the thread runs)
+            assert ups.open_count == 0
         assert f.pool.idle_count() == 0  # closed, not given back
         assert await fetch_all(f, url) == (200, b"abc")  # on a new connection
     assert upstream.connections == 2
