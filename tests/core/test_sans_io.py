@@ -42,6 +42,7 @@ IO_MODULES = {
     "slipstream.zip.stream",
     "slipstream.zip.threadfetch",
     "slipstream.zip.threadio",
+    "slipstream.zip.threadlane",
     "slipstream.zip.threadsend",
 }
 """Modules that do I/O with Trio (or httpx) and so may import it."""
