@@ -236,6 +236,10 @@ class Upstream:
         self.responding = 0
         """Requests whose reply is being sent now (back to 0 once every reply has ended:
         sent, or its connection closed by the client)."""
+        self.open_now = 0
+        """TCP connections open now."""
+        self.most_open = 0
+        """The most connections open at once since start (or the last :meth:`reset`)."""
         self._resources: dict[str, Resource] = {}
 
     # --- set-up and observation ---------------------------------------------------------
@@ -265,6 +269,7 @@ class Upstream:
     def reset(self) -> None:
         """Forget the recorded connections and requests (resources stay)."""
         self.connections = 0
+        self.most_open = self.open_now
         self.requests.clear()
 
     # --- serving -------------------------------------------------------------------------
@@ -283,6 +288,14 @@ class Upstream:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            await self._serve(stream)
+        finally:
+            self.open_now -= 1
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
         port = int(stream.socket.getpeername()[1])
         conn = h11.Connection(h11.SERVER)
         try:

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from slipstream.zip.threadfetch import REQUESTS_AHEAD
 from slipstream.zip.threadsend import FETCH_WINDOW
 from tests.helpers.raw_http import RawClient
 from tests.helpers.server import Served, StartServer
@@ -182,6 +183,26 @@ async def test_many_members_with_odd_ones_among_them_give_the_whole_zip(
     assert list(read_zip(zipped.content).values()) == contents  # (zipfile checks each CRC)
     ranges = [r.header("range") for r in upstream.requests_for("/ok/m040.bin")]
     assert ranges[-2:] == [f"bytes=0-{len(contents[40]) - 1}", f"bytes=700-{len(contents[40]) - 1}"]
+
+
+async def test_members_the_send_thread_gives_up_on_do_not_pile_up_connections(
+    start_server: StartServer, upstream: Upstream
+) -> None:
+    # Every member redirects: the send thread gives each up and it is read the general
+    # way; the connection of each answer given up is closed as the reply goes, not held
+    # until it ends (then there would be one per member).
+    served = await zip_server(start_server, upstream, upstream.url("/ok/"))
+    count = 6 * REQUESTS_AHEAD
+    uris = []
+    for n in range(count):
+        upstream.add(f"/ok/real/{n}.bin", Blob(member_bytes(n, 2000)))
+        uris.append(upstream.add(f"/ok/{n}.bin", Redirect(upstream.url(f"/ok/real/{n}.bin"))))
+    path = await create(served, uris)
+    upstream.reset()
+    zipped = await fetch(served, path)
+    assert list(read_zip(zipped.content).values()) == [member_bytes(n, 2000) for n in range(count)]
+    # REQUESTS_AHEAD written ahead, the pool's idle ones, the general read and its redirect.
+    assert upstream.most_open <= 3 * REQUESTS_AHEAD, upstream.most_open
 
 
 # --- header forwarding, as the upstream saw it --------------------------------------------
